@@ -1,0 +1,138 @@
+"""TensorBoard event files without TensorFlow: written with tensorboardX, read
+back with the `tensorboard` package's own EventAccumulator.
+
+    with SummaryWriter(os.path.join(workdir, "tensorboard")) as writer:
+      writer.write_scalars(step, {"test/elbo": -95.3, "val/elbo": None})
+      writer.write_images(step, {"reconstructions": grid})   # [H, W] in [0, 1]
+
+    read_scalars(logdir)    # {"test/elbo": [(step, -95.3)]}
+
+`clu.metric_writers` would do the same but imports TensorFlow; tensorboardX
+writes the same event-file format with protobuf alone. Reading needs the
+`tensorboard` package (the `test` extra), imported only when a reader is
+called.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Mapping, Optional, Union
+
+import numpy as np
+import tensorboardX
+
+__all__ = ["SummaryWriter", "read_image_tags", "read_images", "read_scalars"]
+
+Scalar = Union[float, int, np.floating, np.integer]
+
+
+class SummaryWriter:
+  """Scalars and images of a run, as TensorBoard event files in `logdir`.
+
+  A thin wrapper of `tensorboardX.SummaryWriter` with dict-at-a-step methods;
+  usable as a context manager (closes on exit).
+  """
+
+  def __init__(self, logdir: str, flush_secs: int = 30):
+    self.logdir = logdir
+    self._writer = tensorboardX.SummaryWriter(logdir=logdir,
+                                              flush_secs=flush_secs)
+
+  def write_scalars(self, step: int,
+                    scalars: Mapping[str, Optional[Scalar]]) -> None:
+    """One scalar event per tag at `step`; None values are skipped.
+
+    Values are stored as float32 (TensorBoard's simple_value); NaN and ±inf
+    are written as they are, so a diverging run shows.
+    """
+    for tag, value in scalars.items():
+      if value is None:
+        continue
+      self._writer.add_scalar(tag, float(value), global_step=int(step))
+
+  def write_images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
+    """One image event per tag at `step`.
+
+    Args:
+      step: the global step.
+      images: tag → float `[H, W]`, `[H, W, 1]` or `[H, W, 3]` with values
+        in [0, 1] (clipped), e.g. `visualize.images_for_tensorboard(...)`.
+        Stored as 8-bit PNG, value v → round(255·v).
+    """
+    for tag, image in images.items():
+      self._writer.add_image(tag, _to_uint8(image), global_step=int(step),
+                             dataformats="HWC")
+
+  def flush(self) -> None:
+    self._writer.flush()
+
+  def close(self) -> None:
+    self._writer.close()
+
+  def __enter__(self) -> "SummaryWriter":
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self.close()
+
+
+def read_scalars(logdir: str) -> dict[str, list[tuple[int, float]]]:
+  """Every scalar in the event files of `logdir`: {tag: [(step, value), ...]}.
+
+  Values come back as float32 rounded, as TensorBoard stores them.
+  """
+  accumulator = _load(logdir)
+  return {
+      tag: [(int(e.step), float(e.value)) for e in accumulator.Scalars(tag)]
+      for tag in accumulator.Tags()["scalars"]
+  }
+
+
+def read_image_tags(logdir: str) -> list[str]:
+  """The tags of the images in the event files of `logdir`, sorted."""
+  return sorted(_load(logdir).Tags()["images"])
+
+
+def read_images(logdir: str) -> dict[str, list[tuple[int, np.ndarray]]]:
+  """Every image of `logdir`, decoded: {tag: [(step, uint8 [H, W, C]), ...]}.
+
+  Greyscale images come back as RGB with three equal channels (tensorboardX
+  stores them so).
+  """
+  # Pillow comes with matplotlib.
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  accumulator = _load(logdir)
+  result = {}
+  for tag in accumulator.Tags()["images"]:
+    result[tag] = [
+        (int(e.step),
+         np.asarray(Image.open(io.BytesIO(e.encoded_image_string))))
+        for e in accumulator.Images(tag)
+    ]
+  return result
+
+
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+  image = np.asarray(image, dtype=np.float32)
+  if image.ndim == 2:
+    image = image[..., None]
+  if image.ndim != 3 or image.shape[-1] not in (1, 3):
+    raise ValueError(
+        f"an image must be [H, W], [H, W, 1] or [H, W, 3], got {image.shape}")
+  return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def _load(logdir: str):
+  try:
+    # pylint: disable-next=g-import-not-at-top
+    from tensorboard.backend.event_processing import event_accumulator
+  except ImportError as e:
+    raise ImportError(
+        "reading event files needs the `tensorboard` package: "
+        "pip install tensorboard (or this project's `test` extra)") from e
+  accumulator = event_accumulator.EventAccumulator(
+      logdir, size_guidance={event_accumulator.SCALARS: 0,
+                             event_accumulator.IMAGES: 0})
+  accumulator.Reload()
+  return accumulator
