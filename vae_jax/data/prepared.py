@@ -1,63 +1,170 @@
-"""The run's data as flat arrays on the device, ready for compiled code.
+"""The run's data, preprocessed and placed for compiled code.
 
-Training images stay uint8 (binarised inside the compiled step when dynamic);
-evaluation splits are binarised once with a seed fixed for all runs, so every
-run is scored on the same binary images.
+Preprocessing, chosen by the config and recorded by `describe()`:
+
+  * pixel scaling by the dataset's own range: x / pixel_max, where
+    pixel_max = 255, or 1 for data that is already binary (binarized_mnist),
+    which is used as is and never re-binarised;
+  * binarisation of the training split: "dynamic" (a fresh Bernoulli draw for
+    every batch, from the run's key and the step, inside the compiled step),
+    "static" (once, with a fixed seed), or "none" (continuous likelihoods);
+    evaluation splits are binarised once with a seed fixed for all runs, so
+    every run is scored on the same binary images;
+  * layout: "flat" `[N, H·W·C]` for MLPs, or "image" `[N, H, W, C]`.
+
+Input path: the training split is placed on the device once as uint8
+(`train`), and shuffling, batching and binarisation happen inside the
+compiled chunk (`training.train_chunk`); or, with `streaming`, it stays on the
+host and `stream_chunks` feeds `training.train_chunk_streamed` from a
+prefetching thread.
 """
 
 from __future__ import annotations
 
+from typing import Optional, Sequence
+
+import chex
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from vae_jax import config as config_lib
 from vae_jax.data import datasets
 from vae_jax.data import pipeline
+from vae_jax.data import streaming
 from vae_jax.errors import ConfigError
 
-__all__ = ["PreparedData", "prepare_data"]
+__all__ = ["PreparedData", "prepare_data", "LAYOUTS"]
+
+LAYOUTS = ("flat", "image")
 
 
 class PreparedData:
-  """The run's splits as flat arrays on the device, ready for compiled code."""
+  """The run's splits, preprocessed, ready for compiled code.
+
+  Attributes:
+    train: uint8 training images, `[N, D]` (flat) or `[N, H, W, C]` (image);
+      on the device, or on the host (numpy) when `streaming`.
+    test, validation: float32 in [0, 1] on the device (validation: or None).
+    pixel_max: the training images / pixel_max lie in [0, 1].
+    dynamic_binarization: whether the compiled step draws the binary batch.
+  """
 
   def __init__(self, dataset: datasets.ImageDataset,
                config: config_lib.TrainConfig):
     self.dataset = dataset
     self.image_shape = dataset.image_shape
-    train = pipeline.flatten(dataset.train.images)
+    self.binarization = config.binarization
+    self.layout = config.image_layout
+    self.streaming = config.streaming
+    if self.layout not in LAYOUTS:
+      raise ConfigError(f"--image_layout={self.layout!r} is invalid: choose "
+                        f"one of {list(LAYOUTS)}")
+    train = self._layout(dataset.train.images)
     pixel_max = dataset.pixel_max
-    if config.binarization == "static" and pixel_max > 1:
+    if config.binarization == "static" and not dataset.already_binary:
       train = pipeline.binarize_once(train, pixel_max,
-                                     seed=pipeline.TEST_BINARIZATION_SEED + 1)
+                                     seed=pipeline.TRAIN_BINARIZATION_SEED)
       pixel_max = 1
     self.dynamic_binarization = (config.binarization == "dynamic"
-                                 and dataset.pixel_max > 1)
+                                 and not dataset.already_binary)
     self.pixel_max = pixel_max
-    self.train = jax.device_put(train)  # uint8 [N, data_dim]
-    self.test = self._eval_split(dataset.test, dataset.pixel_max, config)
+    # uint8 [N, D] or [N, H, W, C]: on the device once, or on the host.
+    self.train = train if self.streaming else jax.device_put(train)
+    self.test = self._eval_split(dataset.test, dataset.pixel_max)
     self.validation = (None if dataset.validation is None else
-                       self._eval_split(dataset.validation, dataset.pixel_max,
-                                        config))
+                       self._eval_split(dataset.validation, dataset.pixel_max))
 
-  @staticmethod
-  def _eval_split(split, pixel_max, config):
-    x = pipeline.flatten(split.images)
-    if config.binarization != "none" and pixel_max > 1:
+  def _layout(self, images: np.ndarray) -> np.ndarray:
+    return pipeline.flatten(images) if self.layout == "flat" else images
+
+  def _eval_split(self, split: datasets.Split, pixel_max: int) -> chex.Array:
+    x = split.images
+    if self.binarization != "none" and pixel_max > 1:
       # Evaluation data are binarised once, with a seed fixed for all runs.
       x = pipeline.binarize_once(x, pixel_max)
       pixel_max = 1
-    return jax.device_put(np.asarray(x, np.float32) / pixel_max)
+    return jax.device_put(self._layout(np.asarray(x, np.float32) / pixel_max))
 
   @property
   def data_dim(self) -> int:
-    return int(self.train.shape[1])
+    return int(np.prod(self.image_shape))
+
+  @property
+  def num_train(self) -> int:
+    return int(self.train.shape[0])
+
+  def train_spec(self, num_steps: int, batch_size: int):
+    """What a compiled chunk of `num_steps` steps takes as its data argument.
+
+    On-device path: the training split itself. Streaming path: the shape of
+    one streamed chunk, uint8 `[num_steps, batch_size, ...]`. Use with
+    `jax.jit(...).lower(state, data.train_spec(n, B), hparams)`.
+    """
+    if not self.streaming:
+      return self.train
+    return jax.ShapeDtypeStruct((num_steps, batch_size, *self.train.shape[1:]),
+                                jnp.uint8)
+
+  def stream_chunks(self, rng: chex.PRNGKey, batch_size: int,
+                    chunk_lengths: Sequence[int], first_epoch: int = 0,
+                    num_epochs: int = 1, prefetch: int = 2,
+                    first_chunk: int = 0) -> streaming.Prefetcher:
+    """The streamed chunks of epochs first_epoch.., in training order.
+
+    Args:
+      rng: the run's root training key, `TrainState.rng` (taken before the
+        first donated chunk).
+      chunk_lengths: the steps of each chunk of an epoch (the trainer's
+        chunking), summing to N // batch_size.
+      first_chunk: the chunk of `first_epoch` to start at (resume inside an
+        epoch).
+
+    Returns:
+      An iterator of uint8 device arrays `[n, batch_size, ...]`, one per
+      chunk; `close()` it when stopping early.
+    """
+    host = np.asarray(self.train)
+    return streaming.stream_chunks(host, rng, batch_size, chunk_lengths,
+                                   first_epoch, num_epochs, prefetch,
+                                   first_chunk=first_chunk)
+
+  def describe(self) -> dict:
+    """The resolved source and preprocessing, for logs and config.json."""
+    d = self.dataset
+    if d.already_binary:
+      binarization = "none (already binary: used as is)"
+    else:
+      binarization = self.binarization
+    return {
+        "dataset": d.name,
+        "source": d.source,
+        "source_kind": d.source_kind,
+        "splits": {"train": d.splits[0], "test": d.splits[1],
+                   "validation": (f"last {len(d.validation)} of train"
+                                  if d.validation is not None else None)},
+        "num_examples": {"train": len(d.train), "test": len(d.test),
+                         "validation": (len(d.validation)
+                                        if d.validation is not None else 0)},
+        "image_shape": list(d.image_shape),
+        "pixel_max": d.pixel_max,
+        "already_binary": d.already_binary,
+        "binarization": binarization,
+        "eval_binarization": (
+            f"static, seed {pipeline.TEST_BINARIZATION_SEED}"
+            if self.binarization != "none" and not d.already_binary else
+            "none"),
+        "layout": self.layout,
+        "input_path": "streaming" if self.streaming else "on_device",
+    }
 
 
 def prepare_data(config: config_lib.TrainConfig) -> PreparedData:
   """Loads and checks the data of `config`; raises DataError/ConfigError."""
-  dataset = datasets.load_dataset(config.dataset, config.data_dir,
-                                  config.validation_size)
+  dataset = datasets.load_dataset(
+      config.dataset, config.data_dir, config.validation_size,
+      train_split=config.train_split,
+      test_split=config.test_split)
   if config.batch_size > len(dataset.train):
     raise ConfigError(
         f"--batch_size={config.batch_size} is invalid: the training split has "
