@@ -33,6 +33,11 @@ class TrainConfig:
   data_dir: Optional[str] = None
   binarization: str = "dynamic"  # dynamic | static | none
   validation_size: int = 0  # examples carved from the end of train
+  # Data (datasets issue)
+  train_split: str = "train"  # the source's split names (TFDS slicing works)
+  test_split: str = "test"
+  image_layout: str = "flat"  # flat [N, H·W·C] for MLPs | image [N, H, W, C]
+  streaming: bool = False  # host-side prefetching iterator, not on-device data
   # Model: 784-500-20 MLP, ReLU, Bernoulli decoder (the Flax example's).
   latent_dim: int = 20
   hidden_dims: Tuple[int, ...] = (500,)
@@ -49,6 +54,10 @@ class TrainConfig:
   learning_rate: float = 1e-3
   lr_schedule: str = "constant"
   lr_warmup_epochs: float = 0.0
+  # Length of the cosine/exponential decay in epochs; 0 = --epochs. Set it to
+  # extend a run later (a larger --epochs on resume) without changing the
+  # learning rates of the steps already taken.
+  lr_schedule_epochs: float = 0.0
   grad_clip_norm: float = 0.0  # 0 turns clipping off
   batch_size: int = 128
   epochs: int = 10
@@ -58,6 +67,9 @@ class TrainConfig:
   eval_batch_size: int = 1000
   eval_num_samples: int = 1
   seed: int = 0
+  # Run directory.
+  keep_checkpoints: int = 2  # latest chunk-boundary checkpoints kept
+  preset: str = ""  # the --preset whose defaults the run started from
 
 
 def validate(config: TrainConfig) -> TrainConfig:
@@ -89,6 +101,14 @@ def validate(config: TrainConfig) -> TrainConfig:
        "binarisation, or --likelihood=gaussian")
   need(c.validation_size >= 0, "validation_size", c.validation_size,
        "it must be >= 0")
+  # Data (datasets issue)
+  need(bool(c.train_split), "train_split", c.train_split, "name a split, e.g. train")
+  need(bool(c.test_split), "test_split", c.test_split, "name a split, e.g. test")
+  need(c.image_layout == "flat", "image_layout", c.image_layout,
+       "the MLP VAE needs --image_layout=flat (image is for conv nets)")
+  need(not (c.streaming and c.steps_per_chunk == 0), "steps_per_chunk",
+       c.steps_per_chunk, "--streaming sends the data a chunk of steps at a "
+       "time: set --steps_per_chunk, e.g. 50")
   need(c.num_samples >= 1, "num_samples", c.num_samples, "it must be >= 1")
   need(c.eval_num_samples >= 1, "eval_num_samples", c.eval_num_samples,
        "it must be >= 1")
@@ -104,6 +124,8 @@ def validate(config: TrainConfig) -> TrainConfig:
        f"choose one of {list(LR_SCHEDULES)}")
   need(c.lr_warmup_epochs >= 0, "lr_warmup_epochs", c.lr_warmup_epochs,
        "it must be >= 0")
+  need(c.lr_schedule_epochs >= 0, "lr_schedule_epochs", c.lr_schedule_epochs,
+       "it must be >= 0 (0 = the schedule spans --epochs)")
   need(c.grad_clip_norm >= 0, "grad_clip_norm", c.grad_clip_norm,
        "it must be >= 0 (0 turns clipping off)")
   need(c.batch_size >= 1, "batch_size", c.batch_size, "it must be >= 1")
@@ -118,6 +140,8 @@ def validate(config: TrainConfig) -> TrainConfig:
   need(c.eval_batch_size >= 1, "eval_batch_size", c.eval_batch_size,
        "it must be >= 1")
   need(c.seed >= 0, "seed", c.seed, "it must be >= 0")
+  need(c.keep_checkpoints >= 1, "keep_checkpoints", c.keep_checkpoints,
+       "it must be >= 1")
   return config
 
 

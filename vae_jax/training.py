@@ -34,7 +34,7 @@ from vae_jax.model import VAEModel
 __all__ = [
     "Hyperparams", "TrainState", "StepMetrics", "StepConfig", "EvalResult",
     "make_optimizer", "make_lr_schedule", "init_train_state", "train_step",
-    "train_chunk", "evaluate",
+    "train_chunk", "train_chunk_streamed", "evaluate",
 ]
 
 
@@ -164,8 +164,7 @@ def train_step(model: VAEModel, optimizer: optax.GradientTransformation,
 
 def _data_keys(state: TrainState) -> tuple[chex.PRNGKey, chex.PRNGKey]:
   """(shuffle key, binarisation key): streams apart from the steps' z draws."""
-  keys = jax.random.split(state.rng, 3)
-  return keys[1], keys[2]
+  return pipeline.data_keys(state.rng)
 
 
 def train_chunk(model: VAEModel, optimizer: optax.GradientTransformation,
@@ -194,16 +193,37 @@ def train_chunk(model: VAEModel, optimizer: optax.GradientTransformation,
   first = state.step % steps_per_epoch
 
   def body(state, i):
-    idx = pipeline.batch_indices(permutation, first + i, batch_size)
-    raw = images[idx]
-    if binarize:
-      batch = pipeline.binarize(jax.random.fold_in(binarize_key, state.step),
-                                raw, pixel_max)
-    else:
-      batch = pipeline.to_unit_interval(raw, pixel_max)
+    raw = images[pipeline.batch_indices(permutation, first + i, batch_size)]
+    batch = pipeline.finish_batch(raw, binarize_key, state.step, binarize,
+                                  pixel_max)
     return train_step(model, optimizer, config, state, batch, hparams)
 
   state, metrics = jax.lax.scan(body, state, jnp.arange(num_steps))
+  return state, jax.tree_util.tree_map(jnp.mean, metrics)
+
+
+def train_chunk_streamed(model: VAEModel, optimizer: optax.GradientTransformation,
+                         config: StepConfig, num_steps: int, batch_size: int,
+                         binarize: bool, pixel_max: int, state: TrainState,
+                         batches: chex.Array, hparams: Hyperparams
+                         ) -> tuple[TrainState, StepMetrics]:
+  """`train_chunk` for the streaming path: the chunk's batches come in.
+
+  Same arguments and results as `train_chunk`, except that `batches` is the
+  chunk's uint8 pixels `[num_steps, batch_size, data_dim]`, gathered on the
+  host by `vae_jax.data.streaming` in the order `train_chunk` would gather
+  them; binarisation happens here with the same per-step key, so both paths
+  train on bit-identical batches.
+  """
+  chex.assert_shape(batches, (num_steps, batch_size, None))
+  _, binarize_key = _data_keys(state)
+
+  def body(state, raw):
+    batch = pipeline.finish_batch(raw, binarize_key, state.step, binarize,
+                                  pixel_max)
+    return train_step(model, optimizer, config, state, batch, hparams)
+
+  state, metrics = jax.lax.scan(body, state, batches)
   return state, jax.tree_util.tree_map(jnp.mean, metrics)
 
 

@@ -1,0 +1,220 @@
+"""Shared fixtures: small synthetic datasets in the MNIST IDX layout.
+
+Nothing here touches the network or the installed Fashion-MNIST: every test
+that needs image data gets a directory of IDX files written by
+`vae_jax.data.idx.write_idx` into pytest's temporary directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+import pathlib
+from typing import Callable
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vae_jax import distributions
+from vae_jax.data.idx import write_idx
+from vae_jax.model import VAEModel
+
+# The repository root (the directory that holds vae_jax/ and experiments/).
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+IMAGE_SIZE = 28
+NUM_CLASSES = 4
+
+TRAIN_IMAGES = "train-images-idx3-ubyte"
+TRAIN_LABELS = "train-labels-idx1-ubyte"
+TEST_IMAGES = "t10k-images-idx3-ubyte"
+TEST_LABELS = "t10k-labels-idx1-ubyte"
+
+
+def synthetic_images(num: int, rng: np.random.Generator,
+                     size: int = IMAGE_SIZE) -> tuple[np.ndarray, np.ndarray]:
+  """uint8 images `[num, size, size]` of four shapes at random offsets, labels.
+
+  Class 0: a horizontal bar; 1: a vertical bar; 2: a filled square;
+  3: a cross. A dark background, bright strokes with a little pixel noise:
+  a dataset a VAE can learn a lot about in a few hundred steps.
+  """
+  labels = rng.integers(0, NUM_CLASSES, size=num).astype(np.uint8)
+  images = np.zeros((num, size, size), np.float32)
+  centre = size // 2
+  for n, label in enumerate(labels):
+    dy, dx = rng.integers(-4, 5, size=2)
+    cy, cx = centre + dy, centre + dx
+    if label == 0:
+      images[n, cy - 2:cy + 2, 4:size - 4] = 1.0
+    elif label == 1:
+      images[n, 4:size - 4, cx - 2:cx + 2] = 1.0
+    elif label == 2:
+      images[n, cy - 6:cy + 6, cx - 6:cx + 6] = 1.0
+    else:
+      images[n, cy - 1:cy + 2, cx - 8:cx + 8] = 1.0
+      images[n, cy - 8:cy + 8, cx - 1:cx + 2] = 1.0
+  noise = rng.uniform(0.0, 0.15, size=images.shape)
+  intensity = rng.uniform(0.8, 1.0, size=(num, 1, 1))
+  pixels = np.clip(images * intensity + noise * (1.0 - images), 0.0, 1.0)
+  return np.round(pixels * 255).astype(np.uint8), labels
+
+
+def write_idx_directory(directory: os.PathLike, num_train: int, num_test: int,
+                        seed: int = 0, compress: bool = True) -> str:
+  """Writes train-/t10k- images and labels (IDX, `.gz` if `compress`)."""
+  directory = pathlib.Path(directory)
+  directory.mkdir(parents=True, exist_ok=True)
+  rng = np.random.default_rng(seed)
+  suffix = ".gz" if compress else ""
+  for (images_name, labels_name), num in (
+      ((TRAIN_IMAGES, TRAIN_LABELS), num_train),
+      ((TEST_IMAGES, TEST_LABELS), num_test)):
+    images, labels = synthetic_images(num, rng)
+    write_idx(str(directory / (images_name + suffix)), images)
+    write_idx(str(directory / (labels_name + suffix)), labels)
+  return str(directory)
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> pathlib.Path:
+  return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def idx_data_dir(tmp_path_factory) -> str:
+  """512 train / 256 test 28×28 uint8 images with labels, gzip-compressed."""
+  return write_idx_directory(tmp_path_factory.mktemp("idx_data"),
+                             num_train=512, num_test=256, seed=0)
+
+
+@pytest.fixture
+def make_idx_dir(tmp_path) -> Callable[..., str]:
+  """A factory: make_idx_dir(name, num_train, num_test, compress=True) → dir."""
+
+  def make(name: str = "data", num_train: int = 16, num_test: int = 8,
+           compress: bool = True, seed: int = 0) -> str:
+    return write_idx_directory(tmp_path / name, num_train, num_test, seed=seed,
+                               compress=compress)
+
+  return make
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LinearGaussian:
+  """p(z) = N(0, I_D), p(x|z) = N(W z + b, σ² I_P), W = Q diag(s) with QᵀQ = I.
+
+  WᵀW = diag(s²), so the true posterior is the diagonal Gaussian
+      p(z|x) = N(Σ Wᵀ(x − b)/σ², Σ),  Σ = (I + WᵀW/σ²)⁻¹,
+  and log p(x) = log N(x; b, W Wᵀ + σ² I). Reference values are float64
+  numpy; the models run in float32 like the project's code.
+  """
+
+  weight: np.ndarray  # W, float64 [P, D]
+  bias: np.ndarray  # b, float64 [P]
+  variance: float  # σ²
+
+  @property
+  def data_dim(self) -> int:
+    return self.weight.shape[0]
+
+  @property
+  def latent_dim(self) -> int:
+    return self.weight.shape[1]
+
+  def sample_x(self, rng: np.random.Generator, num: int) -> np.ndarray:
+    z = rng.normal(size=(num, self.latent_dim))
+    noise = rng.normal(size=(num, self.data_dim)) * math.sqrt(self.variance)
+    return z @ self.weight.T + self.bias + noise
+
+  def posterior(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, logvar) of p(z|x), float64, `[..., D]`."""
+    scales_sq = np.sum(self.weight ** 2, axis=0)  # diag WᵀW = s²
+    var = 1.0 / (1.0 + scales_sq / self.variance)
+    mean = var * ((np.asarray(x) - self.bias) @ self.weight) / self.variance
+    return mean, np.broadcast_to(np.log(var), mean.shape)
+
+  def log_marginal(self, x: np.ndarray) -> np.ndarray:
+    """log p(x) = log N(x; b, W Wᵀ + σ² I) in float64, `[...]`."""
+    cov = self.weight @ self.weight.T + self.variance * np.eye(self.data_dim)
+    _, logdet = np.linalg.slogdet(cov)
+    r = np.asarray(x, np.float64) - self.bias
+    flat = r.reshape(-1, self.data_dim)
+    maha = np.sum(flat * np.linalg.solve(cov, flat.T).T, axis=-1)
+    maha = maha.reshape(r.shape[:-1])
+    return -0.5 * (self.data_dim * math.log(2 * math.pi) + logdet + maha)
+
+  def expected_log_likelihood(self, x, mean, logvar) -> np.ndarray:
+    """E_q[log p(x|z)] for q = N(mean, diag exp(logvar)), in closed form.
+
+    E‖x − b − W z‖² = ‖x − b − W m‖² + tr(WᵀW diag v) = ‖r − W m‖² + Σ s² v.
+    """
+    mean, var = np.asarray(mean, np.float64), np.exp(np.asarray(logvar,
+                                                                np.float64))
+    r = np.asarray(x, np.float64) - self.bias
+    residual = r - mean @ self.weight.T
+    scales_sq = np.sum(self.weight ** 2, axis=0)
+    sq = np.sum(residual ** 2, axis=-1) + np.sum(scales_sq * var, axis=-1)
+    return (-0.5 * self.data_dim * math.log(2 * math.pi * self.variance)
+            - 0.5 * sq / self.variance)
+
+  def log_likelihood_np(self, x, z) -> np.ndarray:
+    """log p(x|z) in float64 for z `[..., D]`."""
+    mean = np.asarray(z, np.float64) @ self.weight.T + self.bias
+    return np.sum(-0.5 * math.log(2 * math.pi * self.variance)
+                  - 0.5 * (np.asarray(x, np.float64) - mean) ** 2
+                  / self.variance, axis=-1)
+
+  def _decode(self, params, z):
+    del params
+    weight = jnp.asarray(self.weight, jnp.float32)
+    return z @ weight.T + jnp.asarray(self.bias, jnp.float32)
+
+  def _likelihood(self):
+    return functools.partial(distributions.gaussian_log_likelihood,
+                             variance=self.variance)
+
+  def model(self) -> VAEModel:
+    """The VAE whose q is given directly: params = {"mean", "logvar"}, `[D]`."""
+    return VAEModel(
+        encode=lambda params, x: (params["mean"], params["logvar"]),
+        decode=self._decode,
+        log_likelihood=self._likelihood(),
+        mean_of_output=lambda output: output,
+        init=None,
+        latent_dim=self.latent_dim)
+
+  def exact_posterior_model(self) -> VAEModel:
+    """The VAE whose encoder returns the true posterior p(z|x) for every x."""
+    weight = jnp.asarray(self.weight, jnp.float32)
+    bias = jnp.asarray(self.bias, jnp.float32)
+    var = 1.0 / (1.0 + jnp.sum(weight ** 2, axis=0) / self.variance)
+
+    def encode(params, x):
+      del params
+      mean = var * ((x - bias) @ weight) / self.variance
+      return mean, jnp.broadcast_to(jnp.log(var), mean.shape)
+
+    return VAEModel(encode=encode, decode=self._decode,
+                    log_likelihood=self._likelihood(),
+                    mean_of_output=lambda output: output, init=None,
+                    latent_dim=self.latent_dim)
+
+
+def make_linear_gaussian(data_dim: int = 6, latent_dim: int = 3,
+                         variance: float = 0.5,
+                         seed: int = 0) -> LinearGaussian:
+  rng = np.random.default_rng(seed)
+  q, _ = np.linalg.qr(rng.normal(size=(data_dim, latent_dim)))  # QᵀQ = I
+  scales = np.linspace(2.0, 0.5, latent_dim)
+  return LinearGaussian(weight=q * scales, bias=rng.normal(size=data_dim),
+                        variance=variance)
+
+
+@pytest.fixture(scope="session")
+def linear_gaussian() -> LinearGaussian:
+  """P = 6, D = 3, σ² = 0.5: a model whose posterior and log p(x) are exact."""
+  return make_linear_gaussian()

@@ -1,0 +1,164 @@
+"""Bad input to `python -m experiments.train` fails fast, in one line.
+
+Missing, truncated or corrupt data, a file that is not IDX, and invalid flag
+values must each end the launcher with exit status 2 and exactly one
+`error: ...` line on stderr that names what to fix: no traceback, and
+nothing trained (no metrics.jsonl). Every case fails before the first
+compiled step, so the launches are short; they run two at a time.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import gzip
+import os
+import re
+import subprocess
+import sys
+from typing import Callable
+
+import numpy as np
+import pytest
+
+from conftest import REPO_ROOT, TRAIN_IMAGES, write_idx_directory
+
+# Flags of a tiny run that would be valid on the tiny data below.
+_SMALL_RUN = ("--dataset=idx", "--epochs=1", "--hidden_dims=8",
+              "--latent_dim=2", "--batch_size=8", "--eval_batch_size=8")
+_NUM_TRAIN = 16
+# absl/glog log lines ("I1126 12:00:00.000 ...", "W1126 ..."): a launcher may
+# log before it fails; such lines are not part of the error report.
+# (Libraries' warnings printed at import, before the error, are tolerated.)
+_LOG_LINE = re.compile(r"^[IWEF]\d{4} ")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Case:
+  """A launch that must fail: how to break the data, which flags, and the
+  words the error line must contain (what to fix)."""
+
+  break_data: Callable[[str], None]  # (data_dir) → None, edits the files
+  flags: tuple[str, ...]
+  keywords: tuple[str, ...]
+  data_dir: str = "{data}"  # "{data}" is the case's own data directory
+
+
+def _keep_data(data_dir: str) -> None:
+  del data_dir
+
+
+def _truncate_gz(data_dir: str) -> None:
+  """A valid gzip IDX file cut in half, as an interrupted download leaves it."""
+  path = os.path.join(data_dir, TRAIN_IMAGES + ".gz")
+  with open(path, "rb") as f:
+    content = f.read()
+  with gzip.open(path, "rb") as f:  # it was valid before
+    assert f.read()[:4] == b"\x00\x00\x08\x03"
+  with open(path, "wb") as f:
+    f.write(content[:len(content) // 2])
+
+
+def _random_bytes_gz(data_dir: str) -> None:
+  path = os.path.join(data_dir, TRAIN_IMAGES + ".gz")
+  payload = np.random.default_rng(0).integers(0, 256, 4096, np.uint8).tobytes()
+  assert payload[:2] != b"\x1f\x8b"  # not even a gzip header
+  with open(path, "wb") as f:
+    f.write(payload)
+
+
+def _corrupt_gz_stream(data_dir: str) -> None:
+  """A gzip file with an intact header whose compressed stream is damaged."""
+  path = os.path.join(data_dir, TRAIN_IMAGES + ".gz")
+  with open(path, "rb") as f:
+    content = bytearray(f.read())
+  rng = np.random.default_rng(1)
+  start = 20  # past the 10-byte gzip header and the start of the stream
+  content[start:-8] = rng.integers(0, 256, len(content) - 8 - start,
+                                   np.uint8).tobytes()
+  with open(path, "wb") as f:
+    f.write(bytes(content))
+
+
+def _wrong_magic(data_dir: str) -> None:
+  """An uncompressed train-images file whose magic number is not IDX's."""
+  gz_path = os.path.join(data_dir, TRAIN_IMAGES + ".gz")
+  with gzip.open(gz_path, "rb") as f:
+    content = bytearray(f.read())
+  os.remove(gz_path)
+  content[:4] = b"\x12\x34\x56\x78"
+  with open(os.path.join(data_dir, TRAIN_IMAGES), "wb") as f:
+    f.write(bytes(content))
+
+
+_CASES = {
+    "missing_data_dir": _Case(
+        _keep_data, (), ("/nonexistent",), data_dir="/nonexistent"),
+    "truncated_gz": _Case(_truncate_gz, (), (TRAIN_IMAGES,)),
+    "random_bytes_gz": _Case(_random_bytes_gz, (), (TRAIN_IMAGES,)),
+    "corrupt_gz_stream": _Case(_corrupt_gz_stream, (), (TRAIN_IMAGES,)),
+    "wrong_magic_number": _Case(_wrong_magic, (), (TRAIN_IMAGES, "IDX")),
+    "latent_dim_zero": _Case(_keep_data, ("--latent_dim=0",),
+                             ("--latent_dim",)),
+    "negative_learning_rate": _Case(_keep_data, ("--learning_rate=-1",),
+                                    ("--learning_rate",)),
+    "batch_larger_than_data": _Case(
+        _keep_data, (f"--batch_size={4 * _NUM_TRAIN}",),
+        ("--batch_size", str(_NUM_TRAIN))),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Outcome:
+  returncode: int
+  stdout: str
+  stderr: str
+  workdir: str
+
+
+def _launch(name: str, case: _Case, root: str) -> _Outcome:
+  data_dir = os.path.join(root, name, "data")
+  write_idx_directory(data_dir, num_train=_NUM_TRAIN, num_test=8)
+  case.break_data(data_dir)
+  workdir = os.path.join(root, name, "run")
+  argv = [sys.executable, "-m", "experiments.train", *_SMALL_RUN,
+          f"--data_dir={case.data_dir.format(data=data_dir)}",
+          f"--workdir={workdir}", *case.flags]
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  result = subprocess.run(argv, cwd=REPO_ROOT, env=env, capture_output=True,
+                          text=True, timeout=180)
+  return _Outcome(result.returncode, result.stdout, result.stderr, workdir)
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory) -> dict[str, _Outcome]:
+  """Every case launched once, two processes at a time."""
+  root = str(tmp_path_factory.mktemp("bad_input"))
+  with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+    futures = {name: pool.submit(_launch, name, case, root)
+               for name, case in _CASES.items()}
+    return {name: future.result() for name, future in futures.items()}
+
+
+@pytest.mark.parametrize("name", sorted(_CASES))
+def test_fails_with_one_error_line_and_status_2(outcomes, name):
+  outcome = outcomes[name]
+  report = (f"exit status {outcome.returncode}\n--- stdout\n{outcome.stdout}"
+            f"\n--- stderr\n{outcome.stderr}")
+  assert outcome.returncode == 2, report
+  assert "Traceback" not in outcome.stdout + outcome.stderr, report
+  lines = [line for line in outcome.stderr.splitlines()
+            if line.strip() and not _LOG_LINE.match(line)]
+  errors = [line for line in lines if line.startswith("error:")]
+  assert len(errors) == 1, report
+  # The message is one line: nothing but log lines follows it.
+  assert lines[-1] == errors[0], report
+  for keyword in _CASES[name].keywords:
+    assert keyword in errors[0], (keyword, errors[0])
+
+
+@pytest.mark.parametrize("name", sorted(_CASES))
+def test_nothing_is_trained(outcomes, name):
+  workdir = outcomes[name].workdir
+  assert not os.path.exists(os.path.join(workdir, "metrics.jsonl"))
+  assert not os.path.exists(os.path.join(workdir, "config.json"))

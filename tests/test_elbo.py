@@ -1,0 +1,170 @@
+"""The ELBO against exact values, on a linear-Gaussian model.
+
+With p(z) = N(0, I), p(x|z) = N(Wz + b, σ² I) and orthogonal columns of W,
+the posterior p(z|x) is a diagonal Gaussian and log p(x) is known in closed
+form (the `linear_gaussian` fixture of conftest.py), so the identity
+
+    log p(x) − ELBO(q) = KL(q(z|x) ‖ p(z|x))
+
+can be checked exactly, with the project's own `vae_jax.elbo.elbo`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl.testing import parameterized
+
+from conftest import make_linear_gaussian
+from vae_jax import distributions
+from vae_jax import elbo as elbo_lib
+
+_NUM_SAMPLES = 20_000
+
+
+def _np_log_normal(z, mean, logvar):
+  mean, logvar = np.asarray(mean, np.float64), np.asarray(logvar, np.float64)
+  return -0.5 * np.sum(math.log(2 * math.pi) + logvar
+                       + (z - mean) ** 2 / np.exp(logvar), axis=-1)
+
+
+def _q_params(mean, logvar):
+  return {"mean": jnp.asarray(mean, jnp.float32),
+          "logvar": jnp.asarray(logvar, jnp.float32)}
+
+
+class LinearGaussianElboTest(chex.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.lg = make_linear_gaussian()
+    rng = np.random.default_rng(42)
+    cls.x = cls.lg.sample_x(rng, 1)[0]  # float64 [P]
+    cls.x32 = jnp.asarray(cls.x, jnp.float32)
+    cls.log_px = float(cls.lg.log_marginal(cls.x))
+    # An arbitrary diagonal q, away from the posterior.
+    cls.q_mean = np.asarray([0.8, -1.1, 0.4])
+    cls.q_logvar = np.asarray([-0.5, 0.3, -1.2])
+
+  def test_closed_form_gap_is_kl_to_the_posterior(self):
+    """log p(x) − [E_q log p(x|z) − KL(q ‖ p(z))] = KL(q ‖ p(z|x)), exactly."""
+    rng = np.random.default_rng(0)
+    q_mean = rng.normal(size=(8, 3)) * 1.5
+    q_logvar = rng.uniform(-2.0, 1.0, size=(8, 3))
+    post_mean, post_logvar = self.lg.posterior(self.x)
+    expected_ll = self.lg.expected_log_likelihood(self.x, q_mean, q_logvar)
+    kl_prior = distributions.kl_to_standard_normal(
+        jnp.asarray(q_mean, jnp.float32), jnp.asarray(q_logvar, jnp.float32))
+    closed_form_elbo = expected_ll - np.asarray(kl_prior, np.float64)
+    kl_posterior = distributions.kl_diagonal_gaussians(
+        *(jnp.asarray(a, jnp.float32) for a in (
+            q_mean, q_logvar, np.broadcast_to(post_mean, (8, 3)),
+            np.broadcast_to(post_logvar, (8, 3)))))
+    np.testing.assert_allclose(self.log_px - closed_form_elbo, kl_posterior,
+                               rtol=1e-5, atol=1e-4)
+    self.assertTrue(np.all(self.log_px - closed_form_elbo > 0))
+
+  @chex.variants(with_jit=True, without_jit=True)
+  @parameterized.named_parameters(("analytic_kl", True),
+                                  ("monte_carlo_kl", False))
+  def test_elbo_matches_closed_form_in_expectation(self, analytic_kl):
+    """ELBO(q) averaged over many z agrees with the closed form within 4 s.e."""
+    model = self.lg.model()
+    key = jax.random.key(7)
+    params = _q_params(self.q_mean, self.q_logvar)
+    parts = self.variant(functools.partial(
+        elbo_lib.elbo, model, num_samples=_NUM_SAMPLES,
+        analytic_kl=analytic_kl))(params, self.x32, key)
+    self.assertIsInstance(parts, elbo_lib.ElboParts)
+    chex.assert_shape(list(parts), ())
+    chex.assert_type(list(parts), jnp.float32)
+    np.testing.assert_allclose(parts.elbo, parts.log_likelihood - parts.kl,
+                               rtol=1e-6)
+
+    # The per-sample terms of the same draws (same key), in float64.
+    z = np.asarray(distributions.sample_diagonal_gaussian(
+        key, params["mean"], params["logvar"], _NUM_SAMPLES), np.float64)
+    log_lik = self.lg.log_likelihood_np(self.x, z)  # [S]
+    kl_closed = 0.5 * np.sum(self.q_mean ** 2 + np.exp(self.q_logvar) - 1
+                             - self.q_logvar)
+    if analytic_kl:
+      kl_per_sample = np.full_like(log_lik, kl_closed)
+    else:
+      kl_per_sample = (_np_log_normal(z, self.q_mean, self.q_logvar)
+                       - _np_log_normal(z, np.zeros(3), np.zeros(3)))
+    per_sample = log_lik - kl_per_sample
+    np.testing.assert_allclose(parts.elbo, per_sample.mean(), rtol=1e-4)
+    np.testing.assert_allclose(parts.kl, kl_per_sample.mean(), rtol=1e-4,
+                               atol=1e-4)
+
+    closed_form = (self.lg.expected_log_likelihood(self.x, self.q_mean,
+                                                   self.q_logvar) - kl_closed)
+    stderr = per_sample.std(ddof=1) / math.sqrt(_NUM_SAMPLES)
+    self.assertLess(abs(float(parts.elbo) - closed_form), 4 * stderr + 1e-4)
+    # …and the gap is the KL to the true posterior.
+    post_mean, post_logvar = self.lg.posterior(self.x)
+    kl_posterior = float(distributions.kl_diagonal_gaussians(
+        *(jnp.asarray(a, jnp.float32) for a in (
+            self.q_mean, self.q_logvar, post_mean, post_logvar))))
+    self.assertGreater(kl_posterior, 1.0)  # q is far from the posterior
+    self.assertLess(abs(self.log_px - float(parts.elbo) - kl_posterior),
+                    4 * stderr + 1e-4)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_elbo_of_the_true_posterior_is_log_px_for_every_sample(self):
+    """log p(x|z) + log p(z) − log q(z|x) = log p(x) for all z if q = p(z|x)."""
+    model = self.lg.model()
+    params = _q_params(*self.lg.posterior(self.x))
+    single = self.variant(functools.partial(
+        elbo_lib.elbo, model, num_samples=1, analytic_kl=False))
+    keys = jax.random.split(jax.random.key(3), 500)
+    parts = jax.vmap(single, (None, None, 0))(params, self.x32, keys)
+    chex.assert_shape(parts.elbo, (500,))
+    # The samples differ, the per-sample ELBO does not.
+    self.assertGreater(float(np.std(parts.log_likelihood)), 0.1)
+    np.testing.assert_allclose(parts.elbo, np.full(500, self.log_px),
+                               rtol=0, atol=2e-4)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_elbo_of_the_true_posterior_analytic_kl_in_expectation(self):
+    """With the closed-form KL the identity holds on average, not per sample."""
+    model = self.lg.model()
+    params = _q_params(*self.lg.posterior(self.x))
+    key = jax.random.key(4)
+    parts = self.variant(functools.partial(
+        elbo_lib.elbo, model, num_samples=_NUM_SAMPLES, analytic_kl=True))(
+            params, self.x32, key)
+    z = np.asarray(distributions.sample_diagonal_gaussian(
+        key, params["mean"], params["logvar"], _NUM_SAMPLES), np.float64)
+    per_sample = self.lg.log_likelihood_np(self.x, z) - float(parts.kl)
+    self.assertGreater(per_sample.std(), 0.1)  # not exact sample by sample
+    stderr = per_sample.std(ddof=1) / math.sqrt(_NUM_SAMPLES)
+    self.assertLess(abs(float(parts.elbo) - self.log_px), 4 * stderr + 1e-4)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_batch_elbo_with_exact_posterior_encoder(self):
+    """An encoder returning p(z|x) makes every example's ELBO equal log p(x)."""
+    model = self.lg.exact_posterior_model()
+    x = self.lg.sample_x(np.random.default_rng(5), 16)  # [16, P]
+    x32 = jnp.asarray(x, jnp.float32)
+    key = jax.random.key(9)
+    batch = self.variant(functools.partial(
+        elbo_lib.batch_elbo, model, num_samples=2, analytic_kl=False))
+    parts = batch(None, x32, key)
+    chex.assert_shape(list(parts), (16,))
+    chex.assert_type(list(parts), jnp.float32)
+    np.testing.assert_allclose(parts.elbo, self.lg.log_marginal(x), atol=2e-4)
+    # One independent key per example, split(rng, B), as documented.
+    keys = jax.random.split(key, 16)
+    one = jax.jit(functools.partial(elbo_lib.elbo, model, None, num_samples=2,
+                                    analytic_kl=False))(x32[7], keys[7])
+    chex.assert_trees_all_close(
+        jax.tree_util.tree_map(lambda a: a[7], parts), one, rtol=1e-6,
+        atol=1e-6)
+    self.assertGreater(float(np.std(parts.log_likelihood)), 0.1)

@@ -1,0 +1,257 @@
+"""Resume: a run stopped or killed at a chunk boundary ends bit for bit like an
+uninterrupted one; KL warm-up, schedules and the best checkpoint end to end.
+
+One uninterrupted run of 3 epochs (14 steps each, chunks of 5, 5 and 4 steps)
+is the reference. Its cosine schedule spans `lr_schedule_epochs=3`, fixed
+apart from --epochs, so a run of 2 epochs extended to 3 follows the same
+learning rates as the reference.
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+from vae_jax import checkpoints as checkpoints_lib
+from vae_jax import config as config_lib
+from vae_jax import trainer
+from vae_jax import training
+from vae_jax.errors import ConfigError
+
+STEPS_PER_EPOCH = 14  # (512 − 64 validation) // 32, in chunks of 5, 5, 4
+TIME_KEYS = ("examples_per_sec", "wall_time_sec")
+
+
+def _enable_compilation_cache() -> str:
+  """Shares compiled programs between this process and its subprocesses.
+
+  Every run below compiles the same few programs; JAX's persistent
+  compilation cache (a private temporary directory) lets a subprocess load
+  what this process compiled instead of compiling it again. Only speed
+  depends on it: if JAX compiled before this module was imported, this
+  process does not use the cache and the subprocesses still share it.
+  """
+  directory = jax.config.jax_compilation_cache_dir
+  if not directory:
+    directory = tempfile.mkdtemp(prefix="vae_jax_test_jax_cache_")
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    jax.config.update("jax_compilation_cache_dir", directory)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+  return directory
+
+
+_JAX_CACHE = _enable_compilation_cache()
+
+
+def _subprocess_env() -> dict:
+  return dict(os.environ, JAX_PLATFORMS="cpu",
+              JAX_COMPILATION_CACHE_DIR=_JAX_CACHE,
+              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+
+
+def _config(data_dir: str, **overrides) -> config_lib.TrainConfig:
+  settings = dict(
+      dataset="idx", data_dir=data_dir, validation_size=64, batch_size=32,
+      latent_dim=2, hidden_dims=(16,), epochs=3, steps_per_chunk=5,
+      kl_warmup_epochs=2.0, lr_schedule="cosine", lr_schedule_epochs=3.0,
+      grad_clip_norm=50.0, eval_batch_size=128, keep_checkpoints=2)
+  settings.update(overrides)
+  return config_lib.TrainConfig(**settings)
+
+
+def _train(config, workdir, **kwargs):
+  return trainer.train_and_evaluate(config, str(workdir), progress_bar=False,
+                                    figures=False, **kwargs)
+
+
+def _final_state(config, workdir) -> training.TrainState:
+  """The state of the latest checkpoint in WORKDIR."""
+  model = trainer.build_model(config, 28 * 28)
+  optimizer = training.make_optimizer(config.optimizer, config.grad_clip_norm)
+  template = training.init_train_state(model, optimizer, jax.random.key(0))
+  with checkpoints_lib.RunCheckpoints(os.path.join(workdir, "checkpoints"),
+                                      read_only=True) as ckpts:
+    state, _ = ckpts.restore(ckpts.latest_step(), template)
+  return state
+
+
+def _assert_same_state(a: training.TrainState, b: training.TrainState):
+  assert int(a.step) == int(b.step)
+  np.testing.assert_array_equal(jax.random.key_data(a.rng),
+                                jax.random.key_data(b.rng))
+  leaves_a = jax.tree_util.tree_leaves((a.params, a.opt_state))
+  leaves_b = jax.tree_util.tree_leaves((b.params, b.opt_state))
+  assert len(leaves_a) == len(leaves_b)
+  for x, y in zip(leaves_a, leaves_b):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))  # bitwise
+
+
+def _without_times(records):
+  return [{k: v for k, v in r.items() if k not in TIME_KEYS} for r in records]
+
+
+@pytest.fixture(scope="module")
+def reference(idx_data_dir, tmp_path_factory):
+  """(config, workdir, history) of the uninterrupted 3-epoch run."""
+  config = _config(idx_data_dir)
+  workdir = str(tmp_path_factory.mktemp("uninterrupted"))
+  history = _train(config, workdir)
+  return config, workdir, history
+
+
+def test_extending_a_finished_run_matches_the_uninterrupted_run(
+    reference, tmp_path):
+  config, ref_dir, ref_history = reference
+  _train(dataclasses.replace(config, epochs=2), tmp_path)
+  assert [r["epoch"] for r in trainer.read_metrics(str(tmp_path))] == [1, 2]
+  history = _train(config, tmp_path)  # --epochs=3 on the same workdir
+
+  _assert_same_state(_final_state(config, str(tmp_path)),
+                     _final_state(config, ref_dir))
+  records = trainer.read_metrics(str(tmp_path))
+  assert [r["epoch"] for r in records] == [1, 2, 3]  # each epoch once
+  assert _without_times(records) == _without_times(ref_history)
+  assert _without_times(history) == _without_times(ref_history)
+  stored = json.load(open(os.path.join(tmp_path, "config.json")))
+  assert stored["epochs"] == 3
+
+
+def test_a_run_killed_mid_epoch_resumes_bit_for_bit(reference, idx_data_dir,
+                                                    tmp_path):
+  config, ref_dir, ref_history = reference
+  # Killed (os._exit: no cleanup at all) right after the checkpoint of its
+  # 4th chunk: epoch 2, after 5 of its 14 steps.
+  script = textwrap.dedent(f"""
+      import os
+      from vae_jax import config as config_lib, trainer
+      config = config_lib.from_json_dict({config_lib.to_json_dict(config)!r})
+      chunks = []
+      def after_chunk(state):
+        chunks.append(int(state.step))
+        if len(chunks) == 4:
+          os._exit(17)
+      trainer.train_and_evaluate(config, {str(tmp_path)!r},
+                                 progress_bar=False, figures=False,
+                                 after_chunk=after_chunk)
+  """)
+  killed = subprocess.run([sys.executable, "-c", script], capture_output=True,
+                          text=True, timeout=300, env=_subprocess_env())
+  assert killed.returncode == 17, killed.stderr[-3000:]
+  with checkpoints_lib.RunCheckpoints(os.path.join(tmp_path, "checkpoints"),
+                                      read_only=True) as ckpts:
+    assert ckpts.steps() == [STEPS_PER_EPOCH, STEPS_PER_EPOCH + 5]
+  assert [r["epoch"] for r in trainer.read_metrics(str(tmp_path))] == [1]
+
+  _train(config, tmp_path)  # resume
+  _assert_same_state(_final_state(config, str(tmp_path)),
+                     _final_state(config, ref_dir))
+  records = trainer.read_metrics(str(tmp_path))
+  # Epoch 2's training metrics span the kill: the checkpoint carried its
+  # first chunk's metrics over.
+  assert _without_times(records) == _without_times(ref_history)
+
+
+def test_metrics_dropped_after_the_checkpoint_are_redone_once(
+    reference, tmp_path):
+  """A crash after an epoch's record but before its checkpoint."""
+  config, _, ref_history = reference
+  _train(dataclasses.replace(config, epochs=2), tmp_path)
+  ckpt_dir = os.path.join(tmp_path, "checkpoints", "latest")
+  # Forget the last checkpoint (end of epoch 2): its record stays behind.
+  shutil.rmtree(os.path.join(ckpt_dir, str(2 * STEPS_PER_EPOCH)))
+  _train(config, tmp_path)
+  records = trainer.read_metrics(str(tmp_path))
+  assert [r["epoch"] for r in records] == [1, 2, 3]
+  assert _without_times(records) == _without_times(ref_history)
+
+
+def test_kl_warm_up_reaches_weight_one_at_the_stated_epoch(reference):
+  _, _, history = reference
+  # β_t = min(1, t / 28) over 2 warm-up epochs of 14 steps: epoch means.
+  weights = [r["kl_weight"] for r in history]
+  np.testing.assert_allclose(weights[:2], [6.5 / 28, 20.5 / 28], rtol=1e-6)
+  assert weights[2] == 1.0
+  # Every reported ELBO has weight 1, also during the warm-up.
+  for r in history:
+    assert r["train_elbo"] == pytest.approx(
+        r["train_log_likelihood"] - r["train_kl"], abs=1e-3)
+    assert r["test_elbo"] == pytest.approx(
+        r["test_log_likelihood"] - r["test_kl"], abs=1e-3)
+
+
+def test_cosine_schedule_decays_by_absolute_step(reference):
+  _, _, history = reference
+  rates = [r["learning_rate"] for r in history]
+  assert rates[0] > rates[1] > rates[2] > 0
+  total = 3 * STEPS_PER_EPOCH
+  expected = [np.mean([1e-3 * 0.5 * (1 + np.cos(np.pi * t / total))
+                       for t in range(e * 14, (e + 1) * 14)])
+              for e in range(3)]
+  np.testing.assert_allclose(rates, expected, rtol=1e-5)
+
+
+def test_best_checkpoint_is_chosen_on_the_validation_split(reference):
+  _, workdir, history = reference
+  best = max(history, key=lambda r: r["val_elbo"])
+  with checkpoints_lib.RunCheckpoints(os.path.join(workdir, "checkpoints"),
+                                      read_only=True) as ckpts:
+    assert ckpts.steps(checkpoints_lib.BEST) == [best["step"]]
+    # The latest N: the last two chunk boundaries.
+    assert ckpts.steps() == [3 * STEPS_PER_EPOCH - 4, 3 * STEPS_PER_EPOCH]
+
+
+def test_resume_with_other_settings_is_refused(reference):
+  config, workdir, _ = reference
+  changed = dataclasses.replace(config, latent_dim=3, learning_rate=2e-3)
+  with pytest.raises(ConfigError) as error:
+    _train(changed, workdir)
+  message = str(error.value)
+  assert "--latent_dim: the run has 2, this command 3" in message
+  assert "--learning_rate: the run has 0.001, this command 0.002" in message
+  assert "--epochs" in message  # says what may change
+  assert len(trainer.read_metrics(workdir)) == 3  # nothing touched
+
+
+def test_early_stopping_stops_after_patience_epochs(reference, tmp_path):
+  config, _, _ = reference
+  # A learning rate so small that no parameter changes: the validation ELBO
+  # is the same every epoch, never better than the first.
+  config = dataclasses.replace(config, learning_rate=1e-30, epochs=10,
+                               early_stopping_patience=2)
+  history = _train(config, tmp_path)
+  assert [r["epoch"] for r in history] == [1, 2, 3]
+  assert len({r["val_elbo"] for r in history}) == 1
+  with checkpoints_lib.RunCheckpoints(os.path.join(tmp_path, "checkpoints"),
+                                      read_only=True) as ckpts:
+    assert ckpts.latest_step() == 3 * STEPS_PER_EPOCH
+    assert ckpts.steps(checkpoints_lib.BEST) == [STEPS_PER_EPOCH]
+  # Running it again (even with more epochs) does not train past the stop.
+  assert _train(dataclasses.replace(config, epochs=12), tmp_path) == history
+
+
+def test_resume_refuses_fewer_epochs_than_the_run_has(reference):
+  config, workdir, _ = reference
+  with pytest.raises(ConfigError, match="--epochs=2 is invalid: .* already "
+                     "has 3 epochs"):
+    _train(dataclasses.replace(config, epochs=2), workdir)
+  assert json.load(open(os.path.join(workdir, "config.json")))["epochs"] == 3
+
+
+def test_metrics_without_a_checkpoint_are_not_overwritten(reference, tmp_path):
+  config, _, ref_history = reference
+  with open(os.path.join(tmp_path, "metrics.jsonl"), "w") as f:
+    f.write(json.dumps(ref_history[0]) + "\n")
+  with pytest.raises(ConfigError, match="no checkpoint to resume from"):
+    _train(config, tmp_path)
+  assert trainer.read_metrics(str(tmp_path)) == ref_history[:1]
