@@ -86,9 +86,12 @@ flags.DEFINE_float("lr_schedule_epochs", _D.lr_schedule_epochs,
 flags.DEFINE_float("grad_clip_norm", _D.grad_clip_norm,
                    "Clip gradients to this global norm; 0 = off.")
 flags.DEFINE_integer("batch_size", _D.batch_size, "Training batch size.")
-flags.DEFINE_integer("epochs", _D.epochs, "Training epochs.")
+flags.DEFINE_integer("epochs", _D.epochs,
+                     "Training epochs; a larger value on an existing "
+                     "--workdir extends that run.")
 flags.DEFINE_integer("steps_per_chunk", _D.steps_per_chunk,
-                     "Steps per compiled dispatch; 0 = one epoch.")
+                     "Steps per compiled dispatch, each followed by a "
+                     "checkpoint; 0 = one epoch.")
 flags.DEFINE_integer("early_stopping_patience", _D.early_stopping_patience,
                      "Stop after this many epochs without validation gain.")
 flags.DEFINE_integer("eval_batch_size", _D.eval_batch_size, "Evaluation batch size.")

@@ -1,8 +1,11 @@
-"""Shared fixtures: small synthetic datasets in the MNIST IDX layout.
+"""Shared fixtures and helpers of the tests.
 
-Nothing here touches the network or the installed Fashion-MNIST: every test
-that needs image data gets a directory of IDX files written by
-`vae_jax.data.idx.write_idx` into pytest's temporary directory.
+* Small synthetic image datasets in the MNIST IDX layout. Nothing here
+  touches the network or an installed Fashion-MNIST: every test that needs
+  image data gets a directory of IDX files written by
+  `vae_jax.data.idx.write_idx` into pytest's temporary directory.
+* `LinearGaussian`: a VAE whose posterior p(z|x) and evidence log p(x) are
+  known in closed form, for exact checks of the ELBO and of evaluation.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ import functools
 import math
 import os
 import pathlib
-from typing import Callable
 
 import jax.numpy as jnp
 import numpy as np
@@ -80,27 +82,10 @@ def write_idx_directory(directory: os.PathLike, num_train: int, num_test: int,
 
 
 @pytest.fixture(scope="session")
-def repo_root() -> pathlib.Path:
-  return REPO_ROOT
-
-
-@pytest.fixture(scope="session")
 def idx_data_dir(tmp_path_factory) -> str:
   """512 train / 256 test 28×28 uint8 images with labels, gzip-compressed."""
   return write_idx_directory(tmp_path_factory.mktemp("idx_data"),
                              num_train=512, num_test=256, seed=0)
-
-
-@pytest.fixture
-def make_idx_dir(tmp_path) -> Callable[..., str]:
-  """A factory: make_idx_dir(name, num_train, num_test, compress=True) → dir."""
-
-  def make(name: str = "data", num_train: int = 16, num_test: int = 8,
-           compress: bool = True, seed: int = 0) -> str:
-    return write_idx_directory(tmp_path / name, num_train, num_test, seed=seed,
-                               compress=compress)
-
-  return make
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -213,8 +198,3 @@ def make_linear_gaussian(data_dim: int = 6, latent_dim: int = 3,
   return LinearGaussian(weight=q * scales, bias=rng.normal(size=data_dim),
                         variance=variance)
 
-
-@pytest.fixture(scope="session")
-def linear_gaussian() -> LinearGaussian:
-  """P = 6, D = 3, σ² = 0.5: a model whose posterior and log p(x) are exact."""
-  return make_linear_gaussian()

@@ -2,7 +2,7 @@
 
 With p(z) = N(0, I), p(x|z) = N(Wz + b, σ² I) and orthogonal columns of W,
 the posterior p(z|x) is a diagonal Gaussian and log p(x) is known in closed
-form (the `linear_gaussian` fixture of conftest.py), so the identity
+form (`make_linear_gaussian` in conftest.py), so the identity
 
     log p(x) − ELBO(q) = KL(q(z|x) ‖ p(z|x))
 

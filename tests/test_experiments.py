@@ -119,12 +119,10 @@ def test_unknown_preset_is_a_config_error():
 def parse_flags():
   """Parses argv into experiments.train's flags; restores them afterwards."""
   from experiments import train  # pylint: disable=g-import-not-at-top
-  parsed = []
 
   def parse(*argv):
     flags.FLAGS.unparse_flags()
     flags.FLAGS(["train", *argv])
-    parsed.append(True)
     return train.config_from_flags()
 
   yield parse

@@ -61,7 +61,7 @@ class TrainConfig:
   grad_clip_norm: float = 0.0  # 0 turns clipping off
   batch_size: int = 128
   epochs: int = 10
-  steps_per_chunk: int = 0  # compiled steps per dispatch; 0 = one epoch
+  steps_per_chunk: int = 0  # steps per dispatch and checkpoint; 0 = an epoch
   early_stopping_patience: int = 0  # epochs without val improvement; 0 = off
   # Evaluation.
   eval_batch_size: int = 1000

@@ -15,9 +15,10 @@ other tools and notebooks read:
     WORKDIR/figures/*.png    see vae_jax.visualize.FIGURE_NAMES
     WORKDIR/eval.json        written by evaluate_run
 
-Resume. Running again with an existing WORKDIR continues from its latest
-checkpoint (params, optimizer state, step and rng; the step fixes the data
-position), so the run ends with the same parameters as an uninterrupted one —
+Resume. A checkpoint is taken at the end of every compiled chunk of steps
+(one per epoch unless --steps_per_chunk is set). Running again with an
+existing WORKDIR continues from its latest checkpoint (params, optimizer
+state, step and rng; the step fixes the data position), so the run ends with the same parameters as an uninterrupted one —
 bit for bit on CPU. metrics.jsonl keeps the epochs up to that checkpoint and
 gets each later epoch once. Only `epochs` may differ from the stored config
 (a larger value extends a finished run); any other difference is refused.
