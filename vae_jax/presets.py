@@ -62,7 +62,11 @@ def paper() -> dict[str, Any]:
   with a later issue, with the importance-sampled log p(x).
 
   Command: python -m experiments.train --preset=paper --workdir=runs/paper
-  Measured: not yet measured (seconds per epoch and test ELBO).
+  Measured (3 epochs only, `--epochs=3`, seed 0, Fashion-MNIST, while another
+  job shared the 2-core CPU): 6.5 s/epoch of training steps (7,700 examples/s;
+  about 9 s/epoch with validation and test evaluation and the checkpoint).
+  Test ELBO at the end of the run: not yet measured (nobody has run it to
+  the end; after 3 of the 100 warm-up epochs it was -329.89).
   """
   return dict(latent_dim=40, hidden_dims=(300, 300), learning_rate=5e-4,
               batch_size=100, kl_warmup_epochs=100.0, epochs=2000,
