@@ -19,9 +19,11 @@ else
 	$(PY) -m experiments.train --workdir=$(WORKDIR) --data_dir=$(DATA_DIR) $(ARGS)
 endif
 
+# Two pytest workers, each taking whole test files, so that a file's shared
+# training run (a module fixture) is computed once.
 test: setup
 	@bash scripts/ensure_data.sh --optional
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 --dist loadfile tests
 
 setup: $(STAMP)
 

@@ -6,8 +6,8 @@ r"""Trains a VAE and writes its run directory; resumes it when it exists.
 Flags map one to one onto `vae_jax.config.TrainConfig`. `--preset=NAME`
 (`vae_jax.presets`) sets the defaults, and flags given explicitly override
 it. Running again with the same --workdir resumes the run from its latest
-checkpoint; only --epochs (a larger value extends a finished run), --quiet
-and the logging flags may differ. A bad flag, missing or corrupt data, or a
+checkpoint; only --epochs (a larger value extends a finished run),
+--streaming, --quiet and the logging flags may differ. A bad flag, missing or corrupt data, or a
 run directory with other settings ends with one `error:` line and exit
 status 2, before any training starts.
 """
@@ -139,7 +139,9 @@ def main(argv):
       "runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
   try:
     config = config_lib.validate(config_from_flags())
-    # Imported here so that `--help` and flag errors need no JAX start-up.
+    # Imported here so that `--help` and flag errors need no JAX start-up
+    # (vae_jax.config imports none; only its check of --optimizer, the last,
+    # imports optax).
     from vae_jax import trainer  # pylint: disable=g-import-not-at-top
     if not FLAGS.quiet:
       print(f"run directory: {workdir}", flush=True)

@@ -6,6 +6,9 @@
   `vae_jax.data.idx.write_idx` into pytest's temporary directory.
 * `LinearGaussian`: a VAE whose posterior p(z|x) and evidence log p(x) are
   known in closed form, for exact checks of the ELBO and of evaluation.
+* JAX's persistent compilation cache in a private temporary directory, for
+  the whole session, its xdist workers and the launchers they run as
+  subprocesses (see `pytest_configure`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ import functools
 import math
 import os
 import pathlib
+import shutil
+import tempfile
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -26,6 +32,51 @@ from vae_jax.model import VAEModel
 
 # The repository root (the directory that holds vae_jax/ and experiments/).
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+# JAX's settings of the persistent compilation cache, as environment
+# variables (what a subprocess reads); the directory is set per session.
+_CACHE_DIR_VARIABLE = "JAX_COMPILATION_CACHE_DIR"
+_CACHE_SETTINGS = {
+    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",  # cache every program
+    "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1",  # of every size
+}
+_saved_environment: dict[str, str | None] = {}
+
+
+def pytest_configure(config):
+  """Shares compiled programs between the tests of a session.
+
+  The tests, their xdist workers and the launchers they run as subprocesses
+  compile the same few programs again and again; JAX's persistent
+  compilation cache lets each load what another compiled. Its directory is
+  a new temporary one for every session (never the user's cache, whatever
+  JAX_COMPILATION_CACHE_DIR says), handed to the workers and subprocesses
+  through the environment and removed at the end. Only speed depends on it.
+  """
+  if hasattr(config, "workerinput"):  # an xdist worker: the session's cache
+    directory = os.environ[_CACHE_DIR_VARIABLE]
+  else:
+    directory = tempfile.mkdtemp(prefix="vae_jax_test_jax_cache_")
+    settings = dict(_CACHE_SETTINGS, **{_CACHE_DIR_VARIABLE: directory})
+    for name, value in settings.items():
+      _saved_environment[name] = os.environ.get(name)
+      os.environ[name] = value
+  jax.config.update("jax_compilation_cache_dir", directory)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+
+
+def pytest_unconfigure(config):
+  del config
+  if _saved_environment:  # the process that made the directory
+    shutil.rmtree(os.environ[_CACHE_DIR_VARIABLE], ignore_errors=True)
+    for name, value in _saved_environment.items():
+      if value is None:
+        os.environ.pop(name, None)
+      else:
+        os.environ[name] = value
+    _saved_environment.clear()
+
 
 IMAGE_SIZE = 28
 NUM_CLASSES = 4

@@ -162,3 +162,22 @@ def test_nothing_is_trained(outcomes, name):
   workdir = outcomes[name].workdir
   assert not os.path.exists(os.path.join(workdir, "metrics.jsonl"))
   assert not os.path.exists(os.path.join(workdir, "config.json"))
+
+
+@pytest.mark.parametrize("module, argv", [
+    ("experiments.train", ("--latent_dim=0",)),
+    ("experiments.train", ("--help",)),
+    ("experiments.evaluate", ()),  # no --workdir
+])
+def test_flag_errors_and_help_need_no_jax(module, argv):
+  """Flags are checked before anything imports JAX (seconds of start-up)."""
+  script = ("import runpy, sys\n"
+            f"sys.argv = [{module!r}, *{list(argv)!r}]\n"
+            "try:\n"
+            f"  runpy.run_module({module!r}, run_name='__main__')\n"
+            "except SystemExit as e:\n"
+            "  print('exit', e.code, 'jax' in sys.modules)\n")
+  result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=60)
+  assert result.stdout.splitlines()[-1] in ("exit 1 False", "exit 2 False"), (
+      result.stdout + result.stderr)

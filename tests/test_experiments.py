@@ -7,16 +7,12 @@ the refusal to resume it with other settings, and of experiments/evaluate.py.
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
-import shutil
 import struct
 import subprocess
 import sys
-import tempfile
 
-import jax
 import pytest
 from absl import flags
 
@@ -36,31 +32,9 @@ SMOKE_FLAGS = ("--preset=smoke", "--dataset=idx", "--validation_size=64",
 STEPS_PER_EPOCH = 14  # (512 − 64) // 32
 
 
-def _enable_compilation_cache() -> str:
-  """Shares compiled programs between this process and its subprocesses.
-
-  Every run below compiles the same few programs; JAX's persistent
-  compilation cache (a private temporary directory) lets a subprocess load
-  what this process compiled instead of compiling it again. Only speed
-  depends on it: if JAX compiled before this module was imported, this
-  process does not use the cache and the subprocesses still share it.
-  """
-  directory = jax.config.jax_compilation_cache_dir
-  if not directory:
-    directory = tempfile.mkdtemp(prefix="vae_jax_test_jax_cache_")
-    atexit.register(shutil.rmtree, directory, ignore_errors=True)
-    jax.config.update("jax_compilation_cache_dir", directory)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-  return directory
-
-
-_JAX_CACHE = _enable_compilation_cache()
-
-
 def _subprocess_env() -> dict:
-  return dict(os.environ, JAX_PLATFORMS="cpu",
-              JAX_COMPILATION_CACHE_DIR=_JAX_CACHE,
-              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+  # (The compilation cache's settings come with os.environ: see conftest.py.)
+  return dict(os.environ, JAX_PLATFORMS="cpu")
 
 
 def _png_size(path: str) -> tuple[int, int]:

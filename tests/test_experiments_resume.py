@@ -9,14 +9,12 @@ learning rates as the reference.
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import json
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import textwrap
 
 import jax
@@ -25,6 +23,7 @@ import pytest
 
 from vae_jax import checkpoints as checkpoints_lib
 from vae_jax import config as config_lib
+from vae_jax import summary_writer
 from vae_jax import trainer
 from vae_jax import training
 from vae_jax.errors import ConfigError
@@ -33,31 +32,9 @@ STEPS_PER_EPOCH = 14  # (512 − 64 validation) // 32, in chunks of 5, 5, 4
 TIME_KEYS = ("examples_per_sec", "wall_time_sec")
 
 
-def _enable_compilation_cache() -> str:
-  """Shares compiled programs between this process and its subprocesses.
-
-  Every run below compiles the same few programs; JAX's persistent
-  compilation cache (a private temporary directory) lets a subprocess load
-  what this process compiled instead of compiling it again. Only speed
-  depends on it: if JAX compiled before this module was imported, this
-  process does not use the cache and the subprocesses still share it.
-  """
-  directory = jax.config.jax_compilation_cache_dir
-  if not directory:
-    directory = tempfile.mkdtemp(prefix="vae_jax_test_jax_cache_")
-    atexit.register(shutil.rmtree, directory, ignore_errors=True)
-    jax.config.update("jax_compilation_cache_dir", directory)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-  return directory
-
-
-_JAX_CACHE = _enable_compilation_cache()
-
-
 def _subprocess_env() -> dict:
-  return dict(os.environ, JAX_PLATFORMS="cpu",
-              JAX_COMPILATION_CACHE_DIR=_JAX_CACHE,
-              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+  # (The compilation cache's settings come with os.environ: see conftest.py.)
+  return dict(os.environ, JAX_PLATFORMS="cpu")
 
 
 def _config(data_dir: str, **overrides) -> config_lib.TrainConfig:
@@ -101,6 +78,19 @@ def _without_times(records):
   return [{k: v for k, v in r.items() if k not in TIME_KEYS} for r in records]
 
 
+def _assert_tensorboard_has_each_epoch_once(workdir: str, records):
+  """Every scalar and image tag, as TensorBoard reads it, has each epoch's
+  step once: none lost, none written twice by a crashed and a resumed run."""
+  steps = [r["step"] for r in records]
+  logdir = os.path.join(workdir, "tensorboard")
+  scalars = summary_writer.read_scalars(logdir)
+  assert set(scalars) == set(trainer.METRIC_KEYS) - {"step"}
+  for tag, events in scalars.items():
+    assert [step for step, _ in events] == steps, tag
+  for tag, images in summary_writer.read_images(logdir).items():
+    assert [step for step, _ in images] == steps, tag
+
+
 @pytest.fixture(scope="module")
 def reference(idx_data_dir, tmp_path_factory):
   """(config, workdir, history) of the uninterrupted 3-epoch run."""
@@ -123,6 +113,7 @@ def test_extending_a_finished_run_matches_the_uninterrupted_run(
   assert [r["epoch"] for r in records] == [1, 2, 3]  # each epoch once
   assert _without_times(records) == _without_times(ref_history)
   assert _without_times(history) == _without_times(ref_history)
+  _assert_tensorboard_has_each_epoch_once(str(tmp_path), records)
   stored = json.load(open(os.path.join(tmp_path, "config.json")))
   assert stored["epochs"] == 3
 
@@ -153,13 +144,15 @@ def test_a_run_killed_mid_epoch_resumes_bit_for_bit(reference, idx_data_dir,
     assert ckpts.steps() == [STEPS_PER_EPOCH, STEPS_PER_EPOCH + 5]
   assert [r["epoch"] for r in trainer.read_metrics(str(tmp_path))] == [1]
 
-  _train(config, tmp_path)  # resume
+  # Resumed on the streaming input path: the same batches, bit for bit.
+  _train(dataclasses.replace(config, streaming=True), tmp_path)
   _assert_same_state(_final_state(config, str(tmp_path)),
                      _final_state(config, ref_dir))
   records = trainer.read_metrics(str(tmp_path))
   # Epoch 2's training metrics span the kill: the checkpoint carried its
   # first chunk's metrics over.
   assert _without_times(records) == _without_times(ref_history)
+  _assert_tensorboard_has_each_epoch_once(str(tmp_path), records)
 
 
 def test_metrics_dropped_after_the_checkpoint_are_redone_once(
@@ -174,6 +167,8 @@ def test_metrics_dropped_after_the_checkpoint_are_redone_once(
   records = trainer.read_metrics(str(tmp_path))
   assert [r["epoch"] for r in records] == [1, 2, 3]
   assert _without_times(records) == _without_times(ref_history)
+  # The first run's TensorBoard events of epoch 2 are purged.
+  _assert_tensorboard_has_each_epoch_once(str(tmp_path), records)
 
 
 def test_kl_warm_up_reaches_weight_one_at_the_stated_epoch(reference):
@@ -219,7 +214,7 @@ def test_resume_with_other_settings_is_refused(reference):
   message = str(error.value)
   assert "--latent_dim: the run has 2, this command 3" in message
   assert "--learning_rate: the run has 0.001, this command 0.002" in message
-  assert "--epochs" in message  # says what may change
+  assert "only --epochs, --streaming, --quiet" in message  # what may change
   assert len(trainer.read_metrics(workdir)) == 3  # nothing touched
 
 

@@ -300,3 +300,27 @@ def test_images_for_tensorboard_shapes():
   }
   for grid in grids.values():
     assert grid.dtype == np.float32 and grid.min() >= 0 and grid.max() <= 1
+
+
+def test_figure_data_of_every_epoch_compiles_nothing_new():
+  """The trainer computes the figures' data each epoch: only the first call
+  of a model and input shape may trace and compile."""
+  model, params = _tiny_model(2)
+  images, labels = _test_split()
+  compute = lambda params, rng: visualize.compute_figure_data(  # pylint: disable=g-long-lambda
+      model, params, images, labels, (8, 8, 1), rng, chunk_size=16, **SMALL)
+  compute(params, jax.random.key(0))
+  lowered = []
+
+  def listener(event, duration, **kwargs):
+    del duration, kwargs
+    if event == "/jax/core/compile/jaxpr_to_mlir_module_duration":
+      lowered.append(event)
+
+  jax.monitoring.register_event_duration_secs_listener(listener)
+  try:
+    # Another epoch: other parameters and key, the same shapes.
+    compute(jax.tree.map(lambda p: p * 0.5, params), jax.random.key(1))
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listener)
+  assert not lowered

@@ -63,3 +63,26 @@ def test_write_images_rejects_a_batch(tmp_path):
   with SummaryWriter(str(tmp_path)) as writer:
     with pytest.raises(ValueError, match=r"\[H, W\]"):
       writer.write_images(0, {"x": np.zeros((2, 4, 4, 1))})
+
+
+def test_purge_step_hides_the_events_a_crashed_run_wrote_again(tmp_path):
+  """A run resumed from its checkpoint at step 3 writes steps 4 and 5 again."""
+  logdir = str(tmp_path / "tb")
+  grey = np.zeros((4, 4), np.float32)
+  with SummaryWriter(logdir) as crashed:
+    for step in range(1, 6):
+      crashed.write_scalars(step, {"elbo": -step, "kl": step})
+    crashed.write_images(5, {"samples": grey})
+  # purge_step = the resumed step + 1; opened in the same second as the first
+  # writer, the second file must not replace the first.
+  with SummaryWriter(logdir, purge_step=4) as resumed:
+    for step in (4, 5):
+      resumed.write_scalars(step, {"elbo": -10 * step, "kl": 10 * step})
+    resumed.write_images(5, {"samples": grey + 1})
+  assert len(list((tmp_path / "tb").iterdir())) == 2
+  assert read_scalars(logdir) == {
+      "elbo": [(1, -1.0), (2, -2.0), (3, -3.0), (4, -40.0), (5, -50.0)],
+      "kl": [(1, 1.0), (2, 2.0), (3, 3.0), (4, 40.0), (5, 50.0)],
+  }
+  [(step, image)] = read_images(logdir)["samples"]
+  assert step == 5 and image.min() == 255

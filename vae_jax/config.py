@@ -11,17 +11,20 @@ import dataclasses
 import json
 from typing import Any, Optional, Tuple
 
-import optax
-
 from vae_jax.errors import ConfigError
-from vae_jax.model import LIKELIHOODS
-from vae_jax.networks import ACTIVATIONS
 
 __all__ = ["TrainConfig", "validate", "to_json_dict", "from_json_dict",
-           "LR_SCHEDULES", "BINARIZATIONS"]
+           "LR_SCHEDULES", "BINARIZATIONS", "LIKELIHOODS", "ACTIVATIONS"]
 
+# The names that settings choose from. They live here, in a module that
+# imports no JAX, so that the launchers check flags before JAX starts
+# (vae_jax.model and vae_jax.networks take LIKELIHOODS and ACTIVATIONS from
+# here).
 LR_SCHEDULES = ("constant", "cosine", "warmup_cosine", "exponential")
 BINARIZATIONS = ("dynamic", "static", "none")
+LIKELIHOODS = ("bernoulli", "gaussian")  # p(x|z; θ) of make_mlp_vae
+ACTIVATIONS = ("relu", "elu", "gelu", "silu", "softplus", "tanh",
+               "leaky_relu")  # functions of jax.nn
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,9 +120,6 @@ def validate(config: TrainConfig) -> TrainConfig:
        "it must be >= 0")
   need(c.learning_rate > 0, "learning_rate", c.learning_rate,
        "it must be > 0, e.g. 1e-3")
-  need(hasattr(optax, c.optimizer) and callable(getattr(optax, c.optimizer)),
-       "optimizer", c.optimizer,
-       "name an optax optimizer, e.g. adam, adamw, sgd, rmsprop, lamb")
   need(c.lr_schedule in LR_SCHEDULES, "lr_schedule", c.lr_schedule,
        f"choose one of {list(LR_SCHEDULES)}")
   need(c.lr_warmup_epochs >= 0, "lr_warmup_epochs", c.lr_warmup_epochs,
@@ -142,6 +142,12 @@ def validate(config: TrainConfig) -> TrainConfig:
   need(c.seed >= 0, "seed", c.seed, "it must be >= 0")
   need(c.keep_checkpoints >= 1, "keep_checkpoints", c.keep_checkpoints,
        "it must be >= 1")
+  # Last, as the only check that imports JAX (optax does): every other bad
+  # flag is reported without that wait.
+  import optax  # pylint: disable=g-import-not-at-top
+  need(hasattr(optax, c.optimizer) and callable(getattr(optax, c.optimizer)),
+       "optimizer", c.optimizer,
+       "name an optax optimizer, e.g. adam, adamw, sgd, rmsprop, lamb")
   return config
 
 

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 
 from vae_jax import distributions
 from vae_jax import networks
+from vae_jax.config import LIKELIHOODS
 
 __all__ = [
     "LIKELIHOODS",
@@ -31,8 +32,8 @@ __all__ = [
 
 Params = Any
 
-# The observation models p(x|z; θ) that `make_mlp_vae` knows by name.
-LIKELIHOODS = ("bernoulli", "gaussian")
+# LIKELIHOODS: the observation models p(x|z; θ) that `make_mlp_vae` knows by
+# name (defined in vae_jax.config, which checks flags without JAX).
 
 
 class VAEModel(NamedTuple):

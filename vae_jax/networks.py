@@ -12,19 +12,14 @@ from typing import Callable, Sequence, Tuple
 import chex
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
+
+from vae_jax import config
 
 __all__ = ["ACTIVATIONS", "MLPEncoder", "MLPDecoder"]
 
+# The hidden activations by name (the names of vae_jax.config.ACTIVATIONS).
 ACTIVATIONS: dict[str, Callable[[chex.Array], chex.Array]] = {
-    "relu": jax.nn.relu,
-    "elu": jax.nn.elu,
-    "gelu": jax.nn.gelu,
-    "silu": jax.nn.silu,
-    "softplus": jax.nn.softplus,
-    "tanh": jnp.tanh,
-    "leaky_relu": jax.nn.leaky_relu,
-}
+    name: getattr(jax.nn, name) for name in config.ACTIVATIONS}
 
 
 class MLPEncoder(nn.Module):

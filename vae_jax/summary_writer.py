@@ -7,6 +7,9 @@ back with the `tensorboard` package's own EventAccumulator.
 
     read_scalars(logdir)    # {"test/elbo": [(step, -95.3)]}
 
+A run resumed at step S opens its writer with `purge_step=S + 1`, so that
+readers drop what a crashed run wrote after S and show each step once.
+
 `clu.metric_writers` would do the same but imports TensorFlow; tensorboardX
 writes the same event-file format with protobuf alone. Reading needs the
 `tensorboard` package (the `test` extra), imported only when a reader is
@@ -16,10 +19,14 @@ called.
 from __future__ import annotations
 
 import io
+import os
+import time
 from typing import Mapping, Optional, Union
 
 import numpy as np
-import tensorboardX
+from tensorboardX import event_file_writer
+from tensorboardX import summary as tb_summary
+from tensorboardX.proto import event_pb2
 
 __all__ = ["SummaryWriter", "read_image_tags", "read_images", "read_scalars"]
 
@@ -29,14 +36,32 @@ Scalar = Union[float, int, np.floating, np.integer]
 class SummaryWriter:
   """Scalars and images of a run, as TensorBoard event files in `logdir`.
 
-  A thin wrapper of `tensorboardX.SummaryWriter` with dict-at-a-step methods;
-  usable as a context manager (closes on exit).
+  tensorboardX's summaries, written synchronously: an event is in the file
+  when `flush()` returns (tensorboardX's own SummaryWriter queues events for
+  a thread, and its flush does not wait for the queue, so a process killed
+  after a flush could lose the last events). Usable as a context manager
+  (closes on exit).
+
+  Args:
+    logdir: the directory of the event files; each writer adds a new file.
+    purge_step: for a run resumed from a checkpoint: readers (TensorBoard,
+      `read_scalars`, `read_images`) drop the events of earlier files at
+      steps >= purge_step, i.e. those a crashed run wrote after the
+      checkpoint and the resumed run writes again. None: drop nothing.
   """
 
-  def __init__(self, logdir: str, flush_secs: int = 30):
+  def __init__(self, logdir: str, purge_step: Optional[int] = None):
     self.logdir = logdir
-    self._writer = tensorboardX.SummaryWriter(logdir=logdir,
-                                              flush_secs=flush_secs)
+    os.makedirs(logdir, exist_ok=True)
+    # Files are named by the second they were opened in, and opened with
+    # "wb": the suffix keeps a second writer of the same second from
+    # truncating the first one's file, and sorts it after that file.
+    self._events = event_file_writer.EventsWriter(
+        os.path.join(logdir, "events"), filename_suffix=f".{time.time_ns()}")
+    if purge_step is not None:
+      self._events.write_event(event_pb2.Event(
+          wall_time=time.time(), step=int(purge_step),
+          session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)))
 
   def write_scalars(self, step: int,
                     scalars: Mapping[str, Optional[Scalar]]) -> None:
@@ -46,9 +71,8 @@ class SummaryWriter:
     are written as they are, so a diverging run shows.
     """
     for tag, value in scalars.items():
-      if value is None:
-        continue
-      self._writer.add_scalar(tag, float(value), global_step=int(step))
+      if value is not None:
+        self._write(step, tb_summary.scalar(tag, float(value)))
 
   def write_images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
     """One image event per tag at `step`.
@@ -60,14 +84,18 @@ class SummaryWriter:
         Stored as 8-bit PNG, value v → round(255·v).
     """
     for tag, image in images.items():
-      self._writer.add_image(tag, _to_uint8(image), global_step=int(step),
-                             dataformats="HWC")
+      self._write(step, tb_summary.image(tag, _to_uint8(image),
+                                         dataformats="HWC"))
+
+  def _write(self, step: int, summary) -> None:
+    self._events.write_event(event_pb2.Event(
+        wall_time=time.time(), step=int(step), summary=summary))
 
   def flush(self) -> None:
-    self._writer.flush()
+    self._events.flush()
 
   def close(self) -> None:
-    self._writer.close()
+    self._events.close()
 
   def __enter__(self) -> "SummaryWriter":
     return self

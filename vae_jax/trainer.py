@@ -20,8 +20,11 @@ Resume. A checkpoint is taken at the end of every compiled chunk of steps
 existing WORKDIR continues from its latest checkpoint (params, optimizer
 state, step and rng; the step fixes the data position), so the run ends with the same parameters as an uninterrupted one —
 bit for bit on CPU. metrics.jsonl keeps the epochs up to that checkpoint and
-gets each later epoch once. Only `epochs` may differ from the stored config
-(a larger value extends a finished run); any other difference is refused.
+gets each later epoch once; so do the scalars and images of tensorboard/ as
+TensorBoard reads them (the resumed run's event file purges the later steps
+of the earlier files). Only `epochs` (a larger value extends a finished
+run) and `streaming` (both input paths give the same batches, bit for bit)
+may differ from the stored config; any other difference is refused.
 The learning-rate schedule spans `lr_schedule_epochs` epochs, or `epochs`
 when that is 0: extending such a run with a decaying schedule (cosine,
 exponential) stretches the schedule over the new length, so the remaining
@@ -68,8 +71,9 @@ METRIC_KEYS = ("epoch", "step", "train_elbo", "train_kl", "train_log_likelihood"
                "grad_norm", "examples_per_sec", "wall_time_sec")
 
 # The settings a resumed run may change (besides --workdir, --quiet and the
-# logging flags, which are not part of the config).
-RESUMABLE_FIELDS = ("epochs",)
+# logging flags, which are not part of the config): a larger --epochs extends
+# the run; --streaming feeds the same batches, bit for bit, either way.
+RESUMABLE_FIELDS = ("epochs", "streaming")
 
 _DECAYING_SCHEDULES = ("cosine", "warmup_cosine", "exponential")
 _TB_IMAGE_EXAMPLES = 1000  # test images encoded for TensorBoard's grids
@@ -136,6 +140,18 @@ def _to_float(tree) -> dict:
 _init_train_state = jax.jit(training.init_train_state, static_argnums=(0, 1))
 
 
+def _run_keys(config: config_lib.TrainConfig
+              ) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """The (initialisation, evaluation, figures) keys of a run, from its seed.
+
+  One place for both `train_and_evaluate` and `evaluate_run`, so that
+  evaluating a checkpoint draws the z of the run's own evaluation. (Training
+  draws its keys from the state's rng and step.)
+  """
+  root = jax.random.key(config.seed)
+  return tuple(jax.random.fold_in(root, i) for i in range(3))
+
+
 def _step_config(config: config_lib.TrainConfig,
                  steps_per_epoch: int) -> training.StepConfig:
   schedule_epochs = config.lr_schedule_epochs or config.epochs
@@ -192,8 +208,9 @@ def check_resumable(config: config_lib.TrainConfig,
   if diffs:
     raise ConfigError(
         f"--workdir={workdir} holds a run with other settings, so it cannot "
-        f"resume it ({'; '.join(diffs)}); only --epochs, --quiet and the "
-        "logging flags may change on resume: repeat the run's flags, or "
+        f"resume it ({'; '.join(diffs)}); only "
+        f"{', '.join('--' + name for name in RESUMABLE_FIELDS)}, --quiet and "
+        "the logging flags may change on resume: repeat the run's flags, or "
         "choose a new --workdir")
   return stored
 
@@ -303,12 +320,9 @@ def train_and_evaluate(
       learning_rate=jnp.float32(config.learning_rate),
       kl_weight=jnp.float32(config.kl_weight))
 
-  root = jax.random.key(config.seed)
-  fresh_state = _init_train_state(model, optimizer,
-                                  jax.random.fold_in(root, 0))
+  init_rng, eval_rng, figure_rng = _run_keys(config)
+  fresh_state = _init_train_state(model, optimizer, init_rng)
   state = fresh_state
-  eval_rng = jax.random.fold_in(root, 1)
-  figure_rng = jax.random.fold_in(root, 2)
 
   ckpts = checkpoints_lib.RunCheckpoints(
       os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints)
@@ -382,7 +396,12 @@ def train_and_evaluate(
     logging.info("compiled %d chunk program(s) in %.1fs", len(compiled),
                  time.perf_counter() - compile_start)
 
-    writer = summary_writer.SummaryWriter(os.path.join(workdir, "tensorboard"))
+    # On resume, readers drop the events that a crashed run wrote after the
+    # checkpoint, steps > start_step, since this run writes them again (those
+    # at start_step belong to the checkpoint's epoch and stay).
+    writer = summary_writer.SummaryWriter(
+        os.path.join(workdir, "tensorboard"),
+        purge_step=None if latest is None else start_step + 1)
     metrics_path = os.path.join(workdir, "metrics.jsonl")
     run_start = time.perf_counter() - progress.get("wall_time_sec", 0.0)
     done_chunks = min(start_epoch * len(chunks) + start_chunk,
@@ -579,16 +598,15 @@ def evaluate_run(workdir: str, checkpoint: Optional[str] = None,
     data = prepare_data(config)
     model = build_model(config, data.data_dim)
     optimizer = _optimizer(config.optimizer, config.grad_clip_norm)
-    root = jax.random.key(config.seed)
-    template = _init_train_state(model, optimizer, jax.random.fold_in(root, 0))
+    init_rng, eval_rng, figure_rng = _run_keys(config)
+    template = _init_train_state(model, optimizer, init_rng)
     state, _ = ckpts.restore(step, template, which)
   finally:
     ckpts.close()
   logging.info("evaluating %s checkpoint at step %d of %s", which, step,
                workdir)
   evaluate = _evaluate_program(model, config.eval_batch_size, num_samples)
-  result = _to_float(evaluate(state.params, data.test,
-                              jax.random.fold_in(root, 1)))
+  result = _to_float(evaluate(state.params, data.test, eval_rng))
   record = {
       "checkpoint": which,  # the series the step was restored from
       "step": step,
@@ -609,8 +627,7 @@ def evaluate_run(workdir: str, checkpoint: Optional[str] = None,
                num_samples)
   if figures:
     write_figures(model, state.params, data, read_metrics(workdir),
-                  os.path.join(workdir, "figures"),
-                  jax.random.fold_in(root, 2))
+                  os.path.join(workdir, "figures"), figure_rng)
   return record
 
 

@@ -154,7 +154,7 @@ def train_step(model: VAEModel, optimizer: optax.GradientTransformation,
   params = optax.apply_updates(state.params, updates)
   metrics = StepMetrics(
       elbo=jnp.mean(parts.elbo), log_likelihood=jnp.mean(parts.log_likelihood),
-      kl=jnp.mean(parts.kl), loss=loss, grad_norm=optax.global_norm(grads),
+      kl=jnp.mean(parts.kl), loss=loss, grad_norm=optax.tree.norm(grads),
       learning_rate=jnp.asarray(learning_rate, jnp.float32),
       kl_weight=jnp.asarray(kl_weight, jnp.float32))
   new_state = state.replace(params=params, opt_state=opt_state,

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vae_jax import figures
-from vae_jax.model import VAEModel
+from vae_jax.model import VAEModel, decoder_mean
 
 __all__ = [
     "FASHION_MNIST_LABELS",
@@ -305,10 +305,9 @@ def _encode_in_chunks(model: VAEModel, params, images: np.ndarray,
   if padded > n:
     images = np.concatenate(
         [images, np.zeros((padded - n, images.shape[1]), images.dtype)])
-  encode, _ = _compiled(model)
   means, logvars = [], []
   for start in range(0, padded, chunk):
-    mean, logvar = encode(params, images[start:start + chunk])
+    mean, logvar = _encode(model, params, images[start:start + chunk])
     means.append(mean)
     logvars.append(logvar)
   return (np.asarray(jnp.concatenate(means))[:n].astype(np.float32),
@@ -317,13 +316,14 @@ def _encode_in_chunks(model: VAEModel, params, images: np.ndarray,
 
 def _decode_means(model: VAEModel, params, z: np.ndarray) -> np.ndarray:
   """E[x|z] `[M, data_dim]`: `mean_of_output` of the decoder, not logits."""
-  _, decode_mean = _compiled(model)
-  return np.asarray(decode_mean(params, z), dtype=np.float32)
+  return np.asarray(_decoder_mean(model, params, z), dtype=np.float32)
 
 
-@functools.lru_cache(maxsize=8)
-def _compiled(model: VAEModel):
-  """Jitted (encode, E[x|z]) of `model`, kept so that calling the figures
-  every epoch compiles once per input shape, not once per call."""
-  return (jax.jit(model.encode),
-          jax.jit(lambda p, z: model.mean_of_output(model.decode(p, z))))
+# The model is a static argument (VAEModel is hashable), so the figures of
+# every epoch reuse one compiled program per (model, input shape).
+@functools.partial(jax.jit, static_argnums=0)
+def _encode(model: VAEModel, params, x):
+  return model.encode(params, x)
+
+
+_decoder_mean = jax.jit(decoder_mean, static_argnums=0)
