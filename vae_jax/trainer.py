@@ -303,10 +303,11 @@ def train_and_evaluate(
   config_lib.validate(config)
   stored = check_resumable(config, workdir)
   data = data or prepare_data(config)
+  described = data.describe()
   logging.info("data: %s from %s (%s), train %s, test %s, binarization %s, "
                "input %s", config.dataset, data.dataset.source,
                data.dataset.source_kind, data.train.shape, data.test.shape,
-               data.describe()["binarization"], data.describe()["input_path"])
+               described["binarization"], described["input_path"])
 
   os.makedirs(os.path.join(workdir, "figures"), exist_ok=True)
 
@@ -370,11 +371,12 @@ def train_and_evaluate(
     if data.streaming:
       chunk_fn = training.train_chunk_streamed
       if start_epoch < config.epochs:
+        # Starts at the checkpoint's chunk: the chunks before it are never
+        # gathered on the host nor sent to the device.
         stream = data.stream_chunks(state.rng, config.batch_size, chunks,
                                     first_epoch=start_epoch,
-                                    num_epochs=config.epochs - start_epoch)
-        for _ in range(start_chunk):  # the chunks done before the checkpoint
-          next(stream)
+                                    num_epochs=config.epochs - start_epoch,
+                                    first_chunk=start_chunk)
       next_input = lambda: next(stream)
     else:
       chunk_fn = training.train_chunk
