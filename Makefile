@@ -16,7 +16,7 @@ ifeq ($(DATA_DIR),)
 	@bash scripts/ensure_data.sh
 	$(PY) -m experiments.train --workdir=$(WORKDIR) $(ARGS)
 else
-	$(PY) -m experiments.train --workdir=$(WORKDIR) --data_dir=$(DATA_DIR) $(ARGS)
+	$(PY) -m experiments.train --workdir=$(WORKDIR) --config.data_dir=$(DATA_DIR) $(ARGS)
 endif
 
 # Two pytest workers, each taking whole test files, so that a file's shared

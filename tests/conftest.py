@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import os
 import pathlib
@@ -26,9 +25,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vae_jax import distributions
 from vae_jax.data.idx import write_idx
-from vae_jax.model import VAEModel
+from vae_jax.math import distributions
+from vae_jax.math.model import StandardNormalPrior
 
 # The repository root (the directory that holds vae_jax/ and experiments/).
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -204,40 +203,55 @@ class LinearGaussian:
                   - 0.5 * (np.asarray(x, np.float64) - mean) ** 2
                   / self.variance, axis=-1)
 
-  def _decode(self, params, z):
-    del params
-    weight = jnp.asarray(self.weight, jnp.float32)
-    return z @ weight.T + jnp.asarray(self.bias, jnp.float32)
-
-  def _likelihood(self):
-    return functools.partial(distributions.gaussian_log_likelihood,
-                             variance=self.variance)
-
-  def model(self) -> VAEModel:
+  def model(self) -> "LinearGaussianVAE":
     """The VAE whose q is given directly: params = {"mean", "logvar"}, `[D]`."""
-    return VAEModel(
-        encode=lambda params, x: (params["mean"], params["logvar"]),
-        decode=self._decode,
-        log_likelihood=self._likelihood(),
-        mean_of_output=lambda output: output,
-        init=None,
-        latent_dim=self.latent_dim)
+    return LinearGaussianVAE(self, exact_posterior=False)
 
-  def exact_posterior_model(self) -> VAEModel:
+  def exact_posterior_model(self) -> "LinearGaussianVAE":
     """The VAE whose encoder returns the true posterior p(z|x) for every x."""
-    weight = jnp.asarray(self.weight, jnp.float32)
-    bias = jnp.asarray(self.bias, jnp.float32)
-    var = 1.0 / (1.0 + jnp.sum(weight ** 2, axis=0) / self.variance)
+    return LinearGaussianVAE(self, exact_posterior=True)
 
-    def encode(params, x):
-      del params
-      mean = var * ((x - bias) @ weight) / self.variance
-      return mean, jnp.broadcast_to(jnp.log(var), mean.shape)
 
-    return VAEModel(encode=encode, decode=self._decode,
-                    log_likelihood=self._likelihood(),
-                    mean_of_output=lambda output: output, init=None,
-                    latent_dim=self.latent_dim)
+@dataclasses.dataclass(frozen=True, eq=False)
+class LinearGaussianVAE(StandardNormalPrior):
+  """`LinearGaussian` as a `vae_jax.math.model.VAEModel` (float32)."""
+
+  lg: LinearGaussian
+  exact_posterior: bool
+
+  @property
+  def event_shape(self) -> tuple[int]:
+    return (self.lg.data_dim,)
+
+  @property
+  def latent_dim(self) -> int:
+    return self.lg.latent_dim
+
+  def init(self, rng):
+    del rng
+    zeros = jnp.zeros(self.latent_dim)
+    return {"mean": zeros, "logvar": zeros}
+
+  def encode(self, params, x):
+    if not self.exact_posterior:
+      return params["mean"], params["logvar"]
+    weight = jnp.asarray(self.lg.weight, jnp.float32)
+    bias = jnp.asarray(self.lg.bias, jnp.float32)
+    var = 1.0 / (1.0 + jnp.sum(weight ** 2, axis=0) / self.lg.variance)
+    mean = var * ((x - bias) @ weight) / self.lg.variance
+    return mean, jnp.broadcast_to(jnp.log(var), mean.shape)
+
+  def decode(self, params, z):
+    del params
+    weight = jnp.asarray(self.lg.weight, jnp.float32)
+    return z @ weight.T + jnp.asarray(self.lg.bias, jnp.float32)
+
+  def log_likelihood(self, decoder_output, x):
+    return distributions.gaussian_log_likelihood(decoder_output, x,
+                                                 self.lg.variance)
+
+  def mean_of_output(self, decoder_output):
+    return decoder_output
 
 
 def make_linear_gaussian(data_dim: int = 6, latent_dim: int = 3,

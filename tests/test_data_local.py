@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from vae_jax.data import datasets
+from vae_jax.data import tfds_source
 from vae_jax.data.idx import write_idx
 from vae_jax.errors import DataError
 
@@ -110,6 +111,12 @@ def test_data_source_interface_of_local_files(tmp_path):
   example = source[3]
   assert example["image"].shape == (6, 5, 1) and "label" in example
   assert len(source.__getitems__([0, 1])) == 2
+
+
+def test_every_public_name_is_importable_from_datasets():
+  """What moved to tfds_source is re-exported, so callers keep working."""
+  assert all(hasattr(datasets, name) for name in datasets.__all__)
+  assert datasets.TFDS_EXTRA is tfds_source.TFDS_EXTRA
 
 
 _FASHION = datasets.DEBIAN_FASHION_MNIST_DIR

@@ -15,7 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vae_jax import config as config_lib
+from vae_jax import validation
+from vae_jax.configs import default
 from vae_jax.data import datasets
 from vae_jax.data import pipeline
 from vae_jax.data import prepared
@@ -26,6 +27,13 @@ _N, _B, _D = 40, 8, 12  # 5 steps per epoch
 
 # Jitted once: eager calls would compile each primitive on its own.
 _finish_batch = jax.jit(pipeline.finish_batch, static_argnums=(3, 4))
+
+
+def _config(**overrides):
+  """The default run's ConfigDict with `overrides`."""
+  config = default.get_config()
+  config.update(overrides)
+  return config
 
 
 def _images(n=_N, d=_D, seed=0):
@@ -44,7 +52,7 @@ def _dataset(n=_N, shape=(3, 4, 1), pixel_max=255, seed=0):
 @functools.partial(jax.jit, static_argnums=(2, 3, 4, 5))
 def _on_device_batches(images, rng, first_step, num_steps, batch_size,
                        binarize):
-  """The batches `training.train_chunk` makes, with its pipeline calls."""
+  """The batches `chunks.train_chunk` makes, with its pipeline calls."""
   shuffle_key, binarize_key = pipeline.data_keys(rng)
   steps_per_epoch = images.shape[0] // batch_size
   permutation = pipeline.epoch_permutation(
@@ -103,10 +111,8 @@ def test_binarisation_does_not_depend_on_layout():
 
 def test_static_binarisation_is_fixed_whatever_the_run_seed():
   ds = _dataset()
-  a = prepared.PreparedData(ds, config_lib.TrainConfig(binarization="static",
-                                                       seed=0))
-  b = prepared.PreparedData(ds, config_lib.TrainConfig(binarization="static",
-                                                       seed=9))
+  a = prepared.PreparedData(ds, _config(binarization="static", seed=0))
+  b = prepared.PreparedData(ds, _config(binarization="static", seed=9))
   np.testing.assert_array_equal(a.train, b.train)
   assert set(np.unique(np.asarray(a.train))) <= {0, 1}
   assert a.pixel_max == 1 and not a.dynamic_binarization
@@ -114,8 +120,8 @@ def test_static_binarisation_is_fixed_whatever_the_run_seed():
 
 def test_no_binarisation_scales_by_the_pixel_range():
   ds = _dataset()
-  data = prepared.PreparedData(ds, config_lib.TrainConfig(
-      binarization="none", likelihood="gaussian"))
+  data = prepared.PreparedData(ds, _config(binarization="none",
+                                           likelihood="gaussian"))
   np.testing.assert_allclose(np.asarray(data.test),
                              ds.test.images.reshape(16, -1) / 255.0)
   assert not data.dynamic_binarization and data.pixel_max == 255
@@ -198,12 +204,12 @@ def test_prefetcher_close_stops_its_thread():
 
 def test_prepared_data_on_device_and_streaming():
   ds = _dataset()
-  on_device = prepared.PreparedData(ds, config_lib.TrainConfig())
+  on_device = prepared.PreparedData(ds, _config())
   assert isinstance(on_device.train, jax.Array)
   assert on_device.train.dtype == jnp.uint8 and on_device.train.shape == (40, 12)
   assert on_device.train_spec(3, _B) is on_device.train
-  stream = prepared.PreparedData(ds, config_lib.TrainConfig(
-      streaming=True, steps_per_chunk=2))
+  stream = prepared.PreparedData(ds, _config(streaming=True,
+                                             steps_per_chunk=2))
   assert isinstance(stream.train, np.ndarray)  # stays on the host
   assert stream.train_spec(3, _B) == jax.ShapeDtypeStruct((3, _B, 12),
                                                           jnp.uint8)
@@ -214,16 +220,16 @@ def test_prepared_data_on_device_and_streaming():
 
 def test_image_layout_keeps_nhwc():
   ds = _dataset()
-  config = config_lib.TrainConfig(image_layout="image")
+  config = _config(image_layout="image")
   data = prepared.PreparedData(ds, config)
   assert data.train.shape == (40, 3, 4, 1) and data.test.shape == (16, 3, 4, 1)
   assert data.data_dim == 12 and data.describe()["layout"] == "image"
   with pytest.raises(ConfigError, match="image_layout"):
-    config_lib.validate(config)  # the MLP VAE needs flat data
+    validation.validate(config)  # the MLP VAE needs flat data
 
 
 def test_describe_records_source_and_preprocessing():
-  d = prepared.PreparedData(_dataset(), config_lib.TrainConfig()).describe()
+  d = prepared.PreparedData(_dataset(), _config()).describe()
   assert d["source"] == "/synthetic" and d["source_kind"] == "idx"
   assert d["binarization"] == "dynamic" and d["layout"] == "flat"
   assert d["pixel_max"] == 255 and d["input_path"] == "on_device"
@@ -232,4 +238,26 @@ def test_describe_records_source_and_preprocessing():
 
 def test_streaming_needs_chunks_of_steps():
   with pytest.raises(ConfigError, match="steps_per_chunk"):
-    config_lib.validate(config_lib.TrainConfig(streaming=True))
+    validation.validate(_config(streaming=True))
+
+
+def test_an_invalid_layout_is_refused_by_the_data_too():
+  with pytest.raises(ConfigError, match="image_layout='nchw'"):
+    prepared.PreparedData(_dataset(), _config(image_layout="nchw"))
+
+
+@pytest.mark.parametrize("data_dir", ["", None])
+def test_prepare_data_takes_an_empty_data_dir_as_not_given(
+    monkeypatch, data_dir):
+  """A ConfigDict's data_dir is '' when not given: the loader gets None."""
+  seen = []
+
+  def load_dataset(name, given_dir, *args, **kwargs):
+    del args, kwargs
+    seen.append((name, given_dir))
+    return _dataset()
+
+  monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+  data = prepared.prepare_data(_config(dataset="idx", data_dir=data_dir,
+                                       batch_size=8))
+  assert seen == [("idx", None)] and data.num_train == _N

@@ -27,13 +27,14 @@ tfds = pytest.importorskip("tensorflow_datasets")
 import chex  # pylint: disable=g-import-not-at-top
 import jax
 
-from vae_jax import config as config_lib
-from vae_jax import training
+from vae_jax import chunks
+from vae_jax import step
+from vae_jax.configs import default
 from vae_jax.data import datasets
 from vae_jax.data import prepared
 from vae_jax.data.idx import write_idx
 from vae_jax.errors import DataError
-from vae_jax.model import make_mlp_vae
+from vae_jax.nets.mlp import make_mlp_vae
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _HAS_TENSORFLOW = importlib.util.find_spec("tensorflow") is not None
@@ -44,6 +45,13 @@ def _no_network(monkeypatch):
   def refuse(*args, **kwargs):
     raise AssertionError("a data test tried to use the network")
   monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+def _config(**overrides):
+  """The default run's ConfigDict with `overrides`."""
+  config = default.get_config()
+  config.update(overrides)
+  return config
 
 
 def _code_mock(num_examples=24, **kwargs):
@@ -106,8 +114,7 @@ def test_binarized_mnist_is_used_as_is(tmp_path):
   assert ds.already_binary and ds.train.labels is None
   for binarization in ("dynamic", "static"):
     data = prepared.PreparedData(
-        ds, config_lib.TrainConfig(dataset="binarized_mnist",
-                                   binarization=binarization))
+        ds, _config(dataset="binarized_mnist", binarization=binarization))
     assert not data.dynamic_binarization and data.pixel_max == 1
     np.testing.assert_array_equal(np.asarray(data.train),
                                   ds.train.images.reshape(10, -1))
@@ -183,23 +190,23 @@ def test_unprepared_dataset_names_the_extra(tmp_path):
 
 def test_mnist_trains_identically_on_device_and_streaming(tmp_path):
   """`--dataset=mnist` on mock data: prepared, then trained on both paths."""
-  config = config_lib.TrainConfig(dataset="mnist", data_dir=str(tmp_path),
-                                  batch_size=8, hidden_dims=(8,), latent_dim=2)
+  config = _config(dataset="mnist", data_dir=str(tmp_path), batch_size=8,
+                   hidden_dims=(8,), latent_dim=2)
   with _code_mock(num_examples=40):
     data = prepared.prepare_data(config)
   assert data.describe()["source_kind"] == "tfds"
   assert data.describe()["binarization"] == "dynamic"
   assert data.train.shape == (40, 784) and data.train.dtype == np.uint8
   model = make_mlp_vae(data.data_dim, 2, (8,))
-  optimizer = training.make_optimizer()
-  hparams = training.Hyperparams(np.float32(1e-2), np.float32(1.0))
-  state = training.init_train_state(model, optimizer, jax.random.key(2))
+  step_config = step.StepConfig()
+  hparams = step.Hyperparams(np.float32(1e-2), np.float32(1.0))
+  state = step.init_train_state(model, step_config, jax.random.key(2))
   steps = 5  # one chunk per epoch of 40 // 8 steps
+  batches = chunks.BatchConfig(8, data.dynamic_binarization, data.pixel_max)
   bind = lambda fn: jax.jit(functools.partial(  # pylint: disable=g-long-lambda
-      fn, model, optimizer, training.StepConfig(), steps, 8,
-      data.dynamic_binarization, data.pixel_max))
-  on_device = bind(training.train_chunk)
-  streamed = bind(training.train_chunk_streamed)
+      fn, model, step_config, batches, steps))
+  on_device = bind(chunks.train_chunk)
+  streamed = bind(chunks.train_chunk_streamed)
   stream = data.stream_chunks(state.rng, 8, [steps], num_epochs=2)
   a = b = state
   for _ in range(2):
@@ -214,12 +221,14 @@ def test_mnist_trains_identically_on_device_and_streaming(tmp_path):
 
 _NO_TENSORFLOW_RUN = textwrap.dedent("""
     import sys
-    from vae_jax import config, trainer
-    trainer.write_figures = lambda *a, **k: []  # matplotlib time, no imports
+    from vae_jax.configs import default
+    from vae_jax.run import loop
     # The default dataset, resolved to the test's IDX files.
-    c = config.TrainConfig(data_dir=sys.argv[1], epochs=1, batch_size=8,
-                           hidden_dims=(8,), latent_dim=2, eval_batch_size=16)
-    trainer.train_and_evaluate(c, sys.argv[2], progress_bar=False)
+    c = default.get_config()
+    c.update(data_dir=sys.argv[1], epochs=1, batch_size=8, hidden_dims=(8,),
+             latent_dim=2, eval_batch_size=16)
+    # No PNGs: matplotlib time (TensorBoard's grids are still made).
+    loop.train_and_evaluate(c, sys.argv[2], progress_bar=False, figures=False)
     assert "tensorflow" not in sys.modules, "the default run imported TF"
     assert "tensorflow_datasets" not in sys.modules, "it imported TFDS"
     print("no tensorflow")

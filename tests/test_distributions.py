@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import distributions
+from vae_jax.math import distributions
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _NUM_SAMPLES = 20_000

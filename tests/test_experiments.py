@@ -1,12 +1,14 @@
-"""The launchers end to end: presets, the run directory's contract, evaluation.
+"""The launchers end to end: configs, the run directory's contract, evaluation.
 
-One `--preset=smoke` run of experiments/train.py on tiny synthetic IDX data
-(shrunk further by flags) is shared by the tests of its run directory, of
-the refusal to resume it with other settings, and of experiments/evaluate.py.
+One `--config=vae_jax/configs/smoke.py` run of experiments/train.py on tiny
+synthetic IDX data (shrunk further by `--config.NAME=VALUE` overrides) is
+shared by the tests of its run directory, of the refusal to resume it with
+other settings, of experiments/evaluate.py and of `vae_jax.load_run`.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import struct
@@ -16,19 +18,22 @@ import sys
 import pytest
 from absl import flags
 
-from vae_jax import checkpoints as checkpoints_lib
-from vae_jax import config as config_lib
-from vae_jax import presets
-from vae_jax import trainer
+import vae_jax
+from vae_jax import configs
+from vae_jax import validation
 from vae_jax.errors import ConfigError
+from vae_jax.run import checkpoints as checkpoints_lib
+from vae_jax.run import evaluate as evaluate_lib
+from vae_jax.run import workdir as workdir_lib
 
 # The keys the issue names for every line of metrics.jsonl.
 METRIC_KEYS = ("epoch", "step", "train_elbo", "train_kl", "train_log_likelihood",
                "val_elbo", "test_elbo", "test_kl", "test_log_likelihood",
                "learning_rate", "kl_weight", "grad_norm", "examples_per_sec",
                "wall_time_sec")
-SMOKE_FLAGS = ("--preset=smoke", "--dataset=idx", "--validation_size=64",
-               "--batch_size=32", "--hidden_dims=16", "--eval_batch_size=128")
+SMOKE_FLAGS = ("--config=vae_jax/configs/smoke.py", "--config.dataset=idx",
+               "--config.validation_size=64", "--config.batch_size=32",
+               "--config.hidden_dims=16", "--config.eval_batch_size=128")
 STEPS_PER_EPOCH = 14  # (512 − 64) // 32
 
 
@@ -56,64 +61,81 @@ def _run(module: str, *args: str, timeout: int = 300):
 
 @pytest.fixture(scope="module")
 def smoke_run(idx_data_dir, tmp_path_factory):
-  """(workdir, completed process) of `train --preset=smoke --quiet`."""
+  """(workdir, completed process) of `train --config=…/smoke.py --quiet`."""
   workdir = str(tmp_path_factory.mktemp("smoke") / "run")
   result = _run("experiments.train", *SMOKE_FLAGS,
-                f"--data_dir={idx_data_dir}", f"--workdir={workdir}",
+                f"--config.data_dir={idx_data_dir}", f"--workdir={workdir}",
                 "--quiet")
   assert result.returncode == 0, result.stderr[-3000:]
   return workdir, result
 
 
-# ------------------------------------------------------------------ presets
+# ------------------------------------------------------------------ configs
 
 
-@pytest.mark.parametrize("name", sorted(presets.PRESETS))
-def test_preset_documents_command_time_and_result(name):
-  doc = presets.PRESETS[name].__doc__
-  assert f"python -m experiments.train --preset={name}" in doc
-  assert "Measured" in doc
-  assert ("s/epoch" in doc and "test ELBO" in doc) or "not yet measured" in doc
-  config_lib.validate(config_lib.TrainConfig(**presets.get_preset(name)))
+def _load(name: str):
+  return importlib.import_module(f"vae_jax.configs.{name}")
 
 
-def test_paper_preset_is_the_standard_vae_setting():
-  paper = config_lib.TrainConfig(**presets.get_preset("paper"))
+@pytest.mark.parametrize("name", configs.NAMES)
+def test_config_documents_command_time_and_result(name):
+  module = _load(name)
+  doc = module.__doc__
+  command = "python -m experiments.train"
+  assert command in doc or "make train" in doc
+  if name != "default":
+    assert f"--config=vae_jax/configs/{name}.py" in doc
+  assert "Measured" in doc and "nats" in doc and " s" in doc
+  assert os.path.exists(configs.path(name))
+  validation.validate(module.get_config())
+
+
+def test_paper_config_is_the_standard_vae_setting():
+  paper = _load("paper").get_config()
   assert paper.latent_dim == 40 and paper.hidden_dims == (300, 300)
   assert paper.kl_warmup_epochs > 0
   assert paper.validation_size > 0 and paper.early_stopping_patience > 0
 
 
-def test_unknown_preset_is_a_config_error():
-  with pytest.raises(ConfigError, match="--preset='nope'.*smoke"):
-    presets.get_preset("nope")
+def test_configs_differ_from_default_only_where_they_say():
+  default = _load("default").get_config()
+  smoke = _load("smoke").get_config()
+  assert set(default.keys()) == set(smoke.keys())
+  changed = {k for k in default.keys() if default[k] != smoke[k]}
+  assert changed == {"latent_dim", "hidden_dims", "epochs", "kl_warmup_epochs",
+                     "validation_size", "early_stopping_patience"}
 
 
 @pytest.fixture
-def parse_flags():
+def parse_flags(monkeypatch):
   """Parses argv into experiments.train's flags; restores them afterwards."""
-  from experiments import train  # pylint: disable=g-import-not-at-top
+  from vae_jax import cli  # pylint: disable=g-import-not-at-top
+  from vae_jax.launchers import train  # pylint: disable=g-import-not-at-top
 
   def parse(*argv):
+    # The config flag was defined when this process had pytest's argv, so
+    # the file is named explicitly for the overrides to be applied.
+    if not any(a.startswith("--config=") for a in argv):
+      argv = ("--config=vae_jax/configs/default.py", *argv)
     flags.FLAGS.unparse_flags()
-    flags.FLAGS(["train", *argv])
-    return train.config_from_flags()
+    monkeypatch.setattr(sys, "argv", ["train", *argv])
+    cli.parse_flags(["train", *argv])
+    return train._CONFIG.value  # pylint: disable=protected-access
 
   yield parse
   flags.FLAGS.unparse_flags()
 
 
-def test_explicit_flags_override_the_preset(parse_flags):
-  config = parse_flags("--preset=smoke", "--latent_dim=3", "--epochs=5")
-  smoke = presets.get_preset("smoke")
-  assert config.preset == "smoke"
-  assert (config.latent_dim, config.epochs) == (3, 5)  # explicit flags win
-  assert config.hidden_dims == smoke["hidden_dims"]  # from the preset
-  assert config.kl_warmup_epochs == smoke["kl_warmup_epochs"]
-  assert config.learning_rate == config_lib.TrainConfig().learning_rate
-  # A flag given explicitly at its default value still wins.
-  assert parse_flags("--preset=smoke", "--hidden_dims=500").hidden_dims == (500,)
-  assert parse_flags().preset == ""
+def test_overrides_change_one_setting_of_the_config_file(parse_flags):
+  config = parse_flags("--config=vae_jax/configs/smoke.py",
+                       "--config.latent_dim=3", "--config.epochs=5",
+                       "--config.hidden_dims=300,300")
+  smoke = _load("smoke").get_config()
+  assert (config.latent_dim, config.epochs) == (3, 5)
+  assert config.hidden_dims == (300, 300)
+  assert config.kl_warmup_epochs == smoke.kl_warmup_epochs  # from the file
+  assert parse_flags().latent_dim == _load("default").get_config().latent_dim
+  assert parse_flags("--config=smoke").latent_dim == 2  # a packaged name
 
 
 # ------------------------------------------------------------ run directory
@@ -123,16 +145,19 @@ def test_smoke_run_is_quiet(smoke_run):
   _, result = smoke_run
   assert result.stdout == ""
   assert "chunk" not in result.stderr  # no progress bar
-  assert " trainer.py:" not in result.stderr  # no INFO logs
+  assert " loop.py:" not in result.stderr  # no INFO logs
 
 
 def test_config_json_records_the_run(smoke_run, idx_data_dir):
   workdir, _ = smoke_run
   stored = json.load(open(os.path.join(workdir, "config.json")))
-  assert stored["preset"] == "smoke"
-  assert stored["data_dir"] == idx_data_dir
-  assert (stored["latent_dim"], stored["hidden_dims"], stored["epochs"]) == (
-      2, [16], 2)
+  assert stored["config_file"] == "vae_jax/configs/smoke.py"
+  settings = stored["config"]
+  assert settings["data_dir"] == idx_data_dir
+  assert (settings["latent_dim"], settings["hidden_dims"],
+          settings["epochs"], settings["model"]) == (2, [16], 2, "mlp")
+  assert set(settings) == set(_load("default").get_config().keys())
+  assert stored["data"]["image_shape"] == [28, 28, 1]
 
 
 def test_metrics_jsonl_has_every_key(smoke_run):
@@ -144,7 +169,7 @@ def test_metrics_jsonl_has_every_key(smoke_run):
   for r in records:
     assert set(METRIC_KEYS) <= set(r)
     assert all(isinstance(r[k], (int, float)) for k in METRIC_KEYS)
-  assert tuple(records[0]) == trainer.METRIC_KEYS
+  assert tuple(records[0]) == workdir_lib.METRIC_KEYS
 
 
 def test_tensorboard_events_read_back_with_event_accumulator(smoke_run):
@@ -156,7 +181,7 @@ def test_tensorboard_events_read_back_with_event_accumulator(smoke_run):
                      event_accumulator.IMAGES: 0})
   accumulator.Reload()
   tags = accumulator.Tags()
-  records = trainer.read_metrics(workdir)
+  records = workdir_lib.read_metrics(workdir)
   for key in ("train_elbo", "val_elbo", "test_elbo", "kl_weight",
               "learning_rate"):
     events = accumulator.Scalars(key)
@@ -172,7 +197,7 @@ def test_tensorboard_events_read_back_with_event_accumulator(smoke_run):
 
 def test_checkpoints_keep_the_latest_and_the_best(smoke_run):
   workdir, _ = smoke_run
-  records = trainer.read_metrics(workdir)
+  records = workdir_lib.read_metrics(workdir)
   best = max(records, key=lambda r: r["val_elbo"])
   with checkpoints_lib.RunCheckpoints(os.path.join(workdir, "checkpoints"),
                                       read_only=True) as ckpts:
@@ -202,12 +227,13 @@ def test_resume_with_other_settings_is_refused_in_one_line(
     smoke_run, idx_data_dir):
   workdir, _ = smoke_run
   before = open(os.path.join(workdir, "metrics.jsonl")).read()
-  result = _run("experiments.train", *SMOKE_FLAGS, f"--data_dir={idx_data_dir}",
-                f"--workdir={workdir}", "--latent_dim=3", "--quiet")
+  result = _run("experiments.train", *SMOKE_FLAGS,
+                f"--config.data_dir={idx_data_dir}", f"--workdir={workdir}",
+                "--config.latent_dim=3", "--quiet")
   assert result.returncode == 2
   errors = [l for l in result.stderr.splitlines() if l.startswith("error:")]
   assert len(errors) == 1, result.stderr
-  assert "--latent_dim: the run has 2, this command 3" in errors[0]
+  assert "--config.latent_dim: the run has 2, this command 3" in errors[0]
   assert open(os.path.join(workdir, "metrics.jsonl")).read() == before
 
 
@@ -229,7 +255,7 @@ def test_evaluate_writes_eval_json_and_figures(smoke_run):
   assert record["num_examples"] == 256
   assert record["test_elbo_stderr"] > 0
   # The same z draws as the run's own evaluation: the same number.
-  last = trainer.read_metrics(workdir)[-1]
+  last = workdir_lib.read_metrics(workdir)[-1]
   for key in ("test_elbo", "test_kl", "test_log_likelihood"):
     assert record[key] == pytest.approx(last[key], rel=1e-6)
   assert _png_size(figure) == FIGURE_SIZES["reconstructions"]  # redrawn
@@ -237,8 +263,8 @@ def test_evaluate_writes_eval_json_and_figures(smoke_run):
 
 def test_evaluate_picks_the_best_checkpoint_by_default(smoke_run):
   workdir, _ = smoke_run
-  record = trainer.evaluate_run(workdir, figures=False)
-  best = max(trainer.read_metrics(workdir), key=lambda r: r["val_elbo"])
+  record = evaluate_lib.evaluate_run(workdir, figures=False)
+  best = max(workdir_lib.read_metrics(workdir), key=lambda r: r["val_elbo"])
   assert (record["checkpoint"], record["step"]) == ("best", best["step"])
 
 
@@ -249,7 +275,7 @@ def test_evaluate_picks_the_best_checkpoint_by_default(smoke_run):
 def test_evaluate_refuses_an_unknown_checkpoint(smoke_run, checkpoint, message):
   workdir, _ = smoke_run
   with pytest.raises(ConfigError, match=message):
-    trainer.evaluate_run(workdir, checkpoint, figures=False)
+    evaluate_lib.evaluate_run(workdir, checkpoint, figures=False)
 
 
 def test_evaluate_refuses_a_directory_without_a_run(tmp_path):
@@ -259,4 +285,29 @@ def test_evaluate_refuses_a_directory_without_a_run(tmp_path):
       result.stderr)
   assert len(result.stderr.strip().splitlines()) == 1
   with pytest.raises(ConfigError, match="holds no run"):
-    trainer.evaluate_run(str(tmp_path))
+    evaluate_lib.evaluate_run(str(tmp_path))
+
+
+# ----------------------------------------------------------------- load_run
+
+
+@pytest.mark.parametrize("checkpoint, series", [(None, "best"),
+                                                ("latest", "latest")])
+def test_load_run_gives_config_model_and_params(smoke_run, checkpoint,
+                                                series):
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  workdir, _ = smoke_run
+  config, model, params = vae_jax.load_run(workdir, checkpoint)
+  assert config.latent_dim == 2 and model.event_shape == (784,)
+  with checkpoints_lib.RunCheckpoints(os.path.join(workdir, "checkpoints"),
+                                      read_only=True) as ckpts:
+    step = ckpts.steps(series)[-1]
+  # The same parameters as the evaluation of that checkpoint uses.
+  record = evaluate_lib.evaluate_run(workdir, str(step), figures=False)
+  x = np.zeros((1, 784), np.float32)
+  mean, _ = model.encode(params, x[0])
+  assert mean.shape == (2,) and np.all(np.isfinite(mean))
+  assert record["step"] == step
+  assert jax.tree_util.tree_structure(params) == jax.tree_util.tree_structure(
+      model.init(jax.random.key(0)))

@@ -9,7 +9,6 @@ learning rates as the reference.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -21,12 +20,15 @@ import jax
 import numpy as np
 import pytest
 
-from vae_jax import checkpoints as checkpoints_lib
-from vae_jax import config as config_lib
-from vae_jax import summary_writer
-from vae_jax import trainer
-from vae_jax import training
+from vae_jax import step as step_lib
+from vae_jax.configs import default
 from vae_jax.errors import ConfigError
+from vae_jax.nets import registry
+from vae_jax.run import checkpoints as checkpoints_lib
+from vae_jax.run import loop
+from vae_jax.run import programs
+from vae_jax.run import tensorboard as summary_writer
+from vae_jax.run import workdir as workdir_lib
 
 STEPS_PER_EPOCH = 14  # (512 − 64 validation) // 32, in chunks of 5, 5, 4
 TIME_KEYS = ("examples_per_sec", "wall_time_sec")
@@ -37,33 +39,39 @@ def _subprocess_env() -> dict:
   return dict(os.environ, JAX_PLATFORMS="cpu")
 
 
-def _config(data_dir: str, **overrides) -> config_lib.TrainConfig:
-  settings = dict(
-      dataset="idx", data_dir=data_dir, validation_size=64, batch_size=32,
-      latent_dim=2, hidden_dims=(16,), epochs=3, steps_per_chunk=5,
-      kl_warmup_epochs=2.0, lr_schedule="cosine", lr_schedule_epochs=3.0,
-      grad_clip_norm=50.0, eval_batch_size=128, keep_checkpoints=2)
-  settings.update(overrides)
-  return config_lib.TrainConfig(**settings)
+def _with(config, **overrides):
+  """A copy of `config` with some settings changed."""
+  config = config.copy_and_resolve_references()
+  config.update(overrides)
+  return config
+
+
+def _config(data_dir: str, **overrides):
+  return _with(default.get_config(),
+               dataset="idx", data_dir=data_dir, validation_size=64,
+               batch_size=32, latent_dim=2, hidden_dims=(16,), epochs=3,
+               steps_per_chunk=5, kl_warmup_epochs=2.0, lr_schedule="cosine",
+               lr_schedule_epochs=3.0, grad_clip_norm=50.0,
+               eval_batch_size=128, keep_checkpoints=2, **overrides)
 
 
 def _train(config, workdir, **kwargs):
-  return trainer.train_and_evaluate(config, str(workdir), progress_bar=False,
-                                    figures=False, **kwargs)
+  return loop.train_and_evaluate(config, str(workdir), progress_bar=False,
+                                 figures=False, **kwargs)
 
 
-def _final_state(config, workdir) -> training.TrainState:
+def _final_state(config, workdir) -> step_lib.TrainState:
   """The state of the latest checkpoint in WORKDIR."""
-  model = trainer.build_model(config, 28 * 28)
-  optimizer = training.make_optimizer(config.optimizer, config.grad_clip_norm)
-  template = training.init_train_state(model, optimizer, jax.random.key(0))
+  model = registry.build_model(config, (28 * 28,))
+  template = programs.init_state(model, programs.step_config(config),
+                                 jax.random.key(0))
   with checkpoints_lib.RunCheckpoints(os.path.join(workdir, "checkpoints"),
                                       read_only=True) as ckpts:
     state, _ = ckpts.restore(ckpts.latest_step(), template)
   return state
 
 
-def _assert_same_state(a: training.TrainState, b: training.TrainState):
+def _assert_same_state(a: step_lib.TrainState, b: step_lib.TrainState):
   assert int(a.step) == int(b.step)
   np.testing.assert_array_equal(jax.random.key_data(a.rng),
                                 jax.random.key_data(b.rng))
@@ -84,7 +92,7 @@ def _assert_tensorboard_has_each_epoch_once(workdir: str, records):
   steps = [r["step"] for r in records]
   logdir = os.path.join(workdir, "tensorboard")
   scalars = summary_writer.read_scalars(logdir)
-  assert set(scalars) == set(trainer.METRIC_KEYS) - {"step"}
+  assert set(scalars) == set(workdir_lib.METRIC_KEYS) - {"step"}
   for tag, events in scalars.items():
     assert [step for step, _ in events] == steps, tag
   for tag, images in summary_writer.read_images(logdir).items():
@@ -103,19 +111,19 @@ def reference(idx_data_dir, tmp_path_factory):
 def test_extending_a_finished_run_matches_the_uninterrupted_run(
     reference, tmp_path):
   config, ref_dir, ref_history = reference
-  _train(dataclasses.replace(config, epochs=2), tmp_path)
-  assert [r["epoch"] for r in trainer.read_metrics(str(tmp_path))] == [1, 2]
+  _train(_with(config, epochs=2), tmp_path)
+  assert [r["epoch"] for r in workdir_lib.read_metrics(str(tmp_path))] == [1, 2]
   history = _train(config, tmp_path)  # --epochs=3 on the same workdir
 
   _assert_same_state(_final_state(config, str(tmp_path)),
                      _final_state(config, ref_dir))
-  records = trainer.read_metrics(str(tmp_path))
+  records = workdir_lib.read_metrics(str(tmp_path))
   assert [r["epoch"] for r in records] == [1, 2, 3]  # each epoch once
   assert _without_times(records) == _without_times(ref_history)
   assert _without_times(history) == _without_times(ref_history)
   _assert_tensorboard_has_each_epoch_once(str(tmp_path), records)
   stored = json.load(open(os.path.join(tmp_path, "config.json")))
-  assert stored["epochs"] == 3
+  assert stored["config"]["epochs"] == 3
 
 
 def test_a_run_killed_mid_epoch_resumes_bit_for_bit(reference, idx_data_dir,
@@ -125,16 +133,18 @@ def test_a_run_killed_mid_epoch_resumes_bit_for_bit(reference, idx_data_dir,
   # 4th chunk: epoch 2, after 5 of its 14 steps.
   script = textwrap.dedent(f"""
       import os
-      from vae_jax import config as config_lib, trainer
-      config = config_lib.from_json_dict({config_lib.to_json_dict(config)!r})
+      from vae_jax.configs import default
+      from vae_jax.run import loop
+      config = default.get_config()
+      config.update({config.to_dict()!r})
       chunks = []
       def after_chunk(state):
         chunks.append(int(state.step))
         if len(chunks) == 4:
           os._exit(17)
-      trainer.train_and_evaluate(config, {str(tmp_path)!r},
-                                 progress_bar=False, figures=False,
-                                 after_chunk=after_chunk)
+      loop.train_and_evaluate(config, {str(tmp_path)!r},
+                              progress_bar=False, figures=False,
+                              after_chunk=after_chunk)
   """)
   killed = subprocess.run([sys.executable, "-c", script], capture_output=True,
                           text=True, timeout=300, env=_subprocess_env())
@@ -142,13 +152,13 @@ def test_a_run_killed_mid_epoch_resumes_bit_for_bit(reference, idx_data_dir,
   with checkpoints_lib.RunCheckpoints(os.path.join(tmp_path, "checkpoints"),
                                       read_only=True) as ckpts:
     assert ckpts.steps() == [STEPS_PER_EPOCH, STEPS_PER_EPOCH + 5]
-  assert [r["epoch"] for r in trainer.read_metrics(str(tmp_path))] == [1]
+  assert [r["epoch"] for r in workdir_lib.read_metrics(str(tmp_path))] == [1]
 
   # Resumed on the streaming input path: the same batches, bit for bit.
-  _train(dataclasses.replace(config, streaming=True), tmp_path)
+  _train(_with(config, streaming=True), tmp_path)
   _assert_same_state(_final_state(config, str(tmp_path)),
                      _final_state(config, ref_dir))
-  records = trainer.read_metrics(str(tmp_path))
+  records = workdir_lib.read_metrics(str(tmp_path))
   # Epoch 2's training metrics span the kill: the checkpoint carried its
   # first chunk's metrics over.
   assert _without_times(records) == _without_times(ref_history)
@@ -159,12 +169,12 @@ def test_metrics_dropped_after_the_checkpoint_are_redone_once(
     reference, tmp_path):
   """A crash after an epoch's record but before its checkpoint."""
   config, _, ref_history = reference
-  _train(dataclasses.replace(config, epochs=2), tmp_path)
+  _train(_with(config, epochs=2), tmp_path)
   ckpt_dir = os.path.join(tmp_path, "checkpoints", "latest")
   # Forget the last checkpoint (end of epoch 2): its record stays behind.
   shutil.rmtree(os.path.join(ckpt_dir, str(2 * STEPS_PER_EPOCH)))
   _train(config, tmp_path)
-  records = trainer.read_metrics(str(tmp_path))
+  records = workdir_lib.read_metrics(str(tmp_path))
   assert [r["epoch"] for r in records] == [1, 2, 3]
   assert _without_times(records) == _without_times(ref_history)
   # The first run's TensorBoard events of epoch 2 are purged.
@@ -208,21 +218,22 @@ def test_best_checkpoint_is_chosen_on_the_validation_split(reference):
 
 def test_resume_with_other_settings_is_refused(reference):
   config, workdir, _ = reference
-  changed = dataclasses.replace(config, latent_dim=3, learning_rate=2e-3)
+  changed = _with(config, latent_dim=3, learning_rate=2e-3)
   with pytest.raises(ConfigError) as error:
     _train(changed, workdir)
   message = str(error.value)
-  assert "--latent_dim: the run has 2, this command 3" in message
-  assert "--learning_rate: the run has 0.001, this command 0.002" in message
-  assert "only --epochs, --streaming, --quiet" in message  # what may change
-  assert len(trainer.read_metrics(workdir)) == 3  # nothing touched
+  assert "--config.latent_dim: the run has 2, this command 3" in message
+  assert ("--config.learning_rate: the run has 0.001, this command 0.002"
+          in message)
+  assert "only --config.epochs, --config.streaming, --quiet" in message
+  assert len(workdir_lib.read_metrics(workdir)) == 3  # nothing touched
 
 
 def test_early_stopping_stops_after_patience_epochs(reference, tmp_path):
   config, _, _ = reference
   # A learning rate so small that no parameter changes: the validation ELBO
   # is the same every epoch, never better than the first.
-  config = dataclasses.replace(config, learning_rate=1e-30, epochs=10,
+  config = _with(config, learning_rate=1e-30, epochs=10,
                                early_stopping_patience=2)
   history = _train(config, tmp_path)
   assert [r["epoch"] for r in history] == [1, 2, 3]
@@ -232,15 +243,16 @@ def test_early_stopping_stops_after_patience_epochs(reference, tmp_path):
     assert ckpts.latest_step() == 3 * STEPS_PER_EPOCH
     assert ckpts.steps(checkpoints_lib.BEST) == [STEPS_PER_EPOCH]
   # Running it again (even with more epochs) does not train past the stop.
-  assert _train(dataclasses.replace(config, epochs=12), tmp_path) == history
+  assert _train(_with(config, epochs=12), tmp_path) == history
 
 
 def test_resume_refuses_fewer_epochs_than_the_run_has(reference):
   config, workdir, _ = reference
-  with pytest.raises(ConfigError, match="--epochs=2 is invalid: .* already "
-                     "has 3 epochs"):
-    _train(dataclasses.replace(config, epochs=2), workdir)
-  assert json.load(open(os.path.join(workdir, "config.json")))["epochs"] == 3
+  with pytest.raises(ConfigError, match="--config.epochs=2 is invalid: .* "
+                     "already has 3 epochs"):
+    _train(_with(config, epochs=2), workdir)
+  stored = json.load(open(os.path.join(workdir, "config.json")))
+  assert stored["config"]["epochs"] == 3
 
 
 def test_metrics_without_a_checkpoint_are_not_overwritten(reference, tmp_path):
@@ -249,4 +261,4 @@ def test_metrics_without_a_checkpoint_are_not_overwritten(reference, tmp_path):
     f.write(json.dumps(ref_history[0]) + "\n")
   with pytest.raises(ConfigError, match="no checkpoint to resume from"):
     _train(config, tmp_path)
-  assert trainer.read_metrics(str(tmp_path)) == ref_history[:1]
+  assert workdir_lib.read_metrics(str(tmp_path)) == ref_history[:1]

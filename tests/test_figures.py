@@ -1,25 +1,23 @@
 """Figures: every PNG is written, valid and of the size its docstring promises.
 
 Sizes are read from the PNG's IHDR chunk; they are exact because
-vae_jax.figures fixes figsize·dpi and never crops (no bbox_inches="tight").
-The end-to-end tests run `visualize.write_all_figures` on a tiny randomly
-initialised MLP VAE on random 8×8 images.
+vae_jax.viz.render fixes figsize·dpi and never crops (no bbox_inches="tight").
+These tests need no JAX: the grids of `vae_jax.viz.grids` and the PNGs of
+`render` and `latent_space`. The JAX side, `figure_data`, is tested in
+test_figure_data.py, which uses `png_size` and `history` from here.
 """
 
 from __future__ import annotations
 
-import functools
-import os
 import struct
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vae_jax import figures
-from vae_jax import visualize
-from vae_jax.model import make_mlp_vae
+from vae_jax.viz import grids
+from vae_jax.viz import latent_space
+from vae_jax.viz import render
+from vae_jax.viz.outputs import FASHION_MNIST_LABELS
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -39,7 +37,7 @@ def rng() -> np.random.Generator:
   return np.random.default_rng(0)
 
 
-def _history(epochs: int, with_validation: bool) -> list[dict]:
+def history(epochs: int, with_validation: bool) -> list[dict]:
   return [{
       "epoch": e + 1,
       "train_elbo": -120.0 + 5 * e, "test_elbo": -122.0 + 5 * e,
@@ -57,7 +55,7 @@ def _history(epochs: int, with_validation: bool) -> list[dict]:
 def test_image_grid_tiles_row_major_with_padding():
   images = np.arange(6, dtype=np.float32)[:, None, None, None] * np.ones(
       (6, 2, 3, 1), np.float32)
-  grid = figures.image_grid(images, rows=2, cols=4, pad=1, pad_value=-1.0)
+  grid = grids.image_grid(images, rows=2, cols=4, pad=1, pad_value=-1.0)
   assert grid.shape == (2 * 2 + 1, 4 * 3 + 3)
   assert grid[0, 0] == 0 and grid[0, 4] == 1 and grid[3, 0] == 4
   assert grid[2, 0] == -1.0  # the padding row
@@ -65,12 +63,12 @@ def test_image_grid_tiles_row_major_with_padding():
 
 
 def test_image_grid_keeps_colour_channels():
-  grid = figures.image_grid(np.zeros((4, 5, 5, 3)), rows=2, cols=2)
+  grid = grids.image_grid(np.zeros((4, 5, 5, 3)), rows=2, cols=2)
   assert grid.shape == (10, 10, 3)
 
 
 def test_prior_quantile_grid_is_the_normal_inverse_cdf():
-  values = figures.prior_quantile_grid(7, 0.05, 0.95)
+  values = grids.prior_quantile_grid(7, 0.05, 0.95)
   # Φ⁻¹ of 0.05, 0.2, 0.35 (scipy.special.ndtri), then 0 and the mirror image.
   lower = [-1.6448536269514729, -0.8416212335729143, -0.38532046640756773]
   np.testing.assert_allclose(values, lower + [0.0] + [-v for v in lower[::-1]],
@@ -80,11 +78,11 @@ def test_prior_quantile_grid_is_the_normal_inverse_cdf():
 
 def test_prior_quantile_grid_rejects_bad_probabilities():
   with pytest.raises(ValueError):
-    figures.prior_quantile_grid(5, 0.0, 0.9)
+    grids.prior_quantile_grid(5, 0.0, 0.9)
 
 
 def test_manifold_grid_puts_z2_up_and_z1_right():
-  z = figures.manifold_grid(np.array([-1.0, 0.0, 1.0]))
+  z = grids.manifold_grid(np.array([-1.0, 0.0, 1.0]))
   assert z.shape == (9, 2)
   np.testing.assert_array_equal(z[0], [-1.0, 1.0])  # top left
   np.testing.assert_array_equal(z[2], [1.0, 1.0])  # top right
@@ -94,7 +92,7 @@ def test_manifold_grid_puts_z2_up_and_z1_right():
 def test_pca_2d_finds_the_directions_of_largest_variance(rng):
   scales = np.array([5.0, 0.1, 2.0, 0.1])
   x = rng.normal(size=(4000, 4)) * scales + 3.0
-  projection, explained = figures.pca_2d(x)
+  projection, explained = grids.pca_2d(x)
   assert projection.shape == (4000, 2)
   np.testing.assert_allclose(projection.mean(axis=0), 0.0, atol=1e-9)
   np.testing.assert_allclose(explained, scales[[0, 2]]**2 / np.sum(scales**2),
@@ -113,14 +111,14 @@ def test_pca_2d_finds_the_directions_of_largest_variance(rng):
 ])
 def test_save_reconstructions(tmp_path, rng, n, channels, size):
   images = rng.uniform(size=(n, 8, 8, channels))
-  path = figures.save_reconstructions(images, images**2,
+  path = render.save_reconstructions(images, images**2,
                                       str(tmp_path / "sub" / "r.png"))
   assert path == str(tmp_path / "sub" / "r.png")
   assert png_size(path) == size
 
 
 def test_save_prior_samples(tmp_path, rng):
-  path = figures.save_prior_samples(rng.uniform(size=(64, 8, 8, 1)),
+  path = render.save_prior_samples(rng.uniform(size=(64, 8, 8, 1)),
                                     str(tmp_path / "p.png"))
   assert png_size(path) == (760, 800)  # 8×8 cells of 90 px
 
@@ -133,194 +131,63 @@ def test_save_latent_space(tmp_path, rng, dim, label_kind):
   n = 300
   labels = {"int": rng.integers(0, 10, size=n),
             "continuous": rng.normal(size=n), None: None}[label_kind]
-  path = figures.save_latent_space(
+  path = latent_space.save_latent_space(
       rng.normal(size=(n, dim)), labels, str(tmp_path / "l.png"),
-      label_names=visualize.FASHION_MNIST_LABELS)
+      label_names=FASHION_MNIST_LABELS)
   assert png_size(path) == (760, 640)
 
 
 def test_save_latent_space_rejects_mismatched_labels(tmp_path, rng):
   with pytest.raises(ValueError, match="labels"):
-    figures.save_latent_space(rng.normal(size=(10, 2)), np.zeros(9),
-                              str(tmp_path / "l.png"))
+    latent_space.save_latent_space(rng.normal(size=(10, 2)), np.zeros(9),
+                                   str(tmp_path / "l.png"))
 
 
 def test_save_manifold(tmp_path, rng):
-  values = figures.prior_quantile_grid(5)
-  path = figures.save_manifold(rng.uniform(size=(25, 8, 8, 1)), values,
-                               str(tmp_path / "m.png"))
+  values = grids.prior_quantile_grid(5)
+  path = render.save_manifold(rng.uniform(size=(25, 8, 8, 1)), values,
+                              str(tmp_path / "m.png"))
   assert png_size(path) == (40 * 5 + 170, 40 * 5 + 150)
 
 
 def test_save_manifold_needs_n_squared_images(tmp_path, rng):
   with pytest.raises(ValueError, match="25"):
-    figures.save_manifold(rng.uniform(size=(24, 8, 8, 1)),
-                          figures.prior_quantile_grid(5),
-                          str(tmp_path / "m.png"))
+    render.save_manifold(rng.uniform(size=(24, 8, 8, 1)),
+                         grids.prior_quantile_grid(5), str(tmp_path / "m.png"))
 
 
 def test_save_latent_traversals(tmp_path, rng):
-  path = figures.save_latent_traversals(
-      rng.uniform(size=(3, 7, 8, 8, 1)), figures.prior_quantile_grid(7),
+  path = render.save_latent_traversals(
+      rng.uniform(size=(3, 7, 8, 8, 1)), grids.prior_quantile_grid(7),
       str(tmp_path / "t.png"))
   assert png_size(path) == (56 * 7 + 220, 56 * 3 + 150)
 
 
 @pytest.mark.parametrize("epochs, with_validation", [(4, True), (1, False)])
 def test_save_training_curves(tmp_path, epochs, with_validation):
-  path = figures.save_training_curves(_history(epochs, with_validation),
+  path = render.save_training_curves(history(epochs, with_validation),
                                       str(tmp_path / "c.png"))
   assert png_size(path) == (1500, 460)
 
 
-# ---------------------------------------------------------------------------
-# write_all_figures on a tiny random model.
-
-NUM_TEST = 50
-# Fewer pictures than the defaults, so the end-to-end tests stay fast.
-SMALL = dict(num_reconstructions=8, num_prior_samples=16, num_traversal_steps=4,
-             manifold_size=4)
-
-
-@functools.lru_cache(maxsize=None)  # one model per D: compiled once per run
-def _tiny_model(latent_dim: int):
-  """make_mlp_vae(64, D, (16,)) with random weights of its init's shapes.
-
-  `jax.eval_shape` traces the init without compiling it (compiling the Flax
-  init costs seconds on a busy CPU); kernels ~ N(0, 1/fan_in), biases 0.
-  """
-  model = make_mlp_vae(data_dim=64, latent_dim=latent_dim, hidden_dims=(16,))
-  shapes = jax.eval_shape(model.init, jax.random.key(0))
-  rng = np.random.default_rng(latent_dim)
-
-  def random_like(shape):
-    if len(shape.shape) == 1:
-      return np.zeros(shape.shape, shape.dtype)
-    return (rng.normal(size=shape.shape) / np.sqrt(shape.shape[0])).astype(
-        shape.dtype)
-
-  return model, jax.tree.map(random_like, shapes)
+@pytest.mark.parametrize("ks", [(1, 10, 100, 1000), (5000, 1, 50)])
+def test_save_bound_vs_k(tmp_path, ks):
+  estimates = -100.0 + np.log(np.asarray(ks, np.float64))  # rises with K
+  path = render.save_bound_vs_k(ks, estimates, np.full(len(ks), 0.3),
+                                elbo=-101.5, elbo_stderr=0.4,
+                                path=str(tmp_path / "sub" / "k.png"),
+                                title="log p(x) of a test split")
+  assert path == str(tmp_path / "sub" / "k.png")
+  assert png_size(path) == (760, 520)
 
 
-def _test_split():
-  rng = np.random.default_rng(1)
-  images = rng.uniform(size=(NUM_TEST, 64)).astype(np.float32)
-  return images, rng.integers(0, 10, size=NUM_TEST)
-
-
-@pytest.mark.parametrize("latent_dim, with_labels, expected", [
-    (2, True, set(visualize.FIGURE_NAMES)),
-    (3, False, set(visualize.FIGURE_NAMES) - {"manifold"}),
+@pytest.mark.parametrize("ks, estimates, stderrs, match", [
+    ((1, 10), (-100.0,), (0.1, 0.1), r"\[M\]"),
+    ((), (), (), r"M > 0"),
+    ((0, 10), (-100.0, -99.0), (0.1, 0.1), "K must be >= 1"),
 ])
-def test_write_all_figures(tmp_path, latent_dim, with_labels, expected):
-  model, params = _tiny_model(latent_dim)
-  images, labels = _test_split()
-  paths = visualize.write_all_figures(
-      model, params, images, labels if with_labels else None, (8, 8, 1),
-      _history(3, True),
-      str(tmp_path / "figures"), jax.random.key(0),
-      label_names=visualize.FASHION_MNIST_LABELS, chunk_size=16, **SMALL)
-  assert set(paths) == expected
-  assert sorted(os.listdir(tmp_path / "figures")) == sorted(
-      f"{name}.png" for name in expected)
-  sizes = {  # the docstring formulas of vae_jax.figures, for SMALL
-      "reconstructions": (760, 300),  # 8 pairs in 1 row
-      "prior_samples": (760, 260),  # 16 samples in 2 rows
-      "latent_space": (760, 640),
-      "manifold": (40 * 4 + 170, 40 * 4 + 150),
-      "latent_traversals": (56 * 4 + 220, 56 * latent_dim + 150),
-      "training_curves": (1500, 460),
-  }
-  for name, path in paths.items():
-    assert path == str(tmp_path / "figures" / f"{name}.png")
-    assert png_size(path) == sizes[name], name
-
-
-def test_compute_figure_data_rejects_unscaled_pixels():
-  model, params = _tiny_model(2)
-  with pytest.raises(ValueError, match="floats in"):
-    visualize.compute_figure_data(model, params, np.zeros((4, 64), np.uint8),
-                                  None, (8, 8, 1), jax.random.key(0))
-
-
-def _decode_mean(model, params, z):
-  return np.asarray(model.mean_of_output(model.decode(params, jnp.asarray(z))))
-
-
-def test_figure_data_are_probabilities_of_sampled_latents():
-  model, params = _tiny_model(3)
-  images, labels = _test_split()
-  data = visualize.compute_figure_data(
-      model, params, images, labels, (8, 8, 1), jax.random.key(0),
-      chunk_size=16, num_traversal_steps=5)
-  means, logvars = model.encode(params, images)
-  # Chunked (padded) encoding gives the means of one big call.
-  np.testing.assert_allclose(data.posterior_means, means, atol=1e-5)
-  assert data.images.shape == data.reconstructions.shape == (16, 8, 8, 1)
-  for array in (data.reconstructions, data.prior_samples, data.traversals):
-    assert np.all((array >= 0) & (array <= 1))  # sigmoid, not logits
-  # z ~ q(z|x) is sampled: reconstructions are not those of z = μ.
-  from_mean = _decode_mean(model, params, means[:16]).reshape(16, 8, 8, 1)
-  assert not np.allclose(data.reconstructions, from_mean, atol=1e-4)
-  # Traversal [d, s] sets z_d = values[s], the rest at μ(x) of test image 0.
-  z = np.array(means[0])
-  z[1] = data.traversal_values[4]
-  np.testing.assert_allclose(data.traversals[1, 4],
-                             _decode_mean(model, params, z).reshape(8, 8, 1),
-                             atol=1e-5)
-  assert data.traversals.shape == (3, 5, 8, 8, 1) and data.manifold is None
-  assert "μ(x) of test image 0" in data.traversal_title
-
-
-def test_traversals_around_zero_and_of_the_most_active_dimensions():
-  model, params = _tiny_model(3)
-  images, labels = _test_split()
-  data = visualize.compute_figure_data(
-      model, params, images, labels, (8, 8, 1), jax.random.key(0),
-      traverse_around="zero", max_traversal_dims=2, num_traversal_steps=3)
-  active = np.argsort(-data.posterior_means.var(axis=0))[:2]
-  np.testing.assert_array_equal(data.traversal_dims, np.sort(active))
-  assert data.traversals.shape == (2, 3, 8, 8, 1)
-  np.testing.assert_array_equal(data.traversal_base, np.zeros(3))
-  assert "at 0" in data.traversal_title
-
-
-def test_images_for_tensorboard_shapes():
-  model, params = _tiny_model(2)
-  images, labels = _test_split()
-  data = visualize.compute_figure_data(
-      model, params, images, labels, (8, 8, 1), jax.random.key(0),
-      manifold_size=4)
-  grids = visualize.images_for_tensorboard(data)
-  assert {k: v.shape for k, v in grids.items()} == {
-      "reconstructions": (2 * 17 + 2, 71),  # 2 rows of x, gap, 2 of E[x|z]
-      "prior_samples": (71, 71),  # 8×8 cells of 8 px, 1 px apart
-      "latent_traversals": (17, 80),  # 2 dims × 9 values
-      "manifold": (35, 35),
-  }
-  for grid in grids.values():
-    assert grid.dtype == np.float32 and grid.min() >= 0 and grid.max() <= 1
-
-
-def test_figure_data_of_every_epoch_compiles_nothing_new():
-  """The trainer computes the figures' data each epoch: only the first call
-  of a model and input shape may trace and compile."""
-  model, params = _tiny_model(2)
-  images, labels = _test_split()
-  compute = lambda params, rng: visualize.compute_figure_data(  # pylint: disable=g-long-lambda
-      model, params, images, labels, (8, 8, 1), rng, chunk_size=16, **SMALL)
-  compute(params, jax.random.key(0))
-  lowered = []
-
-  def listener(event, duration, **kwargs):
-    del duration, kwargs
-    if event == "/jax/core/compile/jaxpr_to_mlir_module_duration":
-      lowered.append(event)
-
-  jax.monitoring.register_event_duration_secs_listener(listener)
-  try:
-    # Another epoch: other parameters and key, the same shapes.
-    compute(jax.tree.map(lambda p: p * 0.5, params), jax.random.key(1))
-  finally:
-    jax.monitoring.unregister_event_duration_listener(listener)
-  assert not lowered
+def test_save_bound_vs_k_rejects_bad_input(tmp_path, ks, estimates, stderrs,
+                                           match):
+  with pytest.raises(ValueError, match=match):
+    render.save_bound_vs_k(ks, estimates, stderrs, -101.0, 0.1,
+                           str(tmp_path / "k.png"))

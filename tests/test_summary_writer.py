@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vae_jax.summary_writer import (SummaryWriter, read_image_tags,
+from vae_jax.run.tensorboard import (SummaryWriter, read_image_tags,
                                     read_images, read_scalars)
 
 pytest.importorskip("tensorboard")

@@ -9,6 +9,7 @@ write its run directory.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import glob
 import json
@@ -22,12 +23,14 @@ import numpy as np
 import pytest
 
 from conftest import make_linear_gaussian
-from vae_jax import config as config_lib
-from vae_jax import distributions
-from vae_jax import elbo as elbo_lib
-from vae_jax import trainer
-from vae_jax import training
-from vae_jax.model import VAEModel
+from vae_jax import chunks
+from vae_jax import evaluation
+from vae_jax import step as training
+from vae_jax.configs import default
+from vae_jax.math import distributions
+from vae_jax.math import objectives as elbo_lib
+from vae_jax.math.model import StandardNormalPrior
+from vae_jax.run import loop
 
 _DATA_DIM = 16
 _LATENT_DIM = 2
@@ -35,7 +38,8 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _TIMING_FIELDS = ("examples_per_sec", "wall_time_sec")
 
 
-def _linear_vae() -> VAEModel:
+@dataclasses.dataclass(frozen=True)
+class _LinearVAE(StandardNormalPrior):
   """A Bernoulli VAE with linear encoder and decoder, all parameters trained.
 
   The step's logic does not depend on the networks; a linear VAE has a few
@@ -43,7 +47,10 @@ def _linear_vae() -> VAEModel:
   trained end to end below, by `train_and_evaluate`.
   """
 
-  def init(rng):
+  event_shape: tuple = (_DATA_DIM,)
+  latent_dim: int = _LATENT_DIM
+
+  def init(self, rng):
     enc_rng, dec_rng = jax.random.split(rng)
     return {
         "encoder": {
@@ -56,31 +63,32 @@ def _linear_vae() -> VAEModel:
             "bias": jnp.zeros((_DATA_DIM,))},
     }
 
-  def encode(params, x):
+  def encode(self, params, x):
     enc = params["encoder"]
     return x @ enc["mean"], x @ enc["logvar"] + enc["bias"]
 
-  def decode(params, z):
+  def decode(self, params, z):
     return z @ params["decoder"]["kernel"] + params["decoder"]["bias"]
 
-  return VAEModel(encode=encode, decode=decode,
-                  log_likelihood=distributions.bernoulli_log_likelihood,
-                  mean_of_output=jax.nn.sigmoid, init=init,
-                  latent_dim=_LATENT_DIM)
+  def log_likelihood(self, decoder_output, x):
+    return distributions.bernoulli_log_likelihood(decoder_output, x)
+
+  def mean_of_output(self, decoder_output):
+    return jax.nn.sigmoid(decoder_output)
 
 
-# One model and one optimizer object of each kind, so that jit's caches
-# (keyed on these static arguments) serve every test of this module.
-_MODEL = _linear_vae()
-_ADAM = training.make_optimizer("adam")
-_SGD = training.make_optimizer("sgd")
+# Models and step settings compare by value, so jit's caches (keyed on these
+# static arguments) serve every test of this module.
+_MODEL = _LinearVAE()
+_ADAM = training.StepConfig(optimizer="adam")
+_SGD = training.StepConfig(optimizer="sgd")
 _jit_init_train_state = jax.jit(training.init_train_state,
                                 static_argnums=(0, 1))
 
 
 @functools.lru_cache(maxsize=None)
-def _init_state(optimizer, seed):
-  return _jit_init_train_state(_MODEL, optimizer, jax.random.key(seed))
+def _init_state(step_config, seed):
+  return _jit_init_train_state(_MODEL, step_config, jax.random.key(seed))
 
 
 def _binary_batch(seed: int, batch_size: int = 8) -> jax.Array:
@@ -136,8 +144,8 @@ class TrainStepTest(chex.TestCase):
   def test_sgd_step_is_minus_learning_rate_times_gradient(self):
     (model, optimizer, state, batch, hparams, expected_params,
      expected_metrics) = _sgd_step_case()
-    step = self.variant(functools.partial(
-        training.train_step, model, optimizer, training.StepConfig()))
+    step = self.variant(functools.partial(training.train_step, model,
+                                          optimizer))
     new_state, metrics = step(state, batch, hparams)
 
     self.assertIsInstance(metrics, training.StepMetrics)
@@ -160,8 +168,7 @@ class TrainStepTest(chex.TestCase):
 
   def test_vmap_over_states_and_learning_rates(self):
     """One vmapped step over stacked (state, hparams) = separate steps."""
-    step = functools.partial(training.train_step, _MODEL, _ADAM,
-                             training.StepConfig())
+    step = functools.partial(training.train_step, _MODEL, _ADAM)
     states = [_init_state(_ADAM, seed) for seed in (1, 2)]
     hparams = [training.Hyperparams(jnp.float32(lr), jnp.float32(beta))
                for lr, beta in ((1e-3, 1.0), (3e-2, 0.5))]
@@ -195,8 +202,8 @@ class TrainChunkTest(chex.TestCase):
 
     def chunk(num_steps):
       return jax.jit(functools.partial(
-          training.train_chunk, _MODEL, _ADAM, training.StepConfig(),
-          num_steps, batch_size, True, 255))
+          chunks.train_chunk, _MODEL, _ADAM,
+          chunks.BatchConfig(batch_size, True, 255), num_steps))
 
     state0 = _init_state(_ADAM, 4)
     whole, halves = chunk(steps_per_epoch), chunk(steps_per_epoch // 2)
@@ -247,10 +254,10 @@ class EvaluateTest(chex.TestCase):
     lg, _, model = _linear_gaussian_models()
     x = lg.sample_x(np.random.default_rng(0), 50)
     evaluate = self.variant(functools.partial(
-        training.evaluate, model, batch_size=16, num_samples=1,
+        evaluation.evaluate, model, batch_size=16, num_samples=1,
         analytic_kl=False))
     result = evaluate(None, jnp.asarray(x, jnp.float32), jax.random.key(0))
-    self.assertIsInstance(result, training.EvalResult)
+    self.assertIsInstance(result, evaluation.EvalResult)
     chex.assert_shape(list(result), ())
     chex.assert_type(list(result), jnp.float32)
     log_px = lg.log_marginal(x)
@@ -271,7 +278,7 @@ class EvaluateTest(chex.TestCase):
     # Batches of 7 (the last one padded) against a computation with no
     # batches at all: example n with key fold_in(rng, n).
     result = self.variant(functools.partial(
-        training.evaluate, model, batch_size=7, num_samples=2,
+        evaluation.evaluate, model, batch_size=7, num_samples=2,
         analytic_kl=True))(params, x, key)
     per_example = _per_example_elbo(model, params, x, key)
     elbos = np.asarray(per_example.elbo, np.float64)
@@ -291,11 +298,13 @@ _REQUIRED_KEYS = ("epoch", "train_elbo", "test_elbo", "test_kl",
                   "test_log_likelihood", "examples_per_sec")
 
 
-def _run_config(data_dir: str, seed: int) -> config_lib.TrainConfig:
-  return config_lib.TrainConfig(
+def _run_config(data_dir: str, seed: int):
+  config = default.get_config()
+  config.update(dict(
       dataset="idx", data_dir=data_dir, epochs=_EPOCHS, batch_size=32,
       hidden_dims=(64,), latent_dim=4, eval_batch_size=128, seed=seed,
-      optimizer="adam", learning_rate=1e-3)
+      optimizer="adam", learning_rate=1e-3))
+  return config
 
 
 @pytest.fixture(scope="module")
@@ -306,7 +315,7 @@ def runs(idx_data_dir, tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("run") / name)
     # Only the first run's figures are checked; the others skip drawing them.
     options = {} if name == "first" else {"figures": False}
-    out[name] = (workdir, trainer.train_and_evaluate(
+    out[name] = (workdir, loop.train_and_evaluate(
         _run_config(idx_data_dir, seed), workdir, **options))
   return out
 
@@ -342,7 +351,8 @@ def test_metrics_jsonl_config_json_and_figures(runs, idx_data_dir):
 
   with open(os.path.join(workdir, "config.json")) as f:
     saved = json.load(f)
-  assert config_lib.from_json_dict(saved) == _run_config(idx_data_dir, 0)
+  assert saved["config"] == json.loads(json.dumps(
+      _run_config(idx_data_dir, 0).to_dict()))
 
   pngs = sorted(glob.glob(os.path.join(workdir, "figures", "*.png")))
   assert pngs, f"no figures/*.png in {workdir}"

@@ -4,45 +4,51 @@
     p(x, z; θ) = p(x|z; θ) p(z),  p(z) = N(0, I)                  (decoder)
     ELBO = E_q[log p(x, z) − log q(z|x)] = log p(x) − KL(q(z|x) ‖ p(z|x))
 
-The names below are imported on first use (PEP 562), so that importing a
-light module such as `vae_jax.config` or `vae_jax.errors` does not start JAX:
-the launchers check their flags first.
+Layers, each importing only those before it:
+
+    vae_jax.math        distributions, likelihoods, the model protocol,
+                        objectives (jax, chex and numpy only)
+    vae_jax.nets        flax networks and the model registry
+    vae_jax.step, .chunks, .evaluation    the pure train step and evaluation
+    vae_jax.run         the loop, run directory, checkpoints, load_run
+    vae_jax.launchers   the absl mains (experiments/*.py)
+
+The names below are imported on first use (PEP 562), so `import vae_jax`
+starts nothing heavy: the launchers check their flags before JAX starts.
 """
 
 import importlib
 
-# name → the module that defines it. `elbo` is the module: vae_jax.elbo.elbo
-# is the per-example ELBO.
+# name → the module that defines it.
 _EXPORTS = {
     **dict.fromkeys(
         ("bernoulli_log_likelihood", "diagonal_gaussian_log_prob",
          "gaussian_log_likelihood", "kl_diagonal_gaussians",
          "kl_to_standard_normal", "monte_carlo_kl",
          "sample_diagonal_gaussian", "standard_normal_log_prob"),
-        "vae_jax.distributions"),
-    "elbo": None,
-    **dict.fromkeys(("ElboParts", "batch_elbo"), "vae_jax.elbo"),
+        "vae_jax.math.distributions"),
+    **dict.fromkeys(("ElboParts", "log_weights", "elbo", "iwae_bound",
+                     "importance_sampled_log_px", "batch_elbo"),
+                    "vae_jax.math.objectives"),
+    **dict.fromkeys(("VAEModel", "StandardNormalPrior"), "vae_jax.math.model"),
     **dict.fromkeys(("ConfigError", "DataError", "UserError"), "vae_jax.errors"),
-    **dict.fromkeys(("VAEModel", "decoder_mean", "make_mlp_vae"),
-                    "vae_jax.model"),
-    **dict.fromkeys(
-        ("EvalResult", "Hyperparams", "StepConfig", "StepMetrics",
-         "TrainState", "evaluate", "init_train_state", "make_lr_schedule",
-         "make_optimizer", "train_chunk", "train_step"),
-        "vae_jax.training"),
+    **dict.fromkeys(("MLPVAE", "make_mlp_vae"), "vae_jax.nets.mlp"),
+    **dict.fromkeys(("Hyperparams", "StepConfig", "StepMetrics", "TrainState",
+                     "init_train_state", "make_optimizer", "train_step"),
+                    "vae_jax.step"),
+    **dict.fromkeys(("EvalResult", "evaluate"), "vae_jax.evaluation"),
+    "load_run": "vae_jax.run.load",
+    "train_and_evaluate": "vae_jax.run.loop",
 }
 
 __all__ = sorted(_EXPORTS)
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def __getattr__(name: str):
   if name not in _EXPORTS:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-  module = _EXPORTS[name]
-  if module is None:  # a submodule
-    return importlib.import_module(f"{__name__}.{name}")
-  return getattr(importlib.import_module(module), name)
+  return getattr(importlib.import_module(_EXPORTS[name]), name)
 
 
 def __dir__():

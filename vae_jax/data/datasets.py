@@ -7,13 +7,14 @@ sequence of examples `{"image": uint8 [H, W, C], "label": int}` shaped like
 `tfds.data_source`'s:
 
   * "idx": a directory of MNIST-format IDX files, read directly as arrays
-    (`ArraySource`). Used for `--dataset=idx`, and first for `fashion_mnist`
-    and `mnist`: the IDX files in `--data_dir`, else (fashion_mnist, no
-    `--data_dir`) where Debian's package `dataset-fashion-mnist` installs them.
+    (`ArraySource`). Used for `--config.dataset=idx`, and first for `fashion_mnist`
+    and `mnist`: the IDX files in `--config.data_dir`, else (fashion_mnist, no
+    `--config.data_dir`) where Debian's package `dataset-fashion-mnist` installs them.
   * "tfds": any TFDS image dataset, prepared as array_record in TFDS's data
-    directory (`--data_dir`, else TFDS's default) and read with
+    directory (`--config.data_dir`, else TFDS's default) and read with
     `builder.as_data_source`, which needs no TensorFlow. Preparing a stock
-    dataset does (`pip install 'vae_jax[tfds]'`).
+    dataset does (`pip install 'vae_jax[tfds]'`). All of it is in
+    `vae_jax.data.tfds_source`.
 
 tensorflow_datasets is imported only when a TFDS source is used, so the
 default run never imports it (nor TensorFlow).
@@ -22,18 +23,18 @@ default run never imports it (nor TensorFlow).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import importlib.util
 import os
-import re
-from typing import Mapping, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
-from absl import logging
 
+from vae_jax.data import tfds_source
 from vae_jax.data.idx import read_idx
+from vae_jax.data.tfds_source import TFDS_EXTRA
 from vae_jax.errors import DataError
 
+# TFDS_EXTRA is re-exported from vae_jax.data.tfds_source.
 __all__ = ["Split", "ImageDataset", "ResolvedSource", "ArraySource",
            "DEBIAN_FASHION_MNIST_DIR", "LOCAL_DATASETS", "TFDS_EXTRA",
            "resolve_source", "data_source", "load_dataset",
@@ -45,9 +46,6 @@ DEBIAN_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 # Datasets that can come from IDX files, with where a package installs them.
 LOCAL_DATASETS = {"idx": None, "fashion_mnist": DEBIAN_FASHION_MNIST_DIR,
                   "mnist": None}
-
-# What to install to prepare a stock TFDS dataset (it needs TensorFlow).
-TFDS_EXTRA = "pip install 'vae_jax[tfds]'"
 
 _IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -170,7 +168,7 @@ def load_idx_directory(directory: str) -> tuple[Split, Split]:
   """Loads the MNIST file layout (train-/t10k- images and labels, .gz or not)."""
   if not os.path.isdir(directory):
     raise DataError(
-        f"data directory not found: {directory}; pass --data_dir=DIR with the "
+        f"data directory not found: {directory}; pass --config.data_dir=DIR with the "
         "IDX files, or install Debian's package dataset-fashion-mnist")
   paths = {k: _find(directory, v) for k, v in _IDX_FILES.items()}
   for key in ("train_images", "test_images"):
@@ -196,187 +194,12 @@ def split_validation(train: Split, size: int) -> tuple[Split, Optional[Split]]:
     return train, None
   if size >= len(train):
     raise DataError(
-        f"--validation_size={size} leaves no training data ({len(train)} "
+        f"--config.validation_size={size} leaves no training data ({len(train)} "
         "training examples); choose a smaller validation split")
   cut = len(train) - size
   labels = train.labels
   return (Split(train.images[:cut], None if labels is None else labels[:cut]),
           Split(train.images[cut:], None if labels is None else labels[cut:]))
-
-
-# ----------------------------------------------------------------------- TFDS
-
-
-def _import_tfds():
-  """tensorflow_datasets, imported on first use (never by the default run)."""
-  try:
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  except ImportError as e:
-    raise DataError(
-        f"TFDS datasets need tensorflow-datasets ({e}); pip install "
-        "tensorflow-datasets, or use IDX files: --dataset=idx "
-        "--data_dir=DIR") from None
-  return tfds
-
-
-def _first_line(error: BaseException) -> str:
-  """`Type: first line of the message`, for one-line DataErrors."""
-  text = str(error).strip()
-  return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
-
-
-def _base_name(name: str) -> str:
-  """'mnist/config:1.0.0' → 'mnist'."""
-  return name.split(":")[0].split("/")[0]
-
-
-def _unknown_dataset(name: str, candidates: Sequence[str], hint: str = ""):
-  close = difflib.get_close_matches(name.lower(), candidates, n=3, cutoff=0.6)
-  suggestion = (f" (did you mean {', '.join(close)}?)" if close else "")
-  return DataError(
-      f"unknown dataset {name!r}{suggestion}; use a TFDS image dataset name "
-      f"(e.g. mnist, fashion_mnist, kmnist, binarized_mnist, cifar10) or "
-      f"--dataset=idx --data_dir=DIR{hint}")
-
-
-def _tfds_name_or_error(name: str) -> None:
-  """Raises a DataError with close names when TFDS does not know `name`."""
-  if importlib.util.find_spec("tensorflow_datasets") is None:
-    raise _unknown_dataset(
-        name, list(LOCAL_DATASETS),
-        "; other TFDS names need tensorflow-datasets installed")
-  tfds = _import_tfds()
-  known = tfds.list_builders(with_community_datasets=False)
-  if _base_name(name) not in known:
-    raise _unknown_dataset(_base_name(name),
-                           sorted(set(known) | set(LOCAL_DATASETS)))
-
-
-def _tensorflow_installed() -> bool:
-  return importlib.util.find_spec("tensorflow") is not None
-
-
-def _prepare(builder, name: str) -> None:
-  """download_and_prepare, which needs TensorFlow (and the network)."""
-  where = builder.data_dir
-  if not _tensorflow_installed():
-    raise DataError(
-        f"TFDS dataset {name!r} is not prepared in {where}, and preparing it "
-        f"needs TensorFlow: {TFDS_EXTRA} and rerun (it downloads once), or "
-        "pass --data_dir=DIR where it is prepared as array_record"
-        f"{_offline_hint(name)}")
-  logging.info("preparing TFDS dataset %s in %s (downloads it)", name, where)
-  try:
-    builder.download_and_prepare()
-  except Exception as e:  # pylint: disable=broad-except
-    raise DataError(
-        f"could not download and prepare TFDS dataset {name!r} into {where} "
-        f"({_first_line(e)}); check the network, or prepare it on a machine "
-        "that has one and pass --data_dir") from None
-
-
-def _image_feature(features, name: str) -> tuple[str, Optional[str]]:
-  """(image key, label key or None) of a TFDS FeaturesDict."""
-  tfds = _import_tfds()
-  keys = list(features.keys()) if hasattr(features, "keys") else []
-  images = [k for k in keys if isinstance(features[k], tfds.features.Image)]
-  if "image" in images:
-    image_key = "image"
-  elif len(images) == 1:
-    image_key = images[0]
-  else:
-    raise DataError(
-        f"TFDS dataset {name!r} has {len(images)} image features (features: "
-        f"{', '.join(keys) or 'none'}); choose an image dataset with one "
-        "image per example, e.g. mnist or cifar10")
-  shape = features[image_key].shape
-  if shape is None or any(d is None for d in shape):
-    raise DataError(
-        f"TFDS dataset {name!r} has images of varying shape {shape}; choose "
-        "a dataset whose images all have one shape (or resize them first)")
-  label_key = None
-  if "label" in keys and isinstance(features["label"],
-                                    tfds.features.ClassLabel):
-    label_key = "label"
-  return image_key, label_key
-
-
-def _check_split_names(builder, name: str, requested: Mapping[str, str]) -> None:
-  known = list(builder.info.splits)
-  if not known:  # not known before preparation (or under tfds mock_data)
-    return
-  for flag, split in requested.items():
-    base = re.split(r"[\[+(]", split)[0]
-    if base not in known:
-      raise DataError(
-          f"--{flag}={split!r}: TFDS dataset {name!r} has no split {base!r}; "
-          f"its splits are {', '.join(sorted(known))} (carve a validation "
-          "split from train with --validation_size)")
-
-
-def _open_tfds_splits(name: str, data_dir: Optional[str],
-                      requested: Mapping[str, str]
-                      ) -> tuple[str, dict, str, Optional[str]]:
-  """(source description, {flag: data source}, image key, label key)."""
-  tfds = _import_tfds()
-  try:
-    builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
-  except Exception as e:  # pylint: disable=broad-except
-    raise DataError(f"TFDS cannot make dataset {name!r} ({_first_line(e)}); "
-                    "check --dataset and --data_dir") from None
-  # Before any download: is it an image dataset we can use?
-  image_key, label_key = _image_feature(builder.info.features, name)
-
-  def open_all() -> dict:
-    return {flag: builder.as_data_source(split=split)
-            for flag, split in requested.items()}
-
-  sources = None
-  if not builder.is_prepared():
-    try:  # prepared data that TFDS does not see as such, or tfds mock_data
-      sources = open_all()
-    except (KeyError, ValueError, NotImplementedError, FileNotFoundError,
-            AssertionError):
-      _prepare(builder, name)
-  if sources is None:
-    _check_split_names(builder, name, requested)
-    try:
-      sources = open_all()
-    except (KeyError, ValueError, NotImplementedError, OSError,
-            AssertionError) as e:
-      raise DataError(
-          f"cannot read TFDS dataset {name!r} in {builder.data_dir} "
-          f"({_first_line(e)}); it may be corrupt or in another file format "
-          f"(tfds.load writes tfrecord): delete {builder.data_dir} and "
-          "prepare it again as array_record") from None
-  description = f"tfds:{builder.info.full_name} ({builder.data_dir})"
-  return description, sources, image_key, label_key
-
-
-def _read_all(source, image_key: str, label_key: Optional[str],
-              what: str) -> Split:
-  """Reads every example of a data source into arrays, then checks them."""
-  if isinstance(source, ArraySource):
-    return _check_split(source.images, source.labels, what)
-  n = len(source)
-  if n == 0:
-    raise DataError(f"{what}: the split holds no examples; choose another split")
-  i = 0
-  try:
-    first = source[0]
-    image = np.asarray(first[image_key])
-    images = np.empty((n, *image.shape), image.dtype)
-    labels = np.empty((n,), np.int64) if label_key else None
-    for i in range(n):
-      example = first if i == 0 else source[i]
-      images[i] = example[image_key]
-      if labels is not None:
-        labels[i] = example[label_key]
-  except (ValueError, OSError, RuntimeError, KeyError) as e:
-    raise DataError(
-        f"{what}: cannot read example {i} ({_first_line(e)}); the data may be "
-        "corrupt: delete it and prepare it again") from None
-  return _check_split(images, labels, what)
 
 
 # ------------------------------------------------------------------- sources
@@ -392,7 +215,7 @@ def resolve_source(name: str, data_dir: Optional[str] = None) -> ResolvedSource:
   """
   if name == "idx":
     if data_dir is None:
-      raise DataError("--dataset=idx needs --data_dir=DIR, a directory of "
+      raise DataError("--config.dataset=idx needs --config.data_dir=DIR, a directory of "
                       "MNIST-format IDX files")
     return ResolvedSource("idx", name, os.path.abspath(data_dir))
   if name in LOCAL_DATASETS:
@@ -402,23 +225,14 @@ def resolve_source(name: str, data_dir: Optional[str] = None) -> ResolvedSource:
     if data_dir is None and _has_idx_files(package_dir):
       return ResolvedSource("idx", name, package_dir)
     if importlib.util.find_spec("tensorflow_datasets") is None:
-      where = data_dir or package_dir or "--data_dir"
+      where = data_dir or package_dir or "--config.data_dir"
       raise DataError(
           f"{name} not found: no IDX files in {where}; install Debian's "
-          "package dataset-fashion-mnist (fashion_mnist), pass --data_dir=DIR "
+          "package dataset-fashion-mnist (fashion_mnist), pass --config.data_dir=DIR "
           "with its IDX files, or install tensorflow-datasets")
     return ResolvedSource("tfds", name, data_dir)
-  _tfds_name_or_error(name)
+  tfds_source.check_dataset_name(name, LOCAL_DATASETS)
   return ResolvedSource("tfds", name, data_dir)
-
-
-def _offline_hint(name: str) -> str:
-  if name == "fashion_mnist":
-    return (" (offline: install Debian's package dataset-fashion-mnist, or "
-            "pass --data_dir=DIR with its four IDX .gz files)")
-  if name == "mnist":
-    return " (offline: pass --data_dir=DIR with MNIST's four IDX .gz files)"
-  return ""
 
 
 def data_source(name: str, split: str, data_dir: Optional[str] = None):
@@ -431,8 +245,18 @@ def data_source(name: str, split: str, data_dir: Optional[str] = None):
     train, test = load_idx_directory(source.location)
     s = train if split == "train" else test
     return ArraySource(s.images, s.labels)
-  _, sources, _, _ = _open_tfds_splits(name, data_dir, {"split": split})
+  _, sources, _, _ = tfds_source.open_splits(name, data_dir, {"split": split})
   return sources["split"]
+
+
+def _read_split(source, image_key: str, label_key: Optional[str],
+                what: str) -> Split:
+  """A TFDS data source (or an `ArraySource`) read whole, then checked."""
+  if isinstance(source, ArraySource):
+    images, labels = source.images, source.labels
+  else:
+    images, labels = tfds_source.read_all(source, image_key, label_key, what)
+  return _check_split(images, labels, what)
 
 
 def _pixel_max(*splits: Split) -> int:
@@ -466,18 +290,18 @@ def load_dataset(name: str, data_dir: Optional[str] = None,
         raise DataError(
             f"--{flag}={split!r}: split {split!r} does not exist in "
             f"{source.location}; IDX directories have the splits train and "
-            "test (carve a validation split with --validation_size)")
+            "test (carve a validation split with --config.validation_size)")
     idx_train, idx_test = load_idx_directory(source.location)
     by_name = {"train": idx_train, "test": idx_test}
     train, test = by_name[train_split], by_name[test_split]
     description = source.location
   else:
-    description, sources, image_key, label_key = _open_tfds_splits(
+    description, sources, image_key, label_key = tfds_source.open_splits(
         name, source.location, requested)
-    train = _read_all(sources["train_split"], image_key, label_key,
-                      f"{name} split {train_split!r}")
-    test = _read_all(sources["test_split"], image_key, label_key,
-                     f"{name} split {test_split!r}")
+    train = _read_split(sources["train_split"], image_key, label_key,
+                        f"{name} split {train_split!r}")
+    test = _read_split(sources["test_split"], image_key, label_key,
+                       f"{name} split {test_split!r}")
     if train.images.shape[1:] != test.images.shape[1:]:
       raise DataError(
           f"{name}: train images are {train.images.shape[1:]} but test images "

@@ -53,7 +53,7 @@ def read_idx(path: str) -> np.ndarray:
     raise DataError(
         f"{path} is not an IDX file (magic number {raw[:4].hex() or 'missing'}, "
         "expected 0000<type><ndim>, e.g. 00000803 for images); point "
-        "--data_dir at a directory of MNIST-format IDX files")
+        "--config.data_dir at a directory of MNIST-format IDX files")
   dtype, ndim = _DTYPES[raw[2]], raw[3]
   header = 4 + 4 * ndim
   if ndim == 0 or len(raw) < header:

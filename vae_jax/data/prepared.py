@@ -14,29 +14,27 @@ Preprocessing, chosen by the config and recorded by `describe()`:
 
 Input path: the training split is placed on the device once as uint8
 (`train`), and shuffling, batching and binarisation happen inside the
-compiled chunk (`training.train_chunk`); or, with `streaming`, it stays on the
-host and `stream_chunks` feeds `training.train_chunk_streamed` from a
-prefetching thread.
+compiled chunk (`vae_jax.chunks.train_chunk`); or, with `streaming`, it
+stays on the host and `stream_chunks` feeds `chunks.train_chunk_streamed`
+from a prefetching thread.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Any, Sequence
 
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import config as config_lib
 from vae_jax.data import datasets
 from vae_jax.data import pipeline
 from vae_jax.data import streaming
 from vae_jax.errors import ConfigError
+from vae_jax.names import LAYOUTS
 
-__all__ = ["PreparedData", "prepare_data", "LAYOUTS"]
-
-LAYOUTS = ("flat", "image")
+__all__ = ["PreparedData", "prepare_data"]
 
 
 class PreparedData:
@@ -50,16 +48,17 @@ class PreparedData:
     dynamic_binarization: whether the compiled step draws the binary batch.
   """
 
-  def __init__(self, dataset: datasets.ImageDataset,
-               config: config_lib.TrainConfig):
+  def __init__(self, dataset: datasets.ImageDataset, config: Any):
+    """`config`: the run's config; reads binarization, image_layout and
+    streaming (a ConfigDict, or any object with those attributes)."""
     self.dataset = dataset
     self.image_shape = dataset.image_shape
     self.binarization = config.binarization
     self.layout = config.image_layout
     self.streaming = config.streaming
     if self.layout not in LAYOUTS:
-      raise ConfigError(f"--image_layout={self.layout!r} is invalid: choose "
-                        f"one of {list(LAYOUTS)}")
+      raise ConfigError(f"--config.image_layout={self.layout!r} is invalid: "
+                        f"choose one of {list(LAYOUTS)}")
     train = self._layout(dataset.train.images)
     pixel_max = dataset.pixel_max
     if config.binarization == "static" and not dataset.already_binary:
@@ -159,15 +158,19 @@ class PreparedData:
     }
 
 
-def prepare_data(config: config_lib.TrainConfig) -> PreparedData:
-  """Loads and checks the data of `config`; raises DataError/ConfigError."""
+def prepare_data(config: Any) -> PreparedData:
+  """Loads and checks the run's data; raises DataError or ConfigError.
+
+  Reads dataset, data_dir ('' or None: not given), validation_size,
+  train_split, test_split and batch_size, then what `PreparedData` reads.
+  """
   dataset = datasets.load_dataset(
-      config.dataset, config.data_dir, config.validation_size,
+      config.dataset, config.data_dir or None, config.validation_size,
       train_split=config.train_split,
       test_split=config.test_split)
   if config.batch_size > len(dataset.train):
     raise ConfigError(
-        f"--batch_size={config.batch_size} is invalid: the training split has "
-        f"only {len(dataset.train)} examples; use a batch size <= "
+        f"--config.batch_size={config.batch_size} is invalid: the training "
+        f"split has only {len(dataset.train)} examples; use a batch size <= "
         f"{len(dataset.train)}")
   return PreparedData(dataset, config)

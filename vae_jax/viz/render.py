@@ -8,7 +8,8 @@ no figure is left registered with pyplot.
 
 Sizes are deterministic: each figure is exactly the number of pixels its
 function's docstring gives (`DPI` = 100, no `bbox_inches="tight"`), so tests
-and web pages can rely on them.
+and web pages can rely on them. The scatter of posterior means is in
+`vae_jax.viz.latent_space`; the arrays the figures tile, in `vae_jax.viz.grids`.
 
 Images are `[N, H, W, C]` (C = 1 or 3) or `[N, H, W]`, with values in [0, 1].
 """
@@ -17,21 +18,16 @@ from __future__ import annotations
 
 import math
 import os
-import statistics
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
-from matplotlib import colormaps
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
+
+from vae_jax.viz.grids import image_grid
 
 __all__ = [
     "DPI",
-    "image_grid",
-    "manifold_grid",
-    "pca_2d",
-    "prior_quantile_grid",
-    "save_latent_space",
+    "save_bound_vs_k",
     "save_latent_traversals",
     "save_manifold",
     "save_prior_samples",
@@ -44,99 +40,6 @@ DPI = 100
 _CELL_PX = 90
 _SMALL_CELL_PX = 56
 _MANIFOLD_CELL_PX = 40
-# Discrete colours for at most this many distinct labels, else a colour bar.
-_MAX_DISCRETE_LABELS = 20
-
-
-# ---------------------------------------------------------------------------
-# Arrays.
-
-
-def image_grid(images: np.ndarray, rows: int, cols: int, pad: int = 0,
-               pad_value: float = 1.0) -> np.ndarray:
-  """Tiles images row-major into one picture.
-
-  Args:
-    images: `[N, H, W]`, `[N, H, W, 1]` or `[N, H, W, 3]`; the first
-      rows·cols are used, missing cells stay `pad_value`.
-    rows, cols: the grid.
-    pad: pixels between cells, filled with `pad_value`.
-    pad_value: the colour of the padding and of empty cells.
-
-  Returns:
-    float32 `[rows·H + (rows−1)·pad, cols·W + (cols−1)·pad]`, with a trailing
-    channel axis of 3 for colour images.
-  """
-  images = np.asarray(images, dtype=np.float32)
-  if images.ndim == 4 and images.shape[-1] == 1:
-    images = images[..., 0]
-  if images.ndim not in (3, 4):
-    raise ValueError(f"images must be [N, H, W(, C)], got {images.shape}")
-  n, h, w = images.shape[:3]
-  grid = np.full((rows * h + (rows - 1) * pad, cols * w + (cols - 1) * pad)
-                 + images.shape[3:], pad_value, dtype=np.float32)
-  for i in range(min(n, rows * cols)):
-    r, c = divmod(i, cols)
-    top, left = r * (h + pad), c * (w + pad)
-    grid[top:top + h, left:left + w] = images[i]
-  return grid
-
-
-def prior_quantile_grid(n: int, low: float = 0.05,
-                        high: float = 0.95) -> np.ndarray:
-  """`[n]` values of z with N(0, 1) CDF evenly spaced in [low, high].
-
-  z_i = Φ⁻¹(low + i·(high − low)/(n − 1)), the grid of Kingma & Welling
-  (2014, fig. 4): equal prior mass between neighbours, so the pictures of a
-  manifold are spaced as the prior weights them. Uses the standard library's
-  exact inverse normal CDF (no scipy).
-  """
-  if n < 1:
-    raise ValueError(f"n must be >= 1, got {n}")
-  if not 0.0 < low <= high < 1.0:
-    raise ValueError(f"need 0 < low <= high < 1, got low={low}, high={high}")
-  probs = np.linspace(low, high, n) if n > 1 else np.array([0.5 * (low + high)])
-  standard_normal = statistics.NormalDist()
-  z = np.array([standard_normal.inv_cdf(float(p)) for p in probs])
-  return np.where(np.abs(z) < 1e-12, 0.0, z)  # Φ⁻¹(0.5) exactly 0, not -1e-16
-
-
-def manifold_grid(grid_values: np.ndarray) -> np.ndarray:
-  """The latents `[n·n, 2]` that `save_manifold` expects, in its order.
-
-  Row r, column c of the picture (index r·n + c) is z = (z₁, z₂) =
-  (grid_values[c], grid_values[n−1−r]): z₁ grows to the right and z₂ grows
-  upwards, as on a plot.
-  """
-  values = np.asarray(grid_values, dtype=np.float32)
-  z1, z2 = np.meshgrid(values, values[::-1])
-  return np.stack([z1.ravel(), z2.ravel()], axis=-1)
-
-
-def pca_2d(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """Projection of `x: [N, D]` on its first two principal components.
-
-  Computed by the SVD of the centred data, X − x̄ = U S Vᵀ; each component's
-  sign is fixed so its largest loading is positive, so the picture does not
-  flip between runs.
-
-  Returns:
-    (projection `[N, 2]`, explained variance ratio `[2]`: s_k² / Σ_j s_j²).
-  """
-  x = np.asarray(x, dtype=np.float64)
-  centred = x - x.mean(axis=0)
-  _, s, vt = np.linalg.svd(centred, full_matrices=False)
-  components = vt[:2].copy()
-  if components.shape[0] < 2:  # D == 1: pad with a zero component.
-    components = np.concatenate([components, np.zeros_like(components)])
-  largest = np.argmax(np.abs(components), axis=1)
-  signs = np.sign(components[np.arange(2), largest])
-  components *= np.where(signs == 0, 1.0, signs)[:, None]
-  total = np.sum(s**2)
-  power = np.zeros(2)
-  power[:min(2, len(s))] = s[:2]**2
-  explained = power / total if total > 0 else power
-  return centred @ components.T, explained
 
 
 # ---------------------------------------------------------------------------
@@ -169,7 +72,7 @@ def save_reconstructions(images: np.ndarray, reconstructions: np.ndarray,
 
 def save_prior_samples(samples: np.ndarray, path: str, title: str = "",
                        cols: int = 8) -> str:
-  """Decoder means E[x|z] for z ~ p(z) = N(0, I).
+  """Decoder means E[x|z] for z ~ p(z), the model's prior.
 
   Size in pixels: width max(400, 90·cols + 40), height 90·rows + 80.
   """
@@ -178,86 +81,7 @@ def save_prior_samples(samples: np.ndarray, path: str, title: str = "",
   fig, ax = _figure(max(400, _CELL_PX * cols + 40), _CELL_PX * rows + 80)
   _show(ax, image_grid(samples, rows, cols, pad=1))
   ax.axis("off")
-  ax.set_title(title or "Samples from the prior: E[x|z], z ~ N(0, I)",
-               fontsize=11)
-  return _save(fig, path)
-
-
-def save_latent_space(means: np.ndarray, labels: Optional[np.ndarray],
-                      path: str, label_names: Optional[Sequence[str]] = None,
-                      title: str = "") -> str:
-  """Scatter of posterior means μ(x) coloured by label. 760×640 pixels.
-
-  D = 2: z₁ against z₂. D > 2: the first two principal components of the
-  means (numpy SVD, `pca_2d`), with their share of the variance on the axes.
-  D = 1: μ₁ against the label (jittered) or, without labels, the index.
-  Up to 20 distinct integer labels get discrete colours and a legend (named
-  by `label_names` when given); other labels get a colour bar.
-  """
-  means = np.asarray(means, dtype=np.float64)
-  if means.ndim != 2 or means.shape[0] == 0:
-    raise ValueError(f"means must be [N, D] with N > 0, got {means.shape}")
-  n, d = means.shape
-  if labels is not None:
-    labels = np.asarray(labels)
-    if labels.shape != (n,):
-      raise ValueError(f"labels must be [{n}], got {labels.shape}")
-
-  fig, ax = _figure(760, 640)
-  if d == 1:
-    x = means[:, 0]
-    ax.set_xlabel(r"posterior mean $\mu_1$")
-    if labels is not None:
-      jitter = np.random.default_rng(0).uniform(-0.3, 0.3, size=n)
-      y = labels.astype(np.float64) + jitter
-      ax.set_ylabel("label (jittered)")
-    else:
-      y = np.arange(n, dtype=np.float64)
-      ax.set_ylabel("test example index")
-    what = "1-D latent"
-  elif d == 2:
-    x, y = means[:, 0], means[:, 1]
-    ax.set_xlabel(r"posterior mean $\mu_1$")
-    ax.set_ylabel(r"posterior mean $\mu_2$")
-    what = "2-D latent"
-  else:
-    projection, explained = pca_2d(means)
-    x, y = projection[:, 0], projection[:, 1]
-    ax.set_xlabel(f"PC 1 of posterior means (SVD; {100 * explained[0]:.1f}% "
-                  "of variance)")
-    ax.set_ylabel(f"PC 2 of posterior means (SVD; {100 * explained[1]:.1f}% "
-                  "of variance)")
-    what = f"PCA of the {d}-D latent to 2-D"
-
-  # Draw in a fixed random order so no class is painted over all the others.
-  order = np.random.default_rng(0).permutation(n)
-  size = 4 if n > 2000 else 10
-  discrete = labels is not None and _is_discrete(labels)
-  if labels is None:
-    ax.scatter(x[order], y[order], s=size, alpha=0.6, color="tab:blue",
-               linewidths=0)
-  elif discrete:
-    classes = np.unique(labels)
-    cmap = _class_colours(len(classes))
-    index = np.searchsorted(classes, labels)
-    ax.scatter(x[order], y[order], s=size, alpha=0.7, linewidths=0,
-               c=cmap[index[order]])
-    handles = [
-        Line2D([], [], marker="o", linestyle="", color=cmap[i],
-               label=_label_name(k, label_names))
-        for i, k in enumerate(classes)
-    ]
-    ax.legend(handles=handles, title="label", fontsize=8, title_fontsize=9,
-              loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
-    if d == 1:
-      ax.set_yticks(classes, [_label_name(k, label_names) for k in classes],
-                    fontsize=8)
-  else:
-    points = ax.scatter(x[order], y[order], s=size, alpha=0.7, linewidths=0,
-                        c=labels[order].astype(np.float64), cmap="viridis")
-    fig.colorbar(points, ax=ax, label="label")
-  ax.grid(True, alpha=0.3)
-  ax.set_title(title or f"Posterior means μ(x) of {n} test images ({what})",
+  ax.set_title(title or "Samples from the prior: E[x|z], z ~ p(z)",
                fontsize=11)
   return _save(fig, path)
 
@@ -267,7 +91,9 @@ def save_manifold(images: np.ndarray, grid_values: np.ndarray, path: str,
   """Decoder means E[x|z] over an n×n grid of a 2-D latent.
 
   `images[r·n + c]` is decoded from z = (grid_values[c], grid_values[n−1−r]),
-  the order `manifold_grid(grid_values)` gives. The ticks show z₁ and z₂.
+  the order `grids.manifold_grid(grid_values)` gives. The ticks show z₁ and
+  z₂; the axis labels call them prior quantiles, which holds for the grid of
+  `grids.prior_quantile_grid` under p(z) = N(0, I).
   Size in pixels: width 40·n + 170, height 40·n + 150.
   """
   values = np.asarray(grid_values, dtype=np.float64)
@@ -376,6 +202,68 @@ def save_training_curves(history: Sequence[Mapping[str, Optional[float]]],
   return _save(fig, path)
 
 
+def save_bound_vs_k(ks: Sequence[int], estimates: Sequence[float],
+                    stderrs: Sequence[float], elbo: float, elbo_stderr: float,
+                    path: str, title: str = "") -> str:
+  """The importance-sampled log p̂_K(x) against K, with the ELBO for scale.
+
+      log p̂_K(x) = log 1/K Σ_k p(x, z_k) / q(z_k|x),  z_k ~ q(z|x; φ),
+
+  averaged over test examples, rises with K towards log p(x) (Burda et al.,
+  2016), and log p(x) − ELBO = KL(q(z|x) ‖ p(z|x)). The gap between the
+  estimate at the largest K and the ELBO is annotated as that KL: an
+  estimate from below, since E[log p̂_K(x)] ≤ log p(x) for every K.
+
+  Args:
+    ks: `[M]` sample counts K ≥ 1, drawn on a log x-axis.
+    estimates: `[M]` mean log p̂_K(x), nats per example.
+    stderrs: `[M]` their standard errors (error bars).
+    elbo: the mean ELBO, nats per example (a horizontal line).
+    elbo_stderr: its standard error (a band around the line).
+    path: where the PNG goes.
+    title: replaces the default title.
+
+  760×520 pixels.
+  """
+  ks = np.asarray(ks, dtype=np.float64)
+  estimates = np.asarray(estimates, dtype=np.float64)
+  stderrs = np.asarray(stderrs, dtype=np.float64)
+  if ks.ndim != 1 or len(ks) == 0 or estimates.shape != ks.shape or (
+      stderrs.shape != ks.shape):
+    raise ValueError(
+        f"ks, estimates and stderrs must be [M] with M > 0, got {ks.shape}, "
+        f"{estimates.shape} and {stderrs.shape}")
+  if np.any(ks < 1):
+    raise ValueError(f"every K must be >= 1, got {ks.tolist()}")
+  order = np.argsort(ks, kind="stable")  # the line runs left to right
+  ks, estimates, stderrs = ks[order], estimates[order], stderrs[order]
+  fig, ax = _figure(760, 520)
+  ax.axhspan(elbo - elbo_stderr, elbo + elbo_stderr, color="tab:orange",
+             alpha=0.2, linewidth=0)
+  ax.axhline(elbo, color="tab:orange", linestyle="--", linewidth=1.5,
+             label=f"ELBO = {elbo:.2f} ± {elbo_stderr:.2f}")
+  ax.errorbar(ks, estimates, yerr=stderrs, color="tab:blue", marker="o",
+              markersize=4, capsize=3, linewidth=1.5,
+              label=r"$\log \hat{p}_K(x)$ ± s.e.")
+  ax.set_xscale("log")
+  ax.set_xticks(ks, [f"{k:g}" for k in ks])
+  ax.minorticks_off()
+  k_max, best = ks[-1], estimates[-1]
+  gap = best - elbo
+  ax.annotate("", xy=(k_max, best), xytext=(k_max, elbo),
+              arrowprops=dict(arrowstyle="<->", color="black", linewidth=1))
+  ax.annotate(f"KL(q‖p(z|x)) ≈ {gap:.2f} nats",
+              xy=(k_max, 0.5 * (best + elbo)), xytext=(-8, 0),
+              textcoords="offset points", ha="right", va="center", fontsize=9)
+  ax.set_xlabel("importance samples K (log scale)")
+  ax.set_ylabel("nats per example")
+  ax.grid(True, alpha=0.3)
+  ax.legend(fontsize=8, loc="upper left")  # the estimates rise to the right
+  ax.set_title(title or r"Importance-sampled $\log \hat{p}_K(x)$ against K, "
+               "and the ELBO", fontsize=11)
+  return _save(fig, path)
+
+
 # ---------------------------------------------------------------------------
 # Helpers.
 
@@ -405,24 +293,3 @@ def _show(ax, grid: np.ndarray) -> None:
 def _tick(value: float) -> str:
   text = f"{value:.2f}"
   return "0.00" if text == "-0.00" else text
-
-
-def _is_discrete(labels: np.ndarray) -> bool:
-  integral = (np.issubdtype(labels.dtype, np.integer)
-              or np.issubdtype(labels.dtype, np.bool_)
-              or (np.issubdtype(labels.dtype, np.floating)
-                  and np.all(np.isfinite(labels))
-                  and np.all(labels == np.round(labels))))
-  return bool(integral) and len(np.unique(labels)) <= _MAX_DISCRETE_LABELS
-
-
-def _class_colours(k: int) -> np.ndarray:
-  cmap = colormaps["tab10" if k <= 10 else "tab20"]
-  return np.array([cmap(i) for i in range(k)])
-
-
-def _label_name(label, label_names: Optional[Sequence[str]]) -> str:
-  i = int(label)
-  if label_names is not None and 0 <= i < len(label_names):
-    return f"{i}: {label_names[i]}"
-  return str(i)

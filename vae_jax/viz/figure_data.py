@@ -1,7 +1,8 @@
 """All the figures of a trained VAE from (model, params, test split, history).
 
 Two steps, so the trainer can log the same pictures to TensorBoard without
-re-rendering matplotlib:
+re-rendering matplotlib (the second step, numpy only, is `vae_jax.viz.outputs`,
+re-exported here):
 
     data = compute_figure_data(model, params, images, labels, image_shape, rng)
     paths = save_figures(data, history, directory, label_names)  # PNGs
@@ -14,25 +15,31 @@ What is drawn (Kingma & Welling 2014 notation; E[x|z] is
 logits):
 
   reconstructions     x and E[x|z] with z ~ q(z|x; φ) *sampled*, not z = μ
-  prior_samples       E[x|z], z ~ p(z) = N(0, I)
+  prior_samples       E[x|z], z ~ p(z) from `model.sample_prior`
   latent_space        posterior means μ(x) of the whole split (PCA when D > 2)
   manifold            E[x|z] over a grid of prior quantiles (only D = 2)
   latent_traversals   E[x|z] as one z_d runs over prior quantiles 0.05..0.95
   training_curves     ELBO, KL, log-likelihood per epoch (when history is given)
+
+The model sees one example at a time: encode and decode are `jax.vmap`ped
+over examples, so a model written for one `x` of its `event_shape` (an MLP's
+`[D]`, a conv net's `[H, W, C]`) works unchanged.
 """
 
 from __future__ import annotations
 
 import functools
-import os
-from typing import Any, Mapping, NamedTuple, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import figures
-from vae_jax.model import VAEModel, decoder_mean
+from vae_jax.math.model import VAEModel
+from vae_jax.viz import grids
+from vae_jax.viz.outputs import (FASHION_MNIST_LABELS, FIGURE_NAMES,
+                                 FigureData, images_for_tensorboard,
+                                 save_figures)
 
 __all__ = [
     "FASHION_MNIST_LABELS",
@@ -42,52 +49,11 @@ __all__ = [
     "images_for_tensorboard",
     "save_figures",
     "write_all_figures",
-]
-
-FASHION_MNIST_LABELS = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
-
-# File stems, in the order `save_figures` writes them; `{name}.png`.
-FIGURE_NAMES = ("reconstructions", "prior_samples", "latent_space", "manifold",
-                "latent_traversals", "training_curves")
+]  # FigureData and the host-side savers live in vae_jax.viz.outputs
 
 # The most examples one compiled encoder call sees.
 _MAX_CHUNK = 1000
 _TRAVERSE_AROUND = ("posterior_mean", "zero")
-
-
-class FigureData(NamedTuple):
-  """The arrays behind the figures: host numpy, images `[..., H, W, C]`.
-
-  Attributes:
-    images: `[R, H, W, C]` the test images that are reconstructed.
-    reconstructions: `[R, H, W, C]` E[x|z], one z ~ q(z|x; φ) per image.
-    prior_samples: `[P, H, W, C]` E[x|z], z ~ N(0, I).
-    posterior_means: `[N, D]` μ(x) of every image of the split.
-    labels: `[N]` int labels, or None.
-    traversals: `[D', S, H, W, C]`, row i traverses dimension traversal_dims[i].
-    traversal_values: `[S]` the values of z_d (prior quantiles 0.05..0.95).
-    traversal_dims: `[D']` the traversed dimensions (all D, or the D' most
-      active when D is large).
-    traversal_base: `[D]` the value of the other dimensions.
-    traversal_title: says what traversal_base is, for the figure.
-    manifold: `[n·n, H, W, C]` in `figures.manifold_grid` order, or None
-      (D ≠ 2).
-    manifold_values: `[n]` the grid of each axis, or None.
-  """
-
-  images: np.ndarray
-  reconstructions: np.ndarray
-  prior_samples: np.ndarray
-  posterior_means: np.ndarray
-  labels: Optional[np.ndarray]
-  traversals: np.ndarray
-  traversal_values: np.ndarray
-  traversal_dims: np.ndarray
-  traversal_base: np.ndarray
-  traversal_title: str
-  manifold: Optional[np.ndarray]
-  manifold_values: Optional[np.ndarray]
 
 
 def compute_figure_data(
@@ -109,19 +75,26 @@ def compute_figure_data(
 ) -> FigureData:
   """Encodes the split and decodes every latent the figures need.
 
+  The traversal and manifold grids are quantiles of N(0, 1) per dimension
+  (`grids.prior_quantile_grid`): they assume the prior p(z) = N(0, I). Prior
+  samples come from the model's own `sample_prior`, whatever its prior.
+
   Args:
-    model: the VAE's functions.
-    params: its parameters `{"encoder": ..., "decoder": ...}`.
-    images: float `[N, data_dim]` in [0, 1] (a flattened test split; numpy
-      or on the device).
+    model: the VAE (`vae_jax.math.model.VAEModel`); encode and decode are
+      called on one example at a time, under `jax.vmap`.
+    params: its parameters (a pytree).
+    images: float in [0, 1], flat `[N, H·W·C]` or `[N, *event_shape]` (e.g.
+      `[N, H, W, C]`); numpy or on the device. Reshaped to the model's
+      `event_shape` for encoding.
     labels: int `[N]` or None.
-    image_shape: `(H, W, C)` with H·W·C = data_dim.
+    image_shape: `(H, W, C)` with H·W·C the size of one example; the shape
+      the figures draw.
     rng: PRNG key; the figures are a deterministic function of it.
     num_reconstructions: R, test images reconstructed (the first R).
     num_prior_samples: P, samples from the prior.
     num_traversal_steps: S, values per traversed dimension.
     traverse_around: "posterior_mean" — the other dimensions at μ(x) of test
-      image `anchor_index`; or "zero" — at the prior's mean 0.
+      image `anchor_index`; or "zero" — at 0, the mean of N(0, I).
     anchor_index: the test image whose μ(x) anchors the traversals.
     max_traversal_dims: when D is larger, traverse only the dimensions with
       the largest Var_x[μ_d(x)] (the active units of Burda et al., 2016).
@@ -140,10 +113,15 @@ def compute_figure_data(
         f"images must be floats in [0, 1], got dtype {images.dtype}: divide "
         "uint8 pixels by their maximum (255) first")
   images = np.asarray(images, dtype=np.float32)
-  n, data_dim = images.shape
-  if int(np.prod(image_shape)) != data_dim:
-    raise ValueError(f"image_shape {image_shape} does not hold "
-                     f"data_dim={data_dim} values")
+  n, example_size = images.shape[0], int(np.prod(images.shape[1:]))
+  event_shape = tuple(int(s) for s in model.event_shape)
+  if int(np.prod(image_shape)) != example_size:
+    raise ValueError(f"image_shape {image_shape} does not hold the "
+                     f"{example_size} values of an example {images.shape[1:]}")
+  if int(np.prod(event_shape)) != example_size:
+    raise ValueError(f"the model's event_shape {event_shape} does not hold "
+                     f"the {example_size} values of an example "
+                     f"{images.shape[1:]}")
   if labels is not None:
     labels = np.asarray(labels)
     if labels.shape != (n,):
@@ -152,7 +130,8 @@ def compute_figure_data(
     raise ValueError(f"anchor_index={anchor_index} outside [0, {n})")
   latent_dim = int(model.latent_dim)
 
-  means, logvars = _encode_in_chunks(model, params, images,
+  means, logvars = _encode_in_chunks(model, params,
+                                     images.reshape(n, *event_shape),
                                      min(chunk_size, _MAX_CHUNK))
 
   # Every latent to decode, concatenated so one compiled decoder call does all.
@@ -160,10 +139,9 @@ def compute_figure_data(
   r = min(num_reconstructions, n)
   eps = np.asarray(jax.random.normal(recon_rng, (r, latent_dim)))
   z_posterior = means[:r] + np.exp(0.5 * logvars[:r]) * eps  # z ~ q(z|x)
-  z_prior = np.asarray(jax.random.normal(prior_rng,
-                                         (num_prior_samples, latent_dim)))
+  z_prior = np.asarray(_sample_prior(model, prior_rng, num_prior_samples))
 
-  traversal_values = figures.prior_quantile_grid(num_traversal_steps)
+  traversal_values = grids.prior_quantile_grid(num_traversal_steps)
   if traverse_around == "posterior_mean":
     base = means[anchor_index]
     traversal_title = ("Latent traversals: $z_d$ over prior quantiles "
@@ -187,8 +165,8 @@ def compute_figure_data(
   blocks = [z_posterior, z_prior, z_traversal.reshape(-1, latent_dim)]
   manifold_values = None
   if latent_dim == 2:
-    manifold_values = figures.prior_quantile_grid(manifold_size)
-    blocks.append(figures.manifold_grid(manifold_values))
+    manifold_values = grids.prior_quantile_grid(manifold_size)
+    blocks.append(grids.manifold_grid(manifold_values))
   decoded = _decode_means(model, params,
                           np.concatenate(blocks).astype(np.float32))
   decoded = decoded.reshape(-1, *image_shape)
@@ -212,71 +190,6 @@ def compute_figure_data(
   )
 
 
-def save_figures(data: FigureData,
-                 history: Optional[Sequence[Mapping[str, Any]]],
-                 directory: str,
-                 label_names: Optional[Sequence[str]] = None) -> dict[str, str]:
-  """Writes the PNGs of `data` (and of `history`, when non-empty).
-
-  Returns:
-    {name: path} for the names of FIGURE_NAMES that were written: manifold
-    only for a 2-D latent, training_curves only with a history.
-  """
-  os.makedirs(directory, exist_ok=True)
-  path = lambda name: os.path.join(directory, f"{name}.png")
-  latent_dim = data.posterior_means.shape[1]
-  activity = data.posterior_means.var(axis=0)
-  paths = {
-      "reconstructions": figures.save_reconstructions(
-          data.images, data.reconstructions, path("reconstructions"),
-          title="Test images and reconstructions E[x|z], z ~ q(z|x) sampled"),
-      "prior_samples": figures.save_prior_samples(
-          data.prior_samples, path("prior_samples")),
-      "latent_space": figures.save_latent_space(
-          data.posterior_means, data.labels, path("latent_space"),
-          label_names=label_names),
-  }
-  if data.manifold is not None:
-    paths["manifold"] = figures.save_manifold(
-        data.manifold, data.manifold_values, path("manifold"))
-  paths["latent_traversals"] = figures.save_latent_traversals(
-      data.traversals, data.traversal_values, path("latent_traversals"),
-      title=data.traversal_title,
-      row_labels=[f"$z_{{{d + 1}}}$  Var μ={activity[d]:.2f}"
-                  for d in data.traversal_dims])
-  if history:
-    paths["training_curves"] = figures.save_training_curves(
-        history, path("training_curves"),
-        title=f"Training curves (D = {latent_dim}; nats per example)")
-  return paths
-
-
-def images_for_tensorboard(data: FigureData) -> dict[str, np.ndarray]:
-  """The image grids of `data`: float32 `[H, W]` (`[H, W, 3]`) in [0, 1].
-
-  reconstructions: rows of test images above rows of their reconstructions;
-  prior_samples: 8 per row; latent_traversals: a row per traversed
-  dimension; manifold (D = 2 only): z₂ grows upwards, z₁ to the right.
-  """
-  grids = {}
-  cols = min(8, len(data.images))
-  rows = -(-len(data.images) // cols)
-  originals = figures.image_grid(data.images, rows, cols, pad=1)
-  recons = figures.image_grid(data.reconstructions, rows, cols, pad=1)
-  gap = np.ones((2,) + originals.shape[1:], np.float32)
-  grids["reconstructions"] = np.concatenate([originals, gap, recons])
-  p = len(data.prior_samples)
-  grids["prior_samples"] = figures.image_grid(
-      data.prior_samples, -(-p // min(8, p)), min(8, p), pad=1)
-  d, s = data.traversals.shape[:2]
-  grids["latent_traversals"] = figures.image_grid(
-      data.traversals.reshape(d * s, *data.traversals.shape[2:]), d, s, pad=1)
-  if data.manifold is not None:
-    n = len(data.manifold_values)
-    grids["manifold"] = figures.image_grid(data.manifold, n, n, pad=1)
-  return {k: np.clip(v, 0.0, 1.0) for k, v in grids.items()}
-
-
 def write_all_figures(model: VAEModel, params: Any, images: Any,
                       labels: Optional[Any], image_shape: Sequence[int],
                       history: Optional[Sequence[Mapping[str, Any]]],
@@ -297,14 +210,15 @@ def _encode_in_chunks(model: VAEModel, params, images: np.ndarray,
                       chunk: int) -> tuple[np.ndarray, np.ndarray]:
   """(μ, logvar) `[N, D]` each, one compiled call per chunk of ≤ `chunk` rows.
 
-  The last chunk is padded to full size so a single program serves all.
+  `images` are `[N, *event_shape]`. The last chunk is padded to full size so
+  a single program serves all.
   """
   n = images.shape[0]
   chunk = max(1, min(chunk, n))
   padded = -(-n // chunk) * chunk
   if padded > n:
     images = np.concatenate(
-        [images, np.zeros((padded - n, images.shape[1]), images.dtype)])
+        [images, np.zeros((padded - n,) + images.shape[1:], images.dtype)])
   means, logvars = [], []
   for start in range(0, padded, chunk):
     mean, logvar = _encode(model, params, images[start:start + chunk])
@@ -315,15 +229,24 @@ def _encode_in_chunks(model: VAEModel, params, images: np.ndarray,
 
 
 def _decode_means(model: VAEModel, params, z: np.ndarray) -> np.ndarray:
-  """E[x|z] `[M, data_dim]`: `mean_of_output` of the decoder, not logits."""
+  """E[x|z] `[M, *event_shape]`: `mean_of_output` of the decoder, not logits."""
   return np.asarray(_decoder_mean(model, params, z), dtype=np.float32)
 
 
-# The model is a static argument (VAEModel is hashable), so the figures of
-# every epoch reuse one compiled program per (model, input shape).
+# The model is a static argument (models are frozen dataclasses, hashable),
+# so the figures of every epoch reuse one compiled program per (model, input
+# shape). vmap: the model's methods see one example, whatever its event_shape.
 @functools.partial(jax.jit, static_argnums=0)
 def _encode(model: VAEModel, params, x):
-  return model.encode(params, x)
+  return jax.vmap(model.encode, in_axes=(None, 0))(params, x)
 
 
-_decoder_mean = jax.jit(decoder_mean, static_argnums=0)
+@functools.partial(jax.jit, static_argnums=0)
+def _decoder_mean(model: VAEModel, params, z):
+  mean_of_one = lambda z_one: model.mean_of_output(model.decode(params, z_one))
+  return jax.vmap(mean_of_one)(z)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 2))
+def _sample_prior(model: VAEModel, rng: jax.Array, num: int):
+  return model.sample_prior(rng, num)

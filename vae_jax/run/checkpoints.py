@@ -31,7 +31,7 @@ from typing import Any, Optional
 import jax
 import orbax.checkpoint as ocp
 
-from vae_jax.training import TrainState
+from vae_jax.step import TrainState
 
 __all__ = ["RunCheckpoints", "LATEST", "BEST"]
 
@@ -143,6 +143,17 @@ class RunCheckpoints:
         state=ocp.args.StandardRestore(abstract),
         progress=ocp.args.JsonRestore()))
     return _from_tree(restored["state"], template), dict(restored["progress"])
+
+  def restore_params(self, step: int, which: str = LATEST) -> Any:
+    """Only the parameters saved at `step`, as stored (no template needed).
+
+    For loading and evaluating a run: it does not depend on the optimizer
+    state's structure, so it reads checkpoints of any optimizer.
+    """
+    restored = self._managers[which].restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore()))
+    return jax.tree_util.tree_map(jax.numpy.asarray,
+                                  restored["state"]["params"])
 
   def close(self) -> None:
     for manager in self._managers.values():

@@ -7,19 +7,16 @@ example `[D]` or a batch `[B, D]`.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import chex
 import flax.linen as nn
 import jax
 
-from vae_jax import config
+from vae_jax.names import ACTIVATIONS  # functions of jax.nn by name
 
 __all__ = ["ACTIVATIONS", "MLPEncoder", "MLPDecoder"]
 
-# The hidden activations by name (the names of vae_jax.config.ACTIVATIONS).
-ACTIVATIONS: dict[str, Callable[[chex.Array], chex.Array]] = {
-    name: getattr(jax.nn, name) for name in config.ACTIVATIONS}
 
 
 class MLPEncoder(nn.Module):
@@ -31,7 +28,7 @@ class MLPEncoder(nn.Module):
 
   @nn.compact
   def __call__(self, x: chex.Array) -> Tuple[chex.Array, chex.Array]:
-    act = ACTIVATIONS[self.activation]
+    act = getattr(jax.nn, self.activation)
     h = x
     for i, width in enumerate(self.hidden_dims):
       h = act(nn.Dense(width, name=f"hidden_{i}")(h))
@@ -52,7 +49,7 @@ class MLPDecoder(nn.Module):
 
   @nn.compact
   def __call__(self, z: chex.Array) -> chex.Array:
-    act = ACTIVATIONS[self.activation]
+    act = getattr(jax.nn, self.activation)
     h = z
     for i, width in enumerate(self.hidden_dims):
       h = act(nn.Dense(width, name=f"hidden_{i}")(h))

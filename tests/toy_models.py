@@ -1,0 +1,58 @@
+"""A user's own model, as `--config.model=toy_models:linear_image_vae` names it.
+
+A linear encoder and decoder on image-shaped examples `[H, W, C]`, written
+with plain jnp (no flax): what the model protocol asks of a model, and
+nothing else. The tests put this directory on PYTHONPATH.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+
+from vae_jax.math import distributions
+from vae_jax.math.model import StandardNormalPrior
+
+
+@dataclasses.dataclass(frozen=True)
+class LinearImageVAE(StandardNormalPrior):
+  event_shape: tuple = (28, 28, 1)
+  latent_dim: int = 2
+
+  def init(self, rng):
+    d = math.prod(self.event_shape)
+    enc, dec = jax.random.split(rng)
+    return {
+        "encoder": {"w": 0.01 * jax.random.normal(enc, (d, 2 * self.latent_dim)),
+                    "b": jnp.zeros(2 * self.latent_dim)},
+        "decoder": {"w": 0.01 * jax.random.normal(dec, (self.latent_dim, d)),
+                    "b": jnp.zeros(d)},
+    }
+
+  def encode(self, params, x):
+    h = x.reshape(-1) @ params["encoder"]["w"] + params["encoder"]["b"]
+    return h[:self.latent_dim], h[self.latent_dim:]
+
+  def decode(self, params, z):
+    logits = z @ params["decoder"]["w"] + params["decoder"]["b"]
+    return logits.reshape(self.event_shape)
+
+  def log_likelihood(self, decoder_output, x):
+    return distributions.bernoulli_log_likelihood(decoder_output, x)
+
+  def mean_of_output(self, decoder_output):
+    return jax.nn.sigmoid(decoder_output)
+
+
+def linear_image_vae(config, event_shape):
+  """The factory the registry calls: (config, the data's example shape)."""
+  return LinearImageVAE(event_shape=tuple(event_shape),
+                        latent_dim=config.latent_dim)
+
+
+def not_a_model(config, event_shape):
+  del config, event_shape
+  return object()

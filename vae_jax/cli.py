@@ -1,0 +1,130 @@
+"""What the absl launchers share: the `--config` flag, flag errors, quiet JAX.
+
+Every usage error ends the same way: one line `error: …` on stderr and exit
+status 2, before JAX starts and before anything is written. That covers
+absl's own parse errors (an unknown flag, `--config.latent_dim=abc`) and
+ml_collections' (`--config.nosuch=1`, a config file that does not load),
+which out of the box end in a traceback or exit status 1. This module imports
+no JAX.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from typing import NoReturn, Optional
+
+from absl import flags
+
+from vae_jax import configs
+
+__all__ = ["define_config_flag", "parse_flags", "fail", "use_cpu_if_alone"]
+
+FLAGS = flags.FLAGS
+_definition_error: Optional[BaseException] = None
+
+
+def fail(message: str) -> NoReturn:
+  """Prints `error: message` (one line) and exits with status 2."""
+  print(f"error: {' '.join(str(message).split())}", file=sys.stderr,
+        flush=True)
+  sys.exit(2)
+
+
+def define_config_flag(name: str = "config"):
+  """`--config=FILE` (default: the packaged default.py) and `--config.K=V`.
+
+  ml_collections applies the command line's overrides to the default config
+  already while the flag is defined, so a bad override raises here; the
+  error is kept and reported by `parse_flags` as a usage error.
+  """
+  global _definition_error
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  try:
+    return config_flags.DEFINE_config_file(
+        name, configs.path("default"),
+        "A config file (vae_jax/configs/*.py: default, smoke, paper, or your "
+        "own); override any setting with --config.NAME=VALUE.",
+        lock_config=True)
+  except Exception as e:  # pylint: disable=broad-except
+    _definition_error = e
+    return None
+
+
+def _describe(error: BaseException) -> str:
+  text = str(error).strip().strip("'\"") or type(error).__name__
+  if isinstance(error, (AttributeError, KeyError)):
+    return (f"unknown setting {text!r}: the settings are the fields of "
+            "vae_jax/configs/default.py (--config.NAME=VALUE)")
+  return text.splitlines()[0] if "\n" in text else text
+
+
+def _resolve_config_file(value: str) -> str:
+  """A config file path; `smoke` or `vae_jax/configs/smoke.py` → the packaged
+  file when no such path exists here (an installed wheel, another cwd)."""
+  if os.path.exists(value):
+    return value
+  name = os.path.basename(value)
+  name = name[:-3] if name.endswith(".py") else name
+  if value in configs.NAMES or value == f"vae_jax/configs/{name}.py":
+    if name in configs.NAMES:
+      return configs.path(name)
+  fail(f"--config={value}: no such config file; use one of "
+       f"{', '.join(f'vae_jax/configs/{n}.py' for n in configs.NAMES)} or "
+       "the path of your own")
+
+
+def _with_config_resolved(argv: list[str]) -> list[str]:
+  out, i = [], 0
+  while i < len(argv):
+    arg = argv[i]
+    if arg.startswith("--config="):
+      arg = "--config=" + _resolve_config_file(arg[len("--config="):])
+    elif arg == "--config" and i + 1 < len(argv):
+      out.append(arg)
+      i += 1
+      arg = _resolve_config_file(argv[i])
+    out.append(arg)
+    i += 1
+  return out
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parser, with every failure turned into `error:` and exit 2."""
+  if _definition_error is not None:
+    fail(f"--config: {_describe(_definition_error)}")
+  # ml_collections reads the overrides from sys.argv itself.
+  argv = sys.argv = _with_config_resolved(argv)
+  try:
+    rest = FLAGS(argv)
+  except flags.Error as e:
+    message = str(e)
+    if "Unknown command line flag" in message:
+      message += (" (settings of the run are given as --config.NAME=VALUE, "
+                  "e.g. --config.epochs=3; --help lists the flags)")
+    fail(message)
+  except Exception as e:  # pylint: disable=broad-except
+    fail(f"--config: {_describe(e)}")
+  if len(rest) > 1:
+    fail(f"unexpected arguments: {' '.join(rest[1:])}")
+  if "config" in FLAGS:
+    try:
+      FLAGS.config.get("seed")  # a file that failed to load raises here
+    except Exception as e:  # pylint: disable=broad-except
+      fail(f"--config={FLAGS['config'].config_filename}: {_describe(e)}")
+  return rest
+
+
+def use_cpu_if_alone() -> None:
+  """Sets JAX_PLATFORMS=cpu when no GPU or TPU plugin is installed.
+
+  Otherwise JAX probes for a TPU on start and logs `Unable to initialize
+  backend 'tpu'` on every CPU machine. An explicit JAX_PLATFORMS is kept.
+  """
+  if os.environ.get("JAX_PLATFORMS"):
+    return
+  plugins = ("libtpu", "jax_cuda12_plugin", "jax_cuda13_plugin",
+             "jax_rocm60_plugin", "jax_plugins")
+  if not any(importlib.util.find_spec(p) for p in plugins):
+    os.environ["JAX_PLATFORMS"] = "cpu"

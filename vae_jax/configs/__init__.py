@@ -1,0 +1,22 @@
+"""Run configurations as ml_collections ConfigDicts, one file per starting point.
+
+    python -m experiments.train --config=vae_jax/configs/smoke.py --config.epochs=1
+
+`default.py` defines every setting and its default (the one source of
+truth); the others start from it and change a few fields. Each file's
+`get_config()` docstring states its command, its measured time and result,
+and the machine they were measured on. `path(name)` gives a packaged
+config's file, for installed wheels whose configs are not under the working
+directory.
+"""
+
+import os
+
+__all__ = ["NAMES", "path"]
+
+NAMES = ("default", "smoke", "paper")
+
+
+def path(name: str) -> str:
+  """The file of the packaged config `name` (one of NAMES)."""
+  return os.path.join(os.path.dirname(__file__), f"{name}.py")

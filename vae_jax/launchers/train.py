@@ -1,0 +1,69 @@
+r"""Trains a VAE and writes its run directory; resumes it when it exists.
+
+    python -m experiments.train --workdir=runs/fmnist
+    python -m experiments.train --config=vae_jax/configs/smoke.py --config.epochs=1
+    vae-jax-train --config.latent_dim=2 --config.epochs=20    # installed
+
+`--config` is an ml_collections config file (default: the packaged
+vae_jax/configs/default.py) and `--config.NAME=VALUE` overrides one of its
+settings. Running again with the same --workdir resumes the run from its
+latest checkpoint; only config.epochs (a larger value extends a finished
+run), config.streaming, --quiet and the logging flags may differ. A bad
+flag, missing or corrupt data, or a run directory with other settings ends
+with one `error:` line and exit status 2, before any training starts.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from vae_jax import cli
+from vae_jax.errors import UserError
+
+FLAGS = flags.FLAGS
+_CONFIG = cli.define_config_flag()
+flags.DEFINE_string("workdir", None,
+                    "Run directory; default runs/<date-time>. An existing run "
+                    "directory is resumed.")
+flags.DEFINE_bool("quiet", False,
+                  "No progress bar and no INFO logs (for scripts).")
+
+
+def main(argv):
+  del argv  # checked by cli.parse_flags
+  if FLAGS.quiet:
+    logging.set_verbosity(logging.WARNING)
+  workdir = FLAGS.workdir or os.path.join(
+      "runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+  config_file = FLAGS["config"].config_filename
+  try:
+    from vae_jax import validation  # pylint: disable=g-import-not-at-top
+    config = validation.validate(_CONFIG.value)
+    # Imported here so that `--help` and flag errors need no JAX start-up.
+    from vae_jax.run import loop  # pylint: disable=g-import-not-at-top
+    if not FLAGS.quiet:
+      print(f"run directory: {workdir}", flush=True)
+    loop.train_and_evaluate(config, workdir, progress_bar=None if not
+                            FLAGS.quiet else False, config_file=config_file)
+  except UserError as e:
+    cli.fail(str(e))
+  if not FLAGS.quiet:
+    print(f"done: metrics, checkpoints, figures and config in {workdir}",
+          flush=True)
+
+
+def run():
+  """The console script's entry point."""
+  cli.use_cpu_if_alone()  # before anything imports JAX
+  logging.set_verbosity(logging.INFO)
+  app.run(main, flags_parser=cli.parse_flags)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,1 @@
+"""Networks (flax.linen) and the models built from them, by name."""

@@ -1,0 +1,84 @@
+"""Models by name: `config.model` → a `VAEModel` for the data's example shape.
+
+    mlp                       the MLP VAE (`vae_jax.nets.mlp`)
+    package.module:factory    your own: `factory(config, event_shape)` returns
+                              a model (the example shape comes from the data,
+                              not the config)
+
+Every model so built gets the run directory, checkpoints, figures and
+evaluation. A model must follow `vae_jax.math.model.VAEModel` and be hashable
+by value (a frozen dataclass of plain values), because compiled programs are
+keyed by it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import Callable, Sequence
+
+from vae_jax.errors import ConfigError
+
+__all__ = ["MODELS", "build_model", "check_model_name"]
+
+
+def _mlp(config, event_shape):
+  from vae_jax.math.likelihoods import Likelihood  # pylint: disable=g-import-not-at-top
+  from vae_jax.nets.mlp import MLPVAE  # pylint: disable=g-import-not-at-top
+  if len(event_shape) != 1:
+    raise ConfigError(
+        f"--config.model=mlp takes flat examples, but the data's examples "
+        f"have shape {tuple(event_shape)}: use --config.image_layout=flat")
+  return MLPVAE(event_shape=tuple(event_shape), latent_dim=config.latent_dim,
+                hidden_dims=tuple(config.hidden_dims),
+                activation=config.activation,
+                likelihood=Likelihood(config.likelihood,
+                                      config.gaussian_variance))
+
+
+MODELS: dict[str, Callable] = {"mlp": _mlp}
+
+
+def check_model_name(name: str) -> None:
+  """Checks `name` without importing JAX: a registered name or `module:factory`."""
+  if name in MODELS:
+    return
+  module, sep, attr = name.partition(":")
+  if not sep or not module or not attr:
+    raise ConfigError(
+        f"--config.model={name!r} is invalid: choose one of {sorted(MODELS)} "
+        "or name your own as package.module:factory")
+  try:
+    found = importlib.util.find_spec(module) is not None
+  except (ImportError, ValueError):
+    found = False
+  if not found:
+    raise ConfigError(f"--config.model={name!r}: no module {module!r} can be "
+                      "imported; check the name and your PYTHONPATH")
+
+
+def build_model(config, event_shape: Sequence[int]):
+  """The model `config.model` names, for examples of shape `event_shape`."""
+  from vae_jax.math.model import VAEModel  # pylint: disable=g-import-not-at-top
+  name = config.model
+  check_model_name(name)
+  if name in MODELS:
+    factory = MODELS[name]
+  else:
+    module, _, attr = name.partition(":")
+    factory = getattr(importlib.import_module(module), attr, None)
+    if not callable(factory):
+      raise ConfigError(f"--config.model={name!r}: {module} has no function "
+                        f"{attr!r}")
+  model = factory(config, tuple(int(d) for d in event_shape))
+  if not isinstance(model, VAEModel):
+    raise ConfigError(f"--config.model={name!r} returned {type(model).__name__}"
+                      ", which lacks the VAEModel methods (init, encode, "
+                      "decode, log_likelihood, mean_of_output, log_prior, "
+                      "sample_prior, event_shape, latent_dim)")
+  try:
+    hash(model)
+  except TypeError:
+    raise ConfigError(f"--config.model={name!r} returned an unhashable model; "
+                      "make it a frozen dataclass of plain values") from None
+  return model

@@ -1,0 +1,10 @@
+"""The run: the loop, its directory, checkpoints, evaluation and loading.
+
+    loop            train_and_evaluate(config, workdir)
+    workdir         config.json, metrics.jsonl, resume checks
+    checkpoints     orbax checkpoints: latest/ and best/
+    programs        a config → the compiled programs' static and traced inputs
+    outputs         epoch records, log lines, figures, TensorBoard images
+    evaluate        evaluate_run(workdir, ...) → eval.json
+    load            load_run(workdir) → (config, model, params), for notebooks
+"""

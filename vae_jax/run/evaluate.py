@@ -1,0 +1,112 @@
+"""Evaluating a saved run: `evaluate_run(workdir)` → eval.json, figures.
+
+Reloads the run's config, data, model and a checkpoint (`vae_jax.run.load`),
+evaluates the test ELBO with the run's own evaluation keys, and writes
+WORKDIR/eval.json atomically. Training may be running in the same directory:
+evaluation takes no lock and writes only eval.json and figures/.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+from absl import logging
+
+from vae_jax.data.prepared import prepare_data
+from vae_jax.errors import ConfigError
+from vae_jax.nets import registry
+from vae_jax.run import likelihood
+from vae_jax.run import load
+from vae_jax.run import programs
+from vae_jax.run import workdir as workdir_lib
+from vae_jax.run.outputs import write_figures
+
+__all__ = ["evaluate_run"]
+
+
+_MAX_SAMPLES = 1 << 20
+
+
+def evaluate_run(workdir: str, checkpoint: Optional[str] = None,
+                 num_samples: Optional[int] = None, figures: bool = True,
+                 num_importance_samples: Optional[int] = None,
+                 max_examples: Optional[int] = None,
+                 progress: Optional[bool] = None) -> dict:
+  """Evaluates a checkpoint of the run in `workdir` on its test split.
+
+  Args:
+    workdir: a run directory written by `train_and_evaluate`.
+    checkpoint: "best" (by validation ELBO), "latest", or a step number;
+      None: best when there is one, else latest.
+    num_samples: z samples per example in the ELBO estimate; None: the run's
+      eval_num_samples (then, at the latest checkpoint, test_elbo equals the
+      last record of metrics.jsonl).
+    figures: regenerate WORKDIR/figures from this checkpoint.
+    num_importance_samples: K of the importance-sampled log p(x) and the
+      gap (`vae_jax.run.likelihood`); None: the ELBO only.
+    max_examples: evaluate the first N test examples only (quick looks).
+    progress: a progress bar over the examples; None: if stderr is a tty.
+
+  Returns:
+    The record written to WORKDIR/eval.json.
+
+  Raises:
+    ConfigError: no run in `workdir`, no such checkpoint, bad num_samples.
+    DataError: the run's data cannot be read.
+  """
+  config = load.open_run(workdir)
+  if num_samples is None:
+    num_samples = config.eval_num_samples
+  for flag, value in (("num_samples", num_samples),
+                      ("num_importance_samples", num_importance_samples)):
+    if value is not None and not 1 <= value <= _MAX_SAMPLES:
+      raise ConfigError(f"--{flag}={value} is invalid: it must be from 1 to "
+                        f"{_MAX_SAMPLES}")
+  model = registry.build_model(config, load.event_shape(workdir, config))
+  which, step, params = load.restore_params(workdir, checkpoint)
+  data = prepare_data(config)
+  num_test = int(data.test.shape[0])
+  if max_examples is not None and not 1 <= max_examples <= num_test:
+    raise ConfigError(f"--max_examples={max_examples} is invalid: the test "
+                      f"split has {num_test} examples; pass 1 to {num_test}")
+  images = data.test if max_examples is None else data.test[:max_examples]
+  _, eval_rng, figure_rng = programs.run_keys(config)
+  logging.info("evaluating %s checkpoint at step %d of %s", which, step,
+               workdir)
+  result = programs.evaluate_program(
+      model, params, images, eval_rng,
+      batch_size=config.eval_batch_size, num_samples=num_samples,
+      analytic_kl=True)
+  record = {
+      "checkpoint": which,  # the series the step was restored from
+      "step": step,
+      "epoch": step / (data.num_train // config.batch_size),
+      "test_elbo": float(result.elbo),
+      "test_elbo_stderr": float(result.elbo_stderr),
+      "test_kl": float(result.kl),
+      "test_log_likelihood": float(result.log_likelihood),
+      "num_examples": int(images.shape[0]),
+      "num_samples": num_samples,
+  }
+  if num_importance_samples is not None:
+    report = likelihood.likelihood_report(
+        model, params, images, eval_rng, num_importance_samples,
+        elbo_num_samples=num_samples, batch_size=config.eval_batch_size,
+        progress=progress)
+    record.update(report)  # its test_elbo: the same number, same keys
+    logging.info("test log p(x) %.2f ± %.2f (K = %d), gap to the ELBO %.2f "
+                 "± %.2f, %d active units, %.0f s", report["test_log_px"],
+                 report["test_log_px_stderr"], num_importance_samples,
+                 report["test_gap"], report["test_gap_stderr"],
+                 report["active_units"], report["importance_seconds"])
+  workdir_lib.write_json_atomic(os.path.join(workdir, "eval.json"), record)
+  logging.info("test ELBO %.2f ± %.2f (KL %.2f, log-lik %.2f) over %d "
+               "examples, %d z sample(s) each", record["test_elbo"],
+               record["test_elbo_stderr"], record["test_kl"],
+               record["test_log_likelihood"], record["num_examples"],
+               num_samples)
+  if figures:
+    write_figures(model, params, data, workdir_lib.read_metrics(workdir),
+                  os.path.join(workdir, "figures"), figure_rng)
+  return record

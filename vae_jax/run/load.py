@@ -1,0 +1,112 @@
+"""Loading a saved run: `load_run(workdir)` → (config, model, params).
+
+For notebooks and tools: the run's config from config.json, its model rebuilt
+through the registry, and the parameters of a checkpoint, restored with
+orbax. Nothing in the run directory is written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any, NamedTuple, Optional, Union
+
+from vae_jax.errors import ConfigError
+from vae_jax.nets import registry
+from vae_jax.run import checkpoints as checkpoints_lib
+from vae_jax.run import workdir as workdir_lib
+
+__all__ = ["LoadedRun", "load_run", "open_run", "choose_checkpoint",
+           "restore_params", "event_shape"]
+
+
+class LoadedRun(NamedTuple):
+  config: Any  # ml_collections.ConfigDict
+  model: Any  # a vae_jax.math.model.VAEModel
+  params: Any
+
+
+def open_run(workdir: str):
+  """The stored config of `workdir`; ConfigError if it holds no run."""
+  if not os.path.isdir(workdir):
+    raise ConfigError(f"--workdir={workdir}: no such directory; pass the run "
+                      "directory that experiments/train.py wrote")
+  config = workdir_lib.load_config(workdir)
+  if config is None:
+    raise ConfigError(f"--workdir={workdir} holds no run (no config.json); "
+                      "pass the run directory that experiments/train.py wrote")
+  return config
+
+
+def choose_checkpoint(ckpts: checkpoints_lib.RunCheckpoints,
+                      checkpoint: Optional[Union[str, int]],
+                      workdir: str) -> tuple[str, int]:
+  """(series, step) that `checkpoint` names; ConfigError if there is none.
+
+  None: the best checkpoint when there is one, else the latest; "best",
+  "latest", or a step number.
+  """
+  latest = ckpts.steps(checkpoints_lib.LATEST)
+  best = ckpts.steps(checkpoints_lib.BEST)
+  if not latest and not best:
+    raise ConfigError(f"--workdir={workdir} holds no checkpoint yet; train "
+                      "the run for at least one chunk of steps first")
+  if checkpoint is None:
+    checkpoint = "best" if best else "latest"
+  if checkpoint == "best":
+    if not best:
+      raise ConfigError(f"--checkpoint=best: {workdir} has no best checkpoint "
+                        "(one needs a validation split, validation_size > 0); "
+                        "use --checkpoint=latest")
+    return checkpoints_lib.BEST, best[-1]
+  if checkpoint == "latest":
+    return checkpoints_lib.LATEST, latest[-1]
+  try:
+    step = int(checkpoint)
+  except ValueError:
+    raise ConfigError(f"--checkpoint={checkpoint!r} is invalid: use best, "
+                      "latest or a step number") from None
+  if step in latest:
+    return checkpoints_lib.LATEST, step
+  if step in best:
+    return checkpoints_lib.BEST, step
+  raise ConfigError(
+      f"--checkpoint={step}: {workdir} has no checkpoint at step {step}; it "
+      f"has steps {', '.join(map(str, sorted(set(latest) | set(best))))}")
+
+
+def restore_params(workdir: str, checkpoint=None):
+  """(series, step, params) of the checkpoint that `checkpoint` names."""
+  ckpts = checkpoints_lib.RunCheckpoints(os.path.join(workdir, "checkpoints"),
+                                         read_only=True)
+  try:
+    which, step = choose_checkpoint(ckpts, checkpoint, workdir)
+    params = ckpts.restore_params(step, which)
+  finally:
+    ckpts.close()
+  return which, step, params
+
+
+def event_shape(workdir: str, config) -> tuple[int, ...]:
+  """The shape of one example of the run, from config.json's data record."""
+  with open(os.path.join(workdir, "config.json")) as f:
+    shape = json.load(f)["data"]["image_shape"]
+  if config.image_layout == "flat":
+    return (math.prod(shape),)
+  return tuple(shape)
+
+
+def load_run(workdir: str, checkpoint: Optional[Union[str, int]] = None
+             ) -> LoadedRun:
+  """(config, model, params) of the run in `workdir`.
+
+  Args:
+    workdir: a run directory written by `experiments/train.py`.
+    checkpoint: None (the best checkpoint when there is one, else the
+      latest), "best", "latest" or a step number.
+  """
+  config = open_run(workdir)
+  model = registry.build_model(config, event_shape(workdir, config))
+  _, _, params = restore_params(workdir, checkpoint)
+  return LoadedRun(config, model, params)

@@ -1,0 +1,242 @@
+"""A run: data → compiled chunks of steps → metrics, checkpoints, figures.
+
+`train_and_evaluate(config, workdir)` is what `experiments/train.py` runs.
+All numerical work happens in the pure functions of `vae_jax.step` and
+`vae_jax.chunks`; this module orders them, measures time and writes the run
+directory (`vae_jax.run.workdir` holds its contract).
+
+Resume. A checkpoint is taken at the end of every compiled chunk of steps
+(one per epoch unless `steps_per_chunk` is set). Running again with an
+existing WORKDIR continues from its latest checkpoint (params, optimizer
+state, step and rng; the step fixes the data position), so the run ends with
+the same parameters as an uninterrupted one — bit for bit on CPU.
+metrics.jsonl keeps the epochs up to that checkpoint and gets each later
+epoch once; so do the scalars and images of tensorboard/. Only `epochs` (a
+larger value extends a finished run) and `streaming` may differ from the
+stored config. The learning-rate schedule spans `lr_schedule_epochs`, or
+`epochs` when that is 0: extending such a run with a decaying schedule
+stretches the schedule, so set `lr_schedule_epochs` when a run may be
+extended.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Callable, Optional
+
+import tqdm
+from absl import logging
+
+from vae_jax import step as step_lib
+from vae_jax import validation
+from vae_jax.data.prepared import PreparedData, prepare_data
+from vae_jax.errors import ConfigError
+from vae_jax.nets import registry
+from vae_jax.run import checkpoints as checkpoints_lib
+from vae_jax.run import programs
+from vae_jax.run import tensorboard
+from vae_jax.run import workdir as workdir_lib
+from vae_jax.run.early_stopping import EarlyStopping
+from vae_jax.run.outputs import epoch_record, log_epoch, tensorboard_images
+from vae_jax.run.outputs import write_figures
+
+__all__ = ["train_and_evaluate"]
+
+_DECAYING_SCHEDULES = ("cosine", "warmup_cosine", "exponential")
+
+
+def _to_float(tree) -> dict:
+  return {k: float(v) for k, v in tree._asdict().items()}
+
+
+def train_and_evaluate(
+    config, workdir: str, data: Optional[PreparedData] = None,
+    progress_bar: Optional[bool] = None,
+    after_chunk: Optional[Callable[[step_lib.TrainState], None]] = None,
+    figures: bool = True, config_file: str = "",
+) -> list[dict]:
+  """Trains `config` in WORKDIR, resuming the run there if there is one.
+
+  Everything the user can get wrong (settings, data, a run directory with
+  other settings) is checked before the first write or compiled step.
+
+  Args:
+    config: the run's ConfigDict (`vae_jax/configs/default.py`'s fields).
+    workdir: the run directory (created if missing).
+    data: the prepared data of `config` (prepared here if None).
+    progress_bar: a tqdm bar on stderr, advanced once per compiled chunk;
+      None: only when stderr is a terminal.
+    after_chunk: called with the state after each chunk and its checkpoint.
+    figures: write WORKDIR/figures at the end (TensorBoard gets its image
+      grids every epoch regardless).
+    config_file: the config file the run started from, for config.json.
+
+  Returns:
+    The records of metrics.jsonl, one dict per epoch, from the first epoch.
+  """
+  validation.validate(config)
+  stored = workdir_lib.check_resumable(config, workdir)
+  data = data or prepare_data(config)
+  model = registry.build_model(config, data.train.shape[1:])
+  logging.info("data: %s from %s (%s), train %s, test %s, binarization %s, "
+               "input %s", config.dataset, data.dataset.source,
+               data.dataset.source_kind, data.train.shape, data.test.shape,
+               data.describe()["binarization"], data.describe()["input_path"])
+
+  steps_per_epoch = data.num_train // config.batch_size
+  chunks = programs.chunk_lengths(steps_per_epoch, config.steps_per_chunk)
+  chunk_starts = [sum(chunks[:i]) for i in range(len(chunks))]
+  step_cfg = programs.step_config(config)
+  hparams = programs.hyperparams(config, steps_per_epoch)
+  init_rng, eval_rng, figure_rng = programs.run_keys(config)
+  fresh_state = programs.init_state(model, step_cfg, init_rng)
+  state = fresh_state
+
+  os.makedirs(os.path.join(workdir, "figures"), exist_ok=True)
+  ckpts = checkpoints_lib.RunCheckpoints(
+      os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints)
+  writer = stream = None
+  try:
+    progress = {}
+    latest = ckpts.latest_step()
+    if latest is not None:
+      state, progress = ckpts.restore(latest, fresh_state)
+      logging.info("resuming %s from its checkpoint at step %d (epoch %d of "
+                   "%d)", workdir, latest, latest // steps_per_epoch + 1,
+                   config.epochs)
+      if (stored is not None and stored.epochs != config.epochs
+          and config.lr_schedule in _DECAYING_SCHEDULES
+          and not config.lr_schedule_epochs):
+        logging.warning(
+            "epochs changed from %d to %d: the %s learning-rate schedule now "
+            "spans %d epochs, so the remaining steps get other learning rates "
+            "than the first run planned (set lr_schedule_epochs to fix the "
+            "schedule's length)", stored.epochs, config.epochs,
+            config.lr_schedule, config.epochs)
+    elif workdir_lib.read_metrics(workdir):
+      raise ConfigError(
+          f"--workdir={workdir} holds metrics.jsonl but no checkpoint to "
+          "resume from (a run killed before its first checkpoint); choose a "
+          f"new --workdir, or delete {os.path.join(workdir, 'metrics.jsonl')} "
+          "to start the run over")
+    start_step = int(state.step)
+    start_epoch, position = divmod(start_step, steps_per_epoch)
+    if config.epochs < start_epoch:
+      raise ConfigError(
+          f"--config.epochs={config.epochs} is invalid: the run in {workdir} "
+          f"already has {start_epoch} epochs; pass epochs >= {start_epoch} (a "
+          "larger value extends the run)")
+    if position not in chunk_starts:
+      raise RuntimeError(
+          f"checkpoint at step {start_step} is not at a chunk boundary of "
+          f"chunks {chunks}; the run's chunking changed")
+    workdir_lib.write_config(workdir, config, config_file, data.describe())
+    history = workdir_lib.keep_metrics_until(workdir, start_step)
+    start_chunk = chunk_starts.index(position)
+    stopping = EarlyStopping(config.early_stopping_patience, history)
+
+    if data.streaming and start_epoch < config.epochs:
+      # Starts at the checkpoint's chunk: the chunks before it are never
+      # gathered on the host nor sent to the device.
+      stream = data.stream_chunks(state.rng, config.batch_size, chunks,
+                                  first_epoch=start_epoch,
+                                  num_epochs=config.epochs - start_epoch,
+                                  first_chunk=start_chunk)
+    next_input = (lambda: next(stream)) if data.streaming else (
+        lambda: data.train)
+
+    compile_start = time.perf_counter()
+    batch_cfg = programs.batch_config(config, data)
+    # Lowered for the fresh state, so a resumed run (whose restored arrays
+    # are committed to the device) finds the programs a first run compiled.
+    compiled = {n: programs.compile_chunk(
+        model, step_cfg, batch_cfg, n, data.streaming, fresh_state,
+        data.train_spec(n, config.batch_size), hparams)
+                for n in sorted(set(chunks))}
+    logging.info("compiled %d chunk program(s) in %.1fs", len(compiled),
+                 time.perf_counter() - compile_start)
+
+    # On resume, readers drop the events that a crashed run wrote after the
+    # checkpoint, steps > start_step, since this run writes them again.
+    writer = tensorboard.SummaryWriter(
+        os.path.join(workdir, "tensorboard"),
+        purge_step=None if latest is None else start_step + 1)
+    run_start = time.perf_counter() - progress.get("wall_time_sec", 0.0)
+    done_chunks = min(start_epoch * len(chunks) + start_chunk,
+                      config.epochs * len(chunks))
+    if progress_bar is None:
+      progress_bar = sys.stderr.isatty()
+    bar = tqdm.tqdm(total=config.epochs * len(chunks), initial=done_chunks,
+                    unit="chunk", file=sys.stderr, dynamic_ncols=True,
+                    disable=not progress_bar, desc="train")
+    if stopping.should_stop:
+      logging.info("early stopping: the run already stopped after epoch %d",
+                   history[-1]["epoch"])
+    elif start_epoch >= config.epochs:
+      logging.info("the run already has %d epochs; pass a larger "
+                   "--config.epochs to extend it", start_epoch)
+
+    with bar:
+      for epoch in range(start_epoch, config.epochs):
+        if stopping.should_stop:
+          break
+        resumed_mid_epoch = epoch == start_epoch and start_chunk > 0
+        # (steps, metrics) of each chunk of the epoch; train seconds so far.
+        done = ([(n, m) for n, m in progress["epoch_chunks"]]
+                if resumed_mid_epoch else [])
+        train_seconds = (progress["epoch_train_seconds"] if resumed_mid_epoch
+                         else 0.0)
+        for c in range(start_chunk if epoch == start_epoch else 0, len(chunks)):
+          n = chunks[c]
+          chunk_start = time.perf_counter()
+          state, metrics = compiled[n](state, next_input(), hparams)
+          metrics = _to_float(metrics)  # waits for the chunk
+          train_seconds += time.perf_counter() - chunk_start
+          done.append((n, metrics))
+          running = sum(k * m["elbo"] for k, m in done) / sum(
+              k for k, _ in done)
+          bar.set_postfix_str(f"epoch {epoch + 1}/{config.epochs} "
+                              f"ELBO {running:.2f}", refresh=False)
+          bar.update(1)
+          end_of_epoch = c == len(chunks) - 1
+          if end_of_epoch:
+            record = epoch_record(
+                epoch, state, done, steps_per_epoch, config, data, model,
+                eval_rng, train_seconds, time.perf_counter() - run_start)
+            history.append(workdir_lib.append_metrics(workdir, record))
+            bar.clear()  # the log line goes above the bar, not into it
+            log_epoch(record, config.epochs)
+            bar.refresh()
+            writer.write_scalars(record.step, {
+                k: v for k, v in history[-1].items() if k != "step"})
+            writer.write_images(record.step, tensorboard_images(
+                model, state.params, data, figure_rng))
+            writer.flush()
+            if stopping.update(history[-1]):
+              ckpts.save_best(state, {"epoch": epoch + 1,
+                                      "val_elbo": record.val_elbo})
+          ckpts.save_latest(state, {
+              "epoch": epoch + 1 if end_of_epoch else epoch,
+              "epoch_chunks": [] if end_of_epoch else done,
+              "epoch_train_seconds": 0.0 if end_of_epoch else train_seconds,
+              "wall_time_sec": time.perf_counter() - run_start,
+          })
+          if after_chunk is not None:
+            after_chunk(state)
+        if stopping.should_stop:
+          bar.clear()
+          logging.info("early stopping after epoch %d: %s", epoch + 1,
+                       stopping.describe())
+
+    if figures:
+      write_figures(model, state.params, data, history,
+                    os.path.join(workdir, "figures"), figure_rng)
+  finally:
+    if stream is not None:
+      stream.close()
+    if writer is not None:
+      writer.close()
+    ckpts.close()
+  return history

@@ -1,0 +1,101 @@
+"""From a run's config to what the compiled programs take: plain values.
+
+A config becomes a `StepConfig` and a `BatchConfig` (static: they shape the
+program), `Hyperparams` (traced), the chunking of an epoch and the run's keys.
+The programs are module-level `jax.jit`s whose static arguments (model,
+StepConfig, BatchConfig, sizes) compare by value, so equal settings reuse
+the programs JAX compiled before — no caches of our own.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from vae_jax import chunks
+from vae_jax import evaluation
+from vae_jax import step as step_lib
+
+__all__ = ["step_config", "hyperparams", "batch_config", "chunk_lengths",
+           "run_keys", "compile_chunk", "evaluate_program", "init_state"]
+
+
+def step_config(config) -> step_lib.StepConfig:
+  return step_lib.StepConfig(
+      num_samples=config.num_samples, analytic_kl=config.analytic_kl,
+      optimizer=config.optimizer, grad_clip_norm=float(config.grad_clip_norm),
+      lr_schedule=config.lr_schedule)
+
+
+def hyperparams(config, steps_per_epoch: int) -> step_lib.Hyperparams:
+  """The traced inputs of the step; lengths in epochs become steps."""
+  schedule_epochs = config.lr_schedule_epochs or config.epochs
+  steps = lambda epochs: jnp.float32(round(epochs * steps_per_epoch))
+  return step_lib.Hyperparams(
+      learning_rate=jnp.float32(config.learning_rate),
+      kl_weight=jnp.float32(config.kl_weight),
+      kl_warmup_steps=steps(config.kl_warmup_epochs),
+      lr_warmup_steps=steps(config.lr_warmup_epochs),
+      lr_schedule_steps=steps(schedule_epochs))
+
+
+def batch_config(config, data) -> chunks.BatchConfig:
+  return chunks.BatchConfig(config.batch_size, data.dynamic_binarization,
+                            data.pixel_max)
+
+
+def chunk_lengths(steps_per_epoch: int, steps_per_chunk: int) -> list[int]:
+  """The steps of each compiled chunk of an epoch (one chunk if 0)."""
+  chunk = steps_per_epoch if steps_per_chunk <= 0 else min(steps_per_chunk,
+                                                           steps_per_epoch)
+  full, rest = divmod(steps_per_epoch, chunk)
+  return [chunk] * full + ([rest] if rest else [])
+
+
+def run_keys(config) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """The (initialisation, evaluation, figures) keys of a run, from its seed.
+
+  Training and evaluating a saved run use these, so evaluating a checkpoint
+  draws the z of the run's own evaluation. (Training draws its keys from the
+  state's rng and step.)
+  """
+  root = jax.random.key(config.seed)
+  return tuple(jax.random.fold_in(root, i) for i in range(3))
+
+
+init_state = jax.jit(step_lib.init_train_state, static_argnums=(0, 1))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3), donate_argnums=(4,))
+def _on_device_chunk(model, step_cfg, batch_cfg, num_steps, state, images,
+                     hparams):
+  return chunks.train_chunk(model, step_cfg, batch_cfg, num_steps, state,
+                            images, hparams)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3), donate_argnums=(4,))
+def _streamed_chunk(model, step_cfg, batch_cfg, num_steps, state, batches,
+                    hparams):
+  return chunks.train_chunk_streamed(model, step_cfg, batch_cfg, num_steps,
+                                     state, batches, hparams)
+
+
+def compile_chunk(model, step_cfg, batch_cfg, num_steps: int,
+                  streaming: bool, state, data_spec, hparams):
+  """The compiled chunk of `num_steps` steps: f(state, data, hparams).
+
+  `state` (donated) and `hparams` give the shapes; `data_spec` is the
+  training split on the device, or the shape of one chunk's streamed
+  batches. Compiled ahead of time, so the run can time it apart from the
+  training steps; equal arguments reuse JAX's cached program.
+  """
+  fn = _streamed_chunk if streaming else _on_device_chunk
+  return fn.lower(model, step_cfg, batch_cfg, num_steps, state, data_spec,
+                  hparams).compile()
+
+
+evaluate_program = jax.jit(
+    evaluation.evaluate,
+    static_argnames=("model", "batch_size", "num_samples", "analytic_kl"))

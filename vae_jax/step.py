@@ -1,0 +1,189 @@
+"""The train step: a pure, jittable function of (state, batch, hyperparameters).
+
+    state_{t+1}, metrics = train_step(model, step_config, state_t, batch, hparams)
+
+maximises the (β-weighted) ELBO of the batch by SGD on (φ, θ) jointly,
+
+    loss(φ, θ) = −1/B Σ_b [E_q[log p(x_b|z)] − β_t KL(q(z|x_b) ‖ p(z))].
+
+Two kinds of settings:
+
+  * `StepConfig` — static: what shapes the compiled program (samples per
+    example, analytic or Monte-Carlo KL, the optimizer, the schedule's form).
+  * `Hyperparams` — traced inputs: everything a sweep may vary (base learning
+    rate, KL weight β, warm-up and schedule lengths in steps). `jax.vmap` over
+    stacked states and hyperparameters runs a whole sweep as one program.
+
+The learning rate reaches the optimizer through `optax.inject_hyperparams`:
+the step writes lr_t = lr · schedule(t) into the optimizer state, so it is
+the optimizer's own learning rate whatever the chain around it. The
+randomness of step t is fold_in(state.rng, t): a run resumed at step t
+continues bit for bit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, NamedTuple
+
+import chex
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from vae_jax.math import objectives
+from vae_jax.math.model import VAEModel
+from vae_jax.names import LR_SCHEDULES
+
+__all__ = ["Hyperparams", "TrainState", "StepMetrics", "StepConfig",
+           "LR_SCHEDULES", "make_optimizer", "lr_factor", "kl_weight_at",
+           "init_train_state", "train_step"]
+
+
+
+class Hyperparams(NamedTuple):
+  """Traced inputs of the step; scalars, or `[M]` for M vmapped runs."""
+
+  learning_rate: chex.Numeric  # base rate, times the schedule's factor
+  kl_weight: chex.Numeric  # β after KL warm-up
+  kl_warmup_steps: chex.Numeric = 0.0  # β_t = β · min(1, t / kl_warmup_steps)
+  lr_warmup_steps: chex.Numeric = 0.0  # linear warm-up of the rate
+  lr_schedule_steps: chex.Numeric = 1.0  # length of a decaying schedule
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything that changes during training, as one pytree."""
+
+  params: Any
+  opt_state: Any  # optax.InjectHyperparamsState
+  step: chex.Array  # int32 scalar: optimiser steps taken
+  rng: chex.PRNGKey  # root key; step t uses fold_in(rng, t)
+
+
+class StepMetrics(NamedTuple):
+  """Means over the batch (or over the steps of a chunk)."""
+
+  elbo: chex.Array
+  log_likelihood: chex.Array
+  kl: chex.Array
+  loss: chex.Array
+  grad_norm: chex.Array
+  learning_rate: chex.Array
+  kl_weight: chex.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+  """Static settings of the step, plain values: they shape the program."""
+
+  num_samples: int = 1
+  analytic_kl: bool = True
+  optimizer: str = "adam"
+  grad_clip_norm: float = 0.0  # 0 = no clipping
+  lr_schedule: str = "constant"  # one of LR_SCHEDULES
+
+
+def make_optimizer(name: str = "adam", grad_clip_norm: float = 0.0
+                   ) -> optax.GradientTransformation:
+  """optax optimizer `name` (optionally clipped) with an injectable rate.
+
+  The state's `hyperparams["learning_rate"]` is the rate of the next update.
+  """
+  def chain(learning_rate):
+    optimizer = getattr(optax, name)(learning_rate=learning_rate)
+    if grad_clip_norm > 0:
+      return optax.chain(optax.clip_by_global_norm(grad_clip_norm), optimizer)
+    return optimizer
+
+  return optax.inject_hyperparams(chain)(learning_rate=1.0)
+
+
+def lr_factor(schedule: str, step: chex.Array, warmup_steps: chex.Numeric,
+              total_steps: chex.Numeric) -> chex.Array:
+  """The factor on the base learning rate at `step`, traced lengths allowed.
+
+  The formulas of optax's `linear_schedule` (warm-up 0 → 1) joined with
+  `cosine_decay_schedule(1, T − W)` or `exponential_decay(1, T − W, 0.01)`
+  (1% of the base rate at the last step). Written out because optax's
+  schedule constructors check their lengths in Python, so a length that is a
+  traced hyperparameter cannot pass through them.
+  """
+  t = jnp.asarray(step, jnp.float32)
+  total = jnp.maximum(jnp.asarray(total_steps, jnp.float32), 1.0)
+  warmup = jnp.clip(jnp.asarray(warmup_steps, jnp.float32), 0.0, total - 1.0)
+  decay_steps = total - warmup
+  after = t - warmup
+  if schedule == "constant":
+    main = jnp.ones_like(t)
+  elif schedule in ("cosine", "warmup_cosine"):
+    progress = jnp.clip(after, 0.0, decay_steps) / decay_steps
+    main = 0.5 * (1.0 + jnp.cos(math.pi * progress))
+  elif schedule == "exponential":
+    main = jnp.power(0.01, jnp.maximum(after, 0.0) / decay_steps)
+  else:
+    raise ValueError(f"unknown learning-rate schedule {schedule!r}; choose "
+                     f"one of {list(LR_SCHEDULES)}")
+  ramp = jnp.where(warmup > 0, t / jnp.maximum(warmup, 1.0), 1.0)
+  return jnp.where(t < warmup, ramp, main)
+
+
+def kl_weight_at(step: chex.Array, kl_weight: chex.Numeric,
+                 warmup_steps: chex.Numeric) -> chex.Array:
+  """β_t = β · min(1, t / warm-up steps); β itself without warm-up."""
+  t = jnp.asarray(step, jnp.float32)
+  warmup = jnp.asarray(warmup_steps, jnp.float32)
+  ramp = jnp.minimum(1.0, t / jnp.maximum(warmup, 1.0))
+  return jnp.asarray(kl_weight, jnp.float32) * jnp.where(warmup > 0, ramp, 1.0)
+
+
+def init_train_state(model: VAEModel, config: StepConfig,
+                     rng: chex.PRNGKey) -> TrainState:
+  """Fresh parameters from `rng`; a key derived from it drives training."""
+  init_rng, train_rng = jax.random.split(rng)
+  params = model.init(init_rng)
+  optimizer = make_optimizer(config.optimizer, config.grad_clip_norm)
+  return TrainState(params=params, opt_state=optimizer.init(params),
+                    step=jnp.zeros((), jnp.int32), rng=train_rng)
+
+
+def train_step(model: VAEModel, config: StepConfig, state: TrainState,
+               batch: chex.Array, hparams: Hyperparams
+               ) -> tuple[TrainState, StepMetrics]:
+  """One SGD step on the float batch `[B, *model.event_shape]`.
+
+  Bind (model, config) with functools.partial, then jit (donating the state)
+  or vmap over (state, hparams) for a sweep.
+  """
+  chex.assert_shape(batch, (None, *model.event_shape))
+  rng = jax.random.fold_in(state.rng, state.step)
+  kl_weight = kl_weight_at(state.step, hparams.kl_weight,
+                           hparams.kl_warmup_steps)
+  learning_rate = hparams.learning_rate * lr_factor(
+      config.lr_schedule, state.step, hparams.lr_warmup_steps,
+      hparams.lr_schedule_steps)
+
+  def loss_fn(params):
+    parts = objectives.batch_elbo(model, params, batch, rng,
+                                  num_samples=config.num_samples,
+                                  analytic_kl=config.analytic_kl)  # [B] each
+    loss = -jnp.mean(parts.log_likelihood - kl_weight * parts.kl)
+    return loss, parts
+
+  (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  optimizer = make_optimizer(config.optimizer, config.grad_clip_norm)
+  opt_state = state.opt_state._replace(hyperparams={
+      **state.opt_state.hyperparams,
+      "learning_rate": jnp.asarray(learning_rate, jnp.float32)})
+  updates, opt_state = optimizer.update(grads, opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  metrics = StepMetrics(
+      elbo=jnp.mean(parts.elbo), log_likelihood=jnp.mean(parts.log_likelihood),
+      kl=jnp.mean(parts.kl), loss=loss, grad_norm=optax.tree.norm(grads),
+      learning_rate=jnp.asarray(learning_rate, jnp.float32),
+      kl_weight=kl_weight)
+  new_state = state.replace(params=params, opt_state=opt_state,
+                            step=state.step + 1)
+  return new_state, metrics

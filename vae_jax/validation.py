@@ -1,0 +1,172 @@
+"""Checks a run's config before anything is read, written or compiled.
+
+`validate(config)` takes the ConfigDict of `vae_jax/configs/*.py` (after the
+command line's `--config.NAME=VALUE` overrides) and raises `ConfigError`
+naming the setting, its bad value and what it must be. It imports no JAX
+except for the last check (the optimizer's name, which needs optax), so a bad
+setting is reported in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+from typing import Any
+
+from vae_jax.errors import ConfigError
+from vae_jax.names import ACTIVATIONS, BINARIZATIONS, LAYOUTS, LIKELIHOODS
+from vae_jax.names import LR_SCHEDULES
+
+__all__ = ["validate", "to_json_dict", "RESUMABLE_FIELDS", "INT32_MAX"]
+
+# The settings a resumed run may change: a larger `epochs` extends the run;
+# `streaming` feeds the same batches, bit for bit, either way.
+RESUMABLE_FIELDS = ("epochs", "streaming")
+
+INT32_MAX = 2**31 - 1
+# Sizes past these would not fit in memory on any machine this runs on; they
+# are refused here rather than hanging in initialisation.
+_MAX_WIDTH = 1 << 16
+_MAX_SAMPLES = 1 << 20
+
+
+def _bad(name: str, value: Any, must: str) -> ConfigError:
+  return ConfigError(f"--config.{name}={_show(value)} is invalid: {must}")
+
+
+def _show(value: Any) -> str:
+  if isinstance(value, (tuple, list)):
+    return ",".join(str(v) for v in value)
+  return repr(value) if isinstance(value, str) else str(value)
+
+
+def _fields(config) -> dict[str, Any]:
+  return dict(config.items()) if hasattr(config, "items") else dict(
+      vars(config))
+
+
+def validate(config):
+  """Checks every setting that can be checked without the data.
+
+  Returns:
+    `config`, unchanged.
+
+  Raises:
+    ConfigError: naming the setting, its bad value, and what it must be.
+  """
+  from vae_jax.configs import default  # pylint: disable=g-import-not-at-top
+  expected = _fields(default.get_config())
+  given = _fields(config)
+  unknown = sorted(set(given) - set(expected))
+  if unknown:
+    raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; the settings "
+                      "are those of vae_jax/configs/default.py")
+  missing = sorted(set(expected) - set(given))
+  if missing:
+    raise ConfigError(f"the config lacks setting(s) {', '.join(missing)}; "
+                      "start from vae_jax/configs/default.py's get_config()")
+  for name, default_value in expected.items():
+    _check_type(name, given[name], default_value)
+  c = config
+
+  def need(ok: bool, name: str, must: str) -> None:
+    if not ok:
+      raise _bad(name, getattr(c, name), must)
+
+  def integer(name: str, low: int, high: int = INT32_MAX) -> None:
+    need(low <= getattr(c, name) <= high, name,
+         f"it must be an integer from {low} to {high}")
+
+  def number(name: str, low: float, inclusive: bool = True,
+             high: float = 1e30) -> None:
+    value = getattr(c, name)
+    ok = math.isfinite(value) and (value >= low if inclusive else value > low)
+    need(ok and value <= high, name,
+         f"it must be a finite number {'>=' if inclusive else '>'} {low}"
+         + (f" and <= {high:g}" if high < 1e30 else ""))
+
+  from vae_jax.nets import registry  # pylint: disable=g-import-not-at-top
+  registry.check_model_name(c.model)
+  integer("latent_dim", 1, _MAX_WIDTH)
+  need(len(c.hidden_dims) >= 1
+       and all(1 <= h <= _MAX_WIDTH for h in c.hidden_dims), "hidden_dims",
+       f"give one or more widths from 1 to {_MAX_WIDTH}, e.g. "
+       "--config.hidden_dims=500 or 300,300")
+  need(c.activation in ACTIVATIONS, "activation",
+       f"choose one of {list(ACTIVATIONS)}")
+  need(c.likelihood in LIKELIHOODS, "likelihood",
+       f"choose one of {list(LIKELIHOODS)}")
+  number("gaussian_variance", 0.0, inclusive=False)
+  need(c.binarization in BINARIZATIONS, "binarization",
+       f"choose one of {list(BINARIZATIONS)}")
+  need(not (c.likelihood == "bernoulli" and c.binarization == "none"),
+       "binarization", "a Bernoulli likelihood needs binary data: use dynamic "
+       "or static binarisation, or --config.likelihood=gaussian")
+  integer("validation_size", 0)
+  need(bool(c.train_split), "train_split", "name a split, e.g. train")
+  need(bool(c.test_split), "test_split", "name a split, e.g. test")
+  need(c.image_layout in LAYOUTS, "image_layout",
+       f"choose one of {list(LAYOUTS)}")
+  need(not (c.model == "mlp" and c.image_layout != "flat"), "image_layout",
+       "the MLP VAE needs --config.image_layout=flat (image is for conv nets)")
+  need(not (c.streaming and c.steps_per_chunk == 0), "steps_per_chunk",
+       "streaming sends the data a chunk of steps at a time: set "
+       "--config.steps_per_chunk, e.g. 50")
+  integer("num_samples", 1, _MAX_SAMPLES)
+  integer("eval_num_samples", 1, _MAX_SAMPLES)
+  number("kl_weight", 0.0, high=1e6)
+  number("kl_warmup_epochs", 0.0, high=1e9)
+  number("learning_rate", 0.0, inclusive=False, high=1e3)
+  need(c.lr_schedule in LR_SCHEDULES, "lr_schedule",
+       f"choose one of {list(LR_SCHEDULES)}")
+  number("lr_warmup_epochs", 0.0, high=1e9)
+  number("lr_schedule_epochs", 0.0, high=1e9)
+  number("grad_clip_norm", 0.0)
+  integer("batch_size", 1, _MAX_SAMPLES)
+  integer("epochs", 1, 10**7)
+  integer("steps_per_chunk", 0)
+  integer("early_stopping_patience", 0)
+  need(not (c.early_stopping_patience > 0 and c.validation_size == 0),
+       "early_stopping_patience",
+       "early stopping needs a validation split: set --config.validation_size")
+  integer("eval_batch_size", 1, _MAX_SAMPLES)
+  integer("seed", 0, INT32_MAX)
+  integer("keep_checkpoints", 1, 1000)
+  _check_optimizer(c.optimizer)  # last: the only check that imports JAX
+  return config
+
+
+def _check_type(name: str, value: Any, default_value: Any) -> None:
+  kind = type(default_value)
+  if kind is float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+  elif kind is tuple:
+    ok = (isinstance(value, (tuple, list))
+          and all(isinstance(v, int) and not isinstance(v, bool)
+                  for v in value))
+  elif kind is int:
+    ok = isinstance(value, int) and not isinstance(value, bool)
+  else:
+    ok = isinstance(value, kind)
+  if not ok:
+    raise _bad(name, value, f"it must be a {kind.__name__}"
+               + (" of integers" if kind is tuple else ""))
+
+
+def _check_optimizer(name: str) -> None:
+  """An optax optimizer: a public function of optax taking `learning_rate`."""
+  import optax  # pylint: disable=g-import-not-at-top
+  fn = getattr(optax, name, None) if not name.startswith("_") else None
+  try:
+    takes_rate = "learning_rate" in inspect.signature(fn).parameters
+  except (TypeError, ValueError):
+    takes_rate = False
+  if not (inspect.isfunction(fn) and takes_rate):
+    raise _bad("optimizer", name, "name an optax optimizer that takes a "
+               "learning rate, e.g. adam, adamw, sgd, rmsprop, lamb")
+
+
+def to_json_dict(config) -> dict[str, Any]:
+  """The config as plain JSON values (tuples become lists)."""
+  return json.loads(json.dumps(_fields(config)))
