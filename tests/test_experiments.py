@@ -33,7 +33,8 @@ METRIC_KEYS = ("epoch", "step", "train_elbo", "train_kl", "train_log_likelihood"
                "wall_time_sec")
 SMOKE_FLAGS = ("--config=vae_jax/configs/smoke.py", "--config.dataset=idx",
                "--config.validation_size=64", "--config.batch_size=32",
-               "--config.hidden_dims=16", "--config.eval_batch_size=128")
+               "--config.hidden_dims=16", "--config.eval_batch_size=128",
+               "--config.final_importance_samples=20")
 STEPS_PER_EPOCH = 14  # (512 − 64) // 32
 
 
@@ -146,6 +147,7 @@ def test_smoke_run_is_quiet(smoke_run):
   assert result.stdout == ""
   assert "chunk" not in result.stderr  # no progress bar
   assert " loop.py:" not in result.stderr  # no INFO logs
+  assert "posterior collapse" not in result.stderr  # both dimensions used
 
 
 def test_config_json_records_the_run(smoke_run, idx_data_dir):
@@ -169,7 +171,17 @@ def test_metrics_jsonl_has_every_key(smoke_run):
   for r in records:
     assert set(METRIC_KEYS) <= set(r)
     assert all(isinstance(r[k], (int, float)) for k in METRIC_KEYS)
+    assert {"test_log_px", "test_log_px_stderr"} <= set(r)
   assert tuple(records[0]) == workdir_lib.METRIC_KEYS
+
+
+def test_the_last_line_has_the_importance_sampled_log_px(smoke_run):
+  workdir, _ = smoke_run
+  records = workdir_lib.read_metrics(workdir)
+  assert all(r["test_log_px"] is None and r["test_log_px_stderr"] is None
+             for r in records[:-1])
+  last = records[-1]
+  assert last["test_log_px"] < 0 and last["test_log_px_stderr"] > 0
 
 
 def test_tensorboard_events_read_back_with_event_accumulator(smoke_run):
@@ -182,6 +194,8 @@ def test_tensorboard_events_read_back_with_event_accumulator(smoke_run):
   accumulator.Reload()
   tags = accumulator.Tags()
   records = workdir_lib.read_metrics(workdir)
+  assert [e.step for e in accumulator.Scalars("test_log_px")] == [
+      records[-1]["step"]]
   for key in ("train_elbo", "val_elbo", "test_elbo", "kl_weight",
               "learning_rate"):
     events = accumulator.Scalars(key)
@@ -259,6 +273,65 @@ def test_evaluate_writes_eval_json_and_figures(smoke_run):
   for key in ("test_elbo", "test_kl", "test_log_likelihood"):
     assert record[key] == pytest.approx(last[key], rel=1e-6)
   assert _png_size(figure) == FIGURE_SIZES["reconstructions"]  # redrawn
+
+
+def test_evaluate_measures_log_px_and_the_gap(smoke_run):
+  workdir, _ = smoke_run
+  record = evaluate_lib.evaluate_run(workdir, "latest", figures=True,
+                                     num_importance_samples=50,
+                                     max_examples=100, progress=False)
+  assert set(record) >= {
+      "test_log_px", "test_log_px_stderr", "num_importance_samples",
+      "test_elbo", "test_gap", "kl_per_dim", "active_units", "max_examples",
+      "importance_seconds"}
+  assert record["num_importance_samples"] == 50
+  assert record["max_examples"] == record["num_examples"] == 100
+  assert len(record["kl_per_dim"]) == 2
+  assert 0 <= record["active_units"] <= 2
+  assert record["test_gap"] == pytest.approx(
+      record["test_log_px"] - record["test_elbo"], abs=1e-9)
+  assert sum(record["kl_per_dim"]) == pytest.approx(record["test_kl"],
+                                                    rel=1e-4)
+  assert record["bound_vs_k"]["ks"] == [1, 5, 50]
+  assert json.load(open(os.path.join(workdir, "eval.json"))) == record
+  assert _png_size(os.path.join(workdir, "figures", "bound_vs_k.png")) == (
+      760, 520)
+
+
+@pytest.mark.parametrize("args, words", [
+    (("--num_importance_samples=0",), ("--num_importance_samples=0",)),
+    (("--checkpoint=99999",), ("no checkpoint at step 99999",)),
+    (("--max_examples=100000",), ("--max_examples=100000", "256")),
+])
+def test_evaluate_bad_input_is_one_line_and_changes_nothing(smoke_run, args,
+                                                            words):
+  workdir, _ = smoke_run
+  before = sorted(os.listdir(workdir)), open(
+      os.path.join(workdir, "metrics.jsonl")).read()
+  eval_json = os.path.join(workdir, "eval.json")
+  eval_before = open(eval_json).read() if os.path.exists(eval_json) else None
+  result = _run("experiments.evaluate", f"--workdir={workdir}", *args)
+  assert result.returncode == 2, result.stderr[-2000:]
+  errors = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+  assert len(errors) == 1 and "Traceback" not in result.stderr
+  for word in words:
+    assert word in errors[0]
+  assert (sorted(os.listdir(workdir)), open(
+      os.path.join(workdir, "metrics.jsonl")).read()) == before
+  assert (open(eval_json).read() if os.path.exists(eval_json)
+          else None) == eval_before
+
+
+def test_evaluate_refuses_a_run_without_checkpoints(smoke_run, tmp_path):
+  workdir, _ = smoke_run
+  empty = tmp_path / "run"
+  empty.mkdir()
+  (empty / "config.json").write_text(
+      open(os.path.join(workdir, "config.json")).read())
+  result = _run("experiments.evaluate", f"--workdir={empty}")
+  assert result.returncode == 2
+  assert "holds no checkpoint yet" in result.stderr
+  assert sorted(os.listdir(empty)) == ["config.json"]
 
 
 def test_evaluate_picks_the_best_checkpoint_by_default(smoke_run):

@@ -131,6 +131,7 @@ def validate(config):
        "early_stopping_patience",
        "early stopping needs a validation split: set --config.validation_size")
   integer("eval_batch_size", 1, _MAX_SAMPLES)
+  integer("final_importance_samples", 0, _MAX_SAMPLES)
   integer("seed", 0, INT32_MAX)
   integer("keep_checkpoints", 1, 1000)
   _check_optimizer(c.optimizer)  # last: the only check that imports JAX

@@ -55,6 +55,9 @@ def get_config() -> ml_collections.ConfigDict:
   # Evaluation.
   c.eval_batch_size = 1000
   c.eval_num_samples = 1
+  # K of the importance-sampled test log p(x) at the end of the run, on the
+  # best checkpoint (else the last state); 0 = off. Minutes for K = 5000.
+  c.final_importance_samples = 0
   c.seed = 0
   # Run directory.
   c.keep_checkpoints = 2  # latest chunk-boundary checkpoints kept

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from typing import Optional
 
+import numpy as np
 from absl import logging
 
 from vae_jax.data.prepared import prepare_data
@@ -21,11 +22,35 @@ from vae_jax.run import load
 from vae_jax.run import programs
 from vae_jax.run import workdir as workdir_lib
 from vae_jax.run.outputs import write_figures
+from vae_jax.viz import render
 
 __all__ = ["evaluate_run"]
 
 
 _MAX_SAMPLES = 1 << 20
+_BOUND_EXAMPLES = 1000  # test examples of figures/bound_vs_k.png
+
+
+def _bound_vs_k_figure(model, params, images, rng, num_samples: int,
+                       log_px: np.ndarray, elbo: np.ndarray, path: str,
+                       progress) -> dict:
+  """figures/bound_vs_k.png on the first examples: the K of BOUND_KS up to
+  `num_samples`, and `num_samples` itself (reusing its estimates)."""
+  n = min(_BOUND_EXAMPLES, int(images.shape[0]))
+  ks = [k for k in likelihood.BOUND_KS if k < num_samples]
+  curve = likelihood.bound_vs_k(model, params, images[:n], rng, ks, elbo[:n],
+                                progress)
+  mean = float(np.mean(log_px[:n]))
+  curve["ks"].append(int(num_samples))
+  curve["log_px"].append(mean)
+  curve["stderr"].append(float(np.std(log_px[:n] - elbo[:n]) / np.sqrt(n)))
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  render.save_bound_vs_k(
+      curve["ks"], curve["log_px"], curve["stderr"], curve["elbo"],
+      curve["elbo_stderr"], path,
+      title=f"log p̂_K(x) rises with K towards log p(x) (first {n} test "
+            "examples)")
+  return curve
 
 
 def evaluate_run(workdir: str, checkpoint: Optional[str] = None,
@@ -94,12 +119,18 @@ def evaluate_run(workdir: str, checkpoint: Optional[str] = None,
         model, params, images, eval_rng, num_importance_samples,
         elbo_num_samples=num_samples, batch_size=config.eval_batch_size,
         progress=progress)
+    log_px, elbo = report.pop("_log_px"), report.pop("_elbo")
     record.update(report)  # its test_elbo: the same number, same keys
+    likelihood.warn_if_collapsed(report["active_units"], model.latent_dim)
     logging.info("test log p(x) %.2f ± %.2f (K = %d), gap to the ELBO %.2f "
                  "± %.2f, %d active units, %.0f s", report["test_log_px"],
                  report["test_log_px_stderr"], num_importance_samples,
                  report["test_gap"], report["test_gap_stderr"],
                  report["active_units"], report["importance_seconds"])
+    if figures:
+      record["bound_vs_k"] = _bound_vs_k_figure(
+          model, params, images, eval_rng, num_importance_samples, log_px,
+          elbo, os.path.join(workdir, "figures", "bound_vs_k.png"), progress)
   workdir_lib.write_json_atomic(os.path.join(workdir, "eval.json"), record)
   logging.info("test ELBO %.2f ± %.2f (KL %.2f, log-lik %.2f) over %d "
                "examples, %d z sample(s) each", record["test_elbo"],

@@ -25,11 +25,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import tqdm
+from absl import logging
 
 from vae_jax import evaluation
 from vae_jax.math import diagnostics
 
-__all__ = ["importance_sampled_log_px", "likelihood_report", "chunk_size_for"]
+__all__ = ["importance_sampled_log_px", "likelihood_report", "chunk_size_for",
+           "latent_usage", "warn_if_collapsed", "bound_vs_k", "BOUND_KS"]
+
+BOUND_KS = (1, 5, 50, 500, 5000)  # the K of figures/bound_vs_k.png
 
 _DECODER_ROWS = 500  # z samples decoded together: the matmuls' batch
 _ROWS_PER_CALL = 200_000  # z samples per compiled call (about a second)
@@ -87,6 +91,42 @@ def _mean_and_stderr(values: np.ndarray) -> tuple[float, float]:
   return float(values.mean()), float(values.std() / math.sqrt(len(values)))
 
 
+def latent_usage(model, params, images, batch_size: int = 1000
+                 ) -> diagnostics.LatentDiagnostics:
+  """KL per dimension, active units and q(z) vs p(z) over `images`."""
+  means, logvars = _encode_program(model, params, images,
+                                   batch_size=batch_size)
+  return diagnostics.latent_diagnostics(means, logvars)
+
+
+def warn_if_collapsed(active_units: int, latent_dim: int) -> bool:
+  """Logs a posterior-collapse warning (< 1/4 of the dimensions active)."""
+  if not diagnostics.collapsed(active_units, latent_dim):
+    return False
+  logging.warning(
+      "posterior collapse: only %d of %d latent dimensions are active "
+      "(Var_x E_q[z_d|x] > %g); the decoder ignores the others — consider KL "
+      "warm-up or free bits", active_units, latent_dim,
+      diagnostics.ACTIVE_THRESHOLD)
+  return True
+
+
+def bound_vs_k(model, params, images, rng: jax.Array, ks, elbo: np.ndarray,
+               progress: Optional[bool] = None) -> dict[str, Any]:
+  """log p̂_K(x) for each K of `ks` on `images`, with the ELBO of the same
+  examples: the data of figures/bound_vs_k.png, JSON-ready. `stderr` is
+  that of log p̂_K(x_n) − ELBO(x_n) over the examples (paired)."""
+  estimates, stderrs = [], []
+  for k in ks:
+    values = importance_sampled_log_px(model, params, images, rng, k, progress)
+    estimates.append(float(np.mean(values)))
+    stderrs.append(_mean_and_stderr(values - elbo)[1])  # paired with the ELBO
+  elbo_mean, elbo_se = _mean_and_stderr(elbo)
+  return {"ks": [int(k) for k in ks], "log_px": estimates, "stderr": stderrs,
+          "elbo": elbo_mean, "elbo_stderr": elbo_se,
+          "num_examples": int(images.shape[0])}
+
+
 def likelihood_report(model, params, images, rng: jax.Array,
                       num_samples: int, elbo_num_samples: int = 1,
                       batch_size: int = 1000,
@@ -99,9 +139,7 @@ def likelihood_report(model, params, images, rng: jax.Array,
   parts = _elbo_program(model, params, images, rng, batch_size=batch_size,
                         num_samples=elbo_num_samples, analytic_kl=True)
   elbo = np.asarray(parts.elbo, np.float64)
-  means, logvars = _encode_program(model, params, images,
-                                   batch_size=batch_size)
-  latent = diagnostics.latent_diagnostics(means, logvars)
+  latent = latent_usage(model, params, images, batch_size)
   log_px_mean, log_px_se = _mean_and_stderr(log_px)
   elbo_mean, elbo_se = _mean_and_stderr(elbo)
   gap_mean, gap_se = _mean_and_stderr(log_px - elbo)
@@ -118,4 +156,6 @@ def likelihood_report(model, params, images, rng: jax.Array,
       "aggregate_kl": float(latent.aggregate_kl),
       "max_examples": int(images.shape[0]),
       "importance_seconds": seconds,
+      "_log_px": log_px,  # per example, for callers; not JSON
+      "_elbo": elbo,
   }

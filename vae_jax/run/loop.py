@@ -35,6 +35,7 @@ from vae_jax.data.prepared import PreparedData, prepare_data
 from vae_jax.errors import ConfigError
 from vae_jax.nets import registry
 from vae_jax.run import checkpoints as checkpoints_lib
+from vae_jax.run import likelihood
 from vae_jax.run import programs
 from vae_jax.run import tensorboard
 from vae_jax.run import workdir as workdir_lib
@@ -230,8 +231,10 @@ def train_and_evaluate(
           logging.info("early stopping after epoch %d: %s", epoch + 1,
                        stopping.describe())
 
+    final_params = _final_measurements(config, workdir, model, state, data,
+                                       ckpts, history, writer, eval_rng)
     if figures:
-      write_figures(model, state.params, data, history,
+      write_figures(model, final_params, data, history,
                     os.path.join(workdir, "figures"), figure_rng)
   finally:
     if stream is not None:
@@ -240,3 +243,35 @@ def train_and_evaluate(
       writer.close()
     ckpts.close()
   return history
+
+
+def _final_measurements(config, workdir, model, state, data, ckpts, history,
+                        writer, eval_rng):
+  """The latent usage (a collapse warning) and, with
+  `final_importance_samples`, the test log p(x) of the best checkpoint (else
+  the last state) on the last line of metrics.jsonl. Returns those params."""
+  best = ckpts.best_step()
+  params = (state.params if best is None else
+            ckpts.restore_params(best, checkpoints_lib.BEST))
+  usage = likelihood.latent_usage(model, params, data.test,
+                                  config.eval_batch_size)
+  likelihood.warn_if_collapsed(int(usage.active_units), model.latent_dim)
+  k = config.final_importance_samples
+  if k and history and history[-1].get("test_log_px") is None:
+    report = likelihood.likelihood_report(
+        model, params, data.test, eval_rng, k,
+        elbo_num_samples=config.eval_num_samples,
+        batch_size=config.eval_batch_size)
+    history[-1].update(test_log_px=report["test_log_px"],
+                       test_log_px_stderr=report["test_log_px_stderr"])
+    workdir_lib.replace_last_metrics(workdir, history[-1])
+    writer.write_scalars(history[-1]["step"], {
+        "test_log_px": report["test_log_px"],
+        "test_log_px_stderr": report["test_log_px_stderr"]})
+    writer.flush()
+    logging.info("test log p(x) %.2f ± %.2f (K = %d, %s checkpoint), gap to "
+                 "the ELBO %.2f ± %.2f", report["test_log_px"],
+                 report["test_log_px_stderr"], k,
+                 "last" if best is None else "best", report["test_gap"],
+                 report["test_gap_stderr"])
+  return params

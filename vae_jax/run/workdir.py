@@ -28,7 +28,8 @@ from vae_jax.errors import ConfigError
 
 __all__ = ["EpochRecord", "METRIC_KEYS", "load_config", "check_resumable",
            "write_config", "read_metrics", "append_metrics",
-           "keep_metrics_until", "write_json_atomic"]
+           "keep_metrics_until", "replace_last_metrics",
+           "write_json_atomic"]
 
 
 @dataclasses.dataclass
@@ -38,7 +39,8 @@ class EpochRecord:
   Every ELBO is reported with KL weight 1, also during KL warm-up;
   `kl_weight` and `learning_rate` are the means over the epoch's steps;
   `val_elbo` is None without a validation split; `examples_per_sec` counts
-  training steps only.
+  training steps only; `test_log_px` is null except on the last line of a
+  run with `final_importance_samples` > 0.
   """
 
   epoch: int
@@ -56,6 +58,10 @@ class EpochRecord:
   grad_norm: float
   examples_per_sec: float
   wall_time_sec: float
+  # The importance-sampled test log p(x) (config.final_importance_samples):
+  # null except on the last line of a run that measured it.
+  test_log_px: Optional[float] = None
+  test_log_px_stderr: Optional[float] = None
 
 
 METRIC_KEYS = tuple(f.name for f in dataclasses.fields(EpochRecord))
@@ -177,6 +183,16 @@ def append_metrics(workdir: str, record: EpochRecord) -> dict:
   with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
     f.write(_json_line(as_dict))
   return as_dict
+
+
+def replace_last_metrics(workdir: str, record: dict) -> None:
+  """Rewrites the last line of metrics.jsonl as `record` (atomically)."""
+  records = read_metrics(workdir)
+  path = os.path.join(workdir, "metrics.jsonl")
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    f.writelines(_json_line(r) for r in records[:-1] + [record])
+  os.replace(tmp, path)
 
 
 def keep_metrics_until(workdir: str, step: int) -> list[dict]:
