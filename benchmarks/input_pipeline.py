@@ -10,11 +10,11 @@ the machine's load falls on all of them alike:
 
   on-device       the split on the device once as uint8; one compiled
                   `lax.scan` per epoch gathers, binarises and trains
-                  (`training.train_chunk`, the default run);
+                  (`chunks.train_chunk`, the default run);
   on-device/50    the same, in chunks of --steps_per_chunk steps;
   streaming/50    the split on the host; a background thread gathers chunks
                   of --steps_per_chunk steps and puts them on the device while
-                  the previous chunk trains (`training.train_chunk_streamed`).
+                  the previous chunk trains (`chunks.train_chunk_streamed`).
 
 Both paths train on bit-identical batches (tests/test_data_*.py), so the
 difference is the cost of the input path alone.
@@ -30,10 +30,11 @@ import jax.numpy as jnp
 from absl import app
 from absl import flags
 
-from vae_jax import config as config_lib
-from vae_jax import training
+from vae_jax import chunks as chunks_lib
+from vae_jax import step as step_lib
+from vae_jax.configs import default
 from vae_jax.data import prepared
-from vae_jax.model import make_mlp_vae
+from vae_jax.nets.mlp import make_mlp_vae
 
 _DATASET = flags.DEFINE_string("dataset", "fashion_mnist", "Dataset name.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Where its files are.")
@@ -51,11 +52,20 @@ def _chunk_lengths(steps_per_epoch: int, chunk: int) -> list[int]:
 
 def _compile(data, model, chunks, streaming):
   """{steps: jitted chunk of that many steps} of one input path."""
-  fn = training.train_chunk_streamed if streaming else training.train_chunk
-  return {n: jax.jit(functools.partial(
-      fn, model, training.make_optimizer(), training.StepConfig(), n,
-      _BATCH.value, data.dynamic_binarization, data.pixel_max),
-                     donate_argnums=(0,)) for n in set(chunks)}
+  fn = (chunks_lib.train_chunk_streamed if streaming
+        else chunks_lib.train_chunk)
+  batch = chunks_lib.BatchConfig(_BATCH.value, data.dynamic_binarization,
+                                 data.pixel_max)
+  return {n: jax.jit(functools.partial(fn, model, step_lib.StepConfig(), batch,
+                                       n), donate_argnums=(0,))
+          for n in set(chunks)}
+
+
+def _config(**overrides):
+  config = default.get_config()
+  config.update(dict(dataset=_DATASET.value, data_dir=_DATA_DIR.value or "",
+                     batch_size=_BATCH.value), **overrides)
+  return config
 
 
 def _epoch(data, compiled, state, hparams, chunks, stream):
@@ -70,17 +80,13 @@ def _epoch(data, compiled, state, hparams, chunks, stream):
 
 def main(argv):
   del argv
-  base = config_lib.TrainConfig(dataset=_DATASET.value,
-                                data_dir=_DATA_DIR.value,
-                                batch_size=_BATCH.value)
-  on_device = prepared.prepare_data(base)
-  streamed = prepared.PreparedData(on_device.dataset, config_lib.TrainConfig(
-      dataset=_DATASET.value, batch_size=_BATCH.value, streaming=True,
-      steps_per_chunk=_CHUNK.value))
+  on_device = prepared.prepare_data(_config())
+  streamed = prepared.PreparedData(on_device.dataset, _config(
+      streaming=True, steps_per_chunk=_CHUNK.value))
   steps_per_epoch = on_device.num_train // _BATCH.value
   examples = _EPOCHS.value * steps_per_epoch * _BATCH.value
   model = make_mlp_vae(on_device.data_dim)
-  hparams = training.Hyperparams(jnp.float32(1e-3), jnp.float32(1.0))
+  hparams = step_lib.Hyperparams(jnp.float32(1e-3), jnp.float32(1.0))
   print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}); "
         f"data: {on_device.dataset.source}, train {on_device.train.shape}, "
         f"{steps_per_epoch} steps of {_BATCH.value} per epoch")
@@ -99,7 +105,7 @@ def main(argv):
   runs = []
   for name, data, chunks, streaming in paths:
     compiled = _compile(data, model, chunks, streaming)
-    state = training.init_train_state(model, training.make_optimizer(),
+    state = step_lib.init_train_state(model, step_lib.StepConfig(),
                                       jax.random.key(0))
     warm_up = (data.stream_chunks(state.rng, _BATCH.value, chunks, 0, 1)
                if streaming else None)

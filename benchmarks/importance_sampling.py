@@ -1,0 +1,111 @@
+r"""Throughput of the importance-sampled log p(x), against the machine's limit.
+
+    python benchmarks/importance_sampling.py                   # default model
+    python benchmarks/importance_sampling.py --hidden_dims=300,300 --latent_dim=40
+
+Measures, in one process, after compilation:
+
+  estimator     `vae_jax.run.likelihood.importance_sampled_log_px` (what
+                experiments/evaluate.py runs) on --num_examples binary
+                images at K = --num_samples: images/s, and the projected
+                time of the full 10,000-image test set at K = 5000;
+  matmuls       a compiled loop of nothing but the decoder's matmuls at the
+                estimator's chunk size (z [C, D] → hidden → [C, 784]): the
+                GFLOP/s this machine reaches on these very shapes;
+  limit         that GFLOP/s ÷ the decoder's forward FLOPs per image
+                (2 × MACs × K): the images/s no implementation of the same
+                model and K can beat on this machine.
+
+The estimator also pays for what the limit leaves out: the Bernoulli
+log-likelihood (a softplus per pixel and sample), the encoder, the noise.
+The pair is measured --repeats times, alternating, and the medians printed.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app
+from absl import flags
+
+from vae_jax.nets.mlp import make_mlp_vae
+from vae_jax.run import likelihood
+
+_K = flags.DEFINE_integer("num_samples", 1000, "K per image.")
+_N = flags.DEFINE_integer("num_examples", 200, "Images timed per repeat.")
+_LATENT = flags.DEFINE_integer("latent_dim", 20, "Latent size.")
+_HIDDEN = flags.DEFINE_list("hidden_dims", ["500"], "Hidden widths.")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Alternating repeats.")
+
+
+def _decoder_macs(latent: int, hidden: list[int], out: int) -> int:
+  sizes = [latent, *reversed(hidden), out]
+  return sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def _matmul_loop(model, params, chunk: int, steps: int):
+  """`steps` decoder forwards of [chunk, D] noise, only the matmuls' cost."""
+  def body(carry, key):
+    z = jax.random.normal(key, (chunk, model.latent_dim)) + carry
+    out = model.decode(params, z)  # [chunk, 784]
+    return carry + 1e-6 * out[0, 0], None
+
+  @jax.jit
+  def run(key):
+    keys = jax.random.split(key, steps)
+    carry, _ = jax.lax.scan(body, jnp.float32(0), keys)
+    return carry
+
+  return run
+
+
+def _time(fn, *args) -> float:
+  start = time.perf_counter()
+  jax.block_until_ready(fn(*args))
+  return time.perf_counter() - start
+
+
+def main(argv):
+  del argv
+  hidden = [int(h) for h in _HIDDEN.value]
+  model = make_mlp_vae(784, _LATENT.value, hidden)
+  params = model.init(jax.random.key(0))
+  k, n = _K.value, _N.value
+  images = (np.random.default_rng(0).uniform(size=(n, 784)) < 0.3).astype(
+      np.float32)
+  rng = jax.random.key(1)
+  chunk = likelihood.chunk_size_for(k)
+  steps = max(1, k * n // chunk // 4)  # a loop of about a quarter the work
+  matmuls = _matmul_loop(model, params, chunk, steps)
+  flops_per_image = 2 * _decoder_macs(_LATENT.value, hidden, 784) * k
+
+  estimate = lambda: likelihood.importance_sampled_log_px(
+      model, params, images, rng, k, progress=False)
+  estimate()  # compile
+  _time(matmuls, jax.random.key(2))
+  est_rates, gflops = [], []
+  for r in range(_REPEATS.value):
+    est_rates.append(n / _time(estimate))
+    seconds = _time(matmuls, jax.random.key(3 + r))
+    gflops.append(steps * chunk * flops_per_image / k / seconds / 1e9)
+  rate, flops = statistics.median(est_rates), statistics.median(gflops)
+  limit = flops * 1e9 / flops_per_image
+  print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}); "
+        f"model 784-{'-'.join(map(str, hidden))}-{_LATENT.value}, K = {k}, "
+        f"chunk {chunk}, {n} images, medians of {_REPEATS.value}")
+  print(f"decoder matmuls: {flops:8.1f} GFLOP/s at [{chunk}, ...] shapes")
+  print(f"limit:           {limit:8.1f} images/s "
+        f"({flops_per_image / 1e9:.2f} GFLOP per image)")
+  print(f"estimator:       {rate:8.1f} images/s = {1e3 / rate:.2f} ms/image "
+        f"= {100 * rate / limit:.0f}% of the limit")
+  full = 10_000 * 5000 / k / rate
+  print(f"projected: the 10,000 test images at K = 5000 in {full / 60:.1f} min "
+        f"(limit: {10_000 * 5000 / k / limit / 60:.1f} min)")
+
+
+if __name__ == "__main__":
+  app.run(main)
