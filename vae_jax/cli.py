@@ -15,11 +15,14 @@ import os
 import sys
 from typing import NoReturn, Optional
 
+from absl import app
 from absl import flags
+from absl import logging
 
 from vae_jax import configs
 
-__all__ = ["define_config_flag", "parse_flags", "fail", "use_cpu_if_alone"]
+__all__ = ["define_config_flag", "parse_flags", "fail", "use_cpu_if_alone",
+           "run"]
 
 FLAGS = flags.FLAGS
 _definition_error: Optional[BaseException] = None
@@ -128,3 +131,10 @@ def use_cpu_if_alone() -> None:
              "jax_rocm60_plugin", "jax_plugins")
   if not any(importlib.util.find_spec(p) for p in plugins):
     os.environ["JAX_PLATFORMS"] = "cpu"
+
+
+def run(main) -> None:
+  """`app.run(main)` with the usage errors above and quiet JAX start-up."""
+  use_cpu_if_alone()  # before anything imports JAX
+  logging.set_verbosity(logging.INFO)
+  app.run(main, flags_parser=parse_flags)

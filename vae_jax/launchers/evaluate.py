@@ -17,7 +17,6 @@ run, checkpoint or data file ends with one `error:` line and exit status 2.
 
 from __future__ import annotations
 
-from absl import app
 from absl import flags
 from absl import logging
 
@@ -78,9 +77,7 @@ def main(argv):
 
 def run():
   """The console script's entry point."""
-  cli.use_cpu_if_alone()  # before anything imports JAX
-  logging.set_verbosity(logging.INFO)
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.run(main)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ import datetime
 import os
 import sys
 
-from absl import app
 from absl import flags
 from absl import logging
 
@@ -60,9 +59,7 @@ def main(argv):
 
 def run():
   """The console script's entry point."""
-  cli.use_cpu_if_alone()  # before anything imports JAX
-  logging.set_verbosity(logging.INFO)
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.run(main)
 
 
 if __name__ == "__main__":
