@@ -9,6 +9,7 @@ initialised MLP VAE on random 8×8 images.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import struct
 
@@ -17,6 +18,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tolerances import F64_EPS
+from tolerances import assert_close
+from tolerances import rounding_atol
+from tolerances import sum_atol
 from vae_jax import figures
 from vae_jax import visualize
 from vae_jax.model import make_mlp_vae
@@ -73,8 +78,14 @@ def test_prior_quantile_grid_is_the_normal_inverse_cdf():
   values = figures.prior_quantile_grid(7, 0.05, 0.95)
   # Φ⁻¹ of 0.05, 0.2, 0.35 (scipy.special.ndtri), then 0 and the mirror image.
   lower = [-1.6448536269514729, -0.8416212335729143, -0.38532046640756773]
-  np.testing.assert_allclose(values, lower + [0.0] + [-v for v in lower[::-1]],
-                             rtol=1e-12)
+  expected = np.asarray(lower + [0.0] + [-v for v in lower[::-1]])
+  # float64: linspace rounds p by ≤ 2 ulps, which moves Φ⁻¹(p) by that over
+  # the density φ(z); inv_cdf (AS241) is good to ~1e-16 relative (4 ulps).
+  probs = np.linspace(0.05, 0.95, 7)
+  density = np.exp(-0.5 * expected ** 2) / math.sqrt(2 * math.pi)
+  assert_close(values, expected,
+               rounding_atol(2, probs / density, eps=F64_EPS)
+               + rounding_atol(4, np.abs(expected), eps=F64_EPS))
   assert values[3] == 0.0 and np.all(np.diff(values) > 0)
 
 
@@ -96,11 +107,34 @@ def test_pca_2d_finds_the_directions_of_largest_variance(rng):
   x = rng.normal(size=(4000, 4)) * scales + 3.0
   projection, explained = figures.pca_2d(x)
   assert projection.shape == (4000, 2)
-  np.testing.assert_allclose(projection.mean(axis=0), 0.0, atol=1e-9)
-  np.testing.assert_allclose(explained, scales[[0, 2]]**2 / np.sum(scales**2),
-                             rtol=0.05)
+  n = x.shape[0]
+  # Centred data has mean 0 up to float64 rounding: the column means (n
+  # terms), x − x̄, the 4-term projection on a unit vector (|vⱼ| ≤ 1), and
+  # the mean of n projections.
+  centred_abs = np.sum(np.mean(np.abs(x) + np.abs(x.mean(axis=0)), axis=0))
+  assert_close(projection.mean(axis=0), 0.0,
+               sum_atol(2 * n + 4, centred_abs, eps=F64_EPS))
+  # Monte Carlo. The explained ratios are those of the sample variances vₖ,
+  # Var vₖ = 2σₖ⁴/n, up to the sample covariances' second-order effect on
+  # the eigenvalues. Allow 5 standard errors by the delta method:
+  # r = v₀/Σv has ∂r/∂vᵢ = (δ₀ᵢ·Σσ² − σ₀²)/(Σσ²)².
+  variances = scales ** 2
+  total = np.sum(variances)
+  expected = variances[[0, 2]] / total
+  gradient = (np.eye(4)[[0, 2]] * total - variances[[0, 2], None]) / total ** 2
+  stderr = np.sqrt(gradient ** 2 @ (2 * variances ** 2 / n))
+  # A sample covariance c₀ⱼ of 5 standard errors, 5σ₀σⱼ/√n, rotates the
+  # first axis by θⱼ ≤ c₀ⱼ/(σ₀² − σⱼ²) and moves the eigenvalues by c₀ⱼθⱼ.
+  covariance = 5 * scales[0] * scales / math.sqrt(n)
+  theta = np.zeros(4)
+  theta[1:] = covariance[1:] / (variances[0] - variances[1:])
+  assert_close(explained, expected,
+               5 * stderr + np.sum(covariance * theta) / total)
+  # The first projection is x₀ rotated by θ towards the other axes: its
+  # correlation with x₀ is 1 − ½ Σⱼ θⱼ² σⱼ²/σ₀² to second order.
   correlation = np.corrcoef(projection[:, 0], x[:, 0])[0, 1]
-  np.testing.assert_allclose(np.abs(correlation), 1.0, atol=1e-3)
+  assert_close(np.abs(correlation), 1.0,
+               0.5 * np.sum(theta ** 2 * variances) / variances[0])
 
 
 # ---------------------------------------------------------------------------
@@ -247,6 +281,38 @@ def _decode_mean(model, params, z):
   return np.asarray(model.mean_of_output(model.decode(params, jnp.asarray(z))))
 
 
+# Float32 rounding of the tiny MLP VAE (tests/tolerances.py). Its
+# absolute-valued evaluation is the network itself on |params| and |input|:
+# ReLU(|a|) = |a|, and ReLU passes an error on unchanged at most. Roundings
+# of u on the longest path: the encoder's 64- and 16-term products with
+# biases (65 + 17); the decoder's D- and 16-term products with biases.
+_ENCODER_ROUNDINGS = 65 + 17
+
+
+def _abs_params(params):
+  return jax.tree.map(np.abs, params)
+
+
+def _encoder_atol(model, params, images):
+  """(Bound on the float32 μ(x), μ's absolute-valued evaluation)."""
+  mean_abs, _ = model.encode(_abs_params(params), np.abs(images))
+  mean_abs = np.asarray(mean_abs, np.float64)
+  return rounding_atol(_ENCODER_ROUNDINGS / 2, mean_abs), mean_abs
+
+
+def _decoded_atol(model, params, z_abs, z_roundings):
+  """Bound on the float32 sigmoid(decoder(z)) for z with its own roundings.
+
+  The logits carry z's roundings and the decoder's; the sigmoid's slope is
+  ≤ ¼ and it adds 2 operations on a value ≤ 1.
+  """
+  logits_abs = np.asarray(model.decode(_abs_params(params), z_abs),
+                          np.float64)
+  roundings = z_roundings + (model.latent_dim + 1) + 17
+  return (0.25 * rounding_atol(roundings / 2, logits_abs)
+          + rounding_atol(2, 1.0))
+
+
 def test_figure_data_are_probabilities_of_sampled_latents():
   model, params = _tiny_model(3)
   images, labels = _test_split()
@@ -254,20 +320,28 @@ def test_figure_data_are_probabilities_of_sampled_latents():
       model, params, images, labels, (8, 8, 1), jax.random.key(0),
       chunk_size=16, num_traversal_steps=5)
   means, logvars = model.encode(params, images)
-  # Chunked (padded) encoding gives the means of one big call.
-  np.testing.assert_allclose(data.posterior_means, means, atol=1e-5)
+  # Chunked (padded) encoding gives the means of one big call: two float32
+  # programs, each within the encoder's bound.
+  means_atol, means_abs = _encoder_atol(model, params, images)
+  assert_close(data.posterior_means, means, 2 * means_atol)
   assert data.images.shape == data.reconstructions.shape == (16, 8, 8, 1)
   for array in (data.reconstructions, data.prior_samples, data.traversals):
     assert np.all((array >= 0) & (array <= 1))  # sigmoid, not logits
-  # z ~ q(z|x) is sampled: reconstructions are not those of z = μ.
+  # z ~ q(z|x) is sampled: reconstructions are not those of z = μ, beyond
+  # what rounding alone could do to decoding μ twice.
   from_mean = _decode_mean(model, params, means[:16]).reshape(16, 8, 8, 1)
-  assert not np.allclose(data.reconstructions, from_mean, atol=1e-4)
+  rounding = 2 * _decoded_atol(model, params, means_abs[:16],
+                               _ENCODER_ROUNDINGS).reshape(16, 8, 8, 1)
+  assert np.any(np.abs(data.reconstructions - from_mean) > rounding)
   # Traversal [d, s] sets z_d = values[s], the rest at μ(x) of test image 0.
   z = np.array(means[0])
   z[1] = data.traversal_values[4]
-  np.testing.assert_allclose(data.traversals[1, 4],
-                             _decode_mean(model, params, z).reshape(8, 8, 1),
-                             atol=1e-5)
+  z_abs = means_abs[0].copy()
+  z_abs[1] = abs(data.traversal_values[4])
+  assert_close(data.traversals[1, 4],
+               _decode_mean(model, params, z).reshape(8, 8, 1),
+               2 * _decoded_atol(model, params, z_abs,
+                                 _ENCODER_ROUNDINGS).reshape(8, 8, 1))
   assert data.traversals.shape == (3, 5, 8, 8, 1) and data.manifold is None
   assert "μ(x) of test image 0" in data.traversal_title
 
