@@ -25,6 +25,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tolerances import kl_diagonal_atol
+from tolerances import rounding_atol
+from tolerances import sum_atol
 from vae_jax.data.idx import write_idx
 from vae_jax.math import distributions
 from vae_jax.math.model import StandardNormalPrior
@@ -202,6 +205,74 @@ class LinearGaussian:
     return np.sum(-0.5 * math.log(2 * math.pi * self.variance)
                   - 0.5 * (np.asarray(x, np.float64) - mean) ** 2
                   / self.variance, axis=-1)
+
+  def elbo_atol(self, x, z, mean, logvar, analytic_kl,
+                exact_posterior_encoder=False, part="elbo"):
+    """Bound on the float32 rounding error of `vae_jax.math.objectives.elbo` here.
+
+    Args:
+      x: the example(s), float64 `[..., P]`; the model sees them in float32.
+      z: the float32 draws of z ~ q, `[..., S, D]`.
+      mean, logvar: q's parameters, `[..., D]`. They are float32 inputs, or
+        they come from `exact_posterior_model` (exact_posterior_encoder), whose
+        μ is then bounded by its absolute-valued evaluation.
+      analytic_kl: the KL in closed form, or the Monte-Carlo KL on z.
+      part: "elbo", "log_likelihood" or "kl": the `ElboParts` field.
+
+    Returns:
+      `[...]`: the mean over S sums with `sum_atol` over the actual
+      per-draw values. Each draw then adds its own roundings, counted on the
+      absolute-valued evaluation of its terms (tests/tolerances.py).
+      `rounding_atol` charges eps = 2u per operation, hence the / 2 on the
+      counts of roundings below.
+    """
+    x, z = np.asarray(x, np.float64), np.asarray(z, np.float64)
+    mean, logvar = np.asarray(mean, np.float64), np.asarray(logvar, np.float64)
+    num_samples, d, p = z.shape[-2], self.latent_dim, self.data_dim
+    if exact_posterior_encoder:
+      # μ = var · ((x − b) @ W) / σ², var = 1 / (1 + Σ_p W² / σ²): x, b and W
+      # rounded (3), x − b, the P-term product with W, var (P + 6), ÷.
+      var = np.exp(logvar)
+      mean_abs = var * ((np.abs(x) + np.abs(self.bias)) @ np.abs(self.weight)
+                        ) / self.variance
+      encoder_ops = 2 * p + 12
+    else:
+      mean_abs, encoder_ops = np.abs(mean), 1  # rounded to float32 once
+    mean, mean_abs, logvar = (a[..., None, :] for a in (mean, mean_abs,
+                                                        logvar))
+    z_abs = mean_abs + np.abs(z - mean)  # bounds z = μ + σε and its rounding
+
+    def mean_over_draws(values, magnitude, num_roundings):
+      return (sum_atol(num_samples, np.mean(np.abs(values), axis=-1),
+                       ops_per_term=0)
+              + rounding_atol(num_roundings / 2, np.mean(magnitude, axis=-1)))
+
+    # log p(x|z) = −½ Σ_p [log 2πσ² + (x − z Wᵀ − b)² / σ²]. On its longest
+    # path: x's rounding, the draw z (encoder_ops + 4), the decoder's D-term
+    # product and bias (D + 3), −; all of them twice through the square; then
+    # ÷σ², + log 2πσ², the P-term sum, the mean's ÷S and ELBO = ll − KL.
+    residual_abs = (np.abs(x)[..., None, :] + z_abs @ np.abs(self.weight).T
+                    + np.abs(self.bias))
+    log_lik_atol = mean_over_draws(
+        self.log_likelihood_np(x[..., None, :], z),
+        0.5 * np.sum(abs(math.log(2 * math.pi * self.variance))
+                     + residual_abs ** 2 / self.variance, axis=-1),
+        2 * (encoder_ops + d + 9) + p + 4)
+    if analytic_kl:
+      kl_atol = kl_diagonal_atol(mean[..., 0, :], logvar[..., 0, :])
+    else:
+      # log q(z) − log p(z) = ½ Σ_d [z² − logvar − (z − μ)² e^−logvar]: the
+      # draw, z − μ and μ (encoder_ops each), twice through the square, exp,
+      # ×, + log 2π, the D-term sums, −, ÷S, −.
+      kl_atol = mean_over_draws(
+          0.5 * np.sum(z ** 2 - logvar - (z - mean) ** 2 * np.exp(-logvar),
+                       axis=-1),
+          0.5 * np.sum(2 * math.log(2 * math.pi) + np.abs(logvar)
+                       + (z_abs + mean_abs) ** 2 * np.exp(-logvar)
+                       + z_abs ** 2, axis=-1),
+          3 * encoder_ops + d + 18)
+    return {"elbo": log_lik_atol + kl_atol, "log_likelihood": log_lik_atol,
+            "kl": kl_atol}[part]
 
   def model(self) -> "LinearGaussianVAE":
     """The VAE whose q is given directly: params = {"mean", "logvar"}, `[D]`."""

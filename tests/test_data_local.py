@@ -178,7 +178,7 @@ def test_damaged_files_give_one_clear_line(tmp_path, damage, expected):
 
 
 @pytest.mark.parametrize("kwargs, expected", [
-    (dict(name="idx", data_dir=None), "needs --data_dir"),
+    (dict(name="idx", data_dir=None), "needs --config.data_dir"),
     (dict(name="idx", data_dir="/nonexistent/dir"), "not found"),
     (dict(name="idx", test_split="validation"),
      "--test_split='validation': split 'validation' does not exist"),

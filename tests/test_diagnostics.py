@@ -8,10 +8,11 @@ import numpy as np
 from absl.testing import absltest
 
 from conftest import make_linear_gaussian
+from tolerances import F32_EPS
 from vae_jax.math import diagnostics
 from vae_jax.run import likelihood
 
-_EPS = float(np.finfo(np.float32).eps)
+_EPS = F32_EPS
 
 
 def _reference(means: np.ndarray, logvars: np.ndarray):

@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 
 from test_figures import history as _history, png_size
+from tolerances import assert_close
+from tolerances import rounding_atol
 from vae_jax.nets.mlp import MLPVAE, make_mlp_vae
 from vae_jax.viz import figure_data
 
@@ -91,6 +93,38 @@ def _decode_mean(model, params, z):
   return np.asarray(model.mean_of_output(model.decode(params, jnp.asarray(z))))
 
 
+# Float32 rounding of the tiny MLP VAE (tests/tolerances.py). Its
+# absolute-valued evaluation is the network itself on |params| and |input|:
+# ReLU(|a|) = |a|, and ReLU passes an error on unchanged at most. Roundings
+# of u on the longest path: the encoder's 64- and 16-term products with
+# biases (65 + 17); the decoder's D- and 16-term products with biases.
+_ENCODER_ROUNDINGS = 65 + 17
+
+
+def _abs_params(params):
+  return jax.tree.map(np.abs, params)
+
+
+def _encoder_atol(model, params, images):
+  """(Bound on the float32 μ(x), μ's absolute-valued evaluation)."""
+  mean_abs, _ = model.encode(_abs_params(params), np.abs(images))
+  mean_abs = np.asarray(mean_abs, np.float64)
+  return rounding_atol(_ENCODER_ROUNDINGS / 2, mean_abs), mean_abs
+
+
+def _decoded_atol(model, params, z_abs, z_roundings):
+  """Bound on the float32 sigmoid(decoder(z)) for z with its own roundings.
+
+  The logits carry z's roundings and the decoder's; the sigmoid's slope is
+  ≤ ¼ and it adds 2 operations on a value ≤ 1.
+  """
+  logits_abs = np.asarray(model.decode(_abs_params(params), z_abs),
+                          np.float64)
+  roundings = z_roundings + (model.latent_dim + 1) + 17
+  return (0.25 * rounding_atol(roundings / 2, logits_abs)
+          + rounding_atol(2, 1.0))
+
+
 def test_figure_data_are_probabilities_of_sampled_latents():
   model, params = _tiny_model(3)
   images, labels = _test_split()
@@ -98,20 +132,28 @@ def test_figure_data_are_probabilities_of_sampled_latents():
       model, params, images, labels, (8, 8, 1), jax.random.key(0),
       chunk_size=16, num_traversal_steps=5)
   means, logvars = model.encode(params, images)
-  # Chunked (padded) encoding gives the means of one big call.
-  np.testing.assert_allclose(data.posterior_means, means, atol=1e-5)
+  # Chunked (padded) encoding gives the means of one big call: two float32
+  # programs, each within the encoder's bound.
+  means_atol, means_abs = _encoder_atol(model, params, images)
+  assert_close(data.posterior_means, means, 2 * means_atol)
   assert data.images.shape == data.reconstructions.shape == (16, 8, 8, 1)
   for array in (data.reconstructions, data.prior_samples, data.traversals):
     assert np.all((array >= 0) & (array <= 1))  # sigmoid, not logits
-  # z ~ q(z|x) is sampled: reconstructions are not those of z = μ.
+  # z ~ q(z|x) is sampled: reconstructions are not those of z = μ, beyond
+  # what rounding alone could do to decoding μ twice.
   from_mean = _decode_mean(model, params, means[:16]).reshape(16, 8, 8, 1)
-  assert not np.allclose(data.reconstructions, from_mean, atol=1e-4)
+  rounding = 2 * _decoded_atol(model, params, means_abs[:16],
+                               _ENCODER_ROUNDINGS).reshape(16, 8, 8, 1)
+  assert np.any(np.abs(data.reconstructions - from_mean) > rounding)
   # Traversal [d, s] sets z_d = values[s], the rest at μ(x) of test image 0.
   z = np.array(means[0])
   z[1] = data.traversal_values[4]
-  np.testing.assert_allclose(data.traversals[1, 4],
-                             _decode_mean(model, params, z).reshape(8, 8, 1),
-                             atol=1e-5)
+  z_abs = means_abs[0].copy()
+  z_abs[1] = abs(data.traversal_values[4])
+  assert_close(data.traversals[1, 4],
+               _decode_mean(model, params, z).reshape(8, 8, 1),
+               2 * _decoded_atol(model, params, z_abs,
+                                 _ENCODER_ROUNDINGS).reshape(8, 8, 1))
   assert data.traversals.shape == (3, 5, 8, 8, 1) and data.manifold is None
   assert "μ(x) of test image 0" in data.traversal_title
 
@@ -167,16 +209,20 @@ def test_figure_data_of_a_model_of_one_image(layout):
   data = figure_data.compute_figure_data(
       model, params, images, labels, (8, 8, 1), jax.random.key(0),
       chunk_size=16, **SMALL)
-  means, _ = mlp.encode(params, images.reshape(len(images), -1))
-  np.testing.assert_allclose(data.posterior_means, means, atol=1e-5)
+  flat = images.reshape(len(images), -1)
+  means, _ = mlp.encode(params, flat)
+  means_atol, _ = _encoder_atol(mlp, params, flat)
+  assert_close(data.posterior_means, means, 2 * means_atol)
   assert data.images.shape == data.reconstructions.shape == (8, 8, 8, 1)
   assert data.prior_samples.shape == (16, 8, 8, 1)
   # The prior samples are E[x|z] of the model's own prior, not of N(0, I).
   _, prior_rng = jax.random.split(jax.random.key(0))
   z = model.sample_prior(prior_rng, 16)
-  np.testing.assert_allclose(data.prior_samples,
-                             _decode_mean(mlp, params, z).reshape(16, 8, 8, 1),
-                             atol=1e-5)
+  # The same draws z (exact), decoded by two float32 programs.
+  assert_close(data.prior_samples,
+               _decode_mean(mlp, params, z).reshape(16, 8, 8, 1),
+               2 * _decoded_atol(mlp, params, np.abs(np.asarray(z)),
+                                 0).reshape(16, 8, 8, 1))
 
 
 def test_figure_data_checks_the_size_of_an_example():

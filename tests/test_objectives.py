@@ -20,16 +20,16 @@ from absl.testing import absltest
 from absl.testing import parameterized
 
 from conftest import make_linear_gaussian
+from tolerances import sum_atol
 from toy_models import LinearImageVAE
 from vae_jax import step as step_lib
 from vae_jax.math import objectives
 
-_EPS = float(np.finfo(np.float32).eps)
 
 
 def _roundoff(num_terms: int, magnitude) -> float:
   """Worst-case float32 error of a sum of `num_terms` terms of this size."""
-  return num_terms * _EPS * float(np.max(np.abs(magnitude)))
+  return float(np.max(sum_atol(num_terms, np.abs(magnitude))))
 
 
 class LogWeightsTest(chex.TestCase, parameterized.TestCase):
