@@ -4,8 +4,11 @@
   touches the network or an installed Fashion-MNIST: every test that needs
   image data gets a directory of IDX files written by
   `vae_jax.data.idx.write_idx` into pytest's temporary directory.
-* `LinearGaussian`: a VAE whose posterior p(z|x) and evidence log p(x) are
-  known in closed form, for exact checks of the ELBO and of evaluation.
+* `LinearGaussian`: float64 numpy reference values of a linear-Gaussian VAE
+  whose posterior p(z|x) and evidence log p(x) are known in closed form, for
+  exact checks of the ELBO and of evaluation; an oracle written apart from
+  the library's model (`vae_jax.math.linear_gaussian`), which its
+  `model()` and `exact_posterior_model()` wrap.
 * JAX's persistent compilation cache in a private temporary directory, for
   the whole session, its xdist workers and the launchers they run as
   subprocesses (see `pytest_configure`).
@@ -29,7 +32,7 @@ from tolerances import kl_diagonal_atol
 from tolerances import rounding_atol
 from tolerances import sum_atol
 from vae_jax.data.idx import write_idx
-from vae_jax.math import distributions
+from vae_jax.math import linear_gaussian
 from vae_jax.math.model import StandardNormalPrior
 
 # The repository root (the directory that holds vae_jax/ and experiments/).
@@ -285,7 +288,12 @@ class LinearGaussian:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class LinearGaussianVAE(StandardNormalPrior):
-  """`LinearGaussian` as a `vae_jax.math.model.VAEModel` (float32)."""
+  """`LinearGaussian` as a `VAEModel` with θ = (W, b) fixed (float32).
+
+  The library's `vae_jax.math.linear_gaussian.LinearGaussianVAE` with
+  params fixed to `lg`'s: its encoder gives q = p(z|x) (`exact_posterior`),
+  or q is given directly as params = {"mean", "logvar"}, `[D]`.
+  """
 
   lg: LinearGaussian
   exact_posterior: bool
@@ -298,6 +306,17 @@ class LinearGaussianVAE(StandardNormalPrior):
   def latent_dim(self) -> int:
     return self.lg.latent_dim
 
+  @property
+  def _library(self) -> linear_gaussian.LinearGaussianVAE:
+    return linear_gaussian.LinearGaussianVAE(
+        self.lg.data_dim, self.lg.latent_dim, self.lg.variance)
+
+  def _params(self):
+    decoder = {"weight": jnp.asarray(self.lg.weight, jnp.float32),
+               "bias": jnp.asarray(self.lg.bias, jnp.float32)}
+    return {"encoder": self._library.best_encoder({"decoder": decoder}),
+            "decoder": decoder}
+
   def init(self, rng):
     del rng
     zeros = jnp.zeros(self.latent_dim)
@@ -306,20 +325,14 @@ class LinearGaussianVAE(StandardNormalPrior):
   def encode(self, params, x):
     if not self.exact_posterior:
       return params["mean"], params["logvar"]
-    weight = jnp.asarray(self.lg.weight, jnp.float32)
-    bias = jnp.asarray(self.lg.bias, jnp.float32)
-    var = 1.0 / (1.0 + jnp.sum(weight ** 2, axis=0) / self.lg.variance)
-    mean = var * ((x - bias) @ weight) / self.lg.variance
-    return mean, jnp.broadcast_to(jnp.log(var), mean.shape)
+    return self._library.encode(self._params(), x)
 
   def decode(self, params, z):
     del params
-    weight = jnp.asarray(self.lg.weight, jnp.float32)
-    return z @ weight.T + jnp.asarray(self.lg.bias, jnp.float32)
+    return self._library.decode(self._params(), z)
 
   def log_likelihood(self, decoder_output, x):
-    return distributions.gaussian_log_likelihood(decoder_output, x,
-                                                 self.lg.variance)
+    return self._library.log_likelihood(decoder_output, x)
 
   def mean_of_output(self, decoder_output):
     return decoder_output

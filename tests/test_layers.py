@@ -23,7 +23,8 @@ def _imported_after(statement: str) -> set[str]:
 def test_the_math_layer_imports_jax_chex_and_numpy_only():
   assert _imported_after(
       "import vae_jax.math.distributions, vae_jax.math.likelihoods, "
-      "vae_jax.math.model, vae_jax.math.objectives") == set()
+      "vae_jax.math.model, vae_jax.math.objectives, "
+      "vae_jax.math.diagnostics, vae_jax.math.linear_gaussian") == set()
 
 
 def test_importing_the_package_and_checking_a_config_imports_no_jax():

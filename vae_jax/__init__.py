@@ -31,6 +31,7 @@ _EXPORTS = {
                      "importance_sampled_log_px", "batch_elbo"),
                     "vae_jax.math.objectives"),
     **dict.fromkeys(("VAEModel", "StandardNormalPrior"), "vae_jax.math.model"),
+    "LinearGaussianVAE": "vae_jax.math.linear_gaussian",
     **dict.fromkeys(("ConfigError", "DataError", "UserError"), "vae_jax.errors"),
     **dict.fromkeys(("MLPVAE", "make_mlp_vae"), "vae_jax.nets.mlp"),
     **dict.fromkeys(("Hyperparams", "StepConfig", "StepMetrics", "TrainState",
