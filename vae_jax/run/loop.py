@@ -262,9 +262,11 @@ def _final_measurements(config, workdir, model, state, data, ckpts, history,
         model, params, data.test, eval_rng, k,
         elbo_num_samples=config.eval_num_samples,
         batch_size=config.eval_batch_size)
+    for record in history[:-1]:  # an extended run measured an earlier last
+      record.update(test_log_px=None, test_log_px_stderr=None)
     history[-1].update(test_log_px=report["test_log_px"],
                        test_log_px_stderr=report["test_log_px_stderr"])
-    workdir_lib.replace_last_metrics(workdir, history[-1])
+    workdir_lib.rewrite_metrics(workdir, history)
     writer.write_scalars(history[-1]["step"], {
         "test_log_px": report["test_log_px"],
         "test_log_px_stderr": report["test_log_px_stderr"]})

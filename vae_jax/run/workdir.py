@@ -28,7 +28,7 @@ from vae_jax.errors import ConfigError
 
 __all__ = ["EpochRecord", "METRIC_KEYS", "load_config", "check_resumable",
            "write_config", "read_metrics", "append_metrics",
-           "keep_metrics_until", "replace_last_metrics",
+           "keep_metrics_until", "rewrite_metrics",
            "write_json_atomic"]
 
 
@@ -185,13 +185,12 @@ def append_metrics(workdir: str, record: EpochRecord) -> dict:
   return as_dict
 
 
-def replace_last_metrics(workdir: str, record: dict) -> None:
-  """Rewrites the last line of metrics.jsonl as `record` (atomically)."""
-  records = read_metrics(workdir)
+def rewrite_metrics(workdir: str, records: list[dict]) -> None:
+  """Replaces metrics.jsonl by `records` (atomically)."""
   path = os.path.join(workdir, "metrics.jsonl")
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
-    f.writelines(_json_line(r) for r in records[:-1] + [record])
+    f.writelines(_json_line(r) for r in records)
   os.replace(tmp, path)
 
 
