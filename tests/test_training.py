@@ -129,7 +129,7 @@ def _sgd_step_case():
   expected_params = jax.tree_util.tree_map(lambda p, g: p - learning_rate * g,
                                            state.params, grads)
   expected_metrics = {
-      "loss": loss, "elbo": np.mean(parts.elbo), "kl": np.mean(parts.kl),
+      "objective": -loss, "elbo": np.mean(parts.elbo), "kl": np.mean(parts.kl),
       "log_likelihood": np.mean(parts.log_likelihood),
       "grad_norm": np.sqrt(sum(np.sum(np.square(g)) for g in
                                jax.tree_util.tree_leaves(grads))),
