@@ -124,7 +124,30 @@ _CASES = {
     "not_an_optimizer": _Case(_keep_data, ("--config.optimizer=chain",),
                               ("--config.optimizer", "chain")),
     "unknown_model": _Case(_keep_data, ("--config.model=nosuch",),
-                           ("--config.model", "mlp")),
+                           ("--config.model", "mlp", "conv")),
+    # The variants (issue 10): names, K, λ, and a likelihood that does not
+    # fit the data.
+    "unknown_objective": _Case(_keep_data, ("--config.objective=nosuch",),
+                               ("--config.objective", "elbo", "iwae")),
+    "unknown_likelihood": _Case(
+        _keep_data, ("--config.likelihood=poisson",),
+        ("--config.likelihood", "continuous_bernoulli")),
+    "no_samples": _Case(_keep_data, ("--config.num_samples=0",),
+                        ("--config.num_samples",)),
+    "negative_free_bits": _Case(_keep_data, ("--config.free_bits=-1",),
+                                ("--config.free_bits",)),
+    "free_bits_with_iwae": _Case(
+        _keep_data, ("--config.objective=iwae", "--config.free_bits=0.5"),
+        ("--config.free_bits", "--config.objective=elbo")),
+    "bernoulli_on_grey_levels": _Case(
+        _keep_data, ("--config.binarization=none",),
+        ("--config.likelihood", "continuous_bernoulli", "gaussian")),
+    "conv_with_flat_layout": _Case(
+        _keep_data, ("--config.model=conv", "--config.image_layout=flat"),
+        ("--config.image_layout",)),
+    "conv_image_too_small": _Case(
+        _keep_data, ("--config.model=conv", "--config.conv_channels=4,4,4"),
+        ("--config.model=conv", "divisible by 8")),
 }
 
 

@@ -11,6 +11,7 @@ import pytest
 
 import vae_jax
 from conftest import REPO_ROOT
+from vae_jax import names
 from vae_jax.configs import default
 from vae_jax.errors import ConfigError
 from vae_jax.nets import registry
@@ -73,7 +74,7 @@ def test_a_custom_model_is_evaluated_and_loaded(custom_run, monkeypatch):
     ("toy_models:not_a_model", "lacks the VAEModel methods"),
     ("toy_models:nosuch", "has no function 'nosuch'"),
     ("nosuch_module:f", "no module 'nosuch_module'"),
-    ("conv", "choose one of ['mlp']"),
+    ("nosuch", "choose one of ['conv', 'mlp']"),
 ])
 def test_a_bad_model_name_is_a_config_error(name, message, monkeypatch):
   monkeypatch.syspath_prepend(_TESTS)
@@ -87,6 +88,14 @@ def test_a_bad_model_name_is_a_config_error(name, message, monkeypatch):
 def test_the_mlp_refuses_image_shaped_examples():
   with pytest.raises(ConfigError, match="image_layout=flat"):
     registry.build_model(default.get_config(), (28, 28, 1))
+
+
+@pytest.mark.parametrize("model, layout", [
+    ("mlp", "flat"), ("conv", "image"), ("toy_models:linear_image_vae", "flat")])
+def test_an_unset_image_layout_is_the_models_own(model, layout):
+  assert names.resolve_image_layout(model, "") == layout
+  assert names.resolve_image_layout(model, "image") == "image"
+  assert set(names.MODEL_LAYOUTS) == set(registry.MODELS)
 
 
 def test_equal_configs_build_equal_models():

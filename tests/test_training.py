@@ -124,7 +124,7 @@ def _reference_step(state, batch, kl_weight):
   the float32 rounding bound.
 
   Returns:
-    ({"loss", "elbo", "kl", "log_likelihood"}: (value, magnitude),
+    ({"objective", "elbo", "kl", "log_likelihood"}: (value, magnitude),
      grads and their magnitudes, pytrees like state.params).
   """
   rng = jax.random.fold_in(state.rng, 0)
@@ -158,8 +158,8 @@ def _reference_step(state, batch, kl_weight):
   kl_a = 0.5 * np.sum(mean_a ** 2 + np.abs(np.expm1(logvar))
                       + (np.exp(logvar) + 1) * logvar_a, axis=-1)
   metrics = {
-      "loss": (-np.mean(log_lik - kl_weight * kl),
-               np.mean(log_lik_a + kl_weight * kl_a)),
+      "objective": (np.mean(log_lik - kl_weight * kl),
+                    np.mean(log_lik_a + kl_weight * kl_a)),
       "elbo": (np.mean(log_lik - kl), np.mean(log_lik_a + kl_a)),
       "kl": (np.mean(kl), np.mean(kl_a)),
       "log_likelihood": (np.mean(log_lik), np.mean(log_lik_a)),

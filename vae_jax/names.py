@@ -6,11 +6,33 @@ from here.
 """
 
 __all__ = ["ACTIVATIONS", "BINARIZATIONS", "LAYOUTS", "LIKELIHOODS",
-           "LR_SCHEDULES"]
+           "BINARY_LIKELIHOODS", "LR_SCHEDULES", "OBJECTIVES",
+           "MODEL_LAYOUTS", "resolve_image_layout"]
 
 ACTIVATIONS = ("relu", "elu", "gelu", "silu", "softplus", "tanh",
                "leaky_relu")  # functions of jax.nn
 BINARIZATIONS = ("dynamic", "static", "none")
 LAYOUTS = ("flat", "image")  # [N, H·W·C] for MLPs, [N, H, W, C] for conv nets
-LIKELIHOODS = ("bernoulli", "gaussian")  # p(x|z; θ), vae_jax.math.likelihoods
+# p(x|z; θ), vae_jax.math.likelihoods. Only the Bernoulli needs binary x; the
+# others are densities on [0, 1] (continuous_bernoulli) or on R (Gaussians).
+LIKELIHOODS = ("bernoulli", "gaussian", "gaussian_learned_variance",
+               "continuous_bernoulli")
+BINARY_LIKELIHOODS = ("bernoulli",)
 LR_SCHEDULES = ("constant", "cosine", "warmup_cosine", "exponential")
+# The training objective (vae_jax.step): the β-weighted ELBO (with free bits),
+# or the importance-weighted bound of Burda et al. with num_samples draws.
+OBJECTIVES = ("elbo", "iwae")
+
+# The layout each registered model takes; `image_layout=''` means this one.
+MODEL_LAYOUTS = {"mlp": "flat", "conv": "image"}
+
+
+def resolve_image_layout(model: str, image_layout: str) -> str:
+  """The layout of a run: `image_layout`, or '' → the model's own.
+
+  A model of your own (`package.module:factory`) takes flat examples unless
+  `image_layout=image` says otherwise.
+  """
+  if image_layout:
+    return image_layout
+  return MODEL_LAYOUTS.get(model, "flat")

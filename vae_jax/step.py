@@ -2,9 +2,23 @@
 
     state_{t+1}, metrics = train_step(model, step_config, state_t, batch, hparams)
 
-maximises the (β-weighted) ELBO of the batch by SGD on (φ, θ) jointly,
+maximises a training objective of the batch by SGD on (φ, θ) jointly
+(`StepConfig.objective`; loss = −objective):
 
-    loss(φ, θ) = −1/B Σ_b [E_q[log p(x_b|z)] − β_t KL(q(z|x_b) ‖ p(z))].
+  elbo   the β-weighted ELBO,
+             1/B Σ_b [E_q[log p(x_b|z)] − β_t KL(q(z|x_b) ‖ p(z))],
+         or, with free bits λ > 0 (Kingma et al. 2016), a floor on the
+         batch-mean KL of each latent dimension d,
+             1/B Σ_b E_q[log p(x_b|z)] − β_t Σ_d max(λ, 1/B Σ_b KL_d(x_b)),
+         so a dimension whose KL is below λ gets no gradient from its KL
+         (it is free to carry λ nats) and is not pushed into collapse;
+  iwae   the importance-weighted bound of Burda et al. 2015 with K draws,
+             1/B Σ_b log 1/K Σ_k w_k(x_b),
+             log w_k = log p(x|z_k) + β_t [log p(z_k) − log q(z_k|x)];
+         with K = 1 it is the ELBO with the Monte-Carlo KL.
+
+The metrics' ELBO is always the plain one (β = 1, no floor); `objective` is
+the value of the objective trained.
 
 Two kinds of settings:
 
@@ -35,11 +49,11 @@ import optax
 
 from vae_jax.math import objectives
 from vae_jax.math.model import VAEModel
-from vae_jax.names import LR_SCHEDULES
+from vae_jax.names import LR_SCHEDULES, OBJECTIVES
 
 __all__ = ["Hyperparams", "TrainState", "StepMetrics", "StepConfig",
            "LR_SCHEDULES", "make_optimizer", "lr_factor", "kl_weight_at",
-           "init_train_state", "train_step"]
+           "init_train_state", "training_objective", "train_step"]
 
 
 
@@ -51,6 +65,10 @@ class Hyperparams(NamedTuple):
   kl_warmup_steps: chex.Numeric = 0.0  # β_t = β · min(1, t / kl_warmup_steps)
   lr_warmup_steps: chex.Numeric = 0.0  # linear warm-up of the rate
   lr_schedule_steps: chex.Numeric = 1.0  # length of a decaying schedule
+  # λ, nats per latent dimension; 0 = off. Needs objective elbo and the
+  # prior N(0, I) (for another prior the step has no per-dimension KL and
+  # ignores it: the run refuses that combination).
+  free_bits: chex.Numeric = 0.0
 
 
 @flax.struct.dataclass
@@ -64,12 +82,16 @@ class TrainState:
 
 
 class StepMetrics(NamedTuple):
-  """Means over the batch (or over the steps of a chunk)."""
+  """Means over the batch (or over the steps of a chunk).
+
+  elbo, log_likelihood and kl are the plain ELBO's (β = 1, no floor);
+  `objective` is the objective trained (= −loss), see the module docstring.
+  """
 
   elbo: chex.Array
   log_likelihood: chex.Array
   kl: chex.Array
-  loss: chex.Array
+  objective: chex.Array
   grad_norm: chex.Array
   learning_rate: chex.Array
   kl_weight: chex.Array
@@ -79,8 +101,11 @@ class StepMetrics(NamedTuple):
 class StepConfig:
   """Static settings of the step, plain values: they shape the program."""
 
-  num_samples: int = 1
+  num_samples: int = 1  # K, z draws per example
+  # The ELBO's KL in closed form (else Monte Carlo). With objective=iwae it
+  # only decides how the reported ELBO's KL is estimated.
   analytic_kl: bool = True
+  objective: str = "elbo"  # one of OBJECTIVES
   optimizer: str = "adam"
   grad_clip_norm: float = 0.0  # 0 = no clipping
   lr_schedule: str = "constant"  # one of LR_SCHEDULES
@@ -149,6 +174,37 @@ def init_train_state(model: VAEModel, config: StepConfig,
                     step=jnp.zeros((), jnp.int32), rng=train_rng)
 
 
+def training_objective(model: VAEModel, config: StepConfig, params: Any,
+                       batch: chex.Array, rng: chex.PRNGKey,
+                       kl_weight: chex.Numeric, free_bits: chex.Numeric = 0.0
+                       ) -> tuple[chex.Array, objectives.ElboParts]:
+  """(the objective to maximise, the plain ELBO's `[B]` parts) of a batch.
+
+  See the module docstring; `kl_weight` is β_t, `free_bits` λ (traced: a
+  sweep may vary it; 0 gives exactly the plain β-weighted ELBO).
+  """
+  if config.objective not in OBJECTIVES:
+    raise ValueError(f"unknown objective {config.objective!r}; choose one of "
+                     f"{list(OBJECTIVES)}")
+  terms = objectives.per_example(
+      objectives.example_terms, model, params, batch, rng,
+      num_samples=config.num_samples, analytic_kl=config.analytic_kl,
+      kl_weight=kl_weight)
+  parts = terms.parts  # [B] each
+  if config.objective == "iwae":
+    return jnp.mean(terms.iwae), parts
+  plain = jnp.mean(parts.log_likelihood - kl_weight * parts.kl)
+  if terms.kl_per_dim is None:
+    return plain, parts
+  floored_kl = jnp.sum(jnp.maximum(free_bits,
+                                   jnp.mean(terms.kl_per_dim, axis=0)))
+  floored = jnp.mean(parts.log_likelihood) - kl_weight * floored_kl
+  # where, not max(λ, ·) alone: with λ = 0 a Monte-Carlo KL per dimension
+  # may be negative and must not be clipped; the plain form also keeps
+  # λ = 0 the exact computation of the plain objective.
+  return jnp.where(free_bits > 0, floored, plain), parts
+
+
 def train_step(model: VAEModel, config: StepConfig, state: TrainState,
                batch: chex.Array, hparams: Hyperparams
                ) -> tuple[TrainState, StepMetrics]:
@@ -166,11 +222,9 @@ def train_step(model: VAEModel, config: StepConfig, state: TrainState,
       hparams.lr_schedule_steps)
 
   def loss_fn(params):
-    parts = objectives.batch_elbo(model, params, batch, rng,
-                                  num_samples=config.num_samples,
-                                  analytic_kl=config.analytic_kl)  # [B] each
-    loss = -jnp.mean(parts.log_likelihood - kl_weight * parts.kl)
-    return loss, parts
+    objective, parts = training_objective(model, config, params, batch, rng,
+                                          kl_weight, hparams.free_bits)
+    return -objective, parts
 
   (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   optimizer = make_optimizer(config.optimizer, config.grad_clip_norm)
@@ -181,7 +235,8 @@ def train_step(model: VAEModel, config: StepConfig, state: TrainState,
   params = optax.apply_updates(state.params, updates)
   metrics = StepMetrics(
       elbo=jnp.mean(parts.elbo), log_likelihood=jnp.mean(parts.log_likelihood),
-      kl=jnp.mean(parts.kl), loss=loss, grad_norm=optax.tree.norm(grads),
+      kl=jnp.mean(parts.kl), objective=-loss,
+      grad_norm=optax.tree.norm(grads),
       learning_rate=jnp.asarray(learning_rate, jnp.float32),
       kl_weight=kl_weight)
   new_state = state.replace(params=params, opt_state=opt_state,

@@ -15,10 +15,12 @@ import math
 from typing import Any
 
 from vae_jax.errors import ConfigError
-from vae_jax.names import ACTIVATIONS, BINARIZATIONS, LAYOUTS, LIKELIHOODS
-from vae_jax.names import LR_SCHEDULES
+from vae_jax.names import ACTIVATIONS, BINARIZATIONS, BINARY_LIKELIHOODS
+from vae_jax.names import LAYOUTS, LIKELIHOODS, LR_SCHEDULES, OBJECTIVES
+from vae_jax.names import resolve_image_layout
 
-__all__ = ["validate", "to_json_dict", "RESUMABLE_FIELDS", "INT32_MAX"]
+__all__ = ["validate", "check_likelihood_fits", "to_json_dict",
+           "RESUMABLE_FIELDS", "INT32_MAX"]
 
 # The settings a resumed run may change: a larger `epochs` extends the run;
 # `streaming` feeds the same batches, bit for bit, either way.
@@ -95,21 +97,33 @@ def validate(config):
        "--config.hidden_dims=500 or 300,300")
   need(c.activation in ACTIVATIONS, "activation",
        f"choose one of {list(ACTIVATIONS)}")
+  need(len(c.conv_channels) >= 1
+       and all(1 <= ch <= _MAX_WIDTH for ch in c.conv_channels),
+       "conv_channels", f"give one or more channel counts from 1 to {_MAX_WIDTH}, e.g. "
+       "--config.conv_channels=32,64")
   need(c.likelihood in LIKELIHOODS, "likelihood",
        f"choose one of {list(LIKELIHOODS)}")
   number("gaussian_variance", 0.0, inclusive=False)
+  number("min_log_variance", -1e3, high=1e3)
   need(c.binarization in BINARIZATIONS, "binarization",
        f"choose one of {list(BINARIZATIONS)}")
-  need(not (c.likelihood == "bernoulli" and c.binarization == "none"),
-       "binarization", "a Bernoulli likelihood needs binary data: use dynamic "
-       "or static binarisation, or --config.likelihood=gaussian")
   integer("validation_size", 0)
   need(bool(c.train_split), "train_split", "name a split, e.g. train")
   need(bool(c.test_split), "test_split", "name a split, e.g. test")
-  need(c.image_layout in LAYOUTS, "image_layout",
-       f"choose one of {list(LAYOUTS)}")
-  need(not (c.model == "mlp" and c.image_layout != "flat"), "image_layout",
-       "the MLP VAE needs --config.image_layout=flat (image is for conv nets)")
+  need(c.image_layout in ("",) + LAYOUTS, "image_layout",
+       f"choose one of {list(LAYOUTS)}, or '' for the model's own")
+  layout = resolve_image_layout(c.model, c.image_layout)
+  for model, own in (("mlp", "flat"), ("conv", "image")):
+    need(not (c.model == model and layout != own), "image_layout",
+         f"--config.model={model} takes the {own} layout: set "
+         f"--config.image_layout={own} or leave it unset ('')")
+  need(c.objective in OBJECTIVES, "objective",
+       f"choose one of {list(OBJECTIVES)}")
+  number("free_bits", 0.0, high=1e6)
+  need(not (c.free_bits > 0 and c.objective != "elbo"), "free_bits",
+       f"free bits floor the KL of each latent dimension, which "
+       f"--config.objective={c.objective} does not have: use "
+       "--config.objective=elbo or --config.free_bits=0")
   need(not (c.streaming and c.steps_per_chunk == 0), "steps_per_chunk",
        "streaming sends the data a chunk of steps at a time: set "
        "--config.steps_per_chunk, e.g. 50")
@@ -136,6 +150,24 @@ def validate(config):
   integer("keep_checkpoints", 1, 1000)
   _check_optimizer(c.optimizer)  # last: the only check that imports JAX
   return config
+
+
+def check_likelihood_fits(config, already_binary: bool) -> None:
+  """Refuses a likelihood that is not a likelihood of the run's data.
+
+  A Bernoulli on grey levels (binarization=none on data that is not already
+  binary) is not a density of the data and can run to NaN. Checked once the
+  data is loaded (only then is it known whether it is already binary), still
+  before anything is written or compiled.
+  """
+  binary = config.binarization != "none" or already_binary
+  if config.likelihood in BINARY_LIKELIHOODS and not binary:
+    others = [n for n in LIKELIHOODS if n not in BINARY_LIKELIHOODS]
+    raise _bad("likelihood", config.likelihood,
+               "a Bernoulli likelihood needs binary data, and "
+               "--config.binarization='none' keeps the grey levels: use "
+               "--config.binarization=dynamic or static, or a likelihood of "
+               f"continuous data: {', '.join(others)}")
 
 
 def _check_type(name: str, value: Any, default_value: Any) -> None:

@@ -10,7 +10,8 @@ Preprocessing, chosen by the config and recorded by `describe()`:
     "static" (once, with a fixed seed), or "none" (continuous likelihoods);
     evaluation splits are binarised once with a seed fixed for all runs, so
     every run is scored on the same binary images;
-  * layout: "flat" `[N, H·W·C]` for MLPs, or "image" `[N, H, W, C]`.
+  * layout: "flat" `[N, H·W·C]` for MLPs, or "image" `[N, H, W, C]`;
+    '' (the default) takes the model's own (`vae_jax.names.MODEL_LAYOUTS`).
 
 Input path: the training split is placed on the device once as uint8
 (`train`), and shuffling, batching and binarisation happen inside the
@@ -32,7 +33,7 @@ from vae_jax.data import datasets
 from vae_jax.data import pipeline
 from vae_jax.data import streaming
 from vae_jax.errors import ConfigError
-from vae_jax.names import LAYOUTS
+from vae_jax.names import LAYOUTS, resolve_image_layout
 
 __all__ = ["PreparedData", "prepare_data"]
 
@@ -49,12 +50,14 @@ class PreparedData:
   """
 
   def __init__(self, dataset: datasets.ImageDataset, config: Any):
-    """`config`: the run's config; reads binarization, image_layout and
-    streaming (a ConfigDict, or any object with those attributes)."""
+    """`config`: the run's config; reads binarization, image_layout (''
+    = the model's own, so model too) and streaming (a ConfigDict, or any
+    object with those attributes)."""
     self.dataset = dataset
     self.image_shape = dataset.image_shape
     self.binarization = config.binarization
-    self.layout = config.image_layout
+    self.layout = resolve_image_layout(getattr(config, "model", "mlp"),
+                                       config.image_layout)
     self.streaming = config.streaming
     if self.layout not in LAYOUTS:
       raise ConfigError(f"--config.image_layout={self.layout!r} is invalid: "

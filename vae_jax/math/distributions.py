@@ -30,6 +30,10 @@ __all__ = [
     "monte_carlo_kl",
     "bernoulli_log_likelihood",
     "gaussian_log_likelihood",
+    "gaussian_learned_variance_log_likelihood",
+    "continuous_bernoulli_log_normalizer",
+    "continuous_bernoulli_log_likelihood",
+    "continuous_bernoulli_mean",
 ]
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -169,3 +173,75 @@ def gaussian_log_likelihood(
   return -0.5 * jnp.sum(
       _LOG_2PI + jnp.log(variance) + jnp.square(x - mean) / variance
   )
+
+
+def gaussian_learned_variance_log_likelihood(
+    mean: chex.Array, logvar: chex.Array, x: chex.Array
+) -> chex.Array:
+  """log N(x; mean, diag exp(logvar)) = −½ Σ_i [log 2π + logvar_i + (x_i − mean_i)² e^{−logvar_i}].
+
+  The variance is per pixel (the decoder's second output); floor `logvar`
+  before calling this (`vae_jax.math.likelihoods`), since for data with
+  pixels that are exactly constant the maximum-likelihood variance is 0 and
+  the density diverges.
+  """
+  chex.assert_equal_shape([mean, logvar, x])
+  return -0.5 * jnp.sum(_LOG_2PI + logvar + jnp.square(x - mean)
+                        * jnp.exp(-logvar))
+
+
+# |ℓ| below this: the Taylor series of the continuous Bernoulli's log C and
+# mean. Their closed forms are 0/0 at ℓ = 0 and lose digits near it; the
+# series' first omitted terms, 62ℓ⁶/181440 and ℓ⁵/30240 (< 4e-10 here), are
+# far below float32's resolution, and the closed forms' rounding at |ℓ| = 0.1
+# is a few 1e-7, so the two pieces join to float32 precision.
+_CB_TAYLOR_BELOW = 0.1
+
+
+def continuous_bernoulli_log_normalizer(logits: chex.Array) -> chex.Array:
+  """log C(λ) of the continuous Bernoulli (Loaiza-Ganem & Cunningham 2019), per element.
+
+  p(x|λ) = C(λ) λ^x (1 − λ)^(1−x) on x ∈ [0, 1], C(λ) = 2 artanh(1 − 2λ) / (1 − 2λ)
+  and C(½) = 2. With λ = sigmoid(ℓ), 1 − 2λ = −tanh(ℓ/2) and
+  artanh(1 − 2λ) = −ℓ/2, so
+
+      C = ℓ / tanh(ℓ/2),   log C = log|ℓ| − log tanh(|ℓ|/2)   (even in ℓ),
+
+  exact in logits for any |ℓ| (tanh → 1 for large |ℓ|, no log of 0). Near
+  λ = ½ (ℓ = 0) the Taylor series log C = log 2 + ℓ²/12 − 7ℓ⁴/1440 + O(ℓ⁶)
+  replaces the 0/0. Both branches are evaluated at safe points, so the
+  gradient is finite everywhere, ℓ = 0 included.
+  """
+  a = jnp.abs(logits)
+  small = a < _CB_TAYLOR_BELOW
+  safe = jnp.where(small, _CB_TAYLOR_BELOW, a)
+  closed = jnp.log(safe) - jnp.log(jnp.tanh(0.5 * safe))
+  sq = jnp.square(logits)
+  taylor = math.log(2.0) + sq / 12.0 - 7.0 * jnp.square(sq) / 1440.0
+  return jnp.where(small, taylor, closed)
+
+
+def continuous_bernoulli_log_likelihood(logits: chex.Array,
+                                        x: chex.Array) -> chex.Array:
+  """log p(x|z) = Σ_i [x_i ℓ_i − softplus(ℓ_i) + log C(ℓ_i)] for x ∈ [0, 1].
+
+  The Bernoulli's terms (written stably in logits, as there) plus the
+  normaliser that makes the density integrate to one over [0, 1], so it is
+  a likelihood for grey-level pixels. Scalar: the sum over every axis of x.
+  """
+  chex.assert_equal_shape([logits, x])
+  return jnp.sum(x * logits - jax.nn.softplus(logits)
+                 + continuous_bernoulli_log_normalizer(logits))
+
+
+def continuous_bernoulli_mean(logits: chex.Array) -> chex.Array:
+  """E[x] = λ/(2λ − 1) + 1/(2 artanh(1 − 2λ)) = sigmoid(ℓ)/tanh(ℓ/2) − 1/ℓ.
+
+  Not λ itself (a common mistake in figures). Near ℓ = 0 the two terms are
+  ±1/ℓ and cancel, so the series ½ + ℓ/12 − ℓ³/720 + O(ℓ⁵) is used there.
+  """
+  small = jnp.abs(logits) < _CB_TAYLOR_BELOW
+  safe = jnp.where(small, _CB_TAYLOR_BELOW, logits)
+  closed = jax.nn.sigmoid(safe) / jnp.tanh(0.5 * safe) - 1.0 / safe
+  taylor = 0.5 + logits / 12.0 - logits ** 3 / 720.0
+  return jnp.where(small, taylor, closed)

@@ -21,6 +21,10 @@ Jensen gives ELBO ≤ E[L_K] ≤ E[L_K'] ≤ log p(x) for K ≤ K', and L_K → 
 as K → ∞. The ELBO with the KL in closed form (`analytic_kl=True`, prior
 N(0, I)) is the same bound with lower variance, beside the core.
 
+The training objectives of `vae_jax.step` take all they need from one pass
+over the K draws, `example_terms`: the plain ELBO's parts, the KL of each
+latent dimension (for free bits) and the β-weighted IWAE bound.
+
 Sample k of an example uses the noise ε_k = normal(fold_in(rng, k)), so the
 same key gives the same z_k whatever K or however the K draws are chunked:
 the ELBO with K = 1 and the IWAE bound with K = 1 are the same number, and
@@ -34,7 +38,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 import chex
 import jax
@@ -43,8 +47,9 @@ import jax.numpy as jnp
 from vae_jax.math import distributions
 from vae_jax.math.model import VAEModel
 
-__all__ = ["ElboParts", "posterior_samples", "log_weights", "elbo", "iwae_bound",
-           "importance_sampled_log_px", "batch_elbo", "per_example"]
+__all__ = ["ElboParts", "ExampleTerms", "posterior_samples", "log_weights",
+           "elbo", "example_terms", "iwae_bound", "importance_sampled_log_px",
+           "batch_elbo", "per_example"]
 
 
 class ElboParts(NamedTuple):
@@ -56,6 +61,18 @@ class ElboParts(NamedTuple):
   elbo: chex.Array  # L, nats
   log_likelihood: chex.Array  # E_q[log p(x|z)], nats
   kl: chex.Array  # KL(q(z|x) ‖ p(z)), nats
+
+
+class ExampleTerms(NamedTuple):
+  """What the training objectives take from one example's K draws.
+
+  `parts` is the plain (β = 1) ELBO, what every report shows; `kl_per_dim`
+  sums to `parts.kl` (up to rounding); `iwae` uses β-weighted log weights.
+  """
+
+  parts: ElboParts  # scalars
+  kl_per_dim: Optional[chex.Array]  # [D] nats; None unless p(z) = N(0, I)
+  iwae: chex.Array  # log 1/K Σ_k w_k(β), a scalar
 
 
 def _noise(rng: chex.PRNGKey, indices: chex.Array, latent_dim: int) -> chex.Array:
@@ -112,7 +129,10 @@ def log_weights(model: VAEModel, params: Any, x: chex.Array, rng: chex.PRNGKey,
   """
   mean, logvar = _encode(model, params, x)
   eps = _noise(rng, jnp.arange(num_samples), model.latent_dim)
-  log_likelihood, log_prior, log_q = _terms(model, params, x, mean, logvar, eps)
+  return _weights(*_terms(model, params, x, mean, logvar, eps), kl_weight)
+
+
+def _weights(log_likelihood, log_prior, log_q, kl_weight):
   return log_likelihood + kl_weight * (log_prior - log_q)
 
 
@@ -128,19 +148,44 @@ def elbo(model: VAEModel, params: Any, x: chex.Array, rng: chex.PRNGKey,
   Returns:
     `ElboParts` of scalars.
   """
+  return example_terms(model, params, x, rng, num_samples, analytic_kl).parts
+
+
+def example_terms(model: VAEModel, params: Any, x: chex.Array,
+                  rng: chex.PRNGKey, num_samples: int = 1,
+                  analytic_kl: bool = True, kl_weight: chex.Numeric = 1.0
+                  ) -> ExampleTerms:
+  """The plain ELBO, its KL per dimension and L_K(β), from the same K draws.
+
+  The KL per dimension d (for free bits, which floor it) is
+      analytic:     ½ [μ_d² + σ_d² − 1 − log σ_d²]
+      Monte Carlo:  1/K Σ_k [log q(z_kd|x) − log p(z_kd)]
+                    = 1/K Σ_k ½ [z_kd² − ε_kd² − log σ_d²],
+  both only for the factorised prior N(0, I) (`StandardNormalPrior`); for
+  another prior it is None. Under `jit`, what a caller leaves unused is
+  not computed.
+  """
   mean, logvar = _encode(model, params, x)
   eps = _noise(rng, jnp.arange(num_samples), model.latent_dim)
   log_likelihood, log_prior, log_q = _terms(model, params, x, mean, logvar, eps)
+  standard_normal = getattr(model, "standard_normal_prior", False)
   if analytic_kl:
-    if not getattr(model, "standard_normal_prior", False):
+    if not standard_normal:
       raise ValueError("analytic_kl=True needs the prior N(0, I) "
                        "(StandardNormalPrior); use analytic_kl=False")
     kl = distributions.kl_to_standard_normal(mean, logvar)
+    kl_per_dim = 0.5 * (jnp.square(mean) + jnp.expm1(logvar) - logvar)
   else:
     kl = jnp.mean(log_q - log_prior)
+    z = mean + jnp.exp(0.5 * logvar) * eps  # [K, D], the draws of _terms
+    kl_per_dim = (0.5 * jnp.mean(jnp.square(z) - jnp.square(eps), axis=0)
+                  - 0.5 * logvar) if standard_normal else None
+  iwae = (jax.nn.logsumexp(_weights(log_likelihood, log_prior, log_q,
+                                    kl_weight)) - math.log(num_samples))
   log_likelihood = jnp.mean(log_likelihood)
-  return ElboParts(elbo=log_likelihood - kl, log_likelihood=log_likelihood,
-                   kl=kl)
+  parts = ElboParts(elbo=log_likelihood - kl, log_likelihood=log_likelihood,
+                    kl=kl)
+  return ExampleTerms(parts=parts, kl_per_dim=kl_per_dim, iwae=iwae)
 
 
 def iwae_bound(model: VAEModel, params: Any, x: chex.Array, rng: chex.PRNGKey,

@@ -15,7 +15,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from vae_jax.math.likelihoods import Likelihood
+from vae_jax.math.likelihoods import DEFAULT_MIN_LOG_VARIANCE, Likelihood
 from vae_jax.math.model import StandardNormalPrior
 from vae_jax.nets.modules import MLPDecoder, MLPEncoder
 
@@ -42,7 +42,8 @@ class MLPVAE(StandardNormalPrior):
   @property
   def _decoder(self) -> MLPDecoder:
     return MLPDecoder(tuple(reversed(self.hidden_dims)),
-                      math.prod(self.event_shape), self.activation)
+                      math.prod(self.event_shape)
+                      * self.likelihood.outputs_per_value, self.activation)
 
   def init(self, rng: chex.PRNGKey) -> Any:
     enc_rng, dec_rng = jax.random.split(rng)
@@ -69,9 +70,11 @@ class MLPVAE(StandardNormalPrior):
 def make_mlp_vae(data_dim: int = 784, latent_dim: int = 20,
                  hidden_dims=(500,), activation: str = "relu",
                  likelihood: str = "bernoulli",
-                 gaussian_variance: float = 1.0) -> MLPVAE:
+                 gaussian_variance: float = 1.0,
+                 min_log_variance: float = DEFAULT_MIN_LOG_VARIANCE) -> MLPVAE:
   """An `MLPVAE` from plain values (a shortcut for scripts and notebooks)."""
   return MLPVAE(event_shape=(int(data_dim),), latent_dim=int(latent_dim),
                 hidden_dims=tuple(int(h) for h in hidden_dims),
                 activation=activation,
-                likelihood=Likelihood(likelihood, float(gaussian_variance)))
+                likelihood=Likelihood(likelihood, float(gaussian_variance),
+                                      float(min_log_variance)))

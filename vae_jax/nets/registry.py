@@ -1,6 +1,10 @@
 """Models by name: `config.model` → a `VAEModel` for the data's example shape.
 
-    mlp                       the MLP VAE (`vae_jax.nets.mlp`)
+    mlp                       the MLP VAE (`vae_jax.nets.mlp`), flat examples
+    conv                      the conv VAE (`vae_jax.nets.conv`), images
+                              [H, W, C]; `image_layout=''` (the default)
+                              gives each model its own layout
+                              (`vae_jax.names.MODEL_LAYOUTS`)
     package.module:factory    your own: `factory(config, event_shape)` returns
                               a model (the example shape comes from the data,
                               not the config)
@@ -22,21 +26,41 @@ from vae_jax.errors import ConfigError
 __all__ = ["MODELS", "build_model", "check_model_name"]
 
 
-def _mlp(config, event_shape):
+def _likelihood(config):
   from vae_jax.math.likelihoods import Likelihood  # pylint: disable=g-import-not-at-top
+  return Likelihood(config.likelihood, float(config.gaussian_variance),
+                    float(config.min_log_variance))
+
+
+def _mlp(config, event_shape):
   from vae_jax.nets.mlp import MLPVAE  # pylint: disable=g-import-not-at-top
   if len(event_shape) != 1:
     raise ConfigError(
         f"--config.model=mlp takes flat examples, but the data's examples "
-        f"have shape {tuple(event_shape)}: use --config.image_layout=flat")
+        f"have shape {tuple(event_shape)}: use --config.image_layout=flat "
+        "or leave it unset")
   return MLPVAE(event_shape=tuple(event_shape), latent_dim=config.latent_dim,
                 hidden_dims=tuple(config.hidden_dims),
-                activation=config.activation,
-                likelihood=Likelihood(config.likelihood,
-                                      config.gaussian_variance))
+                activation=config.activation, likelihood=_likelihood(config))
 
 
-MODELS: dict[str, Callable] = {"mlp": _mlp}
+def _conv(config, event_shape):
+  from vae_jax.nets import conv  # pylint: disable=g-import-not-at-top
+  problem = conv.check_image_shape(event_shape, config.conv_channels)
+  if problem:
+    raise ConfigError(f"--config.model=conv: {problem}; use "
+                      "--config.image_layout=image (or leave it unset), or "
+                      "fewer --config.conv_channels")
+  return conv.ConvVAE(event_shape=tuple(event_shape),
+                      latent_dim=config.latent_dim,
+                      conv_channels=tuple(config.conv_channels),
+                      hidden_dims=tuple(config.hidden_dims),
+                      activation=config.activation,
+                      likelihood=_likelihood(config))
+
+
+# The layout each one takes is in vae_jax.names.MODEL_LAYOUTS (JAX-free).
+MODELS: dict[str, Callable] = {"mlp": _mlp, "conv": _conv}
 
 
 def check_model_name(name: str) -> None:

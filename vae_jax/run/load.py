@@ -13,6 +13,7 @@ import os
 from typing import Any, NamedTuple, Optional, Union
 
 from vae_jax.errors import ConfigError
+from vae_jax.names import resolve_image_layout
 from vae_jax.nets import registry
 from vae_jax.run import checkpoints as checkpoints_lib
 from vae_jax.run import workdir as workdir_lib
@@ -92,7 +93,7 @@ def event_shape(workdir: str, config) -> tuple[int, ...]:
   """The shape of one example of the run, from config.json's data record."""
   with open(os.path.join(workdir, "config.json")) as f:
     shape = json.load(f)["data"]["image_shape"]
-  if config.image_layout == "flat":
+  if resolve_image_layout(config.model, config.image_layout) == "flat":
     return (math.prod(shape),)
   return tuple(shape)
 

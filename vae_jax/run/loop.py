@@ -80,7 +80,15 @@ def train_and_evaluate(
   validation.validate(config)
   stored = workdir_lib.check_resumable(config, workdir)
   data = data or prepare_data(config)
+  validation.check_likelihood_fits(config, data.dataset.already_binary)
   model = registry.build_model(config, data.train.shape[1:])
+  if config.free_bits > 0 and not getattr(model, "standard_normal_prior",
+                                          False):
+    raise ConfigError(
+        f"--config.free_bits={config.free_bits} is invalid for "
+        f"--config.model={config.model}: free bits floor the KL of each "
+        "latent dimension, defined here for the prior N(0, I) only; use "
+        "--config.free_bits=0")
   logging.info("data: %s from %s (%s), train %s, test %s, binarization %s, "
                "input %s", config.dataset, data.dataset.source,
                data.dataset.source_kind, data.train.shape, data.test.shape,

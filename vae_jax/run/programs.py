@@ -25,7 +25,7 @@ __all__ = ["step_config", "hyperparams", "batch_config", "chunk_lengths",
 def step_config(config) -> step_lib.StepConfig:
   return step_lib.StepConfig(
       num_samples=config.num_samples, analytic_kl=config.analytic_kl,
-      optimizer=config.optimizer, grad_clip_norm=float(config.grad_clip_norm),
+      objective=config.objective, optimizer=config.optimizer, grad_clip_norm=float(config.grad_clip_norm),
       lr_schedule=config.lr_schedule)
 
 
@@ -38,7 +38,8 @@ def hyperparams(config, steps_per_epoch: int) -> step_lib.Hyperparams:
       kl_weight=jnp.float32(config.kl_weight),
       kl_warmup_steps=steps(config.kl_warmup_epochs),
       lr_warmup_steps=steps(config.lr_warmup_epochs),
-      lr_schedule_steps=steps(schedule_epochs))
+      lr_schedule_steps=steps(schedule_epochs),
+      free_bits=jnp.float32(config.free_bits))
 
 
 def batch_config(config, data) -> chunks.BatchConfig:

@@ -25,6 +25,7 @@ from absl import logging
 
 from vae_jax import validation
 from vae_jax.errors import ConfigError
+from vae_jax.names import resolve_image_layout
 
 __all__ = ["EpochRecord", "METRIC_KEYS", "load_config", "check_resumable",
            "write_config", "read_metrics", "append_metrics",
@@ -36,8 +37,11 @@ __all__ = ["EpochRecord", "METRIC_KEYS", "load_config", "check_resumable",
 class EpochRecord:
   """One line of metrics.jsonl: an epoch's means, nats per example.
 
-  Every ELBO is reported with KL weight 1, also during KL warm-up;
-  `kl_weight` and `learning_rate` are the means over the epoch's steps;
+  Every ELBO is reported with KL weight 1, also during KL warm-up, and
+  without free bits, whatever the training objective; `train_objective` is
+  the objective trained (the β-weighted ELBO, with free bits if set, or the
+  IWAE bound), averaged over the epoch's steps, as are `kl_weight` and
+  `learning_rate`;
   `val_elbo` is None without a validation split; `examples_per_sec` counts
   training steps only; `test_log_px` is null except on the last line of a
   run with `final_importance_samples` > 0.
@@ -48,6 +52,7 @@ class EpochRecord:
   train_elbo: float
   train_kl: float
   train_log_likelihood: float
+  train_objective: float
   val_elbo: Optional[float]
   test_elbo: float
   test_elbo_stderr: float
@@ -108,6 +113,9 @@ def _differences(stored, config) -> list[str]:
     if name in validation.RESUMABLE_FIELDS:
       continue
     old, new = stored.get(name), config.get(name)
+    if name == "image_layout":  # '' and the model's own layout are one
+      old = resolve_image_layout(stored.get("model"), old)
+      new = resolve_image_layout(config.get("model"), new)
     if old != new:
       show = validation._show  # pylint: disable=protected-access
       diffs.append(f"--config.{name}: the run has {show(old)}, this command "
