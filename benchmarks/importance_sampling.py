@@ -18,7 +18,9 @@ Measures, in one process, after compilation:
 
 The estimator also pays for what the limit leaves out: the Bernoulli
 log-likelihood (a softplus per pixel and sample), the encoder, the noise.
-The pair is measured --repeats times, alternating, and the medians printed.
+The pair is measured --repeats times, alternating; the best of each is
+compared (the least disturbed on a shared machine), and the median of the
+per-repeat ratios is printed beside it.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ _K = flags.DEFINE_integer("num_samples", 1000, "K per image.")
 _N = flags.DEFINE_integer("num_examples", 200, "Images timed per repeat.")
 _LATENT = flags.DEFINE_integer("latent_dim", 20, "Latent size.")
 _HIDDEN = flags.DEFINE_list("hidden_dims", ["500"], "Hidden widths.")
-_REPEATS = flags.DEFINE_integer("repeats", 3, "Alternating repeats.")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Alternating repeats.")
 
 
 def _decoder_macs(latent: int, hidden: list[int], out: int) -> int:
@@ -48,16 +50,20 @@ def _decoder_macs(latent: int, hidden: list[int], out: int) -> int:
 
 
 def _matmul_loop(model, params, chunk: int, steps: int):
-  """`steps` decoder forwards of [chunk, D] noise, only the matmuls' cost."""
-  def body(carry, key):
-    z = jax.random.normal(key, (chunk, model.latent_dim)) + carry
-    out = model.decode(params, z)  # [chunk, 784]
-    return carry + 1e-6 * out[0, 0], None
+  """`steps` decoder forwards of a [chunk, D] batch: the matmuls' cost.
+
+  Each step's input depends on the last step's output (a scalar), so XLA
+  cannot hoist or merge the steps; no random numbers are drawn inside.
+  """
+  def body(carry, _):
+    out = model.decode(params, z + carry)  # [chunk, 784]
+    return 1e-6 * out[0, 0], None
+
+  z = jax.random.normal(jax.random.key(7), (chunk, model.latent_dim))
 
   @jax.jit
-  def run(key):
-    keys = jax.random.split(key, steps)
-    carry, _ = jax.lax.scan(body, jnp.float32(0), keys)
+  def run(start):
+    carry, _ = jax.lax.scan(body, start, None, length=steps)
     return carry
 
   return run
@@ -86,22 +92,28 @@ def main(argv):
   estimate = lambda: likelihood.importance_sampled_log_px(
       model, params, images, rng, k, progress=False)
   estimate()  # compile
-  _time(matmuls, jax.random.key(2))
+  _time(matmuls, jnp.float32(0))
   est_rates, gflops = [], []
   for r in range(_REPEATS.value):
     est_rates.append(n / _time(estimate))
-    seconds = _time(matmuls, jax.random.key(3 + r))
+    seconds = _time(matmuls, jnp.float32(r))
     gflops.append(steps * chunk * flops_per_image / k / seconds / 1e9)
-  rate, flops = statistics.median(est_rates), statistics.median(gflops)
+  # Best against best: on a shared machine the fastest repeat of each is the
+  # one least disturbed; medians are printed beside them.
+  rate, flops = max(est_rates), max(gflops)
   limit = flops * 1e9 / flops_per_image
+  median_pct = 100 * statistics.median(
+      e / (g * 1e9 / flops_per_image) for e, g in zip(est_rates, gflops))
   print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}); "
         f"model 784-{'-'.join(map(str, hidden))}-{_LATENT.value}, K = {k}, "
-        f"chunk {chunk}, {n} images, medians of {_REPEATS.value}")
+        f"chunk {chunk}, {n} images, best of {_REPEATS.value} alternating "
+        "repeats")
   print(f"decoder matmuls: {flops:8.1f} GFLOP/s at [{chunk}, ...] shapes")
   print(f"limit:           {limit:8.1f} images/s "
         f"({flops_per_image / 1e9:.2f} GFLOP per image)")
   print(f"estimator:       {rate:8.1f} images/s = {1e3 / rate:.2f} ms/image "
-        f"= {100 * rate / limit:.0f}% of the limit")
+        f"= {100 * rate / limit:.0f}% of the limit (median of the "
+        f"repeats' ratios: {median_pct:.0f}%)")
   full = 10_000 * 5000 / k / rate
   print(f"projected: the 10,000 test images at K = 5000 in {full / 60:.1f} min "
         f"(limit: {10_000 * 5000 / k / limit / 60:.1f} min)")
