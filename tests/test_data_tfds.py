@@ -210,8 +210,8 @@ def test_mnist_trains_identically_on_device_and_streaming(tmp_path):
   stream = data.stream_chunks(state.rng, 8, [steps], num_epochs=2)
   a = b = state
   for _ in range(2):
-    a, metrics_a = on_device(a, data.train, hparams)
-    b, metrics_b = streamed(b, next(stream), hparams)
+    a, metrics_a, _ = on_device(a, data.train, hparams)
+    b, metrics_b, _ = streamed(b, next(stream), hparams)
     chex.assert_trees_all_close(metrics_a, metrics_b, rtol=1e-6)
   chex.assert_trees_all_close(a.params, b.params, rtol=1e-6, atol=1e-7)
   assert int(a.step) == int(b.step) == 10 and np.isfinite(float(metrics_a.elbo))

@@ -209,9 +209,9 @@ class TrainChunkTest(chex.TestCase):
     whole, halves = chunk(steps_per_epoch), chunk(steps_per_epoch // 2)
     state_a, state_b = state0, state0
     for _ in range(epochs):
-      state_a, metrics_a = whole(state_a, images, hparams)
-      state_b, first = halves(state_b, images, hparams)
-      state_b, second = halves(state_b, images, hparams)
+      state_a, metrics_a, _ = whole(state_a, images, hparams)
+      state_b, first, _ = halves(state_b, images, hparams)
+      state_b, second, _ = halves(state_b, images, hparams)
       chex.assert_trees_all_close(
           jax.tree_util.tree_map(lambda u, v: (u + v) / 2, first, second),
           metrics_a, rtol=1e-5, atol=1e-6)

@@ -21,8 +21,10 @@ from vae_jax.names import LR_SCHEDULES
 __all__ = ["validate", "to_json_dict", "RESUMABLE_FIELDS", "INT32_MAX"]
 
 # The settings a resumed run may change: a larger `epochs` extends the run;
-# `streaming` feeds the same batches, bit for bit, either way.
-RESUMABLE_FIELDS = ("epochs", "streaming")
+# `streaming` feeds the same batches, bit for bit, either way; so does
+# `skip_nonfinite_updates` until a step is not finite (then it lets a run
+# that stopped at one go on).
+RESUMABLE_FIELDS = ("epochs", "streaming", "skip_nonfinite_updates")
 
 INT32_MAX = 2**31 - 1
 # Sizes past these would not fit in memory on any machine this runs on; they

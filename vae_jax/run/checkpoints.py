@@ -20,23 +20,111 @@ Saves are synchronous: a checkpoint is complete on disk when `save_*`
 returns. orbax writes each step to a temporary directory and renames it when
 done, so a process killed at any moment leaves the earlier checkpoints
 intact and no half-written one that a restore would pick up.
+
+Verified restores. `progress` also holds the SHA-256 of each part of the
+saved state (`checksums`): bytes that a damaged disk or a stray write turned
+into other finite numbers are caught by it, not by a finiteness check.
+`restore_newest` tries the steps newest first and takes the first that
+restores, matches its checksums and is finite; each unusable one costs a
+warning line (and, when training, is moved to checkpoints/damaged/, so the
+step can be saved again). None usable → `CheckpointError`, which lists them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging as std_logging
 import os
-from typing import Any, Optional
+import time
+from typing import Any, NamedTuple, Optional
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+import tensorstore as ts
+from absl import logging
 
+from vae_jax.errors import UserError
 from vae_jax.step import TrainState
 
-__all__ = ["RunCheckpoints", "LATEST", "BEST"]
+__all__ = ["RunCheckpoints", "Restored", "CheckpointError", "checksums",
+           "LATEST", "BEST", "DAMAGED"]
 
 LATEST = "latest"
 BEST = "best"
+DAMAGED = "damaged"  # unusable steps are moved here, never deleted
+
+
+class CheckpointError(UserError):
+  """Checkpoints exist but none restores intact."""
+
+
+class Restored(NamedTuple):
+  which: str  # LATEST or BEST
+  step: int
+  state: Any  # a TrainState, or the parameters (restore_newest_params)
+  progress: dict[str, Any]
+
+
+def checksums(tree: dict[str, Any]) -> dict[str, str]:
+  """SHA-256 of each top-level part of a state tree (dtype, shape, bytes of
+  every leaf in tree order), as stored in a checkpoint's `progress`."""
+  out = {}
+  for name, part in sorted(tree.items()):
+    digest = hashlib.sha256()
+    for leaf in jax.tree_util.tree_leaves(part):
+      leaf = np.ascontiguousarray(np.asarray(leaf))
+      digest.update(f"{leaf.dtype.str}{leaf.shape}".encode())
+      digest.update(leaf.tobytes())
+    out[name] = digest.hexdigest()
+  return out
+
+
+def _verify(tree: dict[str, Any], progress: dict[str, Any]) -> None:
+  """Raises ValueError unless `tree` matches its checksums and is finite.
+
+  Only the parts in `tree` are checked (evaluation restores the params).
+  Checkpoints written before checksums existed are checked for finiteness.
+  """
+  stored = progress.get("checksums") or {}
+  actual = checksums(tree)
+  bad = [name for name in actual if name in stored and
+         stored[name] != actual[name]]
+  if bad:
+    raise ValueError(f"checksum mismatch in {', '.join(bad)}")
+  for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+    leaf = np.asarray(leaf)
+    if np.issubdtype(leaf.dtype, np.inexact) and not np.all(np.isfinite(leaf)):
+      raise ValueError(f"non-finite values in {jax.tree_util.keystr(path)}")
+
+
+def _check_files(step_dir: str) -> None:
+  """Raises for a step without the files orbax reads, or whose OCDBT
+  manifest does not decode.
+
+  Checked before orbax opens the step, synchronously: a missing or damaged
+  manifest fails inside the asyncio callbacks of orbax's many concurrent
+  reads, which print tracebacks of their own after orbax has raised.
+  """
+  needed = [os.path.join("state", "_METADATA"),
+            os.path.join("progress", "metadata")]
+  ocdbt = os.path.isdir(os.path.join(step_dir, "state", "ocdbt.process_0"))
+  if ocdbt:
+    needed.append(os.path.join("state", "manifest.ocdbt"))
+  missing = [n for n in needed
+             if not os.path.isfile(os.path.join(step_dir, n))]
+  if missing:
+    raise FileNotFoundError(f"missing {', '.join(missing)}")
+  if ocdbt:
+    base = "file://" + os.path.join(os.path.abspath(step_dir), "state", "")
+    ts.KvStore.open({"driver": "ocdbt", "base": base}).result().list(
+    ).result()
+
+
+def _describe(error: BaseException) -> str:
+  text = " ".join(str(error).split()) or "no message"
+  text = text.split(" See full TensorStore details")[0]
+  return f"{type(error).__name__}: {text[:200]}"
 
 
 class _OrbaxWarningsOnly(std_logging.Filter):
@@ -124,10 +212,18 @@ class RunCheckpoints:
     manager = self._managers[which]
     if step in manager.all_steps():
       return
-    manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(_to_tree(state)),
-        progress=ocp.args.JsonSave(progress)))
-    manager.wait_until_finished()
+    tree = jax.device_get(_to_tree(state))
+    progress = dict(progress, checksums=checksums(tree))
+    try:
+      manager.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(tree),
+          progress=ocp.args.JsonSave(progress)))
+      manager.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except
+      # orbax wraps a full disk in several types; the earlier steps are
+      # intact (orbax renames a step into place only when it is complete).
+      raise OSError(f"saving checkpoint {which}/{step} failed "
+                    f"({_describe(e)})") from e
 
   def restore(self, step: int, template: TrainState,
               which: str = LATEST) -> tuple[TrainState, dict[str, Any]]:
@@ -137,12 +233,7 @@ class RunCheckpoints:
       template: a state of the run's structure (e.g. freshly initialised):
         the restored arrays take its shapes, dtypes, shardings and key type.
     """
-    abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct,
-                                      _to_tree(template))
-    restored = self._managers[which].restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract),
-        progress=ocp.args.JsonRestore()))
-    return _from_tree(restored["state"], template), dict(restored["progress"])
+    return self._restore_verified(step, which, template)
 
   def restore_params(self, step: int, which: str = LATEST) -> Any:
     """Only the parameters saved at `step`, as stored (no template needed).
@@ -150,10 +241,78 @@ class RunCheckpoints:
     For loading and evaluating a run: it does not depend on the optimizer
     state's structure, so it reads checkpoints of any optimizer.
     """
+    params, _ = self._restore_params_verified(step, which)
+    return params
+
+  def _restore_verified(self, step: int, which: str, template: TrainState):
+    _check_files(os.path.join(self.directory, which, str(step)))
+    abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct,
+                                      _to_tree(template))
     restored = self._managers[which].restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore()))
-    return jax.tree_util.tree_map(jax.numpy.asarray,
-                                  restored["state"]["params"])
+        state=ocp.args.StandardRestore(abstract),
+        progress=ocp.args.JsonRestore()))
+    progress = dict(restored["progress"])
+    _verify(jax.device_get(restored["state"]), progress)
+    return _from_tree(restored["state"], template), progress
+
+  def _restore_params_verified(self, step: int, which: str):
+    _check_files(os.path.join(self.directory, which, str(step)))
+    restored = self._managers[which].restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(), progress=ocp.args.JsonRestore()))
+    params = restored["state"]["params"]
+    progress = dict(restored["progress"])
+    _verify({"params": params}, progress)
+    return jax.tree_util.tree_map(jax.numpy.asarray, params), progress
+
+  def restore_newest(self, candidates: list[tuple[str, int]],
+                     template: Optional[TrainState] = None
+                     ) -> Optional[Restored]:
+    """The first of `candidates` ((series, step), in order of preference)
+    that restores intact; None if there are no candidates.
+
+    With a `template`, the whole state (see `restore`); without, only the
+    parameters. Each unusable step gets one warning line and, unless
+    read-only, is moved to checkpoints/damaged/.
+
+    Raises:
+      CheckpointError: when there are candidates but none is usable.
+    """
+    problems = []
+    for which, step in candidates:
+      try:
+        if template is None:
+          state, progress = self._restore_params_verified(step, which)
+        else:
+          state, progress = self._restore_verified(step, which, template)
+      except Exception as e:  # pylint: disable=broad-except
+        # orbax and tensorstore raise many types (ValueError, KeyError,
+        # FileNotFoundError, IndexError, ...) for a damaged step.
+        problems.append(f"{which}/{step} ({_describe(e)})")
+        moved = self._move_aside(which, step)
+        logging.warning("checkpoint %s/%d in %s is unusable (%s)%s; trying "
+                        "the next one", which, step, self.directory,
+                        _describe(e), f", moved to {moved}" if moved else "")
+        continue
+      return Restored(which, step, state, progress)
+    if problems:
+      raise CheckpointError(
+          f"{self.directory} holds no usable checkpoint: "
+          f"{'; '.join(problems)}. Move the damaged steps away to start the "
+          "run over, or choose another --workdir")
+    return None
+
+  def _move_aside(self, which: str, step: int) -> Optional[str]:
+    """Moves a damaged step out of its series (training only): a step that
+    stays would be taken as saved when the run reaches it again."""
+    source = os.path.join(self.directory, which, str(step))
+    if self._read_only or not os.path.lexists(source):
+      return None
+    target = os.path.join(self.directory, DAMAGED,
+                          f"{which}-{step}-{time.time_ns()}")
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    os.replace(source, target)
+    self._managers[which].reload()
+    return target
 
   def close(self) -> None:
     for manager in self._managers.values():
