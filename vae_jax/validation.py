@@ -39,7 +39,7 @@ def _bad(name: str, value: Any, must: str) -> ConfigError:
 
 def _show(value: Any) -> str:
   if isinstance(value, (tuple, list)):
-    return ",".join(str(v) for v in value)
+    return ",".join(_show(v) for v in value)
   return repr(value) if isinstance(value, str) else str(value)
 
 
@@ -113,7 +113,7 @@ def validate(config):
   need(not (c.model == "mlp" and c.image_layout != "flat"), "image_layout",
        "the MLP VAE needs --config.image_layout=flat (image is for conv nets)")
   need(not (c.streaming and c.steps_per_chunk == 0), "steps_per_chunk",
-       "streaming sends the data a chunk of steps at a time: set "
+       "--config.streaming sends the data a chunk of steps at a time: set "
        "--config.steps_per_chunk, e.g. 50")
   integer("num_samples", 1, _MAX_SAMPLES)
   integer("eval_num_samples", 1, _MAX_SAMPLES)

@@ -91,22 +91,22 @@ def load_config(workdir: str) -> Optional[ml_collections.ConfigDict]:
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     return None
+  from vae_jax.configs import default  # pylint: disable=g-import-not-at-top
+  config = default.get_config()
   try:
     with open(path) as f:
       stored = json.load(f)
     settings = stored["config"]
     if not isinstance(settings, dict):
       raise TypeError("'config' is not an object")
+    for name, value in settings.items():
+      if name in config:  # a value of the wrong type raises (type-safe)
+        config[name] = tuple(value) if isinstance(value, list) else value
   except (OSError, ValueError, TypeError, KeyError) as e:
     raise ConfigError(
         f"{path} is unreadable ({type(e).__name__}: {e}); it is not a run "
         "directory of vae_jax, or it is damaged: choose another --workdir"
     ) from None
-  from vae_jax.configs import default  # pylint: disable=g-import-not-at-top
-  config = default.get_config()
-  for name, value in settings.items():
-    if name in config:
-      config[name] = tuple(value) if isinstance(value, list) else value
   return config
 
 
