@@ -1,131 +1,42 @@
-"""Faults done for real: a second process, damaged checkpoints, divergence,
-lost metrics, unusable run directories.
+"""Faults done for real: a second process, divergence, lost metrics, a
+full disk (tests/run_helpers.py: the tiny run they work on).
 
-One tiny run (16 steps per epoch in chunks of 7, 7 and 2; checkpoints keep
-the last two chunk boundaries) is the reference; each fault works on a copy
-of its directory, and a resumed run must end bit for bit like it.
+Each fault works on a copy of the reference run's directory or a new one,
+and a resumed run must end bit for bit like the uninterrupted run.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 
-import jax
-import numpy as np
 import pytest
 
 from conftest import REPO_ROOT
+from run_helpers import (assert_same_state, copy_run, error_lines, flags_of,
+                         launch, make_reference, saved_state, small_config,
+                         snapshot, template, train, without_times)
 from toy_models import DIVERGING_STEP
-from vae_jax.configs import default
 from vae_jax.errors import NonFiniteError
-from vae_jax.nets import registry
 from vae_jax.run import checkpoints as checkpoints_lib
 from vae_jax.run import evaluate as evaluate_lib
-from vae_jax.run import load
-from vae_jax.run import loop
-from vae_jax.run import programs
 from vae_jax.run import workdir as workdir_lib
 from vae_jax.run.lock import WorkdirBusy, WorkdirLock
-
-TIME_KEYS = ("examples_per_sec", "wall_time_sec")
-_SETTINGS = dict(dataset="idx", batch_size=32, latent_dim=2, hidden_dims=(16,),
-                 steps_per_chunk=7, eval_batch_size=128, keep_checkpoints=2)
-
-
-def _config(data_dir, **overrides):
-  config = default.get_config()
-  config.update(dict(_SETTINGS, data_dir=data_dir, epochs=2) | overrides)
-  return config
-
-
-def _flags(config) -> list[str]:
-  return [f"--config.{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}"
-          for k, v in config.items() if v != default.get_config()[k]]
-
-
-def _train(config, workdir, **kwargs):
-  return loop.train_and_evaluate(config, str(workdir), progress_bar=False,
-                                 figures=False, **kwargs)
-
-
-def _template(config):
-  model = registry.build_model(config, (28 * 28,))
-  return programs.init_state(model, programs.step_config(config),
-                             jax.random.key(0))
-
-
-def _state(config, workdir, step=None):
-  with checkpoints_lib.RunCheckpoints(os.path.join(workdir, "checkpoints"),
-                                      read_only=True) as ckpts:
-    state, _ = ckpts.restore(step or ckpts.latest_step(), _template(config))
-  return state
-
-
-def _leaves(state):
-  return [np.asarray(x) for x in jax.tree_util.tree_leaves(
-      (state.params, state.opt_state, state.step, jax.random.key_data(
-          state.rng)))]
-
-
-def _assert_same_state(a, b):
-  for x, y in zip(_leaves(a), _leaves(b), strict=True):
-    np.testing.assert_array_equal(x, y)  # bitwise
-
-
-def _without_times(records):
-  return [{k: v for k, v in r.items() if k not in TIME_KEYS} for r in records]
-
-
-def _snapshot(directory):
-  """(path, size, mtime) of everything under `directory`."""
-  out = []
-  for root, dirs, files in os.walk(directory):
-    for name in dirs + files:
-      stat = os.lstat(os.path.join(root, name))
-      out.append((os.path.join(root, name), stat.st_size, stat.st_mtime_ns))
-  return sorted(out)
-
-
-def _launch(module, args, timeout=240):
-  path = os.pathsep.join([str(REPO_ROOT / "tests"),
-                          os.environ.get("PYTHONPATH", "")])
-  return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO_ROOT,
-                        env=dict(os.environ, JAX_PLATFORMS="cpu",
-                                 PYTHONPATH=path),
-                        capture_output=True, text=True, timeout=timeout)
-
-
-def _error_lines(stderr: str) -> list[str]:
-  return [line for line in stderr.splitlines() if line.startswith("error:")]
 
 
 @pytest.fixture(scope="module")
 def reference(idx_data_dir, tmp_path_factory):
-  """(config, workdir, history): 2 epochs, uninterrupted; the 3-epoch run."""
-  config = _config(idx_data_dir)
-  workdir = str(tmp_path_factory.mktemp("reference"))
-  history = _train(config, workdir)
-  longer = str(tmp_path_factory.mktemp("reference3"))
-  _train(_config(idx_data_dir, epochs=3), longer)
-  return config, workdir, history, longer
-
-
-def _copy(reference, tmp_path) -> str:
-  target = os.path.join(tmp_path, "run")
-  shutil.copytree(reference[1], target)
-  return target
+  return make_reference(idx_data_dir, tmp_path_factory)
 
 
 # 1. One writer per run directory.
 
 def test_a_second_trainer_is_refused_and_touches_nothing(reference, tmp_path):
   config, _, _, _ = reference
-  workdir = _copy(reference, tmp_path)
+  workdir = copy_run(reference, tmp_path)
   holder = subprocess.Popen(
       [sys.executable, "-c", "import sys, time\n"
        "from vae_jax.run.lock import WorkdirLock\n"
@@ -134,14 +45,14 @@ def test_a_second_trainer_is_refused_and_touches_nothing(reference, tmp_path):
       text=True)
   try:
     assert holder.stdout.readline().strip() == "locked"
-    before = _snapshot(workdir)
-    second = _launch("experiments.train", [*_flags(config),
+    before = snapshot(workdir)
+    second = launch("experiments.train", [*flags_of(config),
                                            f"--workdir={workdir}", "--quiet"])
     assert second.returncode == 2, second.stderr
     assert "Traceback" not in second.stderr
-    [error] = _error_lines(second.stderr)
+    [error] = error_lines(second.stderr)
     assert workdir in error and f"pid {holder.pid}" in error
-    assert _snapshot(workdir) == before
+    assert snapshot(workdir) == before
     # Evaluation takes no lock: it runs beside a trainer.
     record = evaluate_lib.evaluate_run(workdir, "latest", figures=False)
     assert record["step"] == 32
@@ -161,7 +72,8 @@ def test_the_trainer_holds_the_lock_while_it_runs(reference, tmp_path):
       WorkdirLock(str(tmp_path))
     refusals.append(str(error.value))
 
-  _train(_config(config.data_dir, epochs=1), tmp_path, after_chunk=after_chunk)
+  train(small_config(config.data_dir, epochs=1), tmp_path,
+        after_chunk=after_chunk)
   assert len(refusals) == 3  # every chunk
   WorkdirLock(str(tmp_path)).release()  # released at the end
 
@@ -171,14 +83,14 @@ def test_the_trainer_holds_the_lock_while_it_runs(reference, tmp_path):
 def _diverging(config, **overrides):
   # The loss turns NaN at step 21 (epoch 2, in the chunk after the
   # checkpoint at step 16): see toy_models.DivergingVAE.
-  return _config(config.data_dir, model="toy_models:diverging_vae", epochs=3,
-                 **overrides)
+  return small_config(config.data_dir, model="toy_models:diverging_vae",
+                      epochs=3, **overrides)
 
 
 def test_divergence_stops_at_the_last_good_checkpoint(reference, tmp_path):
   config = _diverging(reference[0])
   with pytest.raises(NonFiniteError) as error:
-    _train(config, tmp_path)
+    train(config, tmp_path)
   message = str(error.value)
   assert message.startswith(
       f"non-finite loss at step {DIVERGING_STEP} (epoch 2 of 3)")
@@ -186,27 +98,24 @@ def test_divergence_stops_at_the_last_good_checkpoint(reference, tmp_path):
   with checkpoints_lib.RunCheckpoints(os.path.join(tmp_path, "checkpoints"),
                                       read_only=True) as ckpts:
     assert ckpts.steps() == [14, 16]  # nothing saved past the bad step
-    template = programs.init_state(
-        registry.build_model(config, (784,)), programs.step_config(config),
-        jax.random.key(0))
     for step in ckpts.steps():  # each restores finite, checksums verified
-      ckpts.restore(step, template)
+      ckpts.restore(step, template(config))
   assert [r["epoch"] for r in workdir_lib.read_metrics(str(tmp_path))] == [1]
 
 
 def test_divergence_exits_with_status_3_in_one_line(reference, tmp_path):
   config = _diverging(reference[0])
-  result = _launch("experiments.train", [*_flags(config), "--quiet",
+  result = launch("experiments.train", [*flags_of(config), "--quiet",
                                          f"--workdir={tmp_path}"])
   assert result.returncode == 3, result.stderr
   assert "Traceback" not in result.stderr
-  [error] = _error_lines(result.stderr)
+  [error] = error_lines(result.stderr)
   assert f"step {DIVERGING_STEP}" in error and "step 16" in error
 
 
 def test_skipping_nonfinite_updates_finishes_finite(reference, tmp_path):
   config = _diverging(reference[0], skip_nonfinite_updates=True)
-  history = _train(config, tmp_path)
+  history = train(config, tmp_path)
   # Steps 21..47 are all NaN (the skipped update leaves the clock as it is).
   assert [r["skipped_updates"] for r in history] == [
       0, 32 - DIVERGING_STEP, 16]
@@ -217,115 +126,38 @@ def test_skipping_nonfinite_updates_finishes_finite(reference, tmp_path):
       json.loads(line, parse_constant=pytest.fail)
 
 
-# 3. Damaged checkpoints fall back to the newest intact step.
-
-def _largest_data_file(step_dir):
-  files = [os.path.join(root, name) for root, _, names in os.walk(step_dir)
-           for name in names if os.sep + "d" + os.sep in os.path.join(root,
-                                                                       name)]
-  return max(files, key=os.path.getsize)
-
-
-def _truncate(step_dir):
-  path = _largest_data_file(step_dir)
-  os.truncate(path, os.path.getsize(path) // 2)
-
-
-def _garble_64_bytes(step_dir):
-  path = _largest_data_file(step_dir)
-  with open(path, "r+b") as f:  # bytes that may decode to finite numbers
-    f.seek(os.path.getsize(path) // 2)
-    f.write(bytes(range(64)))
-
-
-def _remove(relative):
-  def damage(step_dir):
-    path = os.path.join(step_dir, relative)
-    shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-  return damage
-
-
-def _garble(relative):
-  def damage(step_dir):
-    with open(os.path.join(step_dir, relative), "r+b") as f:
-      f.write(b"\xff" * 64)
-  return damage
-
-
-_DAMAGE = {
-    "truncated_data_file": _truncate,
-    "garbled_64_bytes": _garble_64_bytes,
-    "deleted_manifest": _remove("state/manifest.ocdbt"),
-    "garbled_manifest": _garble("state/manifest.ocdbt"),
-    "deleted_metadata": _remove("state/_METADATA"),
-    "garbled_metadata": _garble("state/_METADATA"),
-    "deleted_progress": _remove("progress/metadata"),
-    "missing_state_item": _remove("state"),
-}
-
-
-@pytest.mark.parametrize("damage", sorted(_DAMAGE) + ["empty_newer_step"])
-def test_a_damaged_newest_checkpoint_falls_back(reference, tmp_path, damage,
-                                                caplog):
-  config, ref_dir, _, _ = reference
-  workdir = _copy(reference, tmp_path)
-  latest = os.path.join(workdir, "checkpoints", "latest")
-  if damage == "empty_newer_step":
-    os.makedirs(os.path.join(latest, "99999"))
-    expected = 32
-  else:
-    _DAMAGE[damage](os.path.join(latest, "32"))
-    expected = 30
-  # Evaluation (read-only) reads the params of the newest step whose params
-  # are intact (bytes garbled elsewhere do not concern it); moves nothing.
-  which, step, params = load.restore_params(workdir, "latest")
-  assert which == "latest" and step in (expected, 32)
-  for x, y in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(
-      _state(config, ref_dir, step).params), strict=True):
-    np.testing.assert_array_equal(x, y)
-  assert not os.path.exists(os.path.join(workdir, "checkpoints", "damaged"))
-  # Training moves the damaged step aside and goes on from the intact one.
-  with checkpoints_lib.RunCheckpoints(os.path.join(workdir, "checkpoints")
-                                      ) as ckpts:
-    restored = ckpts.restore_newest(
-        [("latest", s) for s in reversed(ckpts.steps())], _template(config))
-    assert restored.step == expected and ckpts.steps()[-1] == expected
-  assert os.listdir(os.path.join(workdir, "checkpoints", "damaged"))
-  assert "is unusable" in caplog.text and "Traceback" not in caplog.text
-
-
-def test_garbled_bytes_cost_one_chunk_and_the_run_ends_bitwise(reference,
-                                                                tmp_path):
-  config, _, _, longer = reference
-  workdir = _copy(reference, tmp_path)
-  _garble_64_bytes(os.path.join(workdir, "checkpoints", "latest", "32"))
-  history = _train(_config(config.data_dir, epochs=3), workdir)
-  _assert_same_state(_state(config, workdir), _state(config, longer))
-  assert [r["epoch"] for r in history] == [1, 2, 3]
-  assert _without_times(workdir_lib.read_metrics(workdir)) == _without_times(
-      workdir_lib.read_metrics(longer))
-
-
-def test_no_intact_checkpoint_is_one_error_listing_them(reference, tmp_path):
-  workdir = _copy(reference, tmp_path)
-  _truncate(os.path.join(workdir, "checkpoints", "latest", "32"))
-  _remove("state/manifest.ocdbt")(os.path.join(workdir, "checkpoints",
-                                               "latest", "30"))
-  result = _launch("experiments.evaluate", [f"--workdir={workdir}", "--quiet",
-                                            "--checkpoint=latest"])
-  assert result.returncode == 2 and "Traceback" not in result.stderr
-  [error] = _error_lines(result.stderr)
-  assert "latest/32 (" in error and "latest/30 (FileNotFoundError" in error
-
-
 # 4. Metrics rebuilt from the checkpoint; a config.json write never torn.
 
 def test_an_emptied_metrics_file_loses_nothing(reference, tmp_path):
   config, _, _, longer = reference
-  workdir = _copy(reference, tmp_path)
+  workdir = copy_run(reference, tmp_path)
   open(os.path.join(workdir, "metrics.jsonl"), "w").close()
   with open(os.path.join(workdir, "config.json.4242.tmp"), "w") as f:
     f.write('{"config": {"late')  # a kill during config.json's write
-  _train(_config(config.data_dir, epochs=3), workdir)
-  assert _without_times(workdir_lib.read_metrics(workdir)) == _without_times(
+  train(small_config(config.data_dir, epochs=3), workdir)
+  assert without_times(workdir_lib.read_metrics(workdir)) == without_times(
       workdir_lib.read_metrics(longer))
+
+
+# Disk problems.
+
+@pytest.mark.parametrize("limit", [
+    60_000,  # below a checkpoint (~380 kB): the first save is refused
+    450_000,  # checkpoints fit; TensorBoard's file outgrows it at epoch 1
+])
+def test_a_full_disk_is_one_line_and_the_run_resumes(reference, tmp_path,
+                                                     limit):
+  """A full disk, made by a file-size limit on the launcher's process (a
+  small tmpfs needs mount rights the suite does not assume)."""
+  config, ref_dir, _, _ = reference
+  args = [*flags_of(config), "--quiet", f"--workdir={tmp_path}"]
+  full = launch("experiments.train", args, file_size_limit=limit)
+  assert full.returncode == 2, full.stderr
+  assert "Traceback" not in full.stderr
+  assert [l for l in full.stderr.splitlines() if l.strip()] == error_lines(
+      full.stderr)  # nothing but the one line
+  assert "File too large" in full.stderr
+  history = train(config, tmp_path)  # room again: it resumes
+  assert_same_state(saved_state(config, str(tmp_path)),
+                    saved_state(config, ref_dir))
+  assert [r["epoch"] for r in history] == [1, 2]

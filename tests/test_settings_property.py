@@ -27,9 +27,9 @@ from vae_jax.errors import ConfigError
 from vae_jax.run import workdir as workdir_lib
 
 # Deterministic (CI reruns the same cases) and writes no .hypothesis/.
-_SETTINGS = settings(max_examples=300, deadline=None, derandomize=True,
-                     database=None,
-                     suppress_health_check=[HealthCheck.function_scoped_fixture])
+_SETTINGS = settings(
+    max_examples=300, deadline=None, derandomize=True, database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture])
 _DEFAULTS = dict(default.get_config().items())
 
 _ANY_VALUE = st.one_of(

@@ -49,7 +49,8 @@ def main(argv):
     if not FLAGS.workdir:
       raise UserError("--workdir is required: the run directory that "
                       "experiments/train.py wrote")
-    from vae_jax.run import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+    # pylint: disable-next=g-import-not-at-top
+    from vae_jax.run import workdir as workdir_lib
     workdir_lib.check_workdir(FLAGS.workdir, for_training=False)
     if FLAGS.num_importance_samples < 1:
       raise UserError(f"--num_importance_samples="

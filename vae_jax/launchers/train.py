@@ -47,7 +47,8 @@ def main(argv):
   config_file = FLAGS["config"].config_filename
   try:
     from vae_jax import validation  # pylint: disable=g-import-not-at-top
-    from vae_jax.run import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+    # pylint: disable-next=g-import-not-at-top
+    from vae_jax.run import workdir as workdir_lib
     workdir_lib.check_workdir(workdir)  # before JAX starts
     config = validation.validate(_CONFIG.value)
     # Imported here so that `--help` and flag errors need no JAX start-up.

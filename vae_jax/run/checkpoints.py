@@ -32,23 +32,20 @@ step can be saved again). None usable → `CheckpointError`, which lists them.
 
 from __future__ import annotations
 
-import hashlib
-import logging as std_logging
 import os
 import time
 from typing import Any, NamedTuple, Optional
 
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
-import tensorstore as ts
 from absl import logging
 
 from vae_jax.errors import UserError
+from vae_jax.run import integrity
 from vae_jax.step import TrainState
 
-__all__ = ["RunCheckpoints", "Restored", "CheckpointError", "checksums",
-           "LATEST", "BEST", "DAMAGED"]
+__all__ = ["RunCheckpoints", "Restored", "CheckpointError", "LATEST", "BEST",
+           "DAMAGED"]
 
 LATEST = "latest"
 BEST = "best"
@@ -64,79 +61,6 @@ class Restored(NamedTuple):
   step: int
   state: Any  # a TrainState, or the parameters (restore_newest_params)
   progress: dict[str, Any]
-
-
-def checksums(tree: dict[str, Any]) -> dict[str, str]:
-  """SHA-256 of each top-level part of a state tree (dtype, shape, bytes of
-  every leaf in tree order), as stored in a checkpoint's `progress`."""
-  out = {}
-  for name, part in sorted(tree.items()):
-    digest = hashlib.sha256()
-    for leaf in jax.tree_util.tree_leaves(part):
-      leaf = np.ascontiguousarray(np.asarray(leaf))
-      digest.update(f"{leaf.dtype.str}{leaf.shape}".encode())
-      digest.update(leaf.tobytes())
-    out[name] = digest.hexdigest()
-  return out
-
-
-def _verify(tree: dict[str, Any], progress: dict[str, Any]) -> None:
-  """Raises ValueError unless `tree` matches its checksums and is finite.
-
-  Only the parts in `tree` are checked (evaluation restores the params).
-  Checkpoints written before checksums existed are checked for finiteness.
-  """
-  stored = progress.get("checksums") or {}
-  actual = checksums(tree)
-  bad = [name for name in actual if name in stored and
-         stored[name] != actual[name]]
-  if bad:
-    raise ValueError(f"checksum mismatch in {', '.join(bad)}")
-  for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
-    leaf = np.asarray(leaf)
-    if np.issubdtype(leaf.dtype, np.inexact) and not np.all(np.isfinite(leaf)):
-      raise ValueError(f"non-finite values in {jax.tree_util.keystr(path)}")
-
-
-def _check_files(step_dir: str) -> None:
-  """Raises for a step without the files orbax reads, or whose OCDBT
-  manifest does not decode.
-
-  Checked before orbax opens the step, synchronously: a missing or damaged
-  manifest fails inside the asyncio callbacks of orbax's many concurrent
-  reads, which print tracebacks of their own after orbax has raised.
-  """
-  needed = [os.path.join("state", "_METADATA"),
-            os.path.join("progress", "metadata")]
-  ocdbt = os.path.isdir(os.path.join(step_dir, "state", "ocdbt.process_0"))
-  if ocdbt:
-    needed.append(os.path.join("state", "manifest.ocdbt"))
-  missing = [n for n in needed
-             if not os.path.isfile(os.path.join(step_dir, n))]
-  if missing:
-    raise FileNotFoundError(f"missing {', '.join(missing)}")
-  if ocdbt:
-    base = "file://" + os.path.join(os.path.abspath(step_dir), "state", "")
-    ts.KvStore.open({"driver": "ocdbt", "base": base}).result().list(
-    ).result()
-
-
-def _describe(error: BaseException) -> str:
-  text = " ".join(str(error).split()) or "no message"
-  text = text.split(" See full TensorStore details")[0]
-  return f"{type(error).__name__}: {text[:200]}"
-
-
-class _OrbaxWarningsOnly(std_logging.Filter):
-  """Drops orbax's INFO records (dozens per save) from absl's log."""
-
-  def filter(self, record: std_logging.LogRecord) -> bool:
-    return (record.levelno >= std_logging.WARNING
-            or f"{os.sep}orbax{os.sep}" not in record.pathname)
-
-
-# orbax logs through absl, whose Python logger is "absl".
-std_logging.getLogger("absl").addFilter(_OrbaxWarningsOnly())
 
 
 def _to_tree(state: TrainState) -> dict[str, Any]:
@@ -213,7 +137,8 @@ class RunCheckpoints:
     if step in manager.all_steps():
       return
     tree = jax.device_get(_to_tree(state))
-    progress = dict(progress, checksums=checksums(tree))
+    progress = dict(progress, checksums=integrity.checksums(tree))
+    integrity.check_room(os.path.join(self.directory, which), tree)
     try:
       manager.save(step, args=ocp.args.Composite(
           state=ocp.args.StandardSave(tree),
@@ -223,7 +148,7 @@ class RunCheckpoints:
       # orbax wraps a full disk in several types; the earlier steps are
       # intact (orbax renames a step into place only when it is complete).
       raise OSError(f"saving checkpoint {which}/{step} failed "
-                    f"({_describe(e)})") from e
+                    f"({integrity.describe(e)})") from e
 
   def restore(self, step: int, template: TrainState,
               which: str = LATEST) -> tuple[TrainState, dict[str, Any]]:
@@ -245,23 +170,23 @@ class RunCheckpoints:
     return params
 
   def _restore_verified(self, step: int, which: str, template: TrainState):
-    _check_files(os.path.join(self.directory, which, str(step)))
+    integrity.check_files(os.path.join(self.directory, which, str(step)))
     abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct,
                                       _to_tree(template))
     restored = self._managers[which].restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract),
         progress=ocp.args.JsonRestore()))
     progress = dict(restored["progress"])
-    _verify(jax.device_get(restored["state"]), progress)
+    integrity.verify(jax.device_get(restored["state"]), progress)
     return _from_tree(restored["state"], template), progress
 
   def _restore_params_verified(self, step: int, which: str):
-    _check_files(os.path.join(self.directory, which, str(step)))
+    integrity.check_files(os.path.join(self.directory, which, str(step)))
     restored = self._managers[which].restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(), progress=ocp.args.JsonRestore()))
     params = restored["state"]["params"]
     progress = dict(restored["progress"])
-    _verify({"params": params}, progress)
+    integrity.verify({"params": params}, progress)
     return jax.tree_util.tree_map(jax.numpy.asarray, params), progress
 
   def restore_newest(self, candidates: list[tuple[str, int]],
@@ -287,11 +212,12 @@ class RunCheckpoints:
       except Exception as e:  # pylint: disable=broad-except
         # orbax and tensorstore raise many types (ValueError, KeyError,
         # FileNotFoundError, IndexError, ...) for a damaged step.
-        problems.append(f"{which}/{step} ({_describe(e)})")
+        problems.append(f"{which}/{step} ({integrity.describe(e)})")
         moved = self._move_aside(which, step)
         logging.warning("checkpoint %s/%d in %s is unusable (%s)%s; trying "
                         "the next one", which, step, self.directory,
-                        _describe(e), f", moved to {moved}" if moved else "")
+                        integrity.describe(e),
+                        f", moved to {moved}" if moved else "")
         continue
       return Restored(which, step, state, progress)
     if problems:

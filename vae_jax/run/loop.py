@@ -70,9 +70,10 @@ def _stop_at_nonfinite(health: dict, steps_per_epoch: int, epochs: int,
   where = (f"the last good checkpoint is step {last} in "
            f"{os.path.join(ckpts.directory, checkpoints_lib.LATEST, str(last))}"
            if last is not None else "no checkpoint was saved before it")
+  epoch = step // steps_per_epoch + 1
   raise NonFiniteError(
-      f"non-finite {quantity} at step {step} (epoch {step // steps_per_epoch + 1}"
-      f" of {epochs}): the run stopped there and saved nothing after it; "
+      f"non-finite {quantity} at step {step} (epoch {epoch} of {epochs}): "
+      "the run stopped there and saved nothing after it; "
       f"{where}. Rerun with --config.skip_nonfinite_updates=true to skip such "
       "steps, or start a new run with a smaller --config.learning_rate")
 
