@@ -108,13 +108,16 @@ def error_lines(stderr: str) -> list[str]:
   return [line for line in stderr.splitlines() if line.startswith("error:")]
 
 
-def make_reference(data_dir, tmp_path_factory):
-  """(config, workdir, history, workdir of the same run with 3 epochs)."""
+def make_reference(data_dir, tmp_path_factory, with_longer: bool = True):
+  """(config, workdir, history, workdir of the same run with 3 epochs or
+  None), all uninterrupted."""
   config = small_config(data_dir)
   workdir = str(tmp_path_factory.mktemp("reference"))
   history = train(config, workdir)
-  longer = str(tmp_path_factory.mktemp("reference3"))
-  train(small_config(data_dir, epochs=3), longer)
+  longer = None
+  if with_longer:
+    longer = str(tmp_path_factory.mktemp("reference3"))
+    train(small_config(data_dir, epochs=3), longer)
   return config, workdir, history, longer
 
 

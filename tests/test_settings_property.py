@@ -7,8 +7,7 @@ the setting; every state of a run directory is usable or refused with a
 ConfigError, and checking it creates or changes nothing. No other exception
 (a traceback at the command line) is allowed. The launchers turn a
 ConfigError into one `error:` line and exit status 2 (tests/test_bad_input.py,
-tests/test_bad_workdir.py); scripts/fuzz_launcher.py runs the same kinds of
-input through the real launcher, thousands of times, outside the suite.
+tests/test_bad_workdir.py).
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ state, step and rng; the step fixes the data position), so the run ends with
 the same parameters as an uninterrupted one — bit for bit on CPU.
 metrics.jsonl keeps the epochs up to that checkpoint and gets each later
 epoch once; so do the scalars and images of tensorboard/. Only `epochs` (a
-larger value extends a finished run) and `streaming` may differ from the
-stored config. The learning-rate schedule spans `lr_schedule_epochs`, or
+larger value extends a finished run), `streaming` and
+`skip_nonfinite_updates` may differ from the stored config. The learning-rate schedule spans `lr_schedule_epochs`, or
 `epochs` when that is 0: extending such a run with a decaying schedule
 stretches the schedule, so set `lr_schedule_epochs` when a run may be
 extended.
