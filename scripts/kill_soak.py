@@ -111,7 +111,8 @@ def _final_state(workdir: str) -> list[np.ndarray]:
 
 
 def _records(workdir: str) -> list[dict]:
-  from vae_jax.run import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from vae_jax.run import workdir as workdir_lib
   return [{k: v for k, v in r.items() if k not in _TIME_KEYS}
           for r in workdir_lib.read_metrics(workdir)]
 

@@ -13,10 +13,10 @@ the same parameters as an uninterrupted one — bit for bit on CPU.
 metrics.jsonl keeps the epochs up to that checkpoint and gets each later
 epoch once; so do the scalars and images of tensorboard/. Only `epochs` (a
 larger value extends a finished run), `streaming` and
-`skip_nonfinite_updates` may differ from the stored config. The learning-rate schedule spans `lr_schedule_epochs`, or
-`epochs` when that is 0: extending such a run with a decaying schedule
-stretches the schedule, so set `lr_schedule_epochs` when a run may be
-extended.
+`skip_nonfinite_updates` may differ from the stored config. The
+learning-rate schedule spans `lr_schedule_epochs`, or `epochs` when that is
+0: extending such a run with a decaying schedule stretches the schedule, so
+set `lr_schedule_epochs` when a run may be extended.
 
 Reliability. One training process per WORKDIR (`vae_jax.run.lock`); the
 newest checkpoint that restores intact is resumed (`vae_jax.run.resume`);
@@ -45,10 +45,10 @@ from vae_jax.nets import registry
 from vae_jax.run import checkpoints as checkpoints_lib
 from vae_jax.run import programs
 from vae_jax.run import resume
-from vae_jax.run.lock import WorkdirLock
 from vae_jax.run import tensorboard
 from vae_jax.run import workdir as workdir_lib
 from vae_jax.run.early_stopping import EarlyStopping
+from vae_jax.run.lock import WorkdirLock
 from vae_jax.run.outputs import epoch_record, log_epoch, tensorboard_images
 from vae_jax.run.outputs import write_figures
 
