@@ -73,7 +73,7 @@ def _epoch(data, compiled, state, hparams, chunks, stream):
   start = time.perf_counter()
   for n in chunks:
     images = data.train if stream is None else next(stream)
-    state, _ = compiled[n](state, images, hparams)
+    state, _, _ = compiled[n](state, images, hparams)
   jax.block_until_ready(state)
   return state, time.perf_counter() - start
 

@@ -215,8 +215,8 @@ def test_mnist_trains_identically_on_device_and_streaming(tmp_path):
   same_steps = jax.default_backend() == "cpu"
   a = b = state
   for _ in range(2):
-    a, metrics_a = on_device(a, data.train, hparams)
-    b, metrics_b = streamed(b, next(stream), hparams)
+    a, metrics_a, _ = on_device(a, data.train, hparams)
+    b, metrics_b, _ = streamed(b, next(stream), hparams)
     if same_steps:
       chex.assert_trees_all_equal(metrics_a, metrics_b)
   if same_steps:

@@ -249,7 +249,8 @@ def test_resume_with_other_settings_is_refused(reference):
   assert "--config.latent_dim: the run has 2, this command 3" in message
   assert ("--config.learning_rate: the run has 0.001, this command 0.002"
           in message)
-  assert "only --config.epochs, --config.streaming, --quiet" in message
+  assert ("only --config.epochs, --config.streaming, "
+          "--config.skip_nonfinite_updates, --quiet") in message
   assert len(workdir_lib.read_metrics(workdir)) == 3  # nothing touched
 
 
@@ -279,10 +280,17 @@ def test_resume_refuses_fewer_epochs_than_the_run_has(reference):
   assert stored["config"]["epochs"] == 3
 
 
-def test_metrics_without_a_checkpoint_are_not_overwritten(reference, tmp_path):
-  config, _, ref_history = reference
+def test_a_run_killed_before_its_first_checkpoint_starts_over(
+    reference, tmp_path, caplog):
+  """Metrics lines without a checkpoint (and a torn one) are dropped with a
+  warning; the run starts over and ends like the uninterrupted one."""
+  config, ref_dir, ref_history = reference
   with open(os.path.join(tmp_path, "metrics.jsonl"), "w") as f:
-    f.write(json.dumps(ref_history[0]) + "\n")
-  with pytest.raises(ConfigError, match="no checkpoint to resume from"):
-    _train(config, tmp_path)
-  assert workdir_lib.read_metrics(str(tmp_path)) == ref_history[:1]
+    f.write(json.dumps(ref_history[0]) + "\n" + '{"epoch": 2, "st')
+  history = _train(config, tmp_path)
+  assert "the run starts over" in caplog.text
+  assert _without_times(history) == _without_times(ref_history)
+  records = workdir_lib.read_metrics(str(tmp_path))
+  assert _without_times(records) == _without_times(ref_history)
+  _assert_same_state(_final_state(config, str(tmp_path)),
+                     _final_state(config, ref_dir))

@@ -362,9 +362,9 @@ class TrainChunkTest(chex.TestCase):
     # gradients): only the CPU, which compiles both the same, is checked.
     same_steps = jax.default_backend() == "cpu"
     for _ in range(epochs):
-      state_a, metrics_a = whole(state_a, images, hparams)
-      state_b, first = halves(state_b, images, hparams)
-      state_b, second = halves(state_b, images, hparams)
+      state_a, metrics_a, _ = whole(state_a, images, hparams)
+      state_b, first, _ = halves(state_b, images, hparams)
+      state_b, second, _ = halves(state_b, images, hparams)
       if same_steps:
         # The same 8 steps; only the averaging differs: one mean of 8 per
         # metric against the mean of two means of 4. Each errs by at most

@@ -56,3 +56,41 @@ def linear_image_vae(config, event_shape):
 def not_a_model(config, event_shape):
   del config, event_shape
   return object()
+
+
+@dataclasses.dataclass(frozen=True)
+class DivergingVAE(LinearImageVAE):
+  """LinearImageVAE plus a parameter `clock` that Adam moves by one learning
+  rate per step, and a log-likelihood that turns NaN once the clock passes
+  `nan_after`: a divergence at a step known in advance.
+
+  The log-likelihood carries `+ clock`, so ∂loss/∂clock = −1 at every step,
+  and Adam's update m̂/(√v̂ + ε) of a constant gradient is 1 (to float
+  rounding, ~1e-6): after t steps clock = t·lr.
+  """
+
+  nan_after: float = 0.0
+
+  def init(self, rng):
+    return dict(super().init(rng), clock=jnp.zeros(()))
+
+  def decode(self, params, z):
+    return {"logits": super().decode(params, z), "clock": params["clock"]}
+
+  def log_likelihood(self, decoder_output, x):
+    clock = decoder_output["clock"]
+    return (super().log_likelihood(decoder_output["logits"], x) + clock
+            + jnp.where(clock > self.nan_after, jnp.nan, 0.0))
+
+  def mean_of_output(self, decoder_output):
+    return super().mean_of_output(decoder_output["logits"])
+
+
+DIVERGING_STEP = 21  # the first step whose loss is NaN
+
+
+def diverging_vae(config, event_shape):
+  """Step 21 (clock = 21 lr, past 20.5 lr) is the first non-finite one."""
+  return DivergingVAE(event_shape=tuple(event_shape),
+                      latent_dim=config.latent_dim,
+                      nan_after=(DIVERGING_STEP - 0.5) * config.learning_rate)

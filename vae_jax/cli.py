@@ -28,11 +28,11 @@ FLAGS = flags.FLAGS
 _definition_error: Optional[BaseException] = None
 
 
-def fail(message: str) -> NoReturn:
-  """Prints `error: message` (one line) and exits with status 2."""
+def fail(message: str, status: int = 2) -> NoReturn:
+  """Prints `error: message` (one line) and exits with `status` (2: usage)."""
   print(f"error: {' '.join(str(message).split())}", file=sys.stderr,
         flush=True)
-  sys.exit(2)
+  sys.exit(status)
 
 
 def define_config_flag(name: str = "config"):

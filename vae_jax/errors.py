@@ -5,7 +5,7 @@ line (no traceback) and exit with status 2. Each message says what was wrong
 and how to fix it.
 """
 
-__all__ = ["UserError", "ConfigError", "DataError"]
+__all__ = ["UserError", "ConfigError", "DataError", "NonFiniteError"]
 
 
 class UserError(Exception):
@@ -18,3 +18,10 @@ class ConfigError(UserError, ValueError):
 
 class DataError(UserError, OSError):
   """Data that is missing, unreadable, or not what it claims to be."""
+
+
+class NonFiniteError(Exception):
+  """Training produced a non-finite number; the run stopped (exit status 3).
+
+  Not a UserError: the settings were valid, the numbers diverged.
+  """

@@ -28,6 +28,11 @@ Two kinds of settings:
     rate, KL weight β, warm-up and schedule lengths in steps). `jax.vmap` over
     stacked states and hyperparameters runs a whole sweep as one program.
 
+`checked_train_step` is the step of a run: inside the compiled program it
+checks that the loss and the gradients are finite, and keeps the old
+parameters and optimizer state when they are not (a host check per step would
+stall the device). `nonfinite_state` checks the state itself, once per chunk.
+
 The learning rate reaches the optimizer through `optax.inject_hyperparams`:
 the step writes lr_t = lr · schedule(t) into the optimizer state, so it is
 the optimizer's own learning rate whatever the chain around it. The
@@ -53,8 +58,11 @@ from vae_jax.names import LR_SCHEDULES, OBJECTIVES
 
 __all__ = ["Hyperparams", "TrainState", "StepMetrics", "StepConfig",
            "LR_SCHEDULES", "make_optimizer", "lr_factor", "kl_weight_at",
-           "init_train_state", "training_objective", "train_step"]
+           "init_train_state", "training_objective", "train_step",
+           "checked_train_step", "nonfinite_state", "NONFINITE_QUANTITIES"]
 
+# What `checked_train_step` checks, in order; code k > 0 names the k-th.
+NONFINITE_QUANTITIES = ("loss", "gradients", "parameters", "optimizer state")
 
 
 class Hyperparams(NamedTuple):
@@ -109,6 +117,9 @@ class StepConfig:
   optimizer: str = "adam"
   grad_clip_norm: float = 0.0  # 0 = no clipping
   lr_schedule: str = "constant"  # one of LR_SCHEDULES
+  # checked_train_step: a non-finite step still advances the step counter
+  # (skipped) instead of halting the run at it.
+  skip_nonfinite_updates: bool = False
 
 
 def make_optimizer(name: str = "adam", grad_clip_norm: float = 0.0
@@ -213,6 +224,14 @@ def train_step(model: VAEModel, config: StepConfig, state: TrainState,
   Bind (model, config) with functools.partial, then jit (donating the state)
   or vmap over (state, hparams) for a sweep.
   """
+  new_state, metrics, _ = _step(model, config, state, batch, hparams, None)
+  return new_state, metrics
+
+
+def _step(model: VAEModel, config: StepConfig, state: TrainState,
+          batch: chex.Array, hparams: Hyperparams, halted: Any
+          ) -> tuple[TrainState, StepMetrics, chex.Array]:
+  """train_step (`halted` None) or checked_train_step."""
   chex.assert_shape(batch, (None, *model.event_shape))
   rng = jax.random.fold_in(state.rng, state.step)
   kl_weight = kl_weight_at(state.step, hparams.kl_weight,
@@ -231,14 +250,72 @@ def train_step(model: VAEModel, config: StepConfig, state: TrainState,
   opt_state = state.opt_state._replace(hyperparams={
       **state.opt_state.hyperparams,
       "learning_rate": jnp.asarray(learning_rate, jnp.float32)})
-  updates, opt_state = optimizer.update(grads, opt_state, state.params)
-  params = optax.apply_updates(state.params, updates)
   metrics = StepMetrics(
       elbo=jnp.mean(parts.elbo), log_likelihood=jnp.mean(parts.log_likelihood),
       kl=jnp.mean(parts.kl), objective=-loss,
       grad_norm=optax.tree.norm(grads),
       learning_rate=jnp.asarray(learning_rate, jnp.float32),
       kl_weight=kl_weight)
-  new_state = state.replace(params=params, opt_state=opt_state,
-                            step=state.step + 1)
-  return new_state, metrics
+
+  def update(operands):
+    params, opt_state, grads, _ = operands
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+  operands = (state.params, opt_state, grads, state.opt_state)
+  if halted is None:
+    params, opt_state = update(operands)
+    return state.replace(params=params, opt_state=opt_state,
+                         step=state.step + 1), metrics, jnp.int32(0)
+  code = jnp.where(jnp.isfinite(loss),
+                   jnp.where(jnp.isfinite(metrics.grad_norm), 0, 2),
+                   1).astype(jnp.int32)
+  accept = (code == 0) & jnp.logical_not(halted)
+  # A cond, not a select of new and old: the update runs only when taken,
+  # in place, and the kept state costs no pass over the parameters.
+  params, opt_state = jax.lax.cond(accept, update, lambda o: (o[0], o[3]),
+                                   operands)
+  advance = (jnp.logical_not(halted) if config.skip_nonfinite_updates
+             else accept)
+  return state.replace(params=params, opt_state=opt_state,
+                       step=jnp.where(advance, state.step + 1, state.step)
+                       ), metrics, code
+
+
+def _all_finite(tree) -> chex.Array:
+  leaves = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(
+      tree) if jnp.issubdtype(leaf.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+
+
+def nonfinite_state(state: TrainState) -> chex.Array:
+  """0 if the state is finite, else the code of its first non-finite part
+  (3: parameters, 4: optimizer state; see NONFINITE_QUANTITIES)."""
+  return jnp.where(_all_finite(state.params),
+                   jnp.where(_all_finite(state.opt_state), 0, 4),
+                   3).astype(jnp.int32)
+
+
+def checked_train_step(model: VAEModel, config: StepConfig, state: TrainState,
+                       batch: chex.Array, hparams: Hyperparams,
+                       halted: chex.Array = False
+                       ) -> tuple[TrainState, StepMetrics, chex.Array]:
+  """`train_step` that takes no update from a non-finite loss or gradient.
+
+  The check uses two scalars the step computes anyway, the loss and the
+  gradient norm (not finite iff a gradient is not, or their squares
+  overflow float32), so it adds no pass over the parameters.
+
+  Args:
+    halted: True after an earlier non-finite step of a run that stops at
+      one: the state is kept as it is.
+
+  Returns:
+    (state', metrics, code). code 0: the step was finite and state' is the
+    new state (unless `halted`). code k > 0: NONFINITE_QUANTITIES[k − 1] was
+    not finite; state' keeps the parameters and optimizer state of `state`,
+    and its step is `state.step + 1` with `config.skip_nonfinite_updates`
+    (the update is skipped, the data move on), else `state.step` (the run
+    halts at the bad step).
+  """
+  return _step(model, config, state, batch, hparams, halted)

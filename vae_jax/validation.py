@@ -23,8 +23,10 @@ __all__ = ["validate", "check_likelihood_fits", "to_json_dict",
            "RESUMABLE_FIELDS", "INT32_MAX"]
 
 # The settings a resumed run may change: a larger `epochs` extends the run;
-# `streaming` feeds the same batches, bit for bit, either way.
-RESUMABLE_FIELDS = ("epochs", "streaming")
+# `streaming` feeds the same batches, bit for bit, either way; so does
+# `skip_nonfinite_updates` until a step is not finite (then it lets a run
+# that stopped at one go on).
+RESUMABLE_FIELDS = ("epochs", "streaming", "skip_nonfinite_updates")
 
 INT32_MAX = 2**31 - 1
 # Sizes past these would not fit in memory on any machine this runs on; they
@@ -39,7 +41,7 @@ def _bad(name: str, value: Any, must: str) -> ConfigError:
 
 def _show(value: Any) -> str:
   if isinstance(value, (tuple, list)):
-    return ",".join(str(v) for v in value)
+    return ",".join(_show(v) for v in value)
   return repr(value) if isinstance(value, str) else str(value)
 
 
@@ -125,7 +127,7 @@ def validate(config):
        f"--config.objective={c.objective} does not have: use "
        "--config.objective=elbo or --config.free_bits=0")
   need(not (c.streaming and c.steps_per_chunk == 0), "steps_per_chunk",
-       "streaming sends the data a chunk of steps at a time: set "
+       "--config.streaming sends the data a chunk of steps at a time: set "
        "--config.steps_per_chunk, e.g. 50")
   integer("num_samples", 1, _MAX_SAMPLES)
   integer("eval_num_samples", 1, _MAX_SAMPLES)

@@ -62,6 +62,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.epochs = 10
   c.steps_per_chunk = 0  # steps per dispatch and checkpoint; 0 = an epoch
   c.early_stopping_patience = 0  # epochs without val improvement; 0 = off
+  # A step with a non-finite loss, gradient or state stops the run (exit
+  # status 3) at its last good checkpoint; True skips such updates instead
+  # and counts them in metrics.jsonl's skipped_updates.
+  c.skip_nonfinite_updates = False
   # Evaluation.
   c.eval_batch_size = 1000
   c.eval_num_samples = 1

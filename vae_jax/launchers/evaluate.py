@@ -48,8 +48,9 @@ def main(argv):
     if not FLAGS.workdir:
       raise UserError("--workdir is required: the run directory that "
                       "experiments/train.py wrote")
-    # Imported here so that `--help` and flag errors need no JAX start-up.
-    from vae_jax.run import evaluate  # pylint: disable=g-import-not-at-top
+    # pylint: disable-next=g-import-not-at-top
+    from vae_jax.run import workdir as workdir_lib
+    workdir_lib.check_workdir(FLAGS.workdir, for_training=False)
     if FLAGS.num_importance_samples < 1:
       raise UserError(f"--num_importance_samples="
                       f"{FLAGS.num_importance_samples} is invalid: it must be "
@@ -57,6 +58,8 @@ def main(argv):
     if FLAGS.max_examples is not None and FLAGS.max_examples < 1:
       raise UserError(f"--max_examples={FLAGS.max_examples} is invalid: it "
                       "must be >= 1")
+    # Imported here so that `--help` and flag errors need no JAX start-up.
+    from vae_jax.run import evaluate  # pylint: disable=g-import-not-at-top
     record = evaluate.evaluate_run(
         FLAGS.workdir, FLAGS.checkpoint, FLAGS.num_samples,
         figures=FLAGS.figures,
@@ -65,6 +68,8 @@ def main(argv):
         progress=None if not FLAGS.quiet else False)
   except UserError as e:
     cli.fail(str(e))
+  except OSError as e:  # a full disk, a directory removed or made read-only
+    cli.fail(f"writing in --workdir={FLAGS.workdir} failed: {e}")
   if not FLAGS.quiet:
     print(f"{record['checkpoint']} checkpoint, step {record['step']}: test "
           f"log p(x) {record['test_log_px']:.2f} ± "

@@ -8,9 +8,12 @@ r"""Trains a VAE and writes its run directory; resumes it when it exists.
 vae_jax/configs/default.py) and `--config.NAME=VALUE` overrides one of its
 settings. Running again with the same --workdir resumes the run from its
 latest checkpoint; only config.epochs (a larger value extends a finished
-run), config.streaming, --quiet and the logging flags may differ. A bad
-flag, missing or corrupt data, or a run directory with other settings ends
-with one `error:` line and exit status 2, before any training starts.
+run), config.streaming, config.skip_nonfinite_updates, --quiet and the
+logging flags may differ. A bad flag, missing or corrupt data, a run
+directory that cannot be used, has other settings or is in use by another
+training process ends with one `error:` line and exit status 2, before any
+training starts. A non-finite loss, gradient or state ends the run with one
+`error:` line and exit status 3 (its checkpoints stay finite).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from absl import flags
 from absl import logging
 
 from vae_jax import cli
-from vae_jax.errors import UserError
+from vae_jax.errors import NonFiniteError, UserError
 
 FLAGS = flags.FLAGS
 _CONFIG = cli.define_config_flag()
@@ -43,6 +46,9 @@ def main(argv):
   config_file = FLAGS["config"].config_filename
   try:
     from vae_jax import validation  # pylint: disable=g-import-not-at-top
+    # pylint: disable-next=g-import-not-at-top
+    from vae_jax.run import workdir as workdir_lib
+    workdir_lib.check_workdir(workdir)  # before JAX starts
     config = validation.validate(_CONFIG.value)
     # Imported here so that `--help` and flag errors need no JAX start-up.
     from vae_jax.run import loop  # pylint: disable=g-import-not-at-top
@@ -52,6 +58,12 @@ def main(argv):
                             FLAGS.quiet else False, config_file=config_file)
   except UserError as e:
     cli.fail(str(e))
+  except NonFiniteError as e:
+    cli.fail(str(e), status=3)
+  except OSError as e:  # a full disk, a directory removed or made read-only
+    cli.fail(f"writing in --workdir={workdir} failed: {e}; what it holds "
+             "stays resumable: make room (or fix the directory) and rerun "
+             "the same command")
   if not FLAGS.quiet:
     print(f"done: metrics, checkpoints, figures and config in {workdir}",
           flush=True)

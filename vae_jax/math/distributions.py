@@ -67,12 +67,22 @@ def diagonal_gaussian_log_prob(
 ) -> chex.Array:
   """log N(z; μ, diag exp(logvar)), summed over the last axis.
 
-      log N = −½ Σ_d [log 2π + logvar_d + (z_d − μ_d)² exp(−logvar_d)]
+      log N = −½ Σ_d [log 2π + logvar_d + ((z_d − μ_d) exp(−logvar_d / 2))²]
 
   Shapes broadcast; the result drops the last axis: z `[..., D]` → `[...]`.
+
+  The standardised residual is formed before squaring, so it overflows only
+  when its square truly exceeds float32 (logvar < −177 and z ≠ μ, where
+  the density is 0 and the result −∞). z == μ gives 0 for any logvar: the
+  plain (z − μ)² exp(−logvar) is 0·∞ = NaN once exp(−logvar) overflows
+  (logvar < −88.7), and the logvar of such a term is masked so that its
+  gradient is 0, not 0·∞ either.
   """
+  residual = z - mean
+  safe_logvar = jnp.where(residual == 0, 0.0, logvar)
+  standardised = residual * jnp.exp(-0.5 * safe_logvar)
   return -0.5 * jnp.sum(
-      _LOG_2PI + logvar + jnp.square(z - mean) * jnp.exp(-logvar), axis=-1
+      _LOG_2PI + logvar + jnp.square(standardised), axis=-1
   )
 
 
@@ -139,10 +149,14 @@ def monte_carlo_kl(
 def bernoulli_log_likelihood(logits: chex.Array, x: chex.Array) -> chex.Array:
   """log p(x|z) = Σ_i [x_i log π_i + (1 − x_i) log(1 − π_i)], π = sigmoid(logits).
 
-  Written as Σ_i [x_i ℓ_i − softplus(ℓ_i)], which is exact for any logit ℓ
-  (no log of a rounded probability). x should be binary in {0, 1}; for
-  grey-level data a Bernoulli is not a likelihood — binarise the data or use
-  a continuous likelihood.
+  Written as Σ_i [x_i ℓ_i − softplus(ℓ_i)], which is exact for any finite
+  logit ℓ (no log of a rounded probability). Logits are first clipped to
+  ±M, M = float32 max / (2 · number of pixels): every finite logit a
+  network can give lies inside (the clip changes nothing), ±∞ (where
+  ∞ − ∞ would be NaN) becomes ±M, and the sum over the pixels stays finite
+  (at most half the float32 range; the factor 2 covers the sum's rounding).
+  x should be binary in {0, 1}; for grey-level data a Bernoulli is not a
+  likelihood — binarise the data or use a continuous likelihood.
 
   Args:
     logits: decoder output ℓ for one example, the shape of x.
@@ -152,6 +166,8 @@ def bernoulli_log_likelihood(logits: chex.Array, x: chex.Array) -> chex.Array:
     Scalar: the sum over every axis of x.
   """
   chex.assert_equal_shape([logits, x])
+  bound = jnp.finfo(logits.dtype).max / (2 * max(logits.size, 1))
+  logits = jnp.clip(logits, -bound, bound)
   return jnp.sum(x * logits - jax.nn.softplus(logits))
 
 

@@ -1,8 +1,11 @@
 """The run: the loop, its directory, checkpoints, evaluation and loading.
 
     loop            train_and_evaluate(config, workdir)
-    workdir         config.json, metrics.jsonl, resume checks
-    checkpoints     orbax checkpoints: latest/ and best/
+    workdir         config.json, metrics.jsonl, resume and directory checks
+    lock            one training process per run directory
+    resume          the newest intact checkpoint, or a start over
+    checkpoints     orbax checkpoints: latest/ and best/, verified restores
+    integrity       checksums, file and room checks, orbax's noise
     programs        a config → the compiled programs' static and traced inputs
     outputs         epoch records, log lines, figures, TensorBoard images
     evaluate        evaluate_run(workdir, ...) → eval.json

@@ -20,35 +20,47 @@ Saves are synchronous: a checkpoint is complete on disk when `save_*`
 returns. orbax writes each step to a temporary directory and renames it when
 done, so a process killed at any moment leaves the earlier checkpoints
 intact and no half-written one that a restore would pick up.
+
+Verified restores. `progress` also holds the SHA-256 of each part of the
+saved state (`checksums`): bytes that a damaged disk or a stray write turned
+into other finite numbers are caught by it, not by a finiteness check.
+`restore_newest` tries the steps newest first and takes the first that
+restores, matches its checksums and is finite; each unusable one costs a
+warning line (and, when training, is moved to checkpoints/damaged/, so the
+step can be saved again). None usable → `CheckpointError`, which lists them.
 """
 
 from __future__ import annotations
 
-import logging as std_logging
 import os
-from typing import Any, Optional
+import time
+from typing import Any, NamedTuple, Optional
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
 
+from vae_jax.errors import UserError
+from vae_jax.run import integrity
 from vae_jax.step import TrainState
 
-__all__ = ["RunCheckpoints", "LATEST", "BEST"]
+__all__ = ["RunCheckpoints", "Restored", "CheckpointError", "LATEST", "BEST",
+           "DAMAGED"]
 
 LATEST = "latest"
 BEST = "best"
+DAMAGED = "damaged"  # unusable steps are moved here, never deleted
 
 
-class _OrbaxWarningsOnly(std_logging.Filter):
-  """Drops orbax's INFO records (dozens per save) from absl's log."""
-
-  def filter(self, record: std_logging.LogRecord) -> bool:
-    return (record.levelno >= std_logging.WARNING
-            or f"{os.sep}orbax{os.sep}" not in record.pathname)
+class CheckpointError(UserError):
+  """Checkpoints exist but none restores intact."""
 
 
-# orbax logs through absl, whose Python logger is "absl".
-std_logging.getLogger("absl").addFilter(_OrbaxWarningsOnly())
+class Restored(NamedTuple):
+  which: str  # LATEST or BEST
+  step: int
+  state: Any  # a TrainState, or the parameters (restore_newest_params)
+  progress: dict[str, Any]
 
 
 def _to_tree(state: TrainState) -> dict[str, Any]:
@@ -124,10 +136,19 @@ class RunCheckpoints:
     manager = self._managers[which]
     if step in manager.all_steps():
       return
-    manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(_to_tree(state)),
-        progress=ocp.args.JsonSave(progress)))
-    manager.wait_until_finished()
+    tree = jax.device_get(_to_tree(state))
+    progress = dict(progress, checksums=integrity.checksums(tree))
+    integrity.check_room(os.path.join(self.directory, which), tree)
+    try:
+      manager.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(tree),
+          progress=ocp.args.JsonSave(progress)))
+      manager.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except
+      # orbax wraps a full disk in several types; the earlier steps are
+      # intact (orbax renames a step into place only when it is complete).
+      raise OSError(f"saving checkpoint {which}/{step} failed "
+                    f"({integrity.describe(e)})") from e
 
   def restore(self, step: int, template: TrainState,
               which: str = LATEST) -> tuple[TrainState, dict[str, Any]]:
@@ -137,12 +158,7 @@ class RunCheckpoints:
       template: a state of the run's structure (e.g. freshly initialised):
         the restored arrays take its shapes, dtypes, shardings and key type.
     """
-    abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct,
-                                      _to_tree(template))
-    restored = self._managers[which].restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract),
-        progress=ocp.args.JsonRestore()))
-    return _from_tree(restored["state"], template), dict(restored["progress"])
+    return self._restore_verified(step, which, template)
 
   def restore_params(self, step: int, which: str = LATEST) -> Any:
     """Only the parameters saved at `step`, as stored (no template needed).
@@ -150,10 +166,79 @@ class RunCheckpoints:
     For loading and evaluating a run: it does not depend on the optimizer
     state's structure, so it reads checkpoints of any optimizer.
     """
+    params, _ = self._restore_params_verified(step, which)
+    return params
+
+  def _restore_verified(self, step: int, which: str, template: TrainState):
+    integrity.check_files(os.path.join(self.directory, which, str(step)))
+    abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct,
+                                      _to_tree(template))
     restored = self._managers[which].restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore()))
-    return jax.tree_util.tree_map(jax.numpy.asarray,
-                                  restored["state"]["params"])
+        state=ocp.args.StandardRestore(abstract),
+        progress=ocp.args.JsonRestore()))
+    progress = dict(restored["progress"])
+    integrity.verify(jax.device_get(restored["state"]), progress)
+    return _from_tree(restored["state"], template), progress
+
+  def _restore_params_verified(self, step: int, which: str):
+    integrity.check_files(os.path.join(self.directory, which, str(step)))
+    restored = self._managers[which].restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(), progress=ocp.args.JsonRestore()))
+    params = restored["state"]["params"]
+    progress = dict(restored["progress"])
+    integrity.verify({"params": params}, progress)
+    return jax.tree_util.tree_map(jax.numpy.asarray, params), progress
+
+  def restore_newest(self, candidates: list[tuple[str, int]],
+                     template: Optional[TrainState] = None
+                     ) -> Optional[Restored]:
+    """The first of `candidates` ((series, step), in order of preference)
+    that restores intact; None if there are no candidates.
+
+    With a `template`, the whole state (see `restore`); without, only the
+    parameters. Each unusable step gets one warning line and, unless
+    read-only, is moved to checkpoints/damaged/.
+
+    Raises:
+      CheckpointError: when there are candidates but none is usable.
+    """
+    problems = []
+    for which, step in candidates:
+      try:
+        if template is None:
+          state, progress = self._restore_params_verified(step, which)
+        else:
+          state, progress = self._restore_verified(step, which, template)
+      except Exception as e:  # pylint: disable=broad-except
+        # orbax and tensorstore raise many types (ValueError, KeyError,
+        # FileNotFoundError, IndexError, ...) for a damaged step.
+        problems.append(f"{which}/{step} ({integrity.describe(e)})")
+        moved = self._move_aside(which, step)
+        logging.warning("checkpoint %s/%d in %s is unusable (%s)%s; trying "
+                        "the next one", which, step, self.directory,
+                        integrity.describe(e),
+                        f", moved to {moved}" if moved else "")
+        continue
+      return Restored(which, step, state, progress)
+    if problems:
+      raise CheckpointError(
+          f"{self.directory} holds no usable checkpoint: "
+          f"{'; '.join(problems)}. Move the damaged steps away to start the "
+          "run over, or choose another --workdir")
+    return None
+
+  def _move_aside(self, which: str, step: int) -> Optional[str]:
+    """Moves a damaged step out of its series (training only): a step that
+    stays would be taken as saved when the run reaches it again."""
+    source = os.path.join(self.directory, which, str(step))
+    if self._read_only or not os.path.lexists(source):
+      return None
+    target = os.path.join(self.directory, DAMAGED,
+                          f"{which}-{step}-{time.time_ns()}")
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    os.replace(source, target)
+    self._managers[which].reload()
+    return target
 
   def close(self) -> None:
     for manager in self._managers.values():

@@ -42,51 +42,65 @@ def open_run(workdir: str):
 
 def choose_checkpoint(ckpts: checkpoints_lib.RunCheckpoints,
                       checkpoint: Optional[Union[str, int]],
-                      workdir: str) -> tuple[str, int]:
-  """(series, step) that `checkpoint` names; ConfigError if there is none.
+                      workdir: str) -> list[tuple[str, int]]:
+  """The (series, step) pairs that `checkpoint` allows, best first.
 
-  None: the best checkpoint when there is one, else the latest; "best",
-  "latest", or a step number.
+  None: the best checkpoint, then the latest ones newest first; "best" or
+  "latest": that series, newest first; a step number: that step. A restore
+  takes the first that is intact (`RunCheckpoints.restore_newest`).
+
+  Raises:
+    ConfigError: when there is no such checkpoint at all.
   """
-  latest = ckpts.steps(checkpoints_lib.LATEST)
-  best = ckpts.steps(checkpoints_lib.BEST)
+  latest = [(checkpoints_lib.LATEST, s)
+            for s in reversed(ckpts.steps(checkpoints_lib.LATEST))]
+  best = [(checkpoints_lib.BEST, s)
+          for s in reversed(ckpts.steps(checkpoints_lib.BEST))]
   if not latest and not best:
     raise ConfigError(f"--workdir={workdir} holds no checkpoint yet; train "
                       "the run for at least one chunk of steps first")
   if checkpoint is None:
-    checkpoint = "best" if best else "latest"
+    return best + latest
   if checkpoint == "best":
     if not best:
       raise ConfigError(f"--checkpoint=best: {workdir} has no best checkpoint "
                         "(one needs a validation split, validation_size > 0); "
                         "use --checkpoint=latest")
-    return checkpoints_lib.BEST, best[-1]
+    return best
   if checkpoint == "latest":
-    return checkpoints_lib.LATEST, latest[-1]
+    if not latest:
+      raise ConfigError(f"--checkpoint=latest: {workdir} has no latest "
+                        "checkpoint; use --checkpoint=best")
+    return latest
   try:
     step = int(checkpoint)
   except ValueError:
     raise ConfigError(f"--checkpoint={checkpoint!r} is invalid: use best, "
                       "latest or a step number") from None
-  if step in latest:
-    return checkpoints_lib.LATEST, step
-  if step in best:
-    return checkpoints_lib.BEST, step
+  found = [(which, s) for which, s in latest + best if s == step]
+  if found:
+    return found
+  steps = sorted({s for _, s in latest + best})
   raise ConfigError(
       f"--checkpoint={step}: {workdir} has no checkpoint at step {step}; it "
-      f"has steps {', '.join(map(str, sorted(set(latest) | set(best))))}")
+      f"has steps {', '.join(map(str, steps))}")
 
 
 def restore_params(workdir: str, checkpoint=None):
-  """(series, step, params) of the checkpoint that `checkpoint` names."""
+  """(series, step, params) of the checkpoint that `checkpoint` names: the
+  first candidate that restores intact; damaged ones are warned about.
+
+  Raises:
+    ConfigError, CheckpointError: no such checkpoint, or none intact.
+  """
   ckpts = checkpoints_lib.RunCheckpoints(os.path.join(workdir, "checkpoints"),
                                          read_only=True)
   try:
-    which, step = choose_checkpoint(ckpts, checkpoint, workdir)
-    params = ckpts.restore_params(step, which)
+    restored = ckpts.restore_newest(
+        choose_checkpoint(ckpts, checkpoint, workdir))
   finally:
     ckpts.close()
-  return which, step, params
+  return restored.which, restored.step, restored.state
 
 
 def event_shape(workdir: str, config) -> tuple[int, ...]:

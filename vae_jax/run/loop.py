@@ -12,15 +12,23 @@ state, step and rng; the step fixes the data position), so the run ends with
 the same parameters as an uninterrupted one — bit for bit on CPU.
 metrics.jsonl keeps the epochs up to that checkpoint and gets each later
 epoch once; so do the scalars and images of tensorboard/. Only `epochs` (a
-larger value extends a finished run) and `streaming` may differ from the
-stored config. The learning-rate schedule spans `lr_schedule_epochs`, or
-`epochs` when that is 0: extending such a run with a decaying schedule
-stretches the schedule, so set `lr_schedule_epochs` when a run may be
-extended.
+larger value extends a finished run), `streaming` and
+`skip_nonfinite_updates` may differ from the stored config. The
+learning-rate schedule spans `lr_schedule_epochs`, or `epochs` when that is
+0: extending such a run with a decaying schedule stretches the schedule, so
+set `lr_schedule_epochs` when a run may be extended.
+
+Reliability. One training process per WORKDIR (`vae_jax.run.lock`); the
+newest checkpoint that restores intact is resumed (`vae_jax.run.resume`);
+a run with no checkpoint starts over. Every step is checked for non-finite
+numbers on the device: the first one stops the run with `NonFiniteError`
+before anything non-finite is saved, or, with `skip_nonfinite_updates`, its
+update is skipped and counted in the epoch's `skipped_updates`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -32,14 +40,16 @@ from absl import logging
 from vae_jax import step as step_lib
 from vae_jax import validation
 from vae_jax.data.prepared import PreparedData, prepare_data
-from vae_jax.errors import ConfigError
+from vae_jax.errors import ConfigError, NonFiniteError
 from vae_jax.nets import registry
 from vae_jax.run import checkpoints as checkpoints_lib
 from vae_jax.run import likelihood
 from vae_jax.run import programs
+from vae_jax.run import resume
 from vae_jax.run import tensorboard
 from vae_jax.run import workdir as workdir_lib
 from vae_jax.run.early_stopping import EarlyStopping
+from vae_jax.run.lock import WorkdirLock
 from vae_jax.run.outputs import epoch_record, log_epoch, tensorboard_images
 from vae_jax.run.outputs import write_figures
 
@@ -50,6 +60,23 @@ _DECAYING_SCHEDULES = ("cosine", "warmup_cosine", "exponential")
 
 def _to_float(tree) -> dict:
   return {k: float(v) for k, v in tree._asdict().items()}
+
+
+def _stop_at_nonfinite(health: dict, steps_per_epoch: int, epochs: int,
+                       ckpts: checkpoints_lib.RunCheckpoints) -> None:
+  step = int(health["first_bad_step"])
+  quantity = step_lib.NONFINITE_QUANTITIES[int(health["first_bad_quantity"])
+                                           - 1]
+  last = ckpts.latest_step()
+  where = (f"the last good checkpoint is step {last} in "
+           f"{os.path.join(ckpts.directory, checkpoints_lib.LATEST, str(last))}"
+           if last is not None else "no checkpoint was saved before it")
+  epoch = step // steps_per_epoch + 1
+  raise NonFiniteError(
+      f"non-finite {quantity} at step {step} (epoch {epoch} of {epochs}): "
+      "the run stopped there and saved nothing after it; "
+      f"{where}. Rerun with --config.skip_nonfinite_updates=true to skip such "
+      "steps, or start a new run with a smaller --config.learning_rate")
 
 
 def train_and_evaluate(
@@ -78,17 +105,35 @@ def train_and_evaluate(
     The records of metrics.jsonl, one dict per epoch, from the first epoch.
   """
   validation.validate(config)
-  stored = workdir_lib.check_resumable(config, workdir)
-  data = data or prepare_data(config)
-  validation.check_likelihood_fits(config, data.dataset.already_binary)
-  model = registry.build_model(config, data.train.shape[1:])
-  if config.free_bits > 0 and not getattr(model, "standard_normal_prior",
-                                          False):
-    raise ConfigError(
-        f"--config.free_bits={config.free_bits} is invalid for "
-        f"--config.model={config.model}: free bits floor the KL of each "
-        "latent dimension, defined here for the prior N(0, I) only; use "
-        "--config.free_bits=0")
+  workdir_lib.check_workdir(workdir)
+  with contextlib.ExitStack() as stack:
+    # An existing directory is locked at once, a new one once the data are
+    # ready (creating it earlier would leave it behind if the data fail).
+    if os.path.isdir(workdir):
+      stack.enter_context(WorkdirLock(workdir))
+    stored = workdir_lib.check_resumable(config, workdir)
+    data = data or prepare_data(config)
+    validation.check_likelihood_fits(config, data.dataset.already_binary)
+    model = registry.build_model(config, data.train.shape[1:])
+    if config.free_bits > 0 and not getattr(model, "standard_normal_prior",
+                                            False):
+      raise ConfigError(
+          f"--config.free_bits={config.free_bits} is invalid for "
+          f"--config.model={config.model}: free bits floor the KL of each "
+          "latent dimension, defined here for the prior N(0, I) only; use "
+          "--config.free_bits=0")
+    if not os.path.isdir(workdir):
+      os.makedirs(workdir, exist_ok=True)
+      stack.enter_context(WorkdirLock(workdir))
+      # Checked again under the lock: another run may have begun meanwhile.
+      stored = workdir_lib.check_resumable(config, workdir)
+    return _train(config, workdir, stored, data, model, progress_bar,
+                  after_chunk, figures, config_file)
+
+
+def _train(config, workdir, stored, data, model, progress_bar, after_chunk,
+           figures, config_file):
+  """train_and_evaluate in a locked WORKDIR whose settings were checked."""
   logging.info("data: %s from %s (%s), train %s, test %s, binarization %s, "
                "input %s", config.dataset, data.dataset.source,
                data.dataset.source_kind, data.train.shape, data.test.shape,
@@ -101,17 +146,15 @@ def train_and_evaluate(
   hparams = programs.hyperparams(config, steps_per_epoch)
   init_rng, eval_rng, figure_rng = programs.run_keys(config)
   fresh_state = programs.init_state(model, step_cfg, init_rng)
-  state = fresh_state
 
   os.makedirs(os.path.join(workdir, "figures"), exist_ok=True)
   ckpts = checkpoints_lib.RunCheckpoints(
       os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints)
   writer = stream = None
   try:
-    progress = {}
-    latest = ckpts.latest_step()
+    state, progress, history, latest = resume.start(ckpts, fresh_state,
+                                                    workdir)
     if latest is not None:
-      state, progress = ckpts.restore(latest, fresh_state)
       logging.info("resuming %s from its checkpoint at step %d (epoch %d of "
                    "%d)", workdir, latest, latest // steps_per_epoch + 1,
                    config.epochs)
@@ -124,12 +167,6 @@ def train_and_evaluate(
             "than the first run planned (set lr_schedule_epochs to fix the "
             "schedule's length)", stored.epochs, config.epochs,
             config.lr_schedule, config.epochs)
-    elif workdir_lib.read_metrics(workdir):
-      raise ConfigError(
-          f"--workdir={workdir} holds metrics.jsonl but no checkpoint to "
-          "resume from (a run killed before its first checkpoint); choose a "
-          f"new --workdir, or delete {os.path.join(workdir, 'metrics.jsonl')} "
-          "to start the run over")
     start_step = int(state.step)
     start_epoch, position = divmod(start_step, steps_per_epoch)
     if config.epochs < start_epoch:
@@ -142,7 +179,6 @@ def train_and_evaluate(
           f"checkpoint at step {start_step} is not at a chunk boundary of "
           f"chunks {chunks}; the run's chunking changed")
     workdir_lib.write_config(workdir, config, config_file, data.describe())
-    history = workdir_lib.keep_metrics_until(workdir, start_step)
     start_chunk = chunk_starts.index(position)
     stopping = EarlyStopping(config.early_stopping_patience, history)
 
@@ -167,11 +203,13 @@ def train_and_evaluate(
     logging.info("compiled %d chunk program(s) in %.1fs", len(compiled),
                  time.perf_counter() - compile_start)
 
-    # On resume, readers drop the events that a crashed run wrote after the
-    # checkpoint, steps > start_step, since this run writes them again.
+    # On resume (or a start over), readers drop the events that a crashed
+    # run wrote after the checkpoint, steps > start_step, since this run
+    # writes them again.
+    tensorboard_dir = os.path.join(workdir, "tensorboard")
     writer = tensorboard.SummaryWriter(
-        os.path.join(workdir, "tensorboard"),
-        purge_step=None if latest is None else start_step + 1)
+        tensorboard_dir, purge_step=start_step + 1 if os.path.isdir(
+            tensorboard_dir) else None)
     run_start = time.perf_counter() - progress.get("wall_time_sec", 0.0)
     done_chunks = min(start_epoch * len(chunks) + start_chunk,
                       config.epochs * len(chunks))
@@ -200,8 +238,15 @@ def train_and_evaluate(
         for c in range(start_chunk if epoch == start_epoch else 0, len(chunks)):
           n = chunks[c]
           chunk_start = time.perf_counter()
-          state, metrics = compiled[n](state, next_input(), hparams)
+          state, metrics, health = compiled[n](state, next_input(), hparams)
           metrics = _to_float(metrics)  # waits for the chunk
+          health = _to_float(health)
+          # A non-finite state (code 3, 4) cannot be skipped: it stops too.
+          if health["first_bad_step"] >= 0 and (
+              not config.skip_nonfinite_updates
+              or health["first_bad_quantity"] >= 3):
+            _stop_at_nonfinite(health, steps_per_epoch, config.epochs, ckpts)
+          metrics["skipped_updates"] = int(health["skipped_updates"])
           train_seconds += time.perf_counter() - chunk_start
           done.append((n, metrics))
           running = sum(k * m["elbo"] for k, m in done) / sum(
@@ -226,12 +271,11 @@ def train_and_evaluate(
             if stopping.update(history[-1]):
               ckpts.save_best(state, {"epoch": epoch + 1,
                                       "val_elbo": record.val_elbo})
-          ckpts.save_latest(state, {
-              "epoch": epoch + 1 if end_of_epoch else epoch,
-              "epoch_chunks": [] if end_of_epoch else done,
-              "epoch_train_seconds": 0.0 if end_of_epoch else train_seconds,
-              "wall_time_sec": time.perf_counter() - run_start,
-          })
+          ckpts.save_latest(state, resume.checkpoint_progress(
+              epoch + 1 if end_of_epoch else epoch,
+              [] if end_of_epoch else done,
+              0.0 if end_of_epoch else train_seconds,
+              time.perf_counter() - run_start, history))
           if after_chunk is not None:
             after_chunk(state)
         if stopping.should_stop:
@@ -274,7 +318,7 @@ def _final_measurements(config, workdir, model, state, data, ckpts, history,
       record.update(test_log_px=None, test_log_px_stderr=None)
     history[-1].update(test_log_px=report["test_log_px"],
                        test_log_px_stderr=report["test_log_px_stderr"])
-    workdir_lib.rewrite_metrics(workdir, history)
+    workdir_lib.write_metrics(workdir, history)
     writer.write_scalars(history[-1]["step"], {
         "test_log_px": report["test_log_px"],
         "test_log_px_stderr": report["test_log_px_stderr"]})

@@ -31,9 +31,13 @@ def epoch_record(epoch: int, state: step_lib.TrainState, chunks: list,
   """The metrics.jsonl record of the epoch that ends at `state`.
 
   Args:
-    chunks: (steps, metrics dict) of each chunk of the epoch.
+    chunks: (steps, metrics dict) of each chunk of the epoch; the metrics
+      are means over the chunk's steps whose update was taken.
   """
-  train = {k: sum(n * m[k] for n, m in chunks) / steps_per_epoch
+  taken = [n - m.get("skipped_updates", 0) for n, m in chunks]
+  total = sum(taken)
+  train = {k: (sum(t * m[k] for t, (_, m) in zip(taken, chunks)) / total
+               if total else float("nan"))
            for k in step_lib.StepMetrics._fields}
   test = _evaluate(config, model, state.params, data.test, eval_rng)
   val_elbo = (float(_evaluate(config, model, state.params, data.validation,
@@ -49,7 +53,7 @@ def epoch_record(epoch: int, state: step_lib.TrainState, chunks: list,
       learning_rate=train["learning_rate"], kl_weight=train["kl_weight"],
       grad_norm=train["grad_norm"],
       examples_per_sec=steps_per_epoch * config.batch_size / train_seconds,
-      wall_time_sec=wall_time_sec)
+      wall_time_sec=wall_time_sec, skipped_updates=steps_per_epoch - total)
 
 
 def log_epoch(record: EpochRecord, epochs: int) -> None:

@@ -25,8 +25,10 @@ __all__ = ["step_config", "hyperparams", "batch_config", "chunk_lengths",
 def step_config(config) -> step_lib.StepConfig:
   return step_lib.StepConfig(
       num_samples=config.num_samples, analytic_kl=config.analytic_kl,
-      objective=config.objective, optimizer=config.optimizer, grad_clip_norm=float(config.grad_clip_norm),
-      lr_schedule=config.lr_schedule)
+      objective=config.objective, optimizer=config.optimizer,
+      grad_clip_norm=float(config.grad_clip_norm),
+      lr_schedule=config.lr_schedule,
+      skip_nonfinite_updates=config.skip_nonfinite_updates)
 
 
 def hyperparams(config, steps_per_epoch: int) -> step_lib.Hyperparams:

@@ -10,14 +10,19 @@
 
 Other tools and notebooks read a run through these files alone. Small files
 are written to a temporary file and renamed, so a kill never leaves one
-half-written.
+half-written. metrics.jsonl is appended to during a run and rewritten whole
+on resume from the records kept in the restored checkpoint, so a torn,
+emptied or overlong file is repaired. `check_workdir` refuses a directory
+the run could not use, before anything is created.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import tempfile
 from typing import Any, Optional
 
 import ml_collections
@@ -29,8 +34,8 @@ from vae_jax.names import resolve_image_layout
 
 __all__ = ["EpochRecord", "METRIC_KEYS", "load_config", "check_resumable",
            "write_config", "read_metrics", "append_metrics",
-           "keep_metrics_until", "rewrite_metrics",
-           "write_json_atomic"]
+           "keep_metrics_until", "write_metrics", "write_json_atomic",
+           "json_safe", "check_workdir"]
 
 
 @dataclasses.dataclass
@@ -63,6 +68,7 @@ class EpochRecord:
   grad_norm: float
   examples_per_sec: float
   wall_time_sec: float
+  skipped_updates: int  # non-finite steps skipped (skip_nonfinite_updates)
   # The importance-sampled test log p(x) (config.final_importance_samples):
   # null except on the last line of a run that measured it.
   test_log_px: Optional[float] = None
@@ -72,15 +78,22 @@ class EpochRecord:
 METRIC_KEYS = tuple(f.name for f in dataclasses.fields(EpochRecord))
 
 
+def _write_atomic(path: str, text: str) -> None:
+  tmp = f"{path}.{os.getpid()}.tmp"  # one per process: evaluations may overlap
+  try:
+    with open(tmp, "w") as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):  # a failed write (disk full) leaves no litter
+      os.remove(tmp)
+
+
 def write_json_atomic(path: str, value: Any) -> None:
   """Writes JSON to `path` through a temporary file and a rename."""
-  tmp = f"{path}.tmp"
-  with open(tmp, "w") as f:
-    json.dump(value, f, indent=2, sort_keys=True)
-    f.write("\n")
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  _write_atomic(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
 def load_config(workdir: str) -> Optional[ml_collections.ConfigDict]:
@@ -88,22 +101,22 @@ def load_config(workdir: str) -> Optional[ml_collections.ConfigDict]:
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     return None
+  from vae_jax.configs import default  # pylint: disable=g-import-not-at-top
+  config = default.get_config()
   try:
     with open(path) as f:
       stored = json.load(f)
     settings = stored["config"]
     if not isinstance(settings, dict):
       raise TypeError("'config' is not an object")
+    for name, value in settings.items():
+      if name in config:  # a value of the wrong type raises (type-safe)
+        config[name] = tuple(value) if isinstance(value, list) else value
   except (OSError, ValueError, TypeError, KeyError) as e:
     raise ConfigError(
         f"{path} is unreadable ({type(e).__name__}: {e}); it is not a run "
         "directory of vae_jax, or it is damaged: choose another --workdir"
     ) from None
-  from vae_jax.configs import default  # pylint: disable=g-import-not-at-top
-  config = default.get_config()
-  for name, value in settings.items():
-    if name in config:
-      config[name] = tuple(value) if isinstance(value, list) else value
   return config
 
 
@@ -178,42 +191,107 @@ def read_metrics(workdir: str) -> list[dict]:
   return records
 
 
+def json_safe(record: dict) -> dict:
+  """`record` with NaN and ±inf as None: strict JSON."""
+  return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+          for k, v in record.items()}
+
+
 def _json_line(record: dict) -> str:
   # allow_nan=False: metrics.jsonl stays strict JSON (null, never NaN).
-  clean = {k: (None if isinstance(v, float) and v != v else v)
-           for k, v in record.items()}
-  return json.dumps(clean, allow_nan=False) + "\n"
+  return json.dumps(json_safe(record), allow_nan=False) + "\n"
 
 
 def append_metrics(workdir: str, record: EpochRecord) -> dict:
-  """Appends `record` to WORKDIR/metrics.jsonl; returns it as a dict."""
-  as_dict = dataclasses.asdict(record)
+  """Appends `record` to WORKDIR/metrics.jsonl; returns it as a JSON dict."""
+  as_dict = json_safe(dataclasses.asdict(record))
   with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
     f.write(_json_line(as_dict))
   return as_dict
 
 
-def rewrite_metrics(workdir: str, records: list[dict]) -> None:
-  """Replaces metrics.jsonl by `records` (atomically)."""
-  path = os.path.join(workdir, "metrics.jsonl")
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    f.writelines(_json_line(r) for r in records)
-  os.replace(tmp, path)
+def write_metrics(workdir: str, records: list[dict]) -> None:
+  """Replaces WORKDIR/metrics.jsonl by `records`, atomically."""
+  _write_atomic(os.path.join(workdir, "metrics.jsonl"),
+                "".join(_json_line(r) for r in records))
 
 
 def keep_metrics_until(workdir: str, step: int) -> list[dict]:
   """Drops the records after `step` (a crash after the record, before its
-  checkpoint) from metrics.jsonl; returns the records kept."""
+  checkpoint) from metrics.jsonl; returns the records kept. (For
+  checkpoints that carry no records of their own.)"""
   records = read_metrics(workdir)
   kept = [r for r in records if r["step"] <= step]
-  path = os.path.join(workdir, "metrics.jsonl")
-  if os.path.exists(path):  # rewritten whole: this also drops a torn line
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-      f.writelines(_json_line(r) for r in kept)
-    os.replace(tmp, path)
+  if os.path.exists(os.path.join(workdir, "metrics.jsonl")):
+    write_metrics(workdir, kept)  # rewritten whole: drops a torn line too
   if len(kept) != len(records):
     logging.info("metrics.jsonl: dropped %d epoch(s) after step %d, to redo",
                  len(records) - len(kept), step)
   return kept
+
+
+# What a run directory may hold: name → must be a directory (True) or a file.
+_ENTRIES = {"config.json": False, "metrics.jsonl": False, "eval.json": False,
+            ".lock": False, "checkpoints": True, "figures": True,
+            "tensorboard": True}
+
+
+def _nearest_existing(path: str) -> str:
+  while not os.path.lexists(path):
+    parent = os.path.dirname(path)
+    if parent == path:
+      break
+    path = parent
+  return path
+
+
+def _probe_writable(directory: str) -> Optional[str]:
+  """None if a directory can be made in `directory`, else why not. (Tried
+  for real and removed: root passes os.access on /proc and read-only mounts
+  of some kinds.)"""
+  try:
+    os.rmdir(tempfile.mkdtemp(prefix=".vae_jax-probe-", dir=directory))
+  except OSError as e:
+    return e.strerror or type(e).__name__
+  return None
+
+
+def check_workdir(workdir: str, for_training: bool = True) -> None:
+  """Refuses a run directory the run could not use, creating nothing.
+
+  A file where the directory should be, a directory that cannot be written
+  (or created: a read-only, full or pseudo file system such as /proc), a name
+  too long for the file system, a config.json that is not a run's, or a
+  `checkpoints` file or `metrics.jsonl` directory — each is one ConfigError.
+  Evaluation (`for_training=False`) needs an existing run directory.
+  """
+  flag = f"--workdir={workdir}"
+  absolute = os.path.abspath(workdir)
+  if os.path.lexists(absolute) and not os.path.isdir(absolute):
+    raise ConfigError(f"{flag} is a file, not a directory: choose a directory")
+  if not for_training and not os.path.isdir(absolute):
+    raise ConfigError(f"{flag}: no such directory; pass the run directory "
+                      "that experiments/train.py wrote")
+  anchor = _nearest_existing(absolute)
+  if not os.path.isdir(anchor):
+    raise ConfigError(f"{flag}: {anchor} is a file, so the directory cannot "
+                      "be created there; choose another --workdir")
+  limit = os.pathconf(anchor, "PC_NAME_MAX")
+  if (any(len(n.encode()) > limit for n in absolute.split(os.sep))
+      or len(absolute.encode()) >= os.pathconf(anchor, "PC_PATH_MAX")):
+    raise ConfigError(f"{flag}: the path is too long for the file system "
+                      f"(names of at most {limit} bytes); choose a shorter one")
+  why = _probe_writable(anchor)
+  if why is not None:
+    raise ConfigError(f"{flag}: cannot write in {anchor} ({why}); choose "
+                      "another --workdir")
+  if anchor != absolute:
+    return  # a new directory: nothing else to check
+  for name, is_dir in _ENTRIES.items():
+    path = os.path.join(absolute, name)
+    if os.path.lexists(path) and os.path.isdir(path) != is_dir:
+      raise ConfigError(
+          f"{flag} holds {name} as a {'file' if is_dir else 'directory'}, "
+          f"where a run keeps a {'directory' if is_dir else 'file'}: it is "
+          "not a run directory of vae_jax; choose another --workdir")
+  load_config(workdir)  # a damaged or foreign config.json: ConfigError

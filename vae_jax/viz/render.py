@@ -283,7 +283,9 @@ def _figure(width_px: int, height_px: int, **subplots):
 
 def _save(fig: Figure, path: str) -> str:
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  fig.savefig(path, dpi=DPI, format="png")
+  tmp = f"{path}.{os.getpid()}.tmp"  # renamed: a reader never sees half a PNG
+  fig.savefig(tmp, dpi=DPI, format="png")
+  os.replace(tmp, path)
   return path
 
 

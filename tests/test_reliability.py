@@ -1,0 +1,163 @@
+"""Faults done for real: a second process, divergence, lost metrics, a
+full disk (tests/run_helpers.py: the tiny run they work on).
+
+Each fault works on a copy of the reference run's directory or a new one,
+and a resumed run must end bit for bit like the uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO_ROOT
+from run_helpers import (assert_same_state, copy_run, error_lines, flags_of,
+                         launch, make_reference, saved_state, small_config,
+                         snapshot, template, train, without_times)
+from toy_models import DIVERGING_STEP
+from vae_jax.errors import NonFiniteError
+from vae_jax.run import checkpoints as checkpoints_lib
+from vae_jax.run import evaluate as evaluate_lib
+from vae_jax.run import workdir as workdir_lib
+from vae_jax.run.lock import WorkdirBusy, WorkdirLock
+
+
+@pytest.fixture(scope="module")
+def reference(idx_data_dir, tmp_path_factory):
+  return make_reference(idx_data_dir, tmp_path_factory)
+
+
+# 1. One writer per run directory.
+
+def test_a_second_trainer_is_refused_and_touches_nothing(reference, tmp_path):
+  config, _, _, _ = reference
+  workdir = copy_run(reference, tmp_path)
+  holder = subprocess.Popen(
+      [sys.executable, "-c", "import sys, time\n"
+       "from vae_jax.run.lock import WorkdirLock\n"
+       "WorkdirLock(sys.argv[1]); print('locked', flush=True)\n"
+       "time.sleep(300)", workdir], cwd=REPO_ROOT, stdout=subprocess.PIPE,
+      text=True)
+  try:
+    assert holder.stdout.readline().strip() == "locked"
+    before = snapshot(workdir)
+    second = launch("experiments.train", [*flags_of(config),
+                                           f"--workdir={workdir}", "--quiet"])
+    assert second.returncode == 2, second.stderr
+    assert "Traceback" not in second.stderr
+    [error] = error_lines(second.stderr)
+    assert workdir in error and f"pid {holder.pid}" in error
+    assert snapshot(workdir) == before
+    # Evaluation takes no lock: it runs beside a trainer.
+    record = evaluate_lib.evaluate_run(workdir, "latest", figures=False)
+    assert record["step"] == 32
+  finally:
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+  WorkdirLock(workdir).release()  # kill -9 left no stale lock
+
+
+def test_the_trainer_holds_the_lock_while_it_runs(reference, tmp_path):
+  config, _, _, _ = reference
+  refusals = []
+
+  def after_chunk(state):
+    del state
+    with pytest.raises(WorkdirBusy, match=f"pid {os.getpid()}") as error:
+      WorkdirLock(str(tmp_path))
+    refusals.append(str(error.value))
+
+  train(small_config(config.data_dir, epochs=1), tmp_path,
+        after_chunk=after_chunk)
+  assert len(refusals) == 3  # every chunk
+  WorkdirLock(str(tmp_path)).release()  # released at the end
+
+
+# 2. Non-finite values stop the run.
+
+def _diverging(config, **overrides):
+  # The loss turns NaN at step 21 (epoch 2, in the chunk after the
+  # checkpoint at step 16): see toy_models.DivergingVAE.
+  return small_config(config.data_dir, model="toy_models:diverging_vae",
+                      epochs=3, **overrides)
+
+
+def test_divergence_stops_at_the_last_good_checkpoint(reference, tmp_path):
+  config = _diverging(reference[0])
+  with pytest.raises(NonFiniteError) as error:
+    train(config, tmp_path)
+  message = str(error.value)
+  assert message.startswith(
+      f"non-finite loss at step {DIVERGING_STEP} (epoch 2 of 3)")
+  assert "the last good checkpoint is step 16" in message
+  with checkpoints_lib.RunCheckpoints(os.path.join(tmp_path, "checkpoints"),
+                                      read_only=True) as ckpts:
+    assert ckpts.steps() == [14, 16]  # nothing saved past the bad step
+    for step in ckpts.steps():  # each restores finite, checksums verified
+      ckpts.restore(step, template(config))
+  assert [r["epoch"] for r in workdir_lib.read_metrics(str(tmp_path))] == [1]
+
+
+def test_divergence_exits_with_status_3_in_one_line(reference, tmp_path):
+  config = _diverging(reference[0])
+  result = launch("experiments.train", [*flags_of(config), "--quiet",
+                                         f"--workdir={tmp_path}"])
+  assert result.returncode == 3, result.stderr
+  assert "Traceback" not in result.stderr
+  [error] = error_lines(result.stderr)
+  assert f"step {DIVERGING_STEP}" in error and "step 16" in error
+
+
+def test_skipping_nonfinite_updates_finishes_finite(reference, tmp_path):
+  config = _diverging(reference[0], skip_nonfinite_updates=True)
+  history = train(config, tmp_path)
+  # Steps 21..47 are all NaN (the skipped update leaves the clock as it is).
+  assert [r["skipped_updates"] for r in history] == [
+      0, 32 - DIVERGING_STEP, 16]
+  assert all(r["train_elbo"] is not None for r in history[:2])
+  assert history[2]["train_elbo"] is None  # no step taken: null, not NaN
+  with open(os.path.join(tmp_path, "metrics.jsonl")) as f:
+    for line in f:  # strict JSON: no NaN token
+      json.loads(line, parse_constant=pytest.fail)
+
+
+# 4. Metrics rebuilt from the checkpoint; a config.json write never torn.
+
+def test_an_emptied_metrics_file_loses_nothing(reference, tmp_path):
+  config, _, _, longer = reference
+  workdir = copy_run(reference, tmp_path)
+  open(os.path.join(workdir, "metrics.jsonl"), "w").close()
+  with open(os.path.join(workdir, "config.json.4242.tmp"), "w") as f:
+    f.write('{"config": {"late')  # a kill during config.json's write
+  train(small_config(config.data_dir, epochs=3), workdir)
+  assert without_times(workdir_lib.read_metrics(workdir)) == without_times(
+      workdir_lib.read_metrics(longer))
+
+
+# Disk problems.
+
+@pytest.mark.parametrize("limit", [
+    60_000,  # below a checkpoint (~380 kB): the first save is refused
+    450_000,  # checkpoints fit; TensorBoard's file outgrows it at epoch 1
+])
+def test_a_full_disk_is_one_line_and_the_run_resumes(reference, tmp_path,
+                                                     limit):
+  """A full disk, made by a file-size limit on the launcher's process (a
+  small tmpfs needs mount rights the suite does not assume)."""
+  config, ref_dir, _, _ = reference
+  args = [*flags_of(config), "--quiet", f"--workdir={tmp_path}"]
+  full = launch("experiments.train", args, file_size_limit=limit)
+  assert full.returncode == 2, full.stderr
+  assert "Traceback" not in full.stderr
+  assert [l for l in full.stderr.splitlines() if l.strip()] == error_lines(
+      full.stderr)  # nothing but the one line
+  assert "File too large" in full.stderr
+  history = train(config, tmp_path)  # room again: it resumes
+  assert_same_state(saved_state(config, str(tmp_path)),
+                    saved_state(config, ref_dir))
+  assert [r["epoch"] for r in history] == [1, 2]
