@@ -109,6 +109,11 @@ _CASES = {
     "latent_dim_past_int32": _Case(
         _keep_data, ("--config.latent_dim=2147483648",),
         ("--config.latent_dim",)),
+    # Refused with the estimate, before JAX allocates anything (otherwise a
+    # hang in initialisation or the kernel's OOM killer).
+    "model_larger_than_memory": _Case(
+        _keep_data, ("--config.latent_dim=60000",
+                     "--config.hidden_dims=60000,60000"), ("GiB",)),
     "batch_larger_than_data": _Case(
         _keep_data, (f"--config.batch_size={4 * _NUM_TRAIN}",),
         ("--config.batch_size", str(_NUM_TRAIN))),

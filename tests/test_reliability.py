@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 
 import pytest
 
@@ -161,3 +162,33 @@ def test_a_full_disk_is_one_line_and_the_run_resumes(reference, tmp_path,
   assert_same_state(saved_state(config, str(tmp_path)),
                     saved_state(config, ref_dir))
   assert [r["epoch"] for r in history] == [1, 2]
+
+
+def test_a_vanished_run_directory_is_one_line(reference, tmp_path):
+  """The run directory removed after the first chunk's checkpoint (e.g. a
+  cleanup job): the next write fails, and the launcher says so in one line."""
+  config, _, _, _ = reference
+  workdir = str(tmp_path / "run")
+  script = textwrap.dedent(f"""
+      import shutil, sys
+      from vae_jax.run import loop
+      train_and_evaluate = loop.train_and_evaluate
+      def remove_after_first_chunk(config, workdir, **kwargs):
+        return train_and_evaluate(
+            config, workdir, after_chunk=lambda state: shutil.rmtree(workdir),
+            **kwargs)
+      loop.train_and_evaluate = remove_after_first_chunk
+      sys.argv = ["train", *{[*flags_of(config), "--quiet",
+                              f"--workdir={workdir}"]!r}]
+      from vae_jax.launchers import train
+      train.run()
+  """)
+  result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT,
+                          env=dict(os.environ, JAX_PLATFORMS="cpu"),
+                          capture_output=True, text=True, timeout=240)
+  assert result.returncode == 2, result.stderr[-3000:]
+  assert "Traceback" not in result.stderr
+  lines = [l for l in result.stderr.splitlines() if l.strip()]
+  assert lines == error_lines(result.stderr), result.stderr
+  assert f"--workdir={workdir}" in lines[0]
+  assert not os.path.exists(workdir)

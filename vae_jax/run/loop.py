@@ -44,6 +44,7 @@ from vae_jax.errors import ConfigError, NonFiniteError
 from vae_jax.nets import registry
 from vae_jax.run import checkpoints as checkpoints_lib
 from vae_jax.run import likelihood
+from vae_jax.run import memory
 from vae_jax.run import programs
 from vae_jax.run import resume
 from vae_jax.run import tensorboard
@@ -115,6 +116,7 @@ def train_and_evaluate(
     data = data or prepare_data(config)
     validation.check_likelihood_fits(config, data.dataset.already_binary)
     model = registry.build_model(config, data.train.shape[1:])
+    memory.check_fits(model, config)
     if config.free_bits > 0 and not getattr(model, "standard_normal_prior",
                                             False):
       raise ConfigError(
