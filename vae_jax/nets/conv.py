@@ -43,7 +43,7 @@ leading batch axes (x `[..., H, W, C]`, z `[..., latent_dim]`).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import chex
 import flax.linen as nn
@@ -51,7 +51,7 @@ import jax
 import jax.numpy as jnp
 
 from vae_jax.math.likelihoods import Likelihood
-from vae_jax.math.model import StandardNormalPrior
+from vae_jax.nets.flax_vae import FlaxVAE
 
 __all__ = ["PatchConv", "ConvEncoder", "ConvDecoder", "ConvVAE",
            "check_image_shape", "depth_to_space"]
@@ -167,7 +167,7 @@ class ConvDecoder(nn.Module):
 
 
 @dataclasses.dataclass(frozen=True)
-class ConvVAE(StandardNormalPrior):
+class ConvVAE(FlaxVAE):
   """A conv encoder and decoder on image examples `[H, W, C]`."""
 
   event_shape: Tuple[int, ...] = (28, 28, 1)
@@ -193,23 +193,6 @@ class ConvVAE(StandardNormalPrior):
                        self.hidden_dims, self.likelihood.outputs_per_value,
                        self.activation)
 
-  def init(self, rng: chex.PRNGKey) -> Any:
-    enc_rng, dec_rng = jax.random.split(rng)
-    return {
-        "encoder": self._encoder.init(
-            enc_rng, jnp.zeros((1, *self.event_shape)))["params"],
-        "decoder": self._decoder.init(
-            dec_rng, jnp.zeros((1, self.latent_dim)))["params"],
-    }
-
-  def encode(self, params, x):
-    return self._encoder.apply({"params": params["encoder"]}, x)
-
-  def decode(self, params, z):
-    return self._decoder.apply({"params": params["decoder"]}, z)
-
-  def log_likelihood(self, decoder_output, x):
-    return self.likelihood.log_prob(decoder_output, x)
-
-  def mean_of_output(self, decoder_output):
-    return self.likelihood.mean(decoder_output)
+  @property
+  def _encoder_input_shape(self) -> Tuple[int, ...]:
+    return tuple(self.event_shape)

@@ -9,21 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Tuple
-
-import chex
-import jax
-import jax.numpy as jnp
+from typing import Tuple
 
 from vae_jax.math.likelihoods import DEFAULT_MIN_LOG_VARIANCE, Likelihood
-from vae_jax.math.model import StandardNormalPrior
+from vae_jax.nets.flax_vae import FlaxVAE
 from vae_jax.nets.modules import MLPDecoder, MLPEncoder
 
 __all__ = ["MLPVAE", "make_mlp_vae"]
 
 
 @dataclasses.dataclass(frozen=True)
-class MLPVAE(StandardNormalPrior):
+class MLPVAE(FlaxVAE):
   """An MLP encoder and decoder on flat examples `[data_dim]`.
 
   Accepts leading batch axes too: x `[..., data_dim]`, z `[..., latent_dim]`.
@@ -45,26 +41,9 @@ class MLPVAE(StandardNormalPrior):
                       math.prod(self.event_shape)
                       * self.likelihood.outputs_per_value, self.activation)
 
-  def init(self, rng: chex.PRNGKey) -> Any:
-    enc_rng, dec_rng = jax.random.split(rng)
-    data_dim = math.prod(self.event_shape)
-    return {
-        "encoder": self._encoder.init(enc_rng, jnp.zeros((1, data_dim)))["params"],
-        "decoder": self._decoder.init(
-            dec_rng, jnp.zeros((1, self.latent_dim)))["params"],
-    }
-
-  def encode(self, params, x):
-    return self._encoder.apply({"params": params["encoder"]}, x)
-
-  def decode(self, params, z):
-    return self._decoder.apply({"params": params["decoder"]}, z)
-
-  def log_likelihood(self, decoder_output, x):
-    return self.likelihood.log_prob(decoder_output, x)
-
-  def mean_of_output(self, decoder_output):
-    return self.likelihood.mean(decoder_output)
+  @property
+  def _encoder_input_shape(self) -> Tuple[int, ...]:
+    return (math.prod(self.event_shape),)
 
 
 def make_mlp_vae(data_dim: int = 784, latent_dim: int = 20,
