@@ -4,11 +4,11 @@ Command: make train  (python -m experiments.train --workdir=runs/default)
 The Flax example's 784-500-20 MLP VAE with a Bernoulli decoder on
 Fashion-MNIST, dynamic binarisation, Adam 1e-3, batch 128, 10 epochs, seed 0.
 Measured (seed 0, 2-core Intel Xeon, jax 0.10.2, otherwise idle): test ELBO
--259.20 nats after epoch 1 and -242.73 after epoch 10; 28 s of training and
-evaluation for the 10 epochs (24,000-25,000 training examples/s), 45 s for
+-259.27 nats after epoch 1 and -242.80 after epoch 10; 32 s of training and
+evaluation for the 10 epochs (20,000-25,500 training examples/s), 45 s for
 the whole `make train`. The last digits depend on the CPU (summation
-order): before the redesign's per-sample keys the same seed gave -242.64 on
-an AMD EPYC and -242.70 on an Intel Xeon.
+order) and on how the same formulas are written: before the redesign the
+same seed gave -242.64 on an AMD EPYC and -242.70 on an Intel Xeon.
 """
 
 import math
