@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import sys
 
 from absl import flags
 from absl import logging
