@@ -16,6 +16,7 @@ from typing import Any
 
 from vae_jax.errors import ConfigError
 from vae_jax.names import ACTIVATIONS, BINARIZATIONS, BINARY_LIKELIHOODS
+from vae_jax.names import COMPUTE_DTYPES
 from vae_jax.names import LAYOUTS, LIKELIHOODS, LR_SCHEDULES, OBJECTIVES
 from vae_jax.names import resolve_image_layout
 
@@ -105,6 +106,8 @@ def validate(config):
        "--config.conv_channels=32,64")
   need(c.likelihood in LIKELIHOODS, "likelihood",
        f"choose one of {list(LIKELIHOODS)}")
+  need(c.compute_dtype in COMPUTE_DTYPES, "compute_dtype",
+       f"choose one of {list(COMPUTE_DTYPES)}")
   number("gaussian_variance", 0.0, inclusive=False)
   number("min_log_variance", -1e3, high=1e3)
   need(c.binarization in BINARIZATIONS, "binarization",

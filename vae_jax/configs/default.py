@@ -41,6 +41,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.likelihood = "bernoulli"
   c.gaussian_variance = 1.0  # gaussian
   c.min_log_variance = math.log(1e-3)  # gaussian_learned_variance's floor
+  # float32 | bfloat16: the dtype the networks compute in (mixed precision
+  # for GPU/TPU: parameters, optimizer state and the loss stay float32).
+  c.compute_dtype = "float32"
   # Objective.
   c.objective = "elbo"  # elbo | iwae (Burda et al., K = num_samples)
   c.num_samples = 1  # K: z samples per example in the training objective
