@@ -31,9 +31,11 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import tempfile
 import time
 from typing import Callable, Optional
 
+import jax
 import tqdm
 from absl import logging
 
@@ -43,8 +45,10 @@ from vae_jax.data.prepared import PreparedData, prepare_data
 from vae_jax.errors import ConfigError, NonFiniteError
 from vae_jax.nets import registry
 from vae_jax.run import checkpoints as checkpoints_lib
+from vae_jax.run import distributed
 from vae_jax.run import likelihood
 from vae_jax.run import memory
+from vae_jax.run import mesh
 from vae_jax.run import programs
 from vae_jax.run import resume
 from vae_jax.run import tensorboard
@@ -107,10 +111,15 @@ def train_and_evaluate(
   """
   validation.validate(config)
   workdir_lib.check_workdir(workdir)
+  mesh.check_batch_size(config.batch_size, config.num_devices)
+  place = mesh.placement(config.num_devices)
+  # Process 0 owns the directory: its lock, config.json, metrics, figures,
+  # TensorBoard. The others write only their part of the checkpoints.
+  primary = jax.process_index() == 0
   with contextlib.ExitStack() as stack:
     # An existing directory is locked at once, a new one once the data are
     # ready (creating it earlier would leave it behind if the data fail).
-    if os.path.isdir(workdir):
+    if os.path.isdir(workdir) and primary:
       stack.enter_context(WorkdirLock(workdir))
     stored = workdir_lib.check_resumable(config, workdir)
     data = data or prepare_data(config)
@@ -124,18 +133,27 @@ def train_and_evaluate(
           f"--config.model={config.model}: free bits floor the KL of each "
           "latent dimension, defined here for the prior N(0, I) only; use "
           "--config.free_bits=0")
-    if not os.path.isdir(workdir):
+    if not os.path.isdir(workdir) and primary:
       os.makedirs(workdir, exist_ok=True)
       stack.enter_context(WorkdirLock(workdir))
       # Checked again under the lock: another run may have begun meanwhile.
       stored = workdir_lib.check_resumable(config, workdir)
+    distributed.barrier("workdir locked")
+    outputs = workdir
+    if not primary:  # its metrics, figures and events go to a scratch copy
+      outputs = stack.enter_context(tempfile.TemporaryDirectory(
+          prefix=f"vae_jax-process{jax.process_index()}-"))
     return _train(config, workdir, stored, data, model, progress_bar,
-                  after_chunk, figures, config_file)
+                  after_chunk, figures and primary, config_file, place,
+                  outputs)
 
 
 def _train(config, workdir, stored, data, model, progress_bar, after_chunk,
-           figures, config_file):
-  """train_and_evaluate in a locked WORKDIR whose settings were checked."""
+           figures, config_file, place, outputs):
+  """train_and_evaluate in a locked WORKDIR whose settings were checked;
+  metrics, config.json, figures and TensorBoard go to OUTPUTS (WORKDIR on
+  process 0), checkpoints to WORKDIR."""
+  logging.info(mesh.describe(place))
   logging.info("data: %s from %s (%s), train %s, test %s, binarization %s, "
                "input %s", config.dataset, data.dataset.source,
                data.dataset.source_kind, data.train.shape, data.test.shape,
@@ -148,14 +166,19 @@ def _train(config, workdir, stored, data, model, progress_bar, after_chunk,
   hparams = programs.hyperparams(config, steps_per_epoch)
   init_rng, eval_rng, figure_rng = programs.run_keys(config)
   fresh_state = programs.init_state(model, step_cfg, init_rng)
+  train_split = data.train
+  if place is not None:
+    fresh_state, hparams = place.put((fresh_state, hparams))
+    if not data.streaming:
+      train_split = place.put(data.train)
 
-  os.makedirs(os.path.join(workdir, "figures"), exist_ok=True)
+  os.makedirs(os.path.join(outputs, "figures"), exist_ok=True)
   ckpts = checkpoints_lib.RunCheckpoints(
       os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints)
   writer = stream = None
   try:
     state, progress, history, latest = resume.start(ckpts, fresh_state,
-                                                    workdir)
+                                                    outputs)
     if latest is not None:
       logging.info("resuming %s from its checkpoint at step %d (epoch %d of "
                    "%d)", workdir, latest, latest // steps_per_epoch + 1,
@@ -180,35 +203,38 @@ def _train(config, workdir, stored, data, model, progress_bar, after_chunk,
       raise RuntimeError(
           f"checkpoint at step {start_step} is not at a chunk boundary of "
           f"chunks {chunks}; the run's chunking changed")
-    workdir_lib.write_config(workdir, config, config_file, data.describe())
+    workdir_lib.write_config(outputs, config, config_file, data.describe())
     start_chunk = chunk_starts.index(position)
     stopping = EarlyStopping(config.early_stopping_patience, history)
 
     if data.streaming and start_epoch < config.epochs:
       # Starts at the checkpoint's chunk: the chunks before it are never
       # gathered on the host nor sent to the device.
-      stream = data.stream_chunks(state.rng, config.batch_size, chunks,
+      # (This process's copy of the key: the host draws the order.)
+      rng = state.rng if place is None else mesh.local_copy(state.rng)
+      stream = data.stream_chunks(rng, config.batch_size, chunks,
                                   first_epoch=start_epoch,
                                   num_epochs=config.epochs - start_epoch,
-                                  first_chunk=start_chunk)
+                                  first_chunk=start_chunk,
+                                  device=place and place.streamed_chunk)
     next_input = (lambda: next(stream)) if data.streaming else (
-        lambda: data.train)
+        lambda: train_split)
 
     compile_start = time.perf_counter()
-    batch_cfg = programs.batch_config(config, data)
+    batch_cfg = programs.batch_config(config, data, place)
     # Lowered for the fresh state, so a resumed run (whose restored arrays
     # are committed to the device) finds the programs a first run compiled.
     compiled = {n: programs.compile_chunk(
         model, step_cfg, batch_cfg, n, data.streaming, fresh_state,
-        data.train_spec(n, config.batch_size), hparams)
-                for n in sorted(set(chunks))}
+        data.train_spec(n, config.batch_size) if data.streaming else
+        train_split, hparams, place) for n in sorted(set(chunks))}
     logging.info("compiled %d chunk program(s) in %.1fs", len(compiled),
                  time.perf_counter() - compile_start)
 
     # On resume (or a start over), readers drop the events that a crashed
     # run wrote after the checkpoint, steps > start_step, since this run
     # writes them again.
-    tensorboard_dir = os.path.join(workdir, "tensorboard")
+    tensorboard_dir = os.path.join(outputs, "tensorboard")
     writer = tensorboard.SummaryWriter(
         tensorboard_dir, purge_step=start_step + 1 if os.path.isdir(
             tensorboard_dir) else None)
@@ -258,17 +284,19 @@ def _train(config, workdir, stored, data, model, progress_bar, after_chunk,
           bar.update(1)
           end_of_epoch = c == len(chunks) - 1
           if end_of_epoch:
+            # Evaluation runs on one device: this process's replica.
+            local = state if place is None else mesh.local_copy(state)
             record = epoch_record(
-                epoch, state, done, steps_per_epoch, config, data, model,
+                epoch, local, done, steps_per_epoch, config, data, model,
                 eval_rng, train_seconds, time.perf_counter() - run_start)
-            history.append(workdir_lib.append_metrics(workdir, record))
+            history.append(workdir_lib.append_metrics(outputs, record))
             bar.clear()  # the log line goes above the bar, not into it
             log_epoch(record, config.epochs)
             bar.refresh()
             writer.write_scalars(record.step, {
                 k: v for k, v in history[-1].items() if k != "step"})
             writer.write_images(record.step, tensorboard_images(
-                model, state.params, data, figure_rng))
+                model, local.params, data, figure_rng))
             writer.flush()
             if stopping.update(history[-1]):
               ckpts.save_best(state, {"epoch": epoch + 1,
@@ -285,11 +313,12 @@ def _train(config, workdir, stored, data, model, progress_bar, after_chunk,
           logging.info("early stopping after epoch %d: %s", epoch + 1,
                        stopping.describe())
 
-    final_params = _final_measurements(config, workdir, model, state, data,
-                                       ckpts, history, writer, eval_rng)
+    final_params = _final_measurements(
+        config, outputs, model, state if place is None else
+        mesh.local_copy(state), data, ckpts, history, writer, eval_rng)
     if figures:
       write_figures(model, final_params, data, history,
-                    os.path.join(workdir, "figures"), figure_rng)
+                    os.path.join(outputs, "figures"), figure_rng)
   finally:
     if stream is not None:
       stream.close()
