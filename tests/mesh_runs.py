@@ -7,7 +7,8 @@ Trains the tiny config of `mesh_config` (one step per epoch) into OUT_DIR:
   one_device/, four_devices/   one epoch each;
   four_then_one/, four_then_four/   four_devices/ copied and extended to two
       epochs on 1 and on 4 devices (a checkpoint of 4 devices on 1, and
-      the reference it must match);
+      the reference it must match; the 4 devices' extension streams its
+      batches, sharded as they arrive);
   one_then_four/, one_then_one/   the same from one_device/.
 """
 
@@ -32,7 +33,8 @@ def mesh_config(data_dir: str, **overrides):
   config = default.get_config()
   config.update(dict(dataset="idx", data_dir=data_dir, batch_size=NUM_TRAIN,
                      latent_dim=2, hidden_dims=(16,), optimizer="sgd",
-                     learning_rate=1e-3, epochs=1, eval_batch_size=64)
+                     learning_rate=1e-3, epochs=1, eval_batch_size=64,
+                     steps_per_chunk=1)
                 | overrides)
   return config
 
@@ -52,7 +54,8 @@ def main(data_dir: str, out: str) -> None:
     for devices, then in ((1, "one"), (4, "four")):
       target = os.path.join(out, f"{first}_then_{then}")
       shutil.copytree(os.path.join(out, source), target)
-      _train(data_dir, target, num_devices=devices, epochs=2)
+      _train(data_dir, target, num_devices=devices, epochs=2,
+             streaming=(first, then) == ("four", "four"))
 
 
 if __name__ == "__main__":

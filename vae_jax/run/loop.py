@@ -12,8 +12,9 @@ state, step and rng; the step fixes the data position), so the run ends with
 the same parameters as an uninterrupted one — bit for bit on CPU.
 metrics.jsonl keeps the epochs up to that checkpoint and gets each later
 epoch once; so do the scalars and images of tensorboard/. Only `epochs` (a
-larger value extends a finished run), `streaming` and
-`skip_nonfinite_updates` may differ from the stored config. The
+larger value extends a finished run), `streaming`,
+`skip_nonfinite_updates` and `num_devices` may differ from the stored
+config. The
 learning-rate schedule spans `lr_schedule_epochs`, or `epochs` when that is
 0: extending such a run with a decaying schedule stretches the schedule, so
 set `lr_schedule_epochs` when a run may be extended.
@@ -24,6 +25,13 @@ a run with no checkpoint starts over. Every step is checked for non-finite
 numbers on the device: the first one stops the run with `NonFiniteError`
 before anything non-finite is saved, or, with `skip_nonfinite_updates`, its
 update is skipped and counted in the epoch's `skipped_updates`.
+
+Several devices and processes (`vae_jax.run.mesh`, `vae_jax.run.distributed`):
+the chunks run sharded over the mesh; evaluation and figures run on one
+device of each process, on its replica of the parameters. Process 0 alone
+locks WORKDIR and writes config.json, metrics, TensorBoard and figures
+(the others write theirs to a temporary directory); every process takes
+part in saving and restoring the checkpoints.
 """
 
 from __future__ import annotations
@@ -111,8 +119,8 @@ def train_and_evaluate(
   """
   validation.validate(config)
   workdir_lib.check_workdir(workdir)
-  mesh.check_batch_size(config.batch_size, config.num_devices)
   place = mesh.placement(config.num_devices)
+  mesh.check_batch_size(config.batch_size, place)
   # Process 0 owns the directory: its lock, config.json, metrics, figures,
   # TensorBoard. The others write only their part of the checkpoints.
   primary = jax.process_index() == 0

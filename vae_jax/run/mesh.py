@@ -83,19 +83,14 @@ class Placement:
     return jax.tree_util.tree_map(put_leaf, tree)
 
 
-def _mesh_size(num_devices: int) -> tuple[int, int]:
-  """(devices of this process in the mesh, devices available to it)."""
-  available = jax.local_device_count()
-  return (available if num_devices == 0 else num_devices), available
-
-
 def placement(num_devices: int) -> Optional[Placement]:
   """The run's placement; None for one device in one process.
 
   Raises:
     ConfigError: `num_devices` is more than this process has.
   """
-  local, available = _mesh_size(num_devices)
+  available = jax.local_device_count()
+  local = available if num_devices == 0 else num_devices
   if local > available:
     raise ConfigError(
         f"--config.num_devices={num_devices} is invalid: this process has "
@@ -110,14 +105,13 @@ def placement(num_devices: int) -> Optional[Placement]:
   return Placement(Mesh(np.array(devices), (DATA_AXIS,)))
 
 
-def check_batch_size(batch_size: int, num_devices: int) -> None:
+def check_batch_size(batch_size: int, place: Optional[Placement]) -> None:
   """Refuses a batch that does not split evenly over the mesh.
 
   Raises:
     ConfigError: naming the batch size and the size of the data axis.
   """
-  local, available = _mesh_size(num_devices)
-  size = min(local, available) * jax.process_count()
+  size = 1 if place is None else place.num_devices
   if batch_size % size:
     lower = batch_size // size * size
     raise ConfigError(
