@@ -46,6 +46,7 @@ from vae_jax.data.prepared import prepare_data
 from vae_jax.nets import registry
 from vae_jax.run import programs
 from vae_jax.run import workdir as workdir_lib
+from vae_jax.run.lock import WorkdirLock
 
 _FOUR_DEVICES = "--xla_force_host_platform_device_count=4"
 _TIMEOUT_S = 120
@@ -239,6 +240,30 @@ def test_two_processes_train_like_one_device(launches, runs, data_dir):
   assert "Traceback" not in err0 + err1
 
 
+def test_a_locked_run_directory_stops_every_process(data_dir, tmp_path):
+  """Process 0 alone takes the lock; when it cannot, every process ends in
+  one `error:` line and status 2 (rather than waiting for it)."""
+  workdir = str(tmp_path / "run")
+  os.makedirs(workdir)
+  flags = [*flags_of(mesh_config(data_dir, num_devices=2)),
+           f"--workdir={workdir}", f"--coordinator_address=127.0.0.1:"
+           f"{_free_port()}", "--num_processes=2",
+           "--distributed_timeout_s=60"]
+  with WorkdirLock(workdir):
+    processes = [_start([sys.executable, "-m", "experiments.train", *flags,
+                         f"--process_id={i}"], str(tmp_path), f"p{i}",
+                        cwd=REPO_ROOT, env=_environment(2))
+                 for i in range(2)]
+    results = [_finish(p, str(tmp_path), f"p{i}")
+               for i, p in enumerate(processes)]
+  words = (["is in use", f"pid {os.getpid()}"], ["process 0 stopped"])
+  for (status, _, err), expected in zip(results, words):
+    errors = error_lines(err)
+    assert status == 2 and len(errors) == 1, err[-2000:]
+    assert all(w in errors[0] for w in expected), errors[0]
+  assert os.listdir(workdir) == [".lock"]
+
+
 def _bad_launch(tmp_path, flags, devices=4):
   workdir = str(tmp_path / "run")
   done = subprocess.run(
@@ -257,6 +282,9 @@ _BAD = {
                              "--config.batch_size=30"],
                             ["--config.batch_size=30", "mesh of 4",
                              "multiple of 4"]),
+    "process_id_out_of_range": (
+        ["--coordinator_address=127.0.0.1:1", "--num_processes=2",
+         "--process_id=2"], ["--process_id=2", "--num_processes=2"]),
     "coordinator_unreachable": (
         [f"--coordinator_address=127.0.0.1:{_PORT}", "--num_processes=2",
          "--process_id=1", "--distributed_timeout_s=3"],
@@ -267,7 +295,7 @@ _BAD = {
 
 @pytest.fixture(scope="module")
 def bad_outcomes(tmp_path_factory):
-  with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+  with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
     futures = {name: pool.submit(_bad_launch,
                                  tmp_path_factory.mktemp(name), flags)
                for name, (flags, _) in _BAD.items()}

@@ -21,14 +21,16 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from typing import Optional
+from typing import Callable, Optional
 
 import jax
+import numpy as np
 from absl import logging
 
 from vae_jax.errors import UserError
 
-__all__ = ["initialize", "check_flags", "barrier", "cluster_detected"]
+__all__ = ["initialize", "check_flags", "on_first_process",
+           "cluster_detected"]
 
 _JAX_GRACE_S = 30  # JAX's own timeout exceeds ours by this much
 
@@ -118,9 +120,29 @@ def _give_up(where: str, timeout_s: int) -> None:
   os._exit(2)  # pylint: disable=protected-access
 
 
-def barrier(name: str) -> None:
-  """Waits until every process gets here (nothing with one process)."""
+def on_first_process(fn: Callable[[], None]) -> None:
+  """Runs `fn` on process 0 only; every process raises if it failed.
+
+  For the run directory's lock: without this, the other processes would
+  wait for process 0 in their first collective until JAX's heartbeat
+  timeout killed them.
+
+  Raises:
+    UserError: `fn`'s own on process 0, a short one naming it elsewhere.
+  """
+  error = None
+  if jax.process_index() == 0:
+    try:
+      fn()
+    except UserError as e:
+      error = e
   if jax.process_count() > 1:
     # pylint: disable-next=g-import-not-at-top
     from jax.experimental import multihost_utils
-    multihost_utils.sync_global_devices(name)
+    failed = multihost_utils.broadcast_one_to_all(np.int32(error is not None))
+    if failed and error is None:
+      error = UserError(
+          f"process 0 stopped with an error (its output names it), so "
+          f"process {jax.process_index()} of {jax.process_count()} stops too")
+  if error is not None:
+    raise error

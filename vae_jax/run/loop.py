@@ -124,10 +124,12 @@ def train_and_evaluate(
   # Process 0 owns the directory: its lock, config.json, metrics, figures,
   # TensorBoard. The others write only their part of the checkpoints.
   primary = jax.process_index() == 0
+  alone = jax.process_count() == 1
   with contextlib.ExitStack() as stack:
     # An existing directory is locked at once, a new one once the data are
     # ready (creating it earlier would leave it behind if the data fail).
-    if os.path.isdir(workdir) and primary:
+    # Several processes lock once, below, all learning whether it failed.
+    if os.path.isdir(workdir) and alone:
       stack.enter_context(WorkdirLock(workdir))
     stored = workdir_lib.check_resumable(config, workdir)
     data = data or prepare_data(config)
@@ -141,12 +143,16 @@ def train_and_evaluate(
           f"--config.model={config.model}: free bits floor the KL of each "
           "latent dimension, defined here for the prior N(0, I) only; use "
           "--config.free_bits=0")
-    if not os.path.isdir(workdir) and primary:
-      os.makedirs(workdir, exist_ok=True)
-      stack.enter_context(WorkdirLock(workdir))
-      # Checked again under the lock: another run may have begun meanwhile.
-      stored = workdir_lib.check_resumable(config, workdir)
-    distributed.barrier("workdir locked")
+
+    def lock():
+      nonlocal stored
+      if not (alone and os.path.isdir(workdir)):
+        os.makedirs(workdir, exist_ok=True)
+        stack.enter_context(WorkdirLock(workdir))
+        # Checked again under the lock: another run may have begun meanwhile.
+        stored = workdir_lib.check_resumable(config, workdir)
+
+    distributed.on_first_process(lock)
     outputs = workdir
     if not primary:  # its metrics, figures and events go to a scratch copy
       outputs = stack.enter_context(tempfile.TemporaryDirectory(
