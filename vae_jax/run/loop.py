@@ -12,12 +12,11 @@ state, step and rng; the step fixes the data position), so the run ends with
 the same parameters as an uninterrupted one — bit for bit on CPU.
 metrics.jsonl keeps the epochs up to that checkpoint and gets each later
 epoch once; so do the scalars and images of tensorboard/. Only `epochs` (a
-larger value extends a finished run), `streaming`,
-`skip_nonfinite_updates` and `num_devices` may differ from the stored
-config. The
-learning-rate schedule spans `lr_schedule_epochs`, or `epochs` when that is
-0: extending such a run with a decaying schedule stretches the schedule, so
-set `lr_schedule_epochs` when a run may be extended.
+larger value extends a finished run), `streaming`, `skip_nonfinite_updates`
+and `num_devices` may differ from the stored config. The learning-rate
+schedule spans `lr_schedule_epochs`, or `epochs` when that is 0: extending
+such a run with a decaying schedule stretches the schedule, so set
+`lr_schedule_epochs` when a run may be extended.
 
 Reliability. One training process per WORKDIR (`vae_jax.run.lock`); the
 newest checkpoint that restores intact is resumed (`vae_jax.run.resume`);
@@ -230,7 +229,8 @@ def _train(config, workdir, stored, data, model, progress_bar, after_chunk,
                                   first_epoch=start_epoch,
                                   num_epochs=config.epochs - start_epoch,
                                   first_chunk=start_chunk,
-                                  device=place and place.streamed_chunk)
+                                  device=None if place is None else
+                                  place.streamed_chunk)
     next_input = (lambda: next(stream)) if data.streaming else (
         lambda: train_split)
 
