@@ -49,7 +49,7 @@ from vae_jax.run import workdir as workdir_lib
 from vae_jax.run.lock import WorkdirLock
 
 _FOUR_DEVICES = "--xla_force_host_platform_device_count=4"
-_TIMEOUT_S = 180  # each launch; 2 processes took 53 s on a busy 2-core CPU
+_TIMEOUT_S = 180  # per launch; together they took up to 74 s on a busy 2-core CPU
 _ELEMENTWISE_OPS = 16  # activations, softplus, exp, reparameterisation, ...
 _METRICS = ("elbo", "log_likelihood", "kl", "objective")
 
