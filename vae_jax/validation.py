@@ -26,8 +26,10 @@ __all__ = ["validate", "check_likelihood_fits", "to_json_dict",
 # The settings a resumed run may change: a larger `epochs` extends the run;
 # `streaming` feeds the same batches, bit for bit, either way; so does
 # `skip_nonfinite_updates` until a step is not finite (then it lets a run
-# that stopped at one go on).
-RESUMABLE_FIELDS = ("epochs", "streaming", "skip_nonfinite_updates")
+# that stopped at one go on); `num_devices` only reorders the batch sum (a
+# checkpoint restores onto any mesh).
+RESUMABLE_FIELDS = ("epochs", "streaming", "skip_nonfinite_updates",
+                    "num_devices")
 
 INT32_MAX = 2**31 - 1
 # Sizes past these would not fit in memory on any machine this runs on; they
@@ -153,6 +155,7 @@ def validate(config):
   integer("final_importance_samples", 0, _MAX_SAMPLES)
   integer("seed", 0, INT32_MAX)
   integer("keep_checkpoints", 1, 1000)
+  integer("num_devices", 0, 1 << 16)
   _check_optimizer(c.optimizer)  # last: the only check that imports JAX
   return config
 

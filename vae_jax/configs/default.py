@@ -78,4 +78,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.seed = 0
   # Run directory.
   c.keep_checkpoints = 2  # latest chunk-boundary checkpoints kept
+  # Devices (per process) of the data-parallel mesh: the batch is split over
+  # them, parameters replicated (vae_jax/run/mesh.py); 0 = all local devices.
+  # May change on resume.
+  c.num_devices = 1
   return c
