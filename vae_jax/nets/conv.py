@@ -52,6 +52,7 @@ import jax.numpy as jnp
 
 from vae_jax.math.likelihoods import Likelihood
 from vae_jax.nets.flax_vae import FlaxVAE
+from vae_jax.nets.modules import gaussian_heads
 
 __all__ = ["PatchConv", "ConvEncoder", "ConvDecoder", "ConvVAE",
            "check_image_shape", "depth_to_space"]
@@ -130,8 +131,7 @@ class ConvEncoder(nn.Module):
     h = h.reshape(h.shape[0], -1)
     for i, width in enumerate(self.hidden_dims):
       h = act(nn.Dense(width, name=f"hidden_{i}")(h))
-    mean = nn.Dense(self.latent_dim, name="mean")(h)
-    logvar = nn.Dense(self.latent_dim, name="logvar")(h)
+    mean, logvar = gaussian_heads(h, self.latent_dim)
     return (mean.reshape(*batch_shape, self.latent_dim),
             logvar.reshape(*batch_shape, self.latent_dim))
 

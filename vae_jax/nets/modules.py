@@ -12,10 +12,46 @@ from typing import Sequence, Tuple
 import chex
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from vae_jax.names import ACTIVATIONS  # functions of jax.nn by name
 
-__all__ = ["ACTIVATIONS", "MLPEncoder", "MLPDecoder"]
+__all__ = ["ACTIVATIONS", "DenseParams", "gaussian_heads", "MLPEncoder",
+           "MLPDecoder"]
+
+
+class DenseParams(nn.Module):
+  """The parameters of `nn.Dense(features)`, declared, not applied.
+
+  Same names, shapes, initialisers and order as nn.Dense, so a module
+  named like a Dense layer gets the same values from the same key.
+  """
+
+  features: int
+
+  @nn.compact
+  def __call__(self, in_features: int) -> Tuple[chex.Array, chex.Array]:
+    kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                        (in_features, self.features))
+    bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+    return kernel, bias
+
+
+def gaussian_heads(h: chex.Array, latent_dim: int
+                   ) -> Tuple[chex.Array, chex.Array]:
+  """(μ, logvar) = two Dense heads "mean" and "logvar" of h, as one matmul.
+
+  Call inside a compact `__call__`: the parameters are the two layers'
+  (`DenseParams`), the product is h · [W_μ | W_logvar], one 2·latent-wide
+  matmul instead of two narrow ones (and one each in the backward pass):
+  three fewer small matmuls in a train step.
+  """
+  (w_mean, b_mean), (w_logvar, b_logvar) = (
+      DenseParams(latent_dim, name=name)(h.shape[-1])
+      for name in ("mean", "logvar"))
+  out = (h @ jnp.concatenate([w_mean, w_logvar], axis=1)
+         + jnp.concatenate([b_mean, b_logvar]))
+  return out[..., :latent_dim], out[..., latent_dim:]
 
 
 
@@ -32,9 +68,7 @@ class MLPEncoder(nn.Module):
     h = x
     for i, width in enumerate(self.hidden_dims):
       h = act(nn.Dense(width, name=f"hidden_{i}")(h))
-    mean = nn.Dense(self.latent_dim, name="mean")(h)
-    logvar = nn.Dense(self.latent_dim, name="logvar")(h)
-    return mean, logvar
+    return gaussian_heads(h, self.latent_dim)
 
 
 class MLPDecoder(nn.Module):
