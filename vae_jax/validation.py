@@ -138,6 +138,7 @@ def validate(config):
        f"choose one of {list(LR_SCHEDULES)}")
   number("lr_warmup_epochs", 0.0, high=1e9)
   number("lr_schedule_epochs", 0.0, high=1e9)
+  integer("num_devices", 0, 1 << 16)
   number("grad_clip_norm", 0.0)
   integer("batch_size", 1, _MAX_SAMPLES)
   integer("epochs", 1, 10**7)

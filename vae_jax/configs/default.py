@@ -73,6 +73,9 @@ def get_config() -> ml_collections.ConfigDict:
   # best checkpoint (else the last state); 0 = off. Minutes for K = 5000.
   c.final_importance_samples = 0
   c.seed = 0
+  # Devices a run uses; 0 = all local devices. A sweep shards the members of
+  # a vmapped group over them (experiments/sweep.py).
+  c.num_devices = 1
   # Run directory.
   c.keep_checkpoints = 2  # latest chunk-boundary checkpoints kept
   return c
