@@ -3,7 +3,9 @@ write complete run directories; an interrupted sweep resumes bit for bit.
 
 The grid: kl_weight 0.5, 1 × latent_dim 2, 3 — two groups of two members
 (the latent size shapes the program), each a 784-16-z MLP on the 512 IDX
-images of conftest, batch 128: 4 steps per epoch in chunks of 2, 2 epochs.
+images of conftest less a validation split of 128, batch 64: 6 steps per
+epoch in chunks of 3 (one program per group), 2 epochs, a best checkpoint
+per member.
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ _RUN_FILES = {"config.json", "metrics.jsonl", "checkpoints", "figures",
 
 
 def _plan(data_dir, specs=_SPECS, seeds=1, **overrides):
-  config = small_config(data_dir, batch_size=128, steps_per_chunk=2,
-                        **overrides)
+  config = small_config(data_dir, batch_size=64, steps_per_chunk=3,
+                        validation_size=128, **overrides)
   return sweep_grid.plan_sweep(config, specs, seeds)
 
 
@@ -85,7 +87,7 @@ def test_vmapped_group_equals_members_run_one_by_one(vmapped, idx_data_dir,
   for member, [other] in pairs:
     model, a = _state(member, vmapped_dir)
     _, b = _state(other, alone_dir)
-    assert int(a.step) == int(b.step) == 8
+    assert int(a.step) == int(b.step) == 12
     ra, rb = _history(vmapped_dir, member)[-1], _history(alone_dir, other)[-1]
     assert_runs_close(model, a, b, ra, rb, member.config)
     assert ra["epoch"] == rb["epoch"] == 2
@@ -103,6 +105,7 @@ def test_mixed_groups_write_complete_readable_runs(vmapped):
     workdir = os.path.join(sweep_dir, member.name)
     assert _RUN_FILES <= set(os.listdir(workdir))
     assert os.listdir(os.path.join(workdir, "figures"))
+    assert os.listdir(os.path.join(workdir, "checkpoints", "best"))
     loaded = load.load_run(workdir)
     assert loaded.model.latent_dim == member.config.latent_dim
     report = evaluate_lib.evaluate_run(workdir, "latest", figures=False)

@@ -44,7 +44,8 @@ class Recording:  # the group program, noting how its states are placed
 _program, sweep_group.group_chunk = sweep_group.group_chunk, Recording()
 results = []
 for devices in (4, 1):
-  config = small_config(sys.argv[2], epochs=1, num_devices=devices)
+  config = small_config(sys.argv[2], epochs=1, steps_per_chunk=0,
+                        num_devices=devices)
   plan = sweep_grid.plan_sweep(config, ["kl_weight=0.5,1,2"])
   sweep_dir = os.path.join(sys.argv[3], f"devices{devices}")
   sweep.run_sweep(plan, sweep_dir, "on", figures=False)
@@ -52,7 +53,7 @@ for devices in (4, 1):
                    without_times(workdir_lib.read_metrics(
                        os.path.join(sweep_dir, m.name))))
                   for m in plan.members])
-assert shardings == [4, 4, 1, 1], shardings  # chunks of 7 and 2 steps
+assert shardings == [4, 1], shardings  # one chunk per epoch
 model = registry.build_model(config, (28 * 28,))
 for member, (a, ma), (b, mb) in zip(plan.members, *results, strict=True):
   assert int(a.step) == int(b.step) == 16
@@ -74,10 +75,11 @@ def test_member_axis_over_four_devices_equals_one(idx_data_dir, tmp_path):
 
 
 def test_diverging_member_stops_alone(idx_data_dir, tmp_path):
-  # Learning rate 1e-3 turns the loss NaN at step 21 (chunk 16-23); 1e-4
+  # Learning rate 1e-3 turns the loss NaN at step 21 (chunk 16-24); 1e-4
   # stays finite: one group, one member diverged.
   config = small_config(idx_data_dir, model="toy_models:diverging_vae_at_clock",
-                        image_layout="image", learning_rate=1e-4)
+                        image_layout="image", learning_rate=1e-4,
+                        steps_per_chunk=8)
   plan = sweep_grid.plan_sweep(config, ["learning_rate=0.001,0.0001"])
   assert len(plan.groups) == 1
   status = sweep.run_sweep(plan, str(tmp_path), "on", figures=False)

@@ -129,13 +129,11 @@ class _Run:
     os.makedirs(os.path.join(workdir, "figures"), exist_ok=True)
     self.ckpts = checkpoints_lib.RunCheckpoints(
         os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints)
-    self.writer = None
     start = resume.start(self.ckpts, self.fresh, workdir)
     self.state, self.history = start.state, start.history
     self.step = int(self.state.step)
     progress = start.progress
-    self.epoch, position = divmod(self.step, steps_per_epoch)
-    mid = position > 0
+    mid = self.step % steps_per_epoch > 0
     self.done = [(n, m) for n, m in progress["epoch_chunks"]] if mid else []
     self.train_seconds = progress["epoch_train_seconds"] if mid else 0.0
     self.run_start = time.perf_counter() - progress.get("wall_time_sec", 0.0)
