@@ -142,3 +142,10 @@ def test_interrupted_sweep_resumes_bit_for_bit(vmapped, idx_data_dir,
   status = sweep.run_sweep(plan, sweep_dir, "on")
   assert {s["status"] for s in status.values()} == {"done"}
   assert snapshot(os.path.join(sweep_dir, plan.members[0].name)) == before
+
+
+def test_auto_vectorizes_on_accelerators_only():
+  assert [sweep.vectorize_choice("auto", b) for b in ("cpu", "gpu", "tpu")
+          ] == [False, True, True]
+  assert sweep.vectorize_choice("on", "cpu")
+  assert not sweep.vectorize_choice("off", "gpu")

@@ -92,3 +92,18 @@ def test_grid_limit_and_names():
   with pytest.raises(ConfigError, match="65 members"):
     sweep_grid.make_members(config, [], 65)
   assert len(sweep_grid.make_members(config, [], 65, allow_large=True)) == 65
+
+
+def test_sweep_dir_checks(tmp_path):
+  description = {"members": []}
+  sweep_grid.check_sweep_dir(str(tmp_path / "new"), description)
+  (tmp_path / "killed").mkdir()
+  (tmp_path / "killed" / ".lock").write_text("")  # killed before sweep.json
+  sweep_grid.check_sweep_dir(str(tmp_path / "killed"), description)
+  (tmp_path / "run").mkdir()
+  (tmp_path / "run" / "metrics.jsonl").write_text("")
+  with pytest.raises(ConfigError, match="not a sweep directory"):
+    sweep_grid.check_sweep_dir(str(tmp_path / "run"), description)
+  with pytest.raises(ConfigError, match="is a file"):
+    sweep_grid.check_sweep_dir(str(tmp_path / "run" / "metrics.jsonl"),
+                               description)

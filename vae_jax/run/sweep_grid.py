@@ -204,7 +204,8 @@ def check_sweep_dir(sweep_dir: str, description: dict) -> None:
     raise ConfigError(f"{flag} is a file, not a directory: choose a directory")
   path = os.path.join(sweep_dir, SWEEP_JSON)
   if not os.path.exists(path):
-    if os.path.isdir(sweep_dir) and os.listdir(sweep_dir):
+    # (.lock alone: a sweep killed before it wrote sweep.json.)
+    if os.path.isdir(sweep_dir) and set(os.listdir(sweep_dir)) - {".lock"}:
       raise ConfigError(f"{flag} holds files but no {SWEEP_JSON}: it is not "
                         "a sweep directory; choose an empty or new one")
     return
