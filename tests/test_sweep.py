@@ -113,6 +113,16 @@ def test_mixed_groups_write_complete_readable_runs(vmapped):
     assert report["test_elbo"] == pytest.approx(
         _history(sweep_dir, member)[-1]["test_elbo"], rel=0,
         abs=sum_atol(784, abs(report["test_elbo"])))
+  # The summary takes IS log p(x) from a member's eval.json when the run
+  # did not measure it; a rerun of the finished sweep rewrites the summary.
+  first = os.path.join(sweep_dir, plan.members[0].name)
+  report = evaluate_lib.evaluate_run(first, "latest", figures=False,
+                                     num_importance_samples=4,
+                                     max_examples=16)
+  sweep.run_sweep(plan, sweep_dir, "on")
+  with open(os.path.join(sweep_dir, "summary.md")) as f:
+    row = f.read().splitlines()[2]
+  assert f"| {report['test_log_px']:.2f} |" in row
 
 
 def test_interrupted_sweep_resumes_bit_for_bit(vmapped, idx_data_dir,

@@ -2,7 +2,8 @@
 
 One row per member, from its run directory and status.json: the swept
 settings and seed, the final test ELBO, the importance-sampled test log p(x)
-where the run measured it (`final_importance_samples`), the active units of
+where it was measured (`final_importance_samples`, else the member's
+eval.json from experiments/evaluate.py), the active units of
 its best (else last) parameters, epochs, wall time and status. The figure
 plots the final test ELBO against each swept setting (mean over seeds, their
 standard deviation as error bars, one line per value of the other settings)
@@ -14,6 +15,7 @@ from __future__ import annotations
 import collections
 import csv
 import io
+import json
 import math
 import os
 from typing import Any
@@ -38,7 +40,9 @@ def summary_rows(sweep_dir: str, description: dict,
   for member in description["members"]:
     history = workdir_lib.read_metrics(os.path.join(sweep_dir,
                                                     member["name"]))
-    last = history[-1] if history else {}
+    last = dict(history[-1]) if history else {}
+    if last.get("test_log_px") is None:
+      last.update(_evaluated(os.path.join(sweep_dir, member["name"])))
     done = status.get(member["name"], {})
     row = {"name": member["name"], **member["settings"]}
     row.update(
@@ -51,6 +55,19 @@ def summary_rows(sweep_dir: str, description: dict,
         status=done.get("status", "unfinished"))
     rows.append(row)
   return rows
+
+
+def _evaluated(workdir: str) -> dict[str, Any]:
+  """test_log_px and its stderr from eval.json (experiments/evaluate.py),
+  when the member has one."""
+  path = os.path.join(workdir, "eval.json")
+  try:
+    with open(path) as f:
+      report = json.load(f)
+    return {k: float(report[k]) for k in ("test_log_px",
+                                          "test_log_px_stderr")}
+  except (OSError, ValueError, KeyError, TypeError):
+    return {}
 
 
 def _text(value: Any) -> str:
