@@ -1,6 +1,6 @@
 r"""A sweep's group of 8 vmapped as one program against 8 runs in turn.
 
-    .venv/bin/python benchmarks/sweep.py                  # default model, 8 members
+    .venv/bin/python benchmarks/sweep.py             # default model, 8 members
     .venv/bin/python benchmarks/sweep.py --members=4 --steps=20 --repeats=3
 
 Trains `--members` copies of the default config's model (784-500-20 MLP,
@@ -41,7 +41,8 @@ def main(argv):
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 
   from vae_jax.configs import default  # pylint: disable=g-import-not-at-top
-  from vae_jax.data.prepared import prepare_data  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from vae_jax.data.prepared import prepare_data
   from vae_jax.nets import registry  # pylint: disable=g-import-not-at-top
   from vae_jax.run import programs  # pylint: disable=g-import-not-at-top
   from vae_jax.run import sweep  # pylint: disable=g-import-not-at-top

@@ -73,7 +73,8 @@ def assert_runs_close(model, a, b, record_a, record_b, config,
                       pixels=28 * 28):
   """Two trainings of one run that differ only in float rounding (a
   vmapped group and a run alone, or the member axis over several devices:
-  XLA's matmuls round differently at each batch size).
+  XLA compiles the step differently for each number of members per device,
+  and on CPU it rounds differently).
 
   Adam moves a parameter by lr·m̂/(√v̂ + ε) per step; a relative error ρ of
   the gradient changes that by at most 2ρ·lr, and a gradient entry sums

@@ -1,6 +1,6 @@
-"""A sweep's member axis over 4 host devices equals one device (to the
-rounding of XLA's batched matmuls, which differs with the members per
-device); a member that diverges stops alone.
+"""A sweep's member axis over 4 host devices equals one device (to float
+rounding: XLA compiles the vmapped step differently for each number of
+members per device); a member that diverges stops alone.
 
 The device test runs in a subprocess (XLA_FLAGS must be set before JAX
 starts): three members (padded to four) of the tiny run of run_helpers,

@@ -28,9 +28,9 @@ from typing import Any, NamedTuple
 from vae_jax import validation
 from vae_jax.errors import ConfigError
 
-__all__ = ["SweepPlan", "plan_sweep", "MAX_MEMBERS", "STEP_INPUTS", "Axis", "Member", "parse_axis",
-           "make_members", "group_members", "describe", "check_sweep_dir",
-           "SWEEP_JSON"]
+__all__ = ["SweepPlan", "plan_sweep", "MAX_MEMBERS", "STEP_INPUTS", "Axis",
+           "Member", "parse_axis", "make_members", "group_members",
+           "describe", "check_sweep_dir", "SWEEP_JSON"]
 
 MAX_MEMBERS = 64  # more needs --allow_large_sweep
 SWEEP_JSON = "sweep.json"
