@@ -52,9 +52,8 @@ def vectorize_choice(vectorize: str, backend: Optional[str] = None) -> bool:
 
   On the 2-core CPU a vmapped group of 8 default models trained at 0.61×
   (0.77× in an earlier measurement) the speed of the 8 runs one after
-  another (XLA's batched matmuls on CPU are slower than its plain ones;
-  benchmarks/sweep.py); on an accelerator a small model leaves most of the
-  device idle and a group fills it (not measured here).
+  another (benchmarks/sweep.py); on an accelerator a small model leaves
+  most of the device idle and a group fills it (not measured here).
   """
   if vectorize in ("on", "off"):
     return vectorize == "on"
