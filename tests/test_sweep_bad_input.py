@@ -107,3 +107,20 @@ def test_sweep_dir_checks(tmp_path):
   with pytest.raises(ConfigError, match="is a file"):
     sweep_grid.check_sweep_dir(str(tmp_path / "run" / "metrics.jsonl"),
                                description)
+
+
+def test_group_larger_than_memory_is_refused_when_vmapped(
+    idx_data_dir, tmp_path, monkeypatch):
+  from run_helpers import small_config  # pylint: disable=g-import-not-at-top
+  from vae_jax.nets import registry  # pylint: disable=g-import-not-at-top
+  from vae_jax.run import memory  # pylint: disable=g-import-not-at-top
+  from vae_jax.run import sweep  # pylint: disable=g-import-not-at-top
+  config = small_config(idx_data_dir)
+  one = memory.training_bytes(registry.build_model(config, (784,)),
+                              config.batch_size, config.num_samples)
+  # Room for one member's training state, not for two at once.
+  monkeypatch.setattr(memory, "_physical_bytes", lambda: int(1.5 * one))
+  plan = sweep_grid.plan_sweep(config, ["kl_weight=0.5,1"])
+  with pytest.raises(ConfigError, match="2 vmapped members.*--vectorize=off"):
+    sweep.run_sweep(plan, str(tmp_path / "sweep"), "on")
+  assert not os.path.exists(tmp_path / "sweep")

@@ -32,6 +32,7 @@ from vae_jax.errors import ConfigError, NonFiniteError
 from vae_jax.run import checkpoints as checkpoints_lib
 from vae_jax.run import likelihood
 from vae_jax.run import loop
+from vae_jax.run import memory
 from vae_jax.run import sweep_group
 from vae_jax.run import sweep_summary
 from vae_jax.run import workdir as workdir_lib
@@ -86,7 +87,7 @@ def _active_units(config, workdir: str, model, data) -> Optional[int]:
   return None
 
 
-def _check(plan: SweepPlan, sweep_dir: str):
+def _check(plan: SweepPlan, sweep_dir: str, vectorized: bool):
   """Every check before the first write. Returns (member indices, data,
   model) per group; a group whose members' models differ (a model of one's
   own built from a step input) is split by model."""
@@ -110,7 +111,10 @@ def _check(plan: SweepPlan, sweep_dir: str):
     for i in group:
       model = loop.check_model(plan.members[i].config, data)
       by_model.setdefault(model, []).append(i)
-    groups += [(indices, data, model) for model, indices in by_model.items()]
+    for model, indices in by_model.items():
+      if vectorized and len(indices) > 1 and not config.streaming:
+        memory.check_fits(model, config, members=len(indices))
+      groups.append((indices, data, model))
   return groups
 
 
@@ -124,8 +128,8 @@ def run_sweep(plan: SweepPlan, sweep_dir: str, vectorize: str = "auto",
   Raises:
     ConfigError (and other UserErrors): before anything is written.
   """
-  groups = _check(plan, sweep_dir)
   vectorized = vectorize_choice(vectorize)
+  groups = _check(plan, sweep_dir, vectorized)
   os.makedirs(sweep_dir, exist_ok=True)
   with WorkdirLock(sweep_dir):
     description = dict(plan.description, vectorize=vectorize,
