@@ -1,6 +1,7 @@
-"""A sweep's member axis over 4 host devices equals one device (to float
-rounding: XLA compiles the vmapped step differently for each number of
-members per device); a member that diverges stops alone.
+"""Members of a vmapped group: their axis over 4 host devices equals one
+device (to float rounding: XLA compiles the vmapped step differently for
+each number of members per device); a member that diverges or stops early
+stops alone.
 
 The device test runs in a subprocess (XLA_FLAGS must be set before JAX
 starts): three members (padded to four) of the tiny run of run_helpers,
@@ -96,3 +97,25 @@ def test_diverging_member_stops_alone(idx_data_dir, tmp_path):
   with open(os.path.join(tmp_path, "summary.csv")) as f:
     assert [line.rsplit(",", 1)[1] for line in f.read().splitlines()[1:]] == [
         "diverged", "done"]
+
+
+def test_early_stopped_member_stops_alone(idx_data_dir, tmp_path):
+  # At learning rate 1e-30 Adam's updates vanish below float32's resolution
+  # of the parameters: the validation ELBO repeats exactly, so patience 1
+  # stops that member after epoch 2 while the other goes on.
+  config = small_config(idx_data_dir, epochs=3, steps_per_chunk=0,
+                        validation_size=128, early_stopping_patience=1)
+  plan = sweep_grid.plan_sweep(config, ["learning_rate=1e-30,0.001"])
+  status = sweep.run_sweep(plan, str(tmp_path), "on", figures=False)
+  frozen, other = (workdir_lib.read_metrics(os.path.join(tmp_path, m.name))
+                   for m in plan.members)
+  assert status[plan.members[0].name]["status"] == "early_stopped"
+  assert [r["val_elbo"] for r in frozen] == [frozen[0]["val_elbo"]] * 2
+  assert len(other) == 3 or status[plan.members[1].name]["status"] == (
+      "early_stopped")
+  assert len({r["val_elbo"] for r in other}) == len(other)
+  with checkpoints_lib.RunCheckpoints(
+      os.path.join(tmp_path, plan.members[0].name, "checkpoints"),
+      read_only=True) as ckpts:
+    assert ckpts.best_step() == 12  # epoch 1 (384 images, batch 32)
+    assert ckpts.latest_step() == 24
