@@ -136,7 +136,8 @@ class _Run:
     mid = self.step % steps_per_epoch > 0
     self.done = [(n, m) for n, m in progress["epoch_chunks"]] if mid else []
     self.train_seconds = progress["epoch_train_seconds"] if mid else 0.0
-    self.run_start = time.perf_counter() - progress.get("wall_time_sec", 0.0)
+    self.wall_before = progress.get("wall_time_sec", 0.0)
+    self.run_start = time.perf_counter() - self.wall_before
     self.stopping = EarlyStopping(config.early_stopping_patience,
                                   self.history)
     self.diverged: Optional[str] = None
@@ -239,6 +240,8 @@ def _train(runs, data, model, step_cfg, batch_cfg, steps_per_epoch,
       model, step_cfg, batch_cfg, n, states, images, hparams,
       _active([False] * padded, members)).compile()
               for n in sorted(set(chunk_lengths))}
+  for run in runs:  # as a single run, the wall time starts after compiling
+    run.run_start = time.perf_counter() - run.wall_before
   dispatched = 0
   while True:
     training = [r.training(steps_per_epoch) for r in runs]
@@ -259,7 +262,8 @@ def _train(runs, data, model, step_cfg, batch_cfg, steps_per_epoch,
     if members is not None:  # as the compiled program takes them
       states = jax.device_put(states, members)
     metrics, health = jax.device_get((metrics, health))
-    seconds = time.perf_counter() - chunk_start
+    now = time.perf_counter()  # every member's wall time: the group's
+    seconds = now - chunk_start
     members_now = _unstack_states(states, len(runs))
     logging.info("group of %d: chunk of %d steps at step %d for %d member(s) "
                  "in %.2fs", len(runs), n, step, sum(active), seconds)
@@ -286,13 +290,13 @@ def _train(runs, data, model, step_cfg, batch_cfg, steps_per_epoch,
       if end_of_epoch:
         loop.end_epoch(run.outputs, epoch, run.state, run.done,
                        steps_per_epoch, run.train_seconds,
-                       time.perf_counter() - run.run_start, run.history,
+                       now - run.run_start, run.history,
                        run.writer, run.stopping, run.ckpts)
       run.ckpts.save_latest(run.state, resume.checkpoint_progress(
           epoch + 1 if end_of_epoch else epoch,
           [] if end_of_epoch else run.done,
           0.0 if end_of_epoch else run.train_seconds,
-          time.perf_counter() - run.run_start, run.history))
+          now - run.run_start, run.history))
       if end_of_epoch:
         run.done, run.train_seconds = [], 0.0
         if run.stopping.should_stop:
