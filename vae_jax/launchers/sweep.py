@@ -60,7 +60,8 @@ def main(argv):
     if not FLAGS.quiet:
       print(f"sweep of {len(plan.members)} member(s) in {len(plan.groups)} "
             f"group(s): {FLAGS.sweep_dir}", flush=True)
-    status = sweep.run_sweep(plan, FLAGS.sweep_dir, FLAGS.vectorize)
+    status = sweep.run_sweep(plan, FLAGS.sweep_dir, FLAGS.vectorize,
+                             progress_bar=False if FLAGS.quiet else None)
   except UserError as e:
     cli.fail(str(e))
   except OSError as e:

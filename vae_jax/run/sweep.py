@@ -119,11 +119,14 @@ def _check(plan: SweepPlan, sweep_dir: str, vectorized: bool):
 
 
 def run_sweep(plan: SweepPlan, sweep_dir: str, vectorize: str = "auto",
-              progress_bar: bool = False,
+              progress_bar: Optional[bool] = False,
               after_chunk: Optional[Callable[[int], None]] = None,
               figures: bool = True) -> dict:
   """Trains every unfinished member of `plan` in SWEEP_DIR; writes the
   summary. Returns status.json's content ({member: status, …}).
+
+  `progress_bar` is that of the members trained one after another (None:
+  when stderr is a terminal); a vmapped group logs a line per chunk.
 
   Raises:
     ConfigError (and other UserErrors): before anything is written.
