@@ -4,6 +4,8 @@ nothing written, before any training.
 A swept setting that does not exist, a value its own validation refuses, an
 empty grid, too many members without --allow_large_sweep, a sweep directory
 of another grid, a missing --sweep_dir. The launches run two at a time.
+In process: the grid's limit and names, the sweep directory's checks, a
+vmapped group too large for memory, a damaged status.json.
 """
 
 from __future__ import annotations
@@ -14,9 +16,15 @@ import os
 
 import pytest
 
-from run_helpers import error_lines, launch, snapshot
+from run_helpers import error_lines, launch, small_config, snapshot
+from vae_jax.configs import default
+from vae_jax.configs import smoke
 from vae_jax.errors import ConfigError
+from vae_jax.nets import registry
+from vae_jax.run import memory
+from vae_jax.run import sweep
 from vae_jax.run import sweep_grid
+from vae_jax.run import workdir as workdir_lib
 
 _BASE = ("--config=smoke", "--config.dataset=idx", "--quiet")
 
@@ -47,7 +55,6 @@ def _run(name, flags, sweep_dir, data_dir):
 
 def _write_other_grid(sweep_dir, data_dir):
   """A sweep directory of the grid kl_weight=0.5,1 (its sweep.json only)."""
-  from vae_jax.configs import smoke  # pylint: disable=g-import-not-at-top
   config = smoke.get_config()
   config.update(dict(dataset="idx", data_dir=data_dir))
   plan = sweep_grid.plan_sweep(config, ["kl_weight=0.5,1"])
@@ -81,7 +88,6 @@ def test_bad_sweeps_fail_in_one_line_writing_nothing(idx_data_dir, tmp_path):
 
 
 def test_grid_limit_and_names():
-  from vae_jax.configs import default  # pylint: disable=g-import-not-at-top
   config = default.get_config()
   axis = sweep_grid.parse_axis("hidden_dims=300/300,500", config)
   assert axis.values == ((300, 300), (500,))
@@ -111,10 +117,6 @@ def test_sweep_dir_checks(tmp_path):
 
 def test_group_larger_than_memory_is_refused_when_vmapped(
     idx_data_dir, tmp_path, monkeypatch):
-  from run_helpers import small_config  # pylint: disable=g-import-not-at-top
-  from vae_jax.nets import registry  # pylint: disable=g-import-not-at-top
-  from vae_jax.run import memory  # pylint: disable=g-import-not-at-top
-  from vae_jax.run import sweep  # pylint: disable=g-import-not-at-top
   config = small_config(idx_data_dir)
   one = memory.training_bytes(registry.build_model(config, (784,)),
                               config.batch_size, config.num_samples)
@@ -124,3 +126,17 @@ def test_group_larger_than_memory_is_refused_when_vmapped(
   with pytest.raises(ConfigError, match="2 vmapped members.*--vectorize=off"):
     sweep.run_sweep(plan, str(tmp_path / "sweep"), "on")
   assert not os.path.exists(tmp_path / "sweep")
+
+
+def test_damaged_status_file_costs_only_a_check(idx_data_dir, tmp_path):
+  plan = sweep_grid.plan_sweep(small_config(idx_data_dir, epochs=1),
+                               ["kl_weight=0.5,1"])
+  sweep_dir = str(tmp_path / "sweep")
+  first = sweep.run_sweep(plan, sweep_dir, "off", figures=False)
+  with open(os.path.join(sweep_dir, sweep.STATUS_JSON), "w") as f:
+    f.write("{torn")
+  again = sweep.run_sweep(plan, sweep_dir, "off", figures=False)
+  assert again == first
+  for member in plan.members:
+    assert len(workdir_lib.read_metrics(
+        os.path.join(sweep_dir, member.name))) == 1

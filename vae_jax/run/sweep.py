@@ -66,11 +66,21 @@ def _member_dir(sweep_dir: str, member) -> str:
 
 
 def _read_status(sweep_dir: str) -> dict:
+  """The finished members; a damaged file only costs their final
+  measurements again (each resumes from its checkpoint, already done)."""
   path = os.path.join(sweep_dir, STATUS_JSON)
   if not os.path.exists(path):
     return {}
-  with open(path) as f:
-    return json.load(f)
+  try:
+    with open(path) as f:
+      status = json.load(f)
+    if isinstance(status, dict):
+      return status
+  except (OSError, ValueError):
+    pass
+  logging.warning("%s is unreadable: every member is checked again from its "
+                  "run directory", path)
+  return {}
 
 
 def _active_units(config, workdir: str, model, data) -> Optional[int]:
