@@ -2,7 +2,7 @@
 like an uninterrupted one, bit for bit.
 
 One group of two members (kl_weight 0.5, 1; --vectorize=on) of the tiny run
-of run_helpers (16 steps per epoch in chunks of 8, 2 epochs): the launcher
+of run_helpers (16 steps in chunks of 8, one epoch): the launcher
 is killed 0–200 ms after the first member's first checkpoint appears (into
 the next chunk, or between the two members' saves), then run again.
 """
@@ -37,7 +37,7 @@ def _launch(config, sweep_dir):
 
 def test_kill_9_then_rerun_ends_like_an_uninterrupted_sweep(idx_data_dir,
                                                             tmp_path):
-  config = small_config(idx_data_dir, steps_per_chunk=8)
+  config = small_config(idx_data_dir, steps_per_chunk=8, epochs=1)
   plan = sweep_grid.plan_sweep(config, _SPECS)
   reference = str(tmp_path / "reference")
   sweep.run_sweep(plan, reference, "on")

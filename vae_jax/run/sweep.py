@@ -40,7 +40,7 @@ from vae_jax.run.early_stopping import EarlyStopping
 from vae_jax.run.lock import WorkdirLock
 from vae_jax.run.sweep_grid import SWEEP_JSON, SweepPlan, check_sweep_dir
 
-__all__ = ["run_sweep", "vectorize_choice", "STATUS_JSON"]
+__all__ = ["run_sweep", "vectorize_choice", "read_status", "STATUS_JSON"]
 
 STATUS_JSON = "status.json"
 _DATA_SETTINGS = ("dataset", "data_dir", "binarization", "validation_size",
@@ -65,7 +65,7 @@ def _member_dir(sweep_dir: str, member) -> str:
   return os.path.join(sweep_dir, member.name)
 
 
-def _read_status(sweep_dir: str) -> dict:
+def read_status(sweep_dir: str) -> dict:
   """The finished members; a damaged file only costs their final
   measurements again (each resumes from its checkpoint, already done)."""
   path = os.path.join(sweep_dir, STATUS_JSON)
@@ -151,7 +151,7 @@ def run_sweep(plan: SweepPlan, sweep_dir: str, vectorize: str = "auto",
                                for g, _, _ in groups])
     workdir_lib.write_json_atomic(os.path.join(sweep_dir, SWEEP_JSON),
                                   description)
-    status = _read_status(sweep_dir)
+    status = read_status(sweep_dir)
     for group, data, model in groups:
       pending = [i for i in group if plan.members[i].name not in status]
       if not pending:
