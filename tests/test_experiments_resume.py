@@ -250,7 +250,8 @@ def test_resume_with_other_settings_is_refused(reference):
   assert ("--config.learning_rate: the run has 0.001, this command 0.002"
           in message)
   assert ("only --config.epochs, --config.streaming, "
-          "--config.skip_nonfinite_updates, --quiet") in message
+          "--config.skip_nonfinite_updates, --config.num_devices, --quiet"
+          in message)
   assert len(workdir_lib.read_metrics(workdir)) == 3  # nothing touched
 
 

@@ -18,7 +18,7 @@ a non-finite parameter makes the next loss non-finite anyway).
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import chex
 import jax
@@ -39,6 +39,15 @@ class BatchConfig:
   batch_size: int
   dynamic_binarization: bool  # x ~ Bernoulli(pixel / pixel_max) per step
   pixel_max: int  # uint8 pixels / pixel_max lie in [0, 1]
+  # A mesh's batch sharding (vae_jax.run.mesh), constraining each batch;
+  # None on one device: no annotation at all.
+  batch_sharding: Optional[jax.sharding.Sharding] = None
+
+
+def _placed(raw: chex.Array, data: BatchConfig) -> chex.Array:
+  if data.batch_sharding is None:
+    return raw
+  return jax.lax.with_sharding_constraint(raw, data.batch_sharding)
 
 
 class ChunkHealth(NamedTuple):
@@ -113,8 +122,8 @@ def train_chunk(model: VAEModel, step_config: StepConfig, data: BatchConfig,
   first = state.step % steps_per_epoch
 
   def body(carry, i):
-    raw = images[pipeline.batch_indices(permutation, first + i,
-                                        data.batch_size)]
+    raw = _placed(images[pipeline.batch_indices(permutation, first + i,
+                                                data.batch_size)], data)
     # The step of the data, not of the state: a halted state stops counting.
     batch = pipeline.finish_batch(raw, binarize_key, state.step + i,
                                   data.dynamic_binarization, data.pixel_max)
@@ -138,6 +147,7 @@ def train_chunk_streamed(model: VAEModel, step_config: StepConfig,
 
   def body(carry, inputs):
     raw, i = inputs
+    raw = _placed(raw, data)
     batch = pipeline.finish_batch(raw, binarize_key, state.step + i,
                                   data.dynamic_binarization, data.pixel_max)
     return _checked(model, step_config, carry, batch, hparams)

@@ -5,8 +5,8 @@ setting before JAX starts; the modules that implement them import the names
 from here.
 """
 
-__all__ = ["ACTIVATIONS", "BINARIZATIONS", "LAYOUTS", "LIKELIHOODS",
-           "BINARY_LIKELIHOODS", "LR_SCHEDULES", "OBJECTIVES",
+__all__ = ["ACTIVATIONS", "BINARIZATIONS", "COMPUTE_DTYPES", "LAYOUTS",
+           "LIKELIHOODS", "BINARY_LIKELIHOODS", "LR_SCHEDULES", "OBJECTIVES",
            "MODEL_LAYOUTS", "resolve_image_layout"]
 
 ACTIVATIONS = ("relu", "elu", "gelu", "silu", "softplus", "tanh",
@@ -22,6 +22,7 @@ LR_SCHEDULES = ("constant", "cosine", "warmup_cosine", "exponential")
 # The training objective (vae_jax.step): the β-weighted ELBO (with free bits),
 # or the importance-weighted bound of Burda et al. with num_samples draws.
 OBJECTIVES = ("elbo", "iwae")
+COMPUTE_DTYPES = ("float32", "bfloat16")  # the networks' (FlaxVAE._apply)
 
 # The layout each registered model takes; `image_layout=''` means this one.
 MODEL_LAYOUTS = {"mlp": "flat", "conv": "image"}

@@ -53,6 +53,7 @@ import jax.numpy as jnp
 import optax
 
 from vae_jax.math import objectives
+from vae_jax.math import threefry
 from vae_jax.math.model import VAEModel
 from vae_jax.names import LR_SCHEDULES, OBJECTIVES
 
@@ -233,7 +234,7 @@ def _step(model: VAEModel, config: StepConfig, state: TrainState,
           ) -> tuple[TrainState, StepMetrics, chex.Array]:
   """train_step (`halted` None) or checked_train_step."""
   chex.assert_shape(batch, (None, *model.event_shape))
-  rng = jax.random.fold_in(state.rng, state.step)
+  rng = threefry.fold_in(state.rng, state.step)
   kl_weight = kl_weight_at(state.step, hparams.kl_weight,
                            hparams.kl_warmup_steps)
   learning_rate = hparams.learning_rate * lr_factor(

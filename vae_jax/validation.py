@@ -16,6 +16,7 @@ from typing import Any
 
 from vae_jax.errors import ConfigError
 from vae_jax.names import ACTIVATIONS, BINARIZATIONS, BINARY_LIKELIHOODS
+from vae_jax.names import COMPUTE_DTYPES
 from vae_jax.names import LAYOUTS, LIKELIHOODS, LR_SCHEDULES, OBJECTIVES
 from vae_jax.names import resolve_image_layout
 
@@ -25,8 +26,10 @@ __all__ = ["validate", "check_likelihood_fits", "to_json_dict",
 # The settings a resumed run may change: a larger `epochs` extends the run;
 # `streaming` feeds the same batches, bit for bit, either way; so does
 # `skip_nonfinite_updates` until a step is not finite (then it lets a run
-# that stopped at one go on).
-RESUMABLE_FIELDS = ("epochs", "streaming", "skip_nonfinite_updates")
+# that stopped at one go on); `num_devices` only reorders the batch sum (a
+# checkpoint restores onto any mesh).
+RESUMABLE_FIELDS = ("epochs", "streaming", "skip_nonfinite_updates",
+                    "num_devices")
 
 INT32_MAX = 2**31 - 1
 # Sizes past these would not fit in memory on any machine this runs on; they
@@ -105,6 +108,8 @@ def validate(config):
        "--config.conv_channels=32,64")
   need(c.likelihood in LIKELIHOODS, "likelihood",
        f"choose one of {list(LIKELIHOODS)}")
+  need(c.compute_dtype in COMPUTE_DTYPES, "compute_dtype",
+       f"choose one of {list(COMPUTE_DTYPES)}")
   number("gaussian_variance", 0.0, inclusive=False)
   number("min_log_variance", -1e3, high=1e3)
   need(c.binarization in BINARIZATIONS, "binarization",
@@ -138,7 +143,6 @@ def validate(config):
        f"choose one of {list(LR_SCHEDULES)}")
   number("lr_warmup_epochs", 0.0, high=1e9)
   number("lr_schedule_epochs", 0.0, high=1e9)
-  integer("num_devices", 0, 1 << 16)
   number("grad_clip_norm", 0.0)
   integer("batch_size", 1, _MAX_SAMPLES)
   integer("epochs", 1, 10**7)
@@ -151,6 +155,7 @@ def validate(config):
   integer("final_importance_samples", 0, _MAX_SAMPLES)
   integer("seed", 0, INT32_MAX)
   integer("keep_checkpoints", 1, 1000)
+  integer("num_devices", 0, 1 << 16)
   _check_optimizer(c.optimizer)  # last: the only check that imports JAX
   return config
 

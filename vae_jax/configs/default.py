@@ -41,6 +41,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.likelihood = "bernoulli"
   c.gaussian_variance = 1.0  # gaussian
   c.min_log_variance = math.log(1e-3)  # gaussian_learned_variance's floor
+  # float32 | bfloat16: the dtype the networks compute in (mixed precision
+  # for GPU/TPU: parameters, optimizer state and the loss stay float32).
+  c.compute_dtype = "float32"
   # Objective.
   c.objective = "elbo"  # elbo | iwae (Burda et al., K = num_samples)
   c.num_samples = 1  # K: z samples per example in the training objective
@@ -73,9 +76,11 @@ def get_config() -> ml_collections.ConfigDict:
   # best checkpoint (else the last state); 0 = off. Minutes for K = 5000.
   c.final_importance_samples = 0
   c.seed = 0
-  # Devices a run uses; 0 = all local devices. A sweep shards the members of
-  # a vmapped group over them (experiments/sweep.py).
-  c.num_devices = 1
   # Run directory.
   c.keep_checkpoints = 2  # latest chunk-boundary checkpoints kept
+  # Devices (per process) of the data-parallel mesh: the batch is split over
+  # them, parameters replicated (vae_jax/run/mesh.py); 0 = all local devices.
+  # May change on resume. A sweep shards the members of a vmapped group over
+  # them instead (experiments/sweep.py).
+  c.num_devices = 1
   return c

@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vae_jax.math import threefry
+
 __all__ = ["TEST_BINARIZATION_SEED", "TRAIN_BINARIZATION_SEED", "flatten",
            "binarize", "to_unit_interval", "epoch_permutation", "batch_indices",
            "binarize_once", "data_keys", "finish_batch"]
@@ -41,7 +43,7 @@ def binarize(rng: chex.PRNGKey, images: chex.Array, pixel_max: int) -> chex.Arra
   E[x_bin] = x / pixel_max: the binary data keep the pixel intensities on
   average (dynamic binarisation, a fresh draw each epoch).
   """
-  u = jax.random.uniform(rng, images.shape, dtype=jnp.float32)
+  u = threefry.uniform(rng, images.shape)  # = jax.random.uniform, fused
   return (u * pixel_max < images.astype(jnp.float32)).astype(jnp.float32)
 
 
@@ -91,7 +93,7 @@ def finish_batch(raw: chex.Array, binarize_key: chex.PRNGKey,
   if not dynamic_binarization:
     return to_unit_interval(raw, pixel_max)
   flat = raw.reshape(raw.shape[0], -1)
-  out = binarize(jax.random.fold_in(binarize_key, step), flat, pixel_max)
+  out = binarize(threefry.fold_in(binarize_key, step), flat, pixel_max)
   return out.reshape(raw.shape)
 
 

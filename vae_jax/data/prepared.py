@@ -111,7 +111,8 @@ class PreparedData:
   def stream_chunks(self, rng: chex.PRNGKey, batch_size: int,
                     chunk_lengths: Sequence[int], first_epoch: int = 0,
                     num_epochs: int = 1, prefetch: int = 2,
-                    first_chunk: int = 0) -> streaming.Prefetcher:
+                    first_chunk: int = 0, device=None
+                    ) -> streaming.Prefetcher:
     """The streamed chunks of epochs first_epoch.., in training order.
 
     Args:
@@ -121,6 +122,9 @@ class PreparedData:
         chunking), summing to N // batch_size.
       first_chunk: the chunk of `first_epoch` to start at (resume inside an
         epoch).
+      device: where each chunk goes: a device or a sharding (a mesh's
+        `streamed_chunk`: each process puts only its devices' rows); None:
+        the default device.
 
     Returns:
       An iterator of uint8 device arrays `[n, batch_size, ...]`, one per
@@ -129,7 +133,7 @@ class PreparedData:
     host = np.asarray(self.train)
     return streaming.stream_chunks(host, rng, batch_size, chunk_lengths,
                                    first_epoch, num_epochs, prefetch,
-                                   first_chunk=first_chunk)
+                                   device=device, first_chunk=first_chunk)
 
   def describe(self) -> dict:
     """The resolved source and preprocessing, for logs and config.json."""

@@ -8,9 +8,16 @@ r"""Trains a VAE and writes its run directory; resumes it when it exists.
 vae_jax/configs/default.py) and `--config.NAME=VALUE` overrides one of its
 settings. Running again with the same --workdir resumes the run from its
 latest checkpoint; only config.epochs (a larger value extends a finished
-run), config.streaming, config.skip_nonfinite_updates, --quiet and the
-logging flags may differ. A bad flag, missing or corrupt data, a run
-directory that cannot be used, has other settings or is in use by another
+run), config.streaming, config.skip_nonfinite_updates, config.num_devices,
+--quiet and the logging flags may differ.
+
+Several processes (hosts): the same command in each, with the same
+--workdir on a shared file system, plus --coordinator_address=HOST:PORT
+--num_processes=N --process_id=I (or none of them under SLURM's srun or on
+a Cloud TPU pod slice, where JAX reads the environment); README.md "Several
+devices and hosts" has the commands.
+
+A bad flag, missing or corrupt data, a run directory that cannot be used, has other settings or is in use by another
 training process ends with one `error:` line and exit status 2, before any
 training starts. A non-finite loss, gradient or state ends the run with one
 `error:` line and exit status 3 (its checkpoints stay finite).
@@ -34,6 +41,20 @@ flags.DEFINE_string("workdir", None,
                     "directory is resumed.")
 flags.DEFINE_bool("quiet", False,
                   "No progress bar and no INFO logs (for scripts).")
+# Several processes (vae_jax/run/distributed.py): where they run, not what
+# they compute, so not in the config (nor in config.json).
+flags.DEFINE_string("coordinator_address", None,
+                    "HOST:PORT of process 0 for jax.distributed (several "
+                    "processes, e.g. hosts); unset: one process, or the "
+                    "cluster's own (SLURM, Cloud TPU).")
+flags.DEFINE_integer("num_processes", None,
+                     "How many processes train the run (with "
+                     "--coordinator_address).")
+flags.DEFINE_integer("process_id", None,
+                     "This process's number, 0 to num_processes - 1; 0 "
+                     "writes metrics, figures and TensorBoard.")
+flags.DEFINE_integer("distributed_timeout_s", 300,
+                     "Seconds to wait for all processes to connect.")
 
 
 def main(argv):
@@ -49,12 +70,24 @@ def main(argv):
     from vae_jax.run import workdir as workdir_lib
     workdir_lib.check_workdir(workdir)  # before JAX starts
     config = validation.validate(_CONFIG.value)
+    # pylint: disable-next=g-import-not-at-top
+    from vae_jax.run import distributed
+    distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
+                           FLAGS.process_id, FLAGS.distributed_timeout_s)
     # Imported here so that `--help` and flag errors need no JAX start-up.
     from vae_jax.run import loop  # pylint: disable=g-import-not-at-top
-    if not FLAGS.quiet:
+    # pylint: disable-next=g-import-not-at-top
+    import jax
+    primary = jax.process_index() == 0
+    if jax.process_count() > 1 and not FLAGS.workdir:
+      raise UserError(
+          f"{jax.process_count()} processes train one run: give each the "
+          "same --workdir, on a file system they share")
+    if not FLAGS.quiet and primary:
       print(f"run directory: {workdir}", flush=True)
     loop.train_and_evaluate(config, workdir, progress_bar=None if not
-                            FLAGS.quiet else False, config_file=config_file)
+                            FLAGS.quiet and primary else False,
+                            config_file=config_file)
   except UserError as e:
     cli.fail(str(e))
   except NonFiniteError as e:
@@ -63,7 +96,7 @@ def main(argv):
     cli.fail(f"writing in --workdir={workdir} failed: {e}; what it holds "
              "stays resumable: make room (or fix the directory) and rerun "
              "the same command")
-  if not FLAGS.quiet:
+  if not FLAGS.quiet and primary:
     print(f"done: metrics, checkpoints, figures and config in {workdir}",
           flush=True)
 

@@ -45,6 +45,7 @@ import jax
 import jax.numpy as jnp
 
 from vae_jax.math import distributions
+from vae_jax.math import threefry
 from vae_jax.math.model import VAEModel
 
 __all__ = ["ElboParts", "ExampleTerms", "posterior_samples", "log_weights",
@@ -77,8 +78,10 @@ class ExampleTerms(NamedTuple):
 
 def _noise(rng: chex.PRNGKey, indices: chex.Array, latent_dim: int) -> chex.Array:
   """ε_k ~ N(0, I) `[len(indices), latent_dim]`, ε_k from fold_in(rng, k)."""
-  return jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(rng, k),
-                                              (latent_dim,)))(indices)
+  # threefry.normal/fold_in: jax.random's numbers, fused into the caller's
+  # loop instead of one XLA while loop per draw (see vae_jax.math.threefry).
+  return jax.vmap(lambda k: threefry.normal(threefry.fold_in(rng, k),
+                                            (latent_dim,)))(indices)
 
 
 def posterior_samples(rng: chex.PRNGKey, mean: chex.Array, logvar: chex.Array,
@@ -237,7 +240,7 @@ def per_example(fn, model: VAEModel, params: Any, x: chex.Array,
   on the batch it is in, only on its index.
   """
   chex.assert_shape(x, (None, *model.event_shape))
-  keys = jax.vmap(jax.random.fold_in, (None, 0))(rng, jnp.arange(x.shape[0]))
+  keys = threefry.fold_in(rng, jnp.arange(x.shape[0]))
   one = functools.partial(fn, model, params, **kwargs)
   return jax.vmap(one)(x, keys)
 

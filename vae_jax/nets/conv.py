@@ -176,6 +176,9 @@ class ConvVAE(FlaxVAE):
   hidden_dims: Tuple[int, ...] = (500,)
   activation: str = "relu"
   likelihood: Likelihood = Likelihood()
+  # float32 | bfloat16: the dtype the networks compute in (FlaxVAE._apply);
+  # parameters and optimizer state are float32 either way.
+  compute_dtype: str = "float32"
 
   def __post_init__(self):
     problem = check_image_shape(self.event_shape, self.conv_channels)

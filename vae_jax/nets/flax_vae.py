@@ -32,10 +32,27 @@ class FlaxVAE(StandardNormalPrior):
     }
 
   def encode(self, params, x):
-    return self._encoder.apply({"params": params["encoder"]}, x)
+    return self._apply(self._encoder, params["encoder"], x)
 
   def decode(self, params, z):
-    return self._decoder.apply({"params": params["decoder"]}, z)
+    return self._apply(self._decoder, params["decoder"], z)
+
+  def _apply(self, module, params, inputs):
+    """module.apply in the model's `compute_dtype`, outputs in float32.
+
+    Mixed precision: the parameters (and so the optimizer state) stay
+    float32; with compute_dtype bfloat16 they and the inputs are cast on
+    the way in, the networks' matmuls run in bfloat16, and the outputs are
+    cast back, so densities, KL and losses are computed in float32. The
+    gradients flow back through the casts to the float32 parameters.
+    """
+    dtype = jnp.dtype(getattr(self, "compute_dtype", "float32"))
+    if dtype == jnp.float32:
+      return module.apply({"params": params}, inputs)
+    cast = lambda tree, to: jax.tree_util.tree_map(lambda a: a.astype(to),
+                                                   tree)
+    out = module.apply({"params": cast(params, dtype)}, inputs.astype(dtype))
+    return cast(out, jnp.float32)
 
   def log_likelihood(self, decoder_output, x):
     return self.likelihood.log_prob(decoder_output, x)

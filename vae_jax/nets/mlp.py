@@ -30,6 +30,9 @@ class MLPVAE(FlaxVAE):
   hidden_dims: Tuple[int, ...] = (500,)
   activation: str = "relu"
   likelihood: Likelihood = Likelihood()
+  # float32 | bfloat16: the dtype the networks compute in (FlaxVAE._apply);
+  # parameters and optimizer state are float32 either way.
+  compute_dtype: str = "float32"
 
   @property
   def _encoder(self) -> MLPEncoder:

@@ -41,7 +41,8 @@ def _mlp(config, event_shape):
         "or leave it unset")
   return MLPVAE(event_shape=tuple(event_shape), latent_dim=config.latent_dim,
                 hidden_dims=tuple(config.hidden_dims),
-                activation=config.activation, likelihood=_likelihood(config))
+                activation=config.activation, likelihood=_likelihood(config),
+                compute_dtype=config.compute_dtype)
 
 
 def _conv(config, event_shape):
@@ -56,7 +57,8 @@ def _conv(config, event_shape):
                       conv_channels=tuple(config.conv_channels),
                       hidden_dims=tuple(config.hidden_dims),
                       activation=config.activation,
-                      likelihood=_likelihood(config))
+                      likelihood=_likelihood(config),
+                      compute_dtype=config.compute_dtype)
 
 
 # The layout each one takes is in vae_jax.names.MODEL_LAYOUTS (JAX-free).

@@ -12,11 +12,11 @@ state, step and rng; the step fixes the data position), so the run ends with
 the same parameters as an uninterrupted one — bit for bit on CPU.
 metrics.jsonl keeps the epochs up to that checkpoint and gets each later
 epoch once; so do the scalars and images of tensorboard/. Only `epochs` (a
-larger value extends a finished run), `streaming` and
-`skip_nonfinite_updates` may differ from the stored config. The
-learning-rate schedule spans `lr_schedule_epochs`, or `epochs` when that is
-0: extending such a run with a decaying schedule stretches the schedule, so
-set `lr_schedule_epochs` when a run may be extended.
+larger value extends a finished run), `streaming`, `skip_nonfinite_updates`
+and `num_devices` may differ from the stored config. The learning-rate
+schedule spans `lr_schedule_epochs`, or `epochs` when that is 0: extending
+such a run with a decaying schedule stretches the schedule, so set
+`lr_schedule_epochs` when a run may be extended.
 
 Reliability. One training process per WORKDIR (`vae_jax.run.lock`); the
 newest checkpoint that restores intact is resumed (`vae_jax.run.resume`);
@@ -24,6 +24,13 @@ a run with no checkpoint starts over. Every step is checked for non-finite
 numbers on the device: the first one stops the run with `NonFiniteError`
 before anything non-finite is saved, or, with `skip_nonfinite_updates`, its
 update is skipped and counted in the epoch's `skipped_updates`.
+
+Several devices and processes (`vae_jax.run.mesh`, `vae_jax.run.distributed`):
+the chunks run sharded over the mesh; evaluation and figures run on one
+device of each process, on its replica of the parameters. Process 0 alone
+locks WORKDIR and writes config.json, metrics, TensorBoard and figures
+(the others write theirs to a temporary directory); every process takes
+part in saving and restoring the checkpoints.
 """
 
 from __future__ import annotations
@@ -31,9 +38,11 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import tempfile
 import time
 from typing import Any, Callable, NamedTuple, Optional
 
+import jax
 import tqdm
 from absl import logging
 
@@ -43,8 +52,10 @@ from vae_jax.data.prepared import PreparedData, prepare_data
 from vae_jax.errors import ConfigError, NonFiniteError
 from vae_jax.nets import registry
 from vae_jax.run import checkpoints as checkpoints_lib
+from vae_jax.run import distributed
 from vae_jax.run import likelihood
 from vae_jax.run import memory
+from vae_jax.run import mesh
 from vae_jax.run import programs
 from vae_jax.run import resume
 from vae_jax.run import tensorboard
@@ -117,10 +128,16 @@ class EpochEnd(NamedTuple):
 def end_epoch(run: EpochEnd, epoch: int, state: step_lib.TrainState,
               done: list, steps_per_epoch: int, train_seconds: float,
               wall_time_sec: float, history: list[dict], writer, stopping,
-              ckpts: checkpoints_lib.RunCheckpoints) -> None:
+              ckpts: checkpoints_lib.RunCheckpoints,
+              local: Optional[step_lib.TrainState] = None) -> None:
   """An epoch's record: metrics.jsonl (appended to `history`), the log
-  line, TensorBoard, and the best checkpoint when its validation ELBO is."""
-  record = epoch_record(epoch, state, done, steps_per_epoch, run.config,
+  line, TensorBoard, and the best checkpoint when its validation ELBO is.
+
+  `local` is the state evaluated (on a mesh: this process's replica of
+  `state`, which is what the checkpoint saves); default `state`.
+  """
+  local = state if local is None else local
+  record = epoch_record(epoch, local, done, steps_per_epoch, run.config,
                         run.data, run.model, run.eval_rng, train_seconds,
                         wall_time_sec)
   history.append(workdir_lib.append_metrics(run.workdir, record))
@@ -128,7 +145,7 @@ def end_epoch(run: EpochEnd, epoch: int, state: step_lib.TrainState,
   writer.write_scalars(record.step, {
       k: v for k, v in history[-1].items() if k != "step"})
   writer.write_images(record.step, tensorboard_images(
-      run.model, state.params, run.data, run.figure_rng))
+      run.model, local.params, run.data, run.figure_rng))
   writer.flush()
   if stopping.update(history[-1]):
     ckpts.save_best(state, {"epoch": epoch + 1, "val_elbo": record.val_elbo})
@@ -161,26 +178,46 @@ def train_and_evaluate(
   """
   validation.validate(config)
   workdir_lib.check_workdir(workdir)
+  place = mesh.placement(config.num_devices)
+  mesh.check_batch_size(config.batch_size, place)
+  # Process 0 owns the directory: its lock, config.json, metrics, figures,
+  # TensorBoard. The others write only their part of the checkpoints.
+  primary = jax.process_index() == 0
+  alone = jax.process_count() == 1
   with contextlib.ExitStack() as stack:
     # An existing directory is locked at once, a new one once the data are
     # ready (creating it earlier would leave it behind if the data fail).
-    if os.path.isdir(workdir):
+    # Several processes lock once, below, all learning whether it failed.
+    if os.path.isdir(workdir) and alone:
       stack.enter_context(WorkdirLock(workdir))
     stored = workdir_lib.check_resumable(config, workdir)
     data = data or prepare_data(config)
     model = check_model(config, data)
-    if not os.path.isdir(workdir):
-      os.makedirs(workdir, exist_ok=True)
-      stack.enter_context(WorkdirLock(workdir))
-      # Checked again under the lock: another run may have begun meanwhile.
-      stored = workdir_lib.check_resumable(config, workdir)
+
+    def lock():
+      nonlocal stored
+      if not (alone and os.path.isdir(workdir)):
+        os.makedirs(workdir, exist_ok=True)
+        stack.enter_context(WorkdirLock(workdir))
+        # Checked again under the lock: another run may have begun meanwhile.
+        stored = workdir_lib.check_resumable(config, workdir)
+
+    distributed.on_first_process(lock)
+    outputs = workdir
+    if not primary:  # its metrics, figures and events go to a scratch copy
+      outputs = stack.enter_context(tempfile.TemporaryDirectory(
+          prefix=f"vae_jax-process{jax.process_index()}-"))
     return _train(config, workdir, stored, data, model, progress_bar,
-                  after_chunk, figures, config_file)
+                  after_chunk, figures and primary, config_file, place,
+                  outputs)
 
 
 def _train(config, workdir, stored, data, model, progress_bar, after_chunk,
-           figures, config_file):
-  """train_and_evaluate in a locked WORKDIR whose settings were checked."""
+           figures, config_file, place, outputs):
+  """train_and_evaluate in a locked WORKDIR whose settings were checked;
+  metrics, config.json, figures and TensorBoard go to OUTPUTS (WORKDIR on
+  process 0), checkpoints to WORKDIR."""
+  logging.info(mesh.describe(place))
   logging.info("data: %s from %s (%s), train %s, test %s, binarization %s, "
                "input %s", config.dataset, data.dataset.source,
                data.dataset.source_kind, data.train.shape, data.test.shape,
@@ -193,14 +230,19 @@ def _train(config, workdir, stored, data, model, progress_bar, after_chunk,
   hparams = programs.hyperparams(config, steps_per_epoch)
   init_rng, eval_rng, figure_rng = programs.run_keys(config)
   fresh_state = programs.init_state(model, step_cfg, init_rng)
+  train_split = data.train
+  if place is not None:
+    fresh_state, hparams = place.put((fresh_state, hparams))
+    if not data.streaming:
+      train_split = place.put(data.train)
 
-  os.makedirs(os.path.join(workdir, "figures"), exist_ok=True)
+  os.makedirs(os.path.join(outputs, "figures"), exist_ok=True)
   ckpts = checkpoints_lib.RunCheckpoints(
       os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints)
   writer = stream = None
   try:
     state, progress, history, latest = resume.start(ckpts, fresh_state,
-                                                    workdir)
+                                                    outputs)
     if latest is not None:
       logging.info("resuming %s from its checkpoint at step %d (epoch %d of "
                    "%d)", workdir, latest, latest // steps_per_epoch + 1,
@@ -225,35 +267,39 @@ def _train(config, workdir, stored, data, model, progress_bar, after_chunk,
       raise RuntimeError(
           f"checkpoint at step {start_step} is not at a chunk boundary of "
           f"chunks {chunks}; the run's chunking changed")
-    workdir_lib.write_config(workdir, config, config_file, data.describe())
+    workdir_lib.write_config(outputs, config, config_file, data.describe())
     start_chunk = chunk_starts.index(position)
     stopping = EarlyStopping(config.early_stopping_patience, history)
 
     if data.streaming and start_epoch < config.epochs:
       # Starts at the checkpoint's chunk: the chunks before it are never
       # gathered on the host nor sent to the device.
-      stream = data.stream_chunks(state.rng, config.batch_size, chunks,
+      # (This process's copy of the key: the host draws the order.)
+      rng = state.rng if place is None else mesh.local_copy(state.rng)
+      stream = data.stream_chunks(rng, config.batch_size, chunks,
                                   first_epoch=start_epoch,
                                   num_epochs=config.epochs - start_epoch,
-                                  first_chunk=start_chunk)
+                                  first_chunk=start_chunk,
+                                  device=None if place is None else
+                                  place.streamed_chunk)
     next_input = (lambda: next(stream)) if data.streaming else (
-        lambda: data.train)
+        lambda: train_split)
 
     compile_start = time.perf_counter()
-    batch_cfg = programs.batch_config(config, data)
+    batch_cfg = programs.batch_config(config, data, place)
     # Lowered for the fresh state, so a resumed run (whose restored arrays
     # are committed to the device) finds the programs a first run compiled.
     compiled = {n: programs.compile_chunk(
         model, step_cfg, batch_cfg, n, data.streaming, fresh_state,
-        data.train_spec(n, config.batch_size), hparams)
-                for n in sorted(set(chunks))}
+        data.train_spec(n, config.batch_size) if data.streaming else
+        train_split, hparams, place) for n in sorted(set(chunks))}
     logging.info("compiled %d chunk program(s) in %.1fs", len(compiled),
                  time.perf_counter() - compile_start)
 
     # On resume (or a start over), readers drop the events that a crashed
     # run wrote after the checkpoint, steps > start_step, since this run
     # writes them again.
-    tensorboard_dir = os.path.join(workdir, "tensorboard")
+    tensorboard_dir = os.path.join(outputs, "tensorboard")
     writer = tensorboard.SummaryWriter(
         tensorboard_dir, purge_step=start_step + 1 if os.path.isdir(
             tensorboard_dir) else None)
@@ -304,12 +350,14 @@ def _train(config, workdir, stored, data, model, progress_bar, after_chunk,
           bar.update(1)
           end_of_epoch = c == len(chunks) - 1
           if end_of_epoch:
+            # Evaluation runs on one device: this process's replica.
+            local = state if place is None else mesh.local_copy(state)
             bar.clear()  # the log line goes above the bar, not into it
             end_epoch(
-                EpochEnd(config, workdir, model, data, eval_rng, figure_rng),
+                EpochEnd(config, outputs, model, data, eval_rng, figure_rng),
                 epoch, state, done, steps_per_epoch, train_seconds,
                 time.perf_counter() - run_start, history, writer, stopping,
-                ckpts)
+                ckpts, local=local)
             bar.refresh()
           ckpts.save_latest(state, resume.checkpoint_progress(
               epoch + 1 if end_of_epoch else epoch,
@@ -323,11 +371,12 @@ def _train(config, workdir, stored, data, model, progress_bar, after_chunk,
           logging.info("early stopping after epoch %d: %s", epoch + 1,
                        stopping.describe())
 
-    final_params = final_measurements(config, workdir, model, state, data,
-                                       ckpts, history, writer, eval_rng)
+    final_params = final_measurements(
+        config, outputs, model, state if place is None else
+        mesh.local_copy(state), data, ckpts, history, writer, eval_rng)
     if figures:
       write_figures(model, final_params, data, history,
-                    os.path.join(workdir, "figures"), figure_rng)
+                    os.path.join(outputs, "figures"), figure_rng)
   finally:
     if stream is not None:
       stream.close()

@@ -10,6 +10,7 @@ the programs JAX compiled before — no caches of our own.
 from __future__ import annotations
 
 import functools
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +18,7 @@ import jax.numpy as jnp
 from vae_jax import chunks
 from vae_jax import evaluation
 from vae_jax import step as step_lib
+from vae_jax.run import mesh
 
 __all__ = ["step_config", "hyperparams", "batch_config", "chunk_lengths",
            "run_keys", "compile_chunk", "evaluate_program", "init_state"]
@@ -44,9 +46,11 @@ def hyperparams(config, steps_per_epoch: int) -> step_lib.Hyperparams:
       free_bits=jnp.float32(config.free_bits))
 
 
-def batch_config(config, data) -> chunks.BatchConfig:
+def batch_config(config, data, place: Optional[mesh.Placement] = None
+                 ) -> chunks.BatchConfig:
   return chunks.BatchConfig(config.batch_size, data.dynamic_binarization,
-                            data.pixel_max)
+                            data.pixel_max,
+                            None if place is None else place.batch)
 
 
 def chunk_lengths(steps_per_epoch: int, steps_per_chunk: int) -> list[int]:
@@ -85,16 +89,34 @@ def _streamed_chunk(model, step_cfg, batch_cfg, num_steps, state, batches,
                                      state, batches, hparams)
 
 
+def _sharded_chunk(streaming: bool, place: mesh.Placement):
+  """The chunk under `jax.jit` with the mesh's shardings: state, hparams and
+  outputs replicated; the on-device split replicated, streamed chunks
+  sharded along the data axis (the batches themselves are constrained
+  inside, by `BatchConfig.batch_sharding`)."""
+  fn = (chunks.train_chunk_streamed if streaming else chunks.train_chunk)
+  data = place.streamed_chunk if streaming else place.replicated
+  return jax.jit(fn, static_argnums=(0, 1, 2, 3), donate_argnums=(4,),
+                 in_shardings=(place.replicated, data, place.replicated),
+                 out_shardings=place.replicated)
+
+
 def compile_chunk(model, step_cfg, batch_cfg, num_steps: int,
-                  streaming: bool, state, data_spec, hparams):
+                  streaming: bool, state, data_spec, hparams,
+                  place: Optional[mesh.Placement] = None):
   """The compiled chunk of `num_steps` steps: f(state, data, hparams).
 
   `state` (donated) and `hparams` give the shapes; `data_spec` is the
   training split on the device, or the shape of one chunk's streamed
   batches. Compiled ahead of time, so the run can time it apart from the
-  training steps; equal arguments reuse JAX's cached program.
+  training steps; equal arguments reuse JAX's cached program. With a mesh
+  (`place`), the program is sharded over it (`batch_cfg` must be
+  `batch_config(..., place)`).
   """
-  fn = _streamed_chunk if streaming else _on_device_chunk
+  if place is None:
+    fn = _streamed_chunk if streaming else _on_device_chunk
+  else:
+    fn = _sharded_chunk(streaming, place)
   return fn.lower(model, step_cfg, batch_cfg, num_steps, state, data_spec,
                   hparams).compile()
 

@@ -197,6 +197,16 @@ def _settings_json_value(value: Any) -> Any:
   return list(value) if isinstance(value, tuple) else value
 
 
+# What a resumed sweep may change, as a resumed run: not `epochs`, since a
+# finished member is not trained again.
+_MAY_CHANGE = tuple(f for f in validation.RESUMABLE_FIELDS if f != "epochs")
+
+
+def _identity(members: list) -> list:
+  return [(name, {k: v for k, v in config.items() if k not in _MAY_CHANGE})
+          for name, config in members]
+
+
 def check_sweep_dir(sweep_dir: str, description: dict) -> None:
   """Refuses a sweep directory that holds another grid, creating nothing."""
   flag = f"--sweep_dir={sweep_dir}"
@@ -217,6 +227,7 @@ def check_sweep_dir(sweep_dir: str, description: dict) -> None:
     raise ConfigError(f"{path} is unreadable ({type(e).__name__}: {e}); "
                       "choose another --sweep_dir") from None
   members = [(m["name"], m["config"]) for m in description["members"]]
+  stored_members, members = _identity(stored_members), _identity(members)
   if stored_members != members:
     ours = {n for n, _ in members}
     theirs = {n for n, _ in stored_members}

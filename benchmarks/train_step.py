@@ -1,0 +1,280 @@
+r"""Training throughput against its own baselines and the machine's limit.
+
+    python benchmarks/train_step.py                  # both models, ~3 min
+    python benchmarks/train_step.py --models=default --repeats=7
+    python benchmarks/train_step.py --users          # as users see it, ~5 min
+
+Rows, each timed over one epoch of Fashion-MNIST (steady state, after
+compilation), interleaved A B C D A B C D … so that load on a shared
+machine hits every row alike, median of --repeats:
+
+  trainer   the compiled chunk `make train` runs (vae_jax.run.programs:
+            on-device data, shuffling and dynamic binarisation inside, the
+            non-finite check, the step's metrics)
+  plain     the careful user's program (benchmarks/plain_vae.py): bare jnp,
+            one jitted lax.scan per epoch over batches binarised beforehand
+  naive     the same step jitted alone, called from a Python loop on host
+            NumPy batches binarised per step (how most examples train)
+  matmuls   a step of nothing but the training matmuls of the model at its
+            batch size: the machine's limit. Its GFLOP/s (the step's matmul
+            FLOPs ÷ its time) is the "measured matmul GFLOP/s of the step's
+            own shapes"; limit = that ÷ FLOPs per example.
+
+Columns: examples/s, % of the limit, the ratio to `plain` (median of the
+per-repeat ratios), compile seconds, and the compiled program's memory
+(arguments + temporaries, XLA's memory analysis). One JSON line per row
+follows the table. The models: `default` (784-500-20, batch 128) and
+`paper` (784-300-300-40, batch 100), each with its config's optimizer.
+
+--users measures the trainer as users see it: the best epoch's
+examples_per_sec in metrics.jsonl of `python -m experiments.train
+--config.epochs=3` (a subprocess), 5 runs interleaved with 5 three-epoch
+runs of `plain` in a subprocess; medians and their ratio.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app
+from absl import flags
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import plain_vae  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+_MODELS = flags.DEFINE_list("models", ["default", "paper"],
+                            "Configs whose models are measured.")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Interleaved repeats.")
+_USERS = flags.DEFINE_bool("users", False,
+                           "3-epoch runs of the launcher vs plain instead.")
+_PLAIN_RUN = flags.DEFINE_integer("plain_run", 0, "(internal) run plain for "
+                                  "N epochs, print the best epoch's ex/s.")
+_CONFIG_OVERRIDES = flags.DEFINE_list(
+    "override", [], "--config.K=V settings of the trainer row, e.g. "
+    "compute_dtype=bfloat16.")
+
+
+def _config(name: str):
+  from vae_jax import configs  # pylint: disable=g-import-not-at-top
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  config = config_flags.config_flags._LoadConfigModule(  # pylint: disable=protected-access
+      name, configs.path(name)).get_config()
+  for item in _CONFIG_OVERRIDES.value:
+    key, value = item.split("=", 1)
+    config[key] = type(config[key])(value) if not isinstance(
+        config[key], bool) else value.lower() in ("1", "true")
+  return config
+
+
+def _sizes(config) -> plain_vae.Sizes:
+  return plain_vae.Sizes(tuple(config.hidden_dims), config.latent_dim,
+                         config.batch_size)
+
+
+def _machine() -> str:
+  cpu = platform.processor() or platform.machine()
+  try:
+    with open("/proc/cpuinfo") as f:
+      cpu = next(line.split(":", 1)[1].strip() for line in f
+                 if line.startswith("model name"))
+  except (OSError, StopIteration):
+    pass
+  return (f"{jax.devices()[0].device_kind} ({jax.default_backend()}, "
+          f"{os.cpu_count()} cores: {cpu}), jax {jax.__version__}")
+
+
+def _memory_mb(compiled) -> float:
+  m = compiled.memory_analysis()
+  if m is None:
+    return float("nan")
+  return (m.argument_size_in_bytes + m.temp_size_in_bytes) / 2**20
+
+
+class _Row:
+  """A timed program: `run()` does one epoch and blocks."""
+
+  def __init__(self, name, run, examples, compile_s, memory_mb):
+    self.name, self.run, self.examples = name, run, examples
+    self.compile_s, self.memory_mb, self.rates = compile_s, memory_mb, []
+
+  def time(self):
+    start = time.perf_counter()
+    self.run()
+    self.rates.append(self.examples / (time.perf_counter() - start))
+
+
+def _trainer_row(config, data) -> _Row:
+  from vae_jax.nets import registry  # pylint: disable=g-import-not-at-top
+  from vae_jax.run import programs  # pylint: disable=g-import-not-at-top
+  model = registry.build_model(config, data.train.shape[1:])
+  steps = data.num_train // config.batch_size
+  step_cfg = programs.step_config(config)
+  hparams = programs.hyperparams(config, steps)
+  batch_cfg = programs.batch_config(config, data)
+  init_rng, _, _ = programs.run_keys(config)
+  box = [programs.init_state(model, step_cfg, init_rng)]
+  start = time.perf_counter()
+  compiled = programs.compile_chunk(model, step_cfg, batch_cfg, steps, False,
+                                    box[0], data.train, hparams)
+  compile_s = time.perf_counter() - start
+
+  def run():
+    box[0], metrics, _ = compiled(box[0], data.train, hparams)
+    jax.block_until_ready(metrics)
+  return _Row("trainer", run, steps * config.batch_size, compile_s,
+              _memory_mb(compiled))
+
+
+def _plain_rows(config, images: np.ndarray) -> list[_Row]:
+  sizes = _sizes(config)
+  lr = config.learning_rate
+  batches = jax.device_put(plain_vae.binarize_epoch(images, sizes, 0))
+  examples = batches.shape[0] * sizes.batch
+  plain = plain_vae.plain_epoch(sizes, lr)
+  box = [plain_vae.init_carry(sizes, lr)]
+  start = time.perf_counter()
+  compiled = plain.lower(box[0], batches).compile()
+  compile_s = time.perf_counter() - start
+
+  def run_plain():
+    box[0], elbo = compiled(box[0], batches)
+    jax.block_until_ready(elbo)
+
+  naive = plain_vae.naive_step(sizes, lr)
+  naive_box = [plain_vae.init_carry(sizes, lr)]
+  rng = np.random.default_rng(1)
+  order = np.arange(examples)
+  start = time.perf_counter()
+  naive_compiled = naive.lower(naive_box[0], batches[0]).compile()
+  naive_compile_s = time.perf_counter() - start
+
+  def run_naive():
+    rng.shuffle(order)
+    for s in range(examples // sizes.batch):
+      raw = images[order[s * sizes.batch:(s + 1) * sizes.batch]]
+      batch = (rng.uniform(size=raw.shape) < raw / 255.0).astype(np.float32)
+      naive_box[0], elbo = naive_compiled(naive_box[0], batch)
+    jax.block_until_ready(elbo)
+
+  matmuls = plain_vae.matmul_step(sizes)
+  params = plain_vae.init(sizes, jax.random.key(0))
+  start = time.perf_counter()
+  matmul_compiled = matmuls.lower(params, batches).compile()
+  matmul_compile_s = time.perf_counter() - start
+  run_matmuls = lambda: jax.block_until_ready(matmul_compiled(params, batches))
+  return [
+      _Row("plain", run_plain, examples, compile_s, _memory_mb(compiled)),
+      _Row("naive", run_naive, examples, naive_compile_s,
+           _memory_mb(naive_compiled)),
+      _Row("matmuls", run_matmuls, examples, matmul_compile_s,
+           _memory_mb(matmul_compiled))]
+
+
+def _measure(name: str) -> None:
+  from vae_jax.data.prepared import prepare_data  # pylint: disable=g-import-not-at-top
+  config = _config(name)
+  config.validation_size = 0  # the whole training split, as the rows' epoch
+  data = prepare_data(config)
+  images = np.asarray(data.train)
+  rows = [_trainer_row(config, data), *_plain_rows(config, images)]
+  for row in rows:  # warm-up: caches, allocator, first-call costs
+    row.time()
+    row.rates.clear()
+  for _ in range(_REPEATS.value):
+    for row in rows:
+      row.time()
+  sizes = _sizes(config)
+  flops = plain_vae.matmul_flops(sizes)
+  by_name = {row.name: row for row in rows}
+  limit = statistics.median(by_name["matmuls"].rates)
+  gflops = limit * flops / 1e9
+  model = f"784-{'-'.join(map(str, sizes.hidden))}-{sizes.latent}"
+  print(f"\n{name}: {model}, batch {sizes.batch}, {config.optimizer}; "
+        f"{flops / 1e6:.2f} MFLOP of matmuls per training example; matmuls "
+        f"at {gflops:.1f} GFLOP/s; medians of {_REPEATS.value} interleaved "
+        "repeats")
+  print(f"{'row':8} {'examples/s':>11} {'% limit':>8} {'× plain':>8} "
+        f"{'compile s':>10} {'memory MB':>10}")
+  plain_rates = by_name["plain"].rates
+  for row in rows:
+    rate = statistics.median(row.rates)
+    ratio = statistics.median(r / p for r, p in zip(row.rates, plain_rates))
+    print(f"{row.name:8} {rate:11.0f} {100 * rate / limit:7.1f}% "
+          f"{ratio:8.3f} {row.compile_s:10.2f} {row.memory_mb:10.1f}")
+    row.summary = dict(
+        config=name, model=model, batch=sizes.batch, row=row.name,
+        examples_per_sec=rate, percent_of_limit=100 * rate / limit,
+        ratio_to_plain=ratio, compile_sec=row.compile_s,
+        memory_mb=row.memory_mb, repeats=[round(r) for r in row.rates],
+        matmul_gflops=gflops, machine=_machine())
+  for row in rows:
+    print(json.dumps(row.summary))
+
+
+def _plain_run(epochs: int) -> None:
+  """Three epochs of `plain` as a user runs it: binarise, then the scan."""
+  from vae_jax.data.prepared import prepare_data  # pylint: disable=g-import-not-at-top
+  config = _config("default")
+  images = np.asarray(prepare_data(config).train)
+  sizes = _sizes(config)
+  plain = plain_vae.plain_epoch(sizes, config.learning_rate)
+  carry = plain_vae.init_carry(sizes, config.learning_rate)
+  rates = []
+  for epoch in range(epochs):
+    batches = jax.device_put(plain_vae.binarize_epoch(images, sizes, epoch))
+    start = time.perf_counter()
+    carry, elbo = plain(carry, batches)
+    jax.block_until_ready(elbo)
+    rates.append(batches.shape[0] * sizes.batch / (time.perf_counter() - start))
+  print(json.dumps({"best_examples_per_sec": max(rates)}))
+
+
+def _users() -> None:
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  trainer, plain = [], []
+  for _ in range(5):
+    with tempfile.TemporaryDirectory() as workdir:
+      subprocess.run([sys.executable, "-m", "experiments.train",
+                      f"--workdir={workdir}", "--config.epochs=3",
+                      *[f"--config.{o}" for o in _CONFIG_OVERRIDES.value]],
+                     check=True, env=env, capture_output=True)
+      with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        trainer.append(max(json.loads(line)["examples_per_sec"]
+                           for line in f))
+    out = subprocess.run([sys.executable, __file__, "--plain_run=3"],
+                         check=True, env=env, capture_output=True, text=True)
+    plain.append(json.loads(out.stdout.strip().splitlines()[-1])[
+        "best_examples_per_sec"])
+    print(f"trainer {trainer[-1]:8.0f}   plain {plain[-1]:8.0f} examples/s",
+          flush=True)
+  ratio = statistics.median(t / p for t, p in zip(trainer, plain))
+  print(f"medians: trainer {statistics.median(trainer):.0f}, plain "
+        f"{statistics.median(plain):.0f} examples/s; trainer / plain "
+        f"{ratio:.3f} (median of the 5 pairs); {_machine()}")
+  print(json.dumps(dict(trainer=trainer, plain=plain, ratio=ratio,
+                        machine=_machine())))
+
+
+def main(argv):
+  del argv
+  if _PLAIN_RUN.value:
+    return _plain_run(_PLAIN_RUN.value)
+  print(_machine())
+  if _USERS.value:
+    return _users()
+  for name in _MODELS.value:
+    _measure(name)
+
+
+if __name__ == "__main__":
+  app.run(main)
