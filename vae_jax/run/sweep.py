@@ -51,8 +51,8 @@ _DATA_SETTINGS = ("dataset", "data_dir", "binarization", "validation_size",
 def vectorize_choice(vectorize: str, backend: Optional[str] = None) -> bool:
   """`on`/`off`, or `auto`: off on CPU, on on GPU and TPU.
 
-  On the 2-core CPU a vmapped group of 8 default models trained at 0.61×
-  (0.77× in an earlier measurement) the speed of the 8 runs one after
+  On the 2-core CPU a vmapped group of 8 default models trained at
+  0.61–0.77× the speed of the 8 runs one after
   another (benchmarks/sweep.py); on an accelerator a small model leaves
   most of the device idle and a group fills it (not measured here).
   """
