@@ -133,3 +133,21 @@ def test_damaged_status_file_reads_as_no_member_finished(tmp_path):
     assert sweep.read_status(str(tmp_path)) == {}
   (tmp_path / sweep.STATUS_JSON).write_text('{"a": {"status": "done"}}')
   assert sweep.read_status(str(tmp_path)) == {"a": {"status": "done"}}
+
+
+def test_sweep_dir_may_resume_with_other_devices_not_other_settings(
+    tmp_path):
+  config = default.get_config()
+
+  def description(**changes):
+    changed = config.copy_and_resolve_references()
+    changed.update(changes)
+    return sweep_grid.plan_sweep(changed, ["kl_weight=0.5,1"]).description
+
+  with open(tmp_path / sweep_grid.SWEEP_JSON, "w") as f:
+    json.dump(description(), f)
+  sweep_grid.check_sweep_dir(str(tmp_path), description(
+      num_devices=0, skip_nonfinite_updates=True))
+  for changes in ({"epochs": 3}, {"latent_dim": 3}):
+    with pytest.raises(ConfigError, match="members with other settings"):
+      sweep_grid.check_sweep_dir(str(tmp_path), description(**changes))
