@@ -12,9 +12,12 @@ import subprocess
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from conftest import REPO_ROOT
+from tolerances import sum_atol
+from vae_jax.math import objectives
 from vae_jax.configs import default
 from vae_jax.nets import registry
 from vae_jax.run import checkpoints as checkpoints_lib
@@ -64,6 +67,38 @@ def _leaves(state):
 def assert_same_state(a, b):
   for x, y in zip(_leaves(a), _leaves(b), strict=True):
     np.testing.assert_array_equal(x, y)  # bitwise
+
+
+def assert_runs_close(model, a, b, record_a, record_b, config,
+                      pixels=28 * 28):
+  """Two trainings of one run that differ only in float rounding (a
+  vmapped group and a run alone, or the member axis over several devices:
+  XLA compiles the step differently for each number of members per device,
+  and on CPU it rounds differently).
+
+  Adam moves a parameter by lr·m̂/(√v̂ + ε) per step; a relative error ρ of
+  the gradient changes that by at most 2ρ·lr, and a gradient entry sums
+  batch_size·pixels terms (sum_atol gives ρ). The last epoch's test ELBO
+  then moves by at most Σ|∂ELBO/∂p|·|Δp| (first order, on the same draws),
+  plus its own rounding: a mean of `pixels`-term sums.
+  """
+  steps = int(a.step)
+  rho = sum_atol(config.batch_size * pixels, 1.0)
+  atol = steps * config.learning_rate * 2 * rho
+  for x, y in zip(jax.tree_util.tree_leaves(a.params),
+                  jax.tree_util.tree_leaves(b.params), strict=True):
+    np.testing.assert_allclose(x, y, rtol=0, atol=atol)
+  x = jnp.asarray(np.random.default_rng(0).random((256, pixels)) < 0.5,
+                  jnp.float32)
+  grads = jax.grad(lambda p: jnp.mean(objectives.batch_elbo(
+      model, p, x, jax.random.key(1)).elbo))(a.params)
+  sensitivity = sum(float(jnp.sum(jnp.abs(g) * jnp.abs(u - v)))
+                    for g, u, v in zip(jax.tree_util.tree_leaves(grads),
+                                       jax.tree_util.tree_leaves(a.params),
+                                       jax.tree_util.tree_leaves(b.params)))
+  elbo_atol = 2 * sensitivity + sum_atol(pixels, abs(record_a["test_elbo"]))
+  assert abs(record_a["test_elbo"] - record_b["test_elbo"]) <= elbo_atol, (
+      record_a["test_elbo"], record_b["test_elbo"], elbo_atol)
 
 
 def without_times(records):

@@ -94,3 +94,12 @@ def diverging_vae(config, event_shape):
   return DivergingVAE(event_shape=tuple(event_shape),
                       latent_dim=config.latent_dim,
                       nan_after=(DIVERGING_STEP - 0.5) * config.learning_rate)
+
+
+def diverging_vae_at_clock(config, event_shape):
+  """The same model for every learning rate: NaN once clock > 20.5e-3, so
+  step 21 is the first non-finite one at learning rate 1e-3, and a run at
+  1e-4 stays finite for 200 steps."""
+  return DivergingVAE(event_shape=tuple(event_shape),
+                      latent_dim=config.latent_dim,
+                      nan_after=(DIVERGING_STEP - 0.5) * 1e-3)

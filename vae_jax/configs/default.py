@@ -80,6 +80,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.keep_checkpoints = 2  # latest chunk-boundary checkpoints kept
   # Devices (per process) of the data-parallel mesh: the batch is split over
   # them, parameters replicated (vae_jax/run/mesh.py); 0 = all local devices.
-  # May change on resume.
+  # May change on resume. A sweep shards the members of a vmapped group over
+  # them instead (experiments/sweep.py).
   c.num_devices = 1
   return c

@@ -10,4 +10,8 @@
     outputs         epoch records, log lines, figures, TensorBoard images
     evaluate        evaluate_run(workdir, ...) → eval.json
     load            load_run(workdir) → (config, model, params), for notebooks
+    sweep           run_sweep(plan, sweep_dir): members group by group
+    sweep_grid      --sweep specs × seeds → members, groups, sweep.json
+    sweep_group     a group's members vmapped as one program
+    sweep_summary   summary.csv, summary.md, comparison.png
 """

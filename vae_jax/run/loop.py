@@ -40,7 +40,7 @@ import os
 import sys
 import tempfile
 import time
-from typing import Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import tqdm
@@ -65,7 +65,8 @@ from vae_jax.run.lock import WorkdirLock
 from vae_jax.run.outputs import epoch_record, log_epoch, tensorboard_images
 from vae_jax.run.outputs import write_figures
 
-__all__ = ["train_and_evaluate"]
+__all__ = ["train_and_evaluate", "check_model", "nonfinite_message",
+           "EpochEnd", "end_epoch", "final_measurements"]
 
 _DECAYING_SCHEDULES = ("cosine", "warmup_cosine", "exponential")
 
@@ -74,8 +75,10 @@ def _to_float(tree) -> dict:
   return {k: float(v) for k, v in tree._asdict().items()}
 
 
-def _stop_at_nonfinite(health: dict, steps_per_epoch: int, epochs: int,
-                       ckpts: checkpoints_lib.RunCheckpoints) -> None:
+def nonfinite_message(health: dict, steps_per_epoch: int, epochs: int,
+                      ckpts: checkpoints_lib.RunCheckpoints) -> str:
+  """What a run stopped by a non-finite step says: the step, the quantity
+  and the last good checkpoint (`health`: a chunk's ChunkHealth as floats)."""
   step = int(health["first_bad_step"])
   quantity = step_lib.NONFINITE_QUANTITIES[int(health["first_bad_quantity"])
                                            - 1]
@@ -84,11 +87,68 @@ def _stop_at_nonfinite(health: dict, steps_per_epoch: int, epochs: int,
            f"{os.path.join(ckpts.directory, checkpoints_lib.LATEST, str(last))}"
            if last is not None else "no checkpoint was saved before it")
   epoch = step // steps_per_epoch + 1
-  raise NonFiniteError(
+  return (
       f"non-finite {quantity} at step {step} (epoch {epoch} of {epochs}): "
       "the run stopped there and saved nothing after it; "
       f"{where}. Rerun with --config.skip_nonfinite_updates=true to skip such "
       "steps, or start a new run with a smaller --config.learning_rate")
+
+
+def check_model(config, data: PreparedData):
+  """The run's model, once the data fit it and its state fits in memory.
+
+  Raises:
+    ConfigError: a likelihood that does not fit the data, a state too large,
+      free bits for a model without the prior N(0, I).
+  """
+  validation.check_likelihood_fits(config, data.dataset.already_binary)
+  model = registry.build_model(config, data.train.shape[1:])
+  memory.check_fits(model, config)
+  if config.free_bits > 0 and not getattr(model, "standard_normal_prior",
+                                          False):
+    raise ConfigError(
+        f"--config.free_bits={config.free_bits} is invalid for "
+        f"--config.model={config.model}: free bits floor the KL of each "
+        "latent dimension, defined here for the prior N(0, I) only; use "
+        "--config.free_bits=0")
+  return model
+
+
+class EpochEnd(NamedTuple):
+  """What stays fixed for a run's epoch ends."""
+
+  config: Any
+  workdir: str
+  model: Any
+  data: PreparedData
+  eval_rng: Any
+  figure_rng: Any
+
+
+def end_epoch(run: EpochEnd, epoch: int, state: step_lib.TrainState,
+              done: list, steps_per_epoch: int, train_seconds: float,
+              wall_time_sec: float, history: list[dict], writer, stopping,
+              ckpts: checkpoints_lib.RunCheckpoints,
+              local: Optional[step_lib.TrainState] = None) -> None:
+  """An epoch's record: metrics.jsonl (appended to `history`), the log
+  line, TensorBoard, and the best checkpoint when its validation ELBO is.
+
+  `local` is the state evaluated (on a mesh: this process's replica of
+  `state`, which is what the checkpoint saves); default `state`.
+  """
+  local = state if local is None else local
+  record = epoch_record(epoch, local, done, steps_per_epoch, run.config,
+                        run.data, run.model, run.eval_rng, train_seconds,
+                        wall_time_sec)
+  history.append(workdir_lib.append_metrics(run.workdir, record))
+  log_epoch(record, run.config.epochs)
+  writer.write_scalars(record.step, {
+      k: v for k, v in history[-1].items() if k != "step"})
+  writer.write_images(record.step, tensorboard_images(
+      run.model, local.params, run.data, run.figure_rng))
+  writer.flush()
+  if stopping.update(history[-1]):
+    ckpts.save_best(state, {"epoch": epoch + 1, "val_elbo": record.val_elbo})
 
 
 def train_and_evaluate(
@@ -132,16 +192,7 @@ def train_and_evaluate(
       stack.enter_context(WorkdirLock(workdir))
     stored = workdir_lib.check_resumable(config, workdir)
     data = data or prepare_data(config)
-    validation.check_likelihood_fits(config, data.dataset.already_binary)
-    model = registry.build_model(config, data.train.shape[1:])
-    memory.check_fits(model, config)
-    if config.free_bits > 0 and not getattr(model, "standard_normal_prior",
-                                            False):
-      raise ConfigError(
-          f"--config.free_bits={config.free_bits} is invalid for "
-          f"--config.model={config.model}: free bits floor the KL of each "
-          "latent dimension, defined here for the prior N(0, I) only; use "
-          "--config.free_bits=0")
+    model = check_model(config, data)
 
     def lock():
       nonlocal stored
@@ -287,7 +338,8 @@ def _train(config, workdir, stored, data, model, progress_bar, after_chunk,
           if health["first_bad_step"] >= 0 and (
               not config.skip_nonfinite_updates
               or health["first_bad_quantity"] >= 3):
-            _stop_at_nonfinite(health, steps_per_epoch, config.epochs, ckpts)
+            raise NonFiniteError(nonfinite_message(
+                health, steps_per_epoch, config.epochs, ckpts))
           metrics["skipped_updates"] = int(health["skipped_updates"])
           train_seconds += time.perf_counter() - chunk_start
           done.append((n, metrics))
@@ -300,21 +352,13 @@ def _train(config, workdir, stored, data, model, progress_bar, after_chunk,
           if end_of_epoch:
             # Evaluation runs on one device: this process's replica.
             local = state if place is None else mesh.local_copy(state)
-            record = epoch_record(
-                epoch, local, done, steps_per_epoch, config, data, model,
-                eval_rng, train_seconds, time.perf_counter() - run_start)
-            history.append(workdir_lib.append_metrics(outputs, record))
             bar.clear()  # the log line goes above the bar, not into it
-            log_epoch(record, config.epochs)
+            end_epoch(
+                EpochEnd(config, outputs, model, data, eval_rng, figure_rng),
+                epoch, state, done, steps_per_epoch, train_seconds,
+                time.perf_counter() - run_start, history, writer, stopping,
+                ckpts, local=local)
             bar.refresh()
-            writer.write_scalars(record.step, {
-                k: v for k, v in history[-1].items() if k != "step"})
-            writer.write_images(record.step, tensorboard_images(
-                model, local.params, data, figure_rng))
-            writer.flush()
-            if stopping.update(history[-1]):
-              ckpts.save_best(state, {"epoch": epoch + 1,
-                                      "val_elbo": record.val_elbo})
           ckpts.save_latest(state, resume.checkpoint_progress(
               epoch + 1 if end_of_epoch else epoch,
               [] if end_of_epoch else done,
@@ -327,7 +371,7 @@ def _train(config, workdir, stored, data, model, progress_bar, after_chunk,
           logging.info("early stopping after epoch %d: %s", epoch + 1,
                        stopping.describe())
 
-    final_params = _final_measurements(
+    final_params = final_measurements(
         config, outputs, model, state if place is None else
         mesh.local_copy(state), data, ckpts, history, writer, eval_rng)
     if figures:
@@ -342,7 +386,7 @@ def _train(config, workdir, stored, data, model, progress_bar, after_chunk,
   return history
 
 
-def _final_measurements(config, workdir, model, state, data, ckpts, history,
+def final_measurements(config, workdir, model, state, data, ckpts, history,
                         writer, eval_rng):
   """The latent usage (a collapse warning) and, with
   `final_importance_samples`, the test log p(x) of the best checkpoint (else

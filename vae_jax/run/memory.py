@@ -35,14 +35,19 @@ def _physical_bytes() -> int:
     return 0
 
 
-def check_fits(model, config) -> None:
-  """ConfigError with the estimate when it exceeds this machine's memory."""
-  need = training_bytes(model, config.batch_size, config.num_samples)
+def check_fits(model, config, members: int = 1) -> None:
+  """ConfigError with the estimate when it exceeds this machine's memory
+  (`members`: the runs of a sweep's group trained as one vmapped program)."""
+  need = members * training_bytes(model, config.batch_size,
+                                  config.num_samples)
   have = _physical_bytes()
   if have and need > have:
+    what = f"{members} vmapped members of " if members > 1 else ""
+    fix = ("train them one after another (--vectorize=off) or choose smaller "
+           "sizes" if members > 1 else "choose smaller sizes")
     raise ConfigError(
-        f"the model of --config.latent_dim={config.latent_dim} "
-        f"--config.hidden_dims={','.join(map(str, config.hidden_dims))} needs "
-        f"at least {need / 2**30:.1f} GiB to train (parameters, optimizer "
-        f"state, gradients), more than this machine's {have / 2**30:.1f} GiB: "
-        "choose smaller sizes")
+        f"{what}the model of --config.latent_dim={config.latent_dim} "
+        f"--config.hidden_dims={','.join(map(str, config.hidden_dims))} "
+        f"need{'' if members > 1 else 's'} at least {need / 2**30:.1f} GiB to "
+        "train (parameters, optimizer state, gradients), more than this "
+        f"machine's {have / 2**30:.1f} GiB: {fix}")

@@ -35,7 +35,7 @@ from vae_jax.names import resolve_image_layout
 __all__ = ["EpochRecord", "METRIC_KEYS", "load_config", "check_resumable",
            "write_config", "read_metrics", "append_metrics",
            "keep_metrics_until", "write_metrics", "write_json_atomic",
-           "json_safe", "check_workdir"]
+           "write_text_atomic", "json_safe", "check_workdir"]
 
 
 @dataclasses.dataclass
@@ -89,6 +89,11 @@ def _write_atomic(path: str, text: str) -> None:
   finally:
     if os.path.exists(tmp):  # a failed write (disk full) leaves no litter
       os.remove(tmp)
+
+
+def write_text_atomic(path: str, text: str) -> None:
+  """Writes `text` to `path` through a temporary file and a rename."""
+  _write_atomic(path, text)
 
 
 def write_json_atomic(path: str, value: Any) -> None:
