@@ -4,9 +4,11 @@ Command: python -m experiments.train --config=vae_jax/configs/smoke.py --workdir
 A 784-64-2 MLP VAE (a 2-D latent, so the manifold figure is drawn), 2 epochs
 with one epoch of KL warm-up, a 1000-example validation split (best
 checkpoint, early stopping) and one checkpoint per epoch.
-Measured (Fashion-MNIST, seed 0, 2-core Intel Xeon, otherwise idle): test
-ELBO -292.84 nats after epoch 1 and -284.17 after epoch 2; 49,000-71,000
-training examples/s, 18 s for the whole command.
+Measured (Fashion-MNIST, seed 0, 2-core Intel Xeon): test ELBO -292.84
+nats after epoch 1 and -284.19 after epoch 2 (-284.17 before the encoder's
+heads became one matmul); 49,000-71,000 training examples/s and 18 s for
+the whole command on the idle machine (58,000-59,000 with other jobs
+running).
 """
 
 from vae_jax.configs import default
