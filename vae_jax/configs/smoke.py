@@ -6,9 +6,10 @@ with one epoch of KL warm-up, a 1000-example validation split (best
 checkpoint, early stopping) and one checkpoint per epoch.
 Measured (Fashion-MNIST, seed 0, 2-core Intel Xeon): test ELBO -292.84
 nats after epoch 1 and -284.19 after epoch 2 (-284.17 before the encoder's
-heads became one matmul); 49,000-71,000 training examples/s and 18 s for
-the whole command on the idle machine (58,000-59,000 with other jobs
-running).
+heads became one matmul); 97,500 training examples/s in epoch 2 with a
+benchmark running beside it (58,000 before the bounds lost their K axis of
+size 1; 49,000-71,000 and 18 s for the whole command on the idle machine,
+before both).
 """
 
 from vae_jax.configs import default

@@ -100,8 +100,15 @@ def _terms(model: VAEModel, params: Any, x: chex.Array, mean: chex.Array,
            ) -> tuple[chex.Array, chex.Array, chex.Array]:
   """(log p(x|z_k), log p(z_k), log q(z_k|x)), each `[K]`, for z = μ + σ ε."""
   z = mean + jnp.exp(0.5 * logvar) * eps  # [K, D]
-  outputs = jax.vmap(model.decode, in_axes=(None, 0))(params, z)
-  log_likelihood = jax.vmap(model.log_likelihood, in_axes=(0, None))(outputs, x)
+  if eps.shape[0] == 1:
+    # The same numbers without a K axis of size 1: vmapped over a batch, a
+    # [B, 1, ...] decoder makes XLA transpose activations for the weight
+    # gradients (measured: the default train step 12% faster without it).
+    log_likelihood = model.log_likelihood(model.decode(params, z[0]), x)[None]
+  else:
+    outputs = jax.vmap(model.decode, in_axes=(None, 0))(params, z)
+    log_likelihood = jax.vmap(model.log_likelihood, in_axes=(0, None))(outputs,
+                                                                      x)
   log_q = distributions.diagonal_gaussian_log_prob(z, mean, logvar)
   return log_likelihood, model.log_prior(z), log_q
 
