@@ -28,7 +28,11 @@ on the 2-core CPU (load ~3 from other jobs): 14,000 training examples/s
 (about 12 min for the conv row, 2 min for the MLP rows together) the default
 grid comes to about 56 min, plus compilation and each epoch's test ELBO
 and TensorBoard images: about 70 minutes, inside the two hours asked for
-at the default 20 epochs. --quick prints this estimate from its own
+at the default 20 epochs. The full grid run on the same CPU while it was
+shared with test suites and other benchmarks (load average 2-8) took much
+longer: 20 epochs of IWAE-50 alone 72 min (670 examples/s), the conv row
+30 min of training and 8 min of evaluation (the README has its table).
+--quick prints this estimate from its own
 throughput ("grid min"); lower --epochs if it says more than two hours on
 your machine. "train s" includes compilation, which rows with the same
 program share (free bits is a traced hyperparameter: the free-bits row
