@@ -40,7 +40,7 @@ import os
 import sys
 import tempfile
 import time
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Callable, Optional
 
 import jax
 import tqdm
@@ -50,105 +50,25 @@ from vae_jax import step as step_lib
 from vae_jax import validation
 from vae_jax.data.prepared import PreparedData, prepare_data
 from vae_jax.errors import ConfigError, NonFiniteError
-from vae_jax.nets import registry
 from vae_jax.run import checkpoints as checkpoints_lib
 from vae_jax.run import distributed
-from vae_jax.run import likelihood
-from vae_jax.run import memory
 from vae_jax.run import mesh
 from vae_jax.run import programs
 from vae_jax.run import resume
+from vae_jax.run import stages
 from vae_jax.run import tensorboard
 from vae_jax.run import workdir as workdir_lib
 from vae_jax.run.early_stopping import EarlyStopping
 from vae_jax.run.lock import WorkdirLock
-from vae_jax.run.outputs import epoch_record, log_epoch, tensorboard_images
 from vae_jax.run.outputs import write_figures
 
-__all__ = ["train_and_evaluate", "check_model", "nonfinite_message",
-           "EpochEnd", "end_epoch", "final_measurements"]
+__all__ = ["train_and_evaluate"]
 
 _DECAYING_SCHEDULES = ("cosine", "warmup_cosine", "exponential")
 
 
 def _to_float(tree) -> dict:
   return {k: float(v) for k, v in tree._asdict().items()}
-
-
-def nonfinite_message(health: dict, steps_per_epoch: int, epochs: int,
-                      ckpts: checkpoints_lib.RunCheckpoints) -> str:
-  """What a run stopped by a non-finite step says: the step, the quantity
-  and the last good checkpoint (`health`: a chunk's ChunkHealth as floats)."""
-  step = int(health["first_bad_step"])
-  quantity = step_lib.NONFINITE_QUANTITIES[int(health["first_bad_quantity"])
-                                           - 1]
-  last = ckpts.latest_step()
-  where = (f"the last good checkpoint is step {last} in "
-           f"{os.path.join(ckpts.directory, checkpoints_lib.LATEST, str(last))}"
-           if last is not None else "no checkpoint was saved before it")
-  epoch = step // steps_per_epoch + 1
-  return (
-      f"non-finite {quantity} at step {step} (epoch {epoch} of {epochs}): "
-      "the run stopped there and saved nothing after it; "
-      f"{where}. Rerun with --config.skip_nonfinite_updates=true to skip such "
-      "steps, or start a new run with a smaller --config.learning_rate")
-
-
-def check_model(config, data: PreparedData):
-  """The run's model, once the data fit it and its state fits in memory.
-
-  Raises:
-    ConfigError: a likelihood that does not fit the data, a state too large,
-      free bits for a model without the prior N(0, I).
-  """
-  validation.check_likelihood_fits(config, data.dataset.already_binary)
-  model = registry.build_model(config, data.train.shape[1:])
-  memory.check_fits(model, config)
-  if config.free_bits > 0 and not getattr(model, "standard_normal_prior",
-                                          False):
-    raise ConfigError(
-        f"--config.free_bits={config.free_bits} is invalid for "
-        f"--config.model={config.model}: free bits floor the KL of each "
-        "latent dimension, defined here for the prior N(0, I) only; use "
-        "--config.free_bits=0")
-  return model
-
-
-class EpochEnd(NamedTuple):
-  """What stays fixed for a run's epoch ends."""
-
-  config: Any
-  workdir: str
-  model: Any
-  data: PreparedData
-  eval_rng: Any
-  figure_rng: Any
-
-
-def end_epoch(run: EpochEnd, epoch: int, state: step_lib.TrainState,
-              done: list, steps_per_epoch: int, train_seconds: float,
-              wall_time_sec: float, history: list[dict], writer, stopping,
-              ckpts: checkpoints_lib.RunCheckpoints,
-              local: Optional[step_lib.TrainState] = None) -> None:
-  """An epoch's record: metrics.jsonl (appended to `history`), the log
-  line, TensorBoard, and the best checkpoint when its validation ELBO is.
-
-  `local` is the state evaluated (on a mesh: this process's replica of
-  `state`, which is what the checkpoint saves); default `state`.
-  """
-  local = state if local is None else local
-  record = epoch_record(epoch, local, done, steps_per_epoch, run.config,
-                        run.data, run.model, run.eval_rng, train_seconds,
-                        wall_time_sec)
-  history.append(workdir_lib.append_metrics(run.workdir, record))
-  log_epoch(record, run.config.epochs)
-  writer.write_scalars(record.step, {
-      k: v for k, v in history[-1].items() if k != "step"})
-  writer.write_images(record.step, tensorboard_images(
-      run.model, local.params, run.data, run.figure_rng))
-  writer.flush()
-  if stopping.update(history[-1]):
-    ckpts.save_best(state, {"epoch": epoch + 1, "val_elbo": record.val_elbo})
 
 
 def train_and_evaluate(
@@ -192,7 +112,7 @@ def train_and_evaluate(
       stack.enter_context(WorkdirLock(workdir))
     stored = workdir_lib.check_resumable(config, workdir)
     data = data or prepare_data(config)
-    model = check_model(config, data)
+    model = stages.check_model(config, data)
 
     def lock():
       nonlocal stored
@@ -338,7 +258,7 @@ def _train(config, workdir, stored, data, model, progress_bar, after_chunk,
           if health["first_bad_step"] >= 0 and (
               not config.skip_nonfinite_updates
               or health["first_bad_quantity"] >= 3):
-            raise NonFiniteError(nonfinite_message(
+            raise NonFiniteError(stages.nonfinite_message(
                 health, steps_per_epoch, config.epochs, ckpts))
           metrics["skipped_updates"] = int(health["skipped_updates"])
           train_seconds += time.perf_counter() - chunk_start
@@ -353,8 +273,8 @@ def _train(config, workdir, stored, data, model, progress_bar, after_chunk,
             # Evaluation runs on one device: this process's replica.
             local = state if place is None else mesh.local_copy(state)
             bar.clear()  # the log line goes above the bar, not into it
-            end_epoch(
-                EpochEnd(config, outputs, model, data, eval_rng, figure_rng),
+            stages.end_epoch(
+                stages.EpochEnd(config, outputs, model, data, eval_rng, figure_rng),
                 epoch, state, done, steps_per_epoch, train_seconds,
                 time.perf_counter() - run_start, history, writer, stopping,
                 ckpts, local=local)
@@ -371,7 +291,7 @@ def _train(config, workdir, stored, data, model, progress_bar, after_chunk,
           logging.info("early stopping after epoch %d: %s", epoch + 1,
                        stopping.describe())
 
-    final_params = final_measurements(
+    final_params = stages.final_measurements(
         config, outputs, model, state if place is None else
         mesh.local_copy(state), data, ckpts, history, writer, eval_rng)
     if figures:
@@ -384,37 +304,3 @@ def _train(config, workdir, stored, data, model, progress_bar, after_chunk,
       writer.close()
     ckpts.close()
   return history
-
-
-def final_measurements(config, workdir, model, state, data, ckpts, history,
-                        writer, eval_rng):
-  """The latent usage (a collapse warning) and, with
-  `final_importance_samples`, the test log p(x) of the best checkpoint (else
-  the last state) on the last line of metrics.jsonl. Returns those params."""
-  best = ckpts.best_step()
-  params = (state.params if best is None else
-            ckpts.restore_params(best, checkpoints_lib.BEST))
-  usage = likelihood.latent_usage(model, params, data.test,
-                                  config.eval_batch_size)
-  likelihood.warn_if_collapsed(int(usage.active_units), model.latent_dim)
-  k = config.final_importance_samples
-  if k and history and history[-1].get("test_log_px") is None:
-    report = likelihood.likelihood_report(
-        model, params, data.test, eval_rng, k,
-        elbo_num_samples=config.eval_num_samples,
-        batch_size=config.eval_batch_size)
-    for record in history[:-1]:  # an extended run measured an earlier last
-      record.update(test_log_px=None, test_log_px_stderr=None)
-    history[-1].update(test_log_px=report["test_log_px"],
-                       test_log_px_stderr=report["test_log_px_stderr"])
-    workdir_lib.write_metrics(workdir, history)
-    writer.write_scalars(history[-1]["step"], {
-        "test_log_px": report["test_log_px"],
-        "test_log_px_stderr": report["test_log_px_stderr"]})
-    writer.flush()
-    logging.info("test log p(x) %.2f ± %.2f (K = %d, %s checkpoint), gap to "
-                 "the ELBO %.2f ± %.2f", report["test_log_px"],
-                 report["test_log_px_stderr"], k,
-                 "last" if best is None else "best", report["test_gap"],
-                 report["test_gap_stderr"])
-  return params

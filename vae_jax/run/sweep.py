@@ -33,6 +33,7 @@ from vae_jax.run import checkpoints as checkpoints_lib
 from vae_jax.run import likelihood
 from vae_jax.run import loop
 from vae_jax.run import memory
+from vae_jax.run import stages
 from vae_jax.run import sweep_group
 from vae_jax.run import sweep_summary
 from vae_jax.run import workdir as workdir_lib
@@ -119,7 +120,7 @@ def _check(plan: SweepPlan, sweep_dir: str, vectorized: bool):
       raise ConfigError(str(e)) from None
     by_model = {}
     for i in group:
-      model = loop.check_model(plan.members[i].config, data)
+      model = stages.check_model(plan.members[i].config, data)
       by_model.setdefault(model, []).append(i)
     for model, indices in by_model.items():
       if vectorized and len(indices) > 1 and not config.streaming:

@@ -11,7 +11,7 @@ multiple of the devices with copies of the first member that never train.
 Each member keeps everything a single run keeps, in its own run directory:
 config.json, metrics.jsonl, checkpoints (latest at every chunk boundary,
 best by validation ELBO), TensorBoard and figures, written by the single
-run's own pieces (`vae_jax.run.loop.end_epoch`, `resume.start`, …), so a
+run's own pieces (`vae_jax.run.stages.end_epoch`, `resume.start`, …), so a
 member resumes on its own, and even through `train_and_evaluate`.
 
 Who trains. Each dispatch runs the chunk at the earliest step among the
@@ -42,9 +42,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from vae_jax import chunks as chunks_lib
 from vae_jax.run import checkpoints as checkpoints_lib
-from vae_jax.run import loop
 from vae_jax.run import programs
 from vae_jax.run import resume
+from vae_jax.run import stages
 from vae_jax.run import tensorboard
 from vae_jax.run import workdir as workdir_lib
 from vae_jax.run.early_stopping import EarlyStopping
@@ -141,7 +141,7 @@ class _Run:
     self.stopping = EarlyStopping(config.early_stopping_patience,
                                   self.history)
     self.diverged: Optional[str] = None
-    self.outputs = loop.EpochEnd(config, workdir, model, data, self.eval_rng,
+    self.outputs = stages.EpochEnd(config, workdir, model, data, self.eval_rng,
                                  self.figure_rng)
     workdir_lib.write_config(workdir, config, config_file, data.describe())
     tensorboard_dir = os.path.join(workdir, "tensorboard")
@@ -179,7 +179,7 @@ def train_group(configs: list, workdirs: list[str], data, model,
     configs: the members' configs (equal but for `sweep_grid.STEP_INPUTS`).
     workdirs: their run directories (locked by the caller).
     data: the prepared data of the group.
-    model: `loop.check_model` of the group.
+    model: `stages.check_model` of the group.
     config_file: recorded in each config.json.
     after_chunk: called with the number of chunks dispatched so far, after
       each chunk's checkpoints (tests use it to stop a sweep mid-way).
@@ -202,7 +202,7 @@ def train_group(configs: list, workdirs: list[str], data, model,
     for run in runs:
       if run.diverged is not None:
         continue
-      params = loop.final_measurements(
+      params = stages.final_measurements(
           run.config, run.workdir, model, run.state, data, run.ckpts,
           run.history, run.writer, run.eval_rng)
       if figures:
@@ -274,7 +274,7 @@ def _train(runs, data, model, step_cfg, batch_cfg, steps_per_epoch,
       if bad["first_bad_step"] >= 0 and (
           not step_cfg.skip_nonfinite_updates
           or bad["first_bad_quantity"] >= 3):
-        run.diverged = loop.nonfinite_message(bad, steps_per_epoch,
+        run.diverged = stages.nonfinite_message(bad, steps_per_epoch,
                                               run.config.epochs, run.ckpts)
         logging.warning("%s diverged (frozen; the others go on): %s",
                         run.workdir, run.diverged)
@@ -288,7 +288,7 @@ def _train(runs, data, model, step_cfg, batch_cfg, steps_per_epoch,
       run.train_seconds += seconds
       end_of_epoch = c == len(chunk_lengths) - 1
       if end_of_epoch:
-        loop.end_epoch(run.outputs, epoch, run.state, run.done,
+        stages.end_epoch(run.outputs, epoch, run.state, run.done,
                        steps_per_epoch, run.train_seconds,
                        now - run.run_start, run.history,
                        run.writer, run.stopping, run.ckpts)
