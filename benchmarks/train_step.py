@@ -34,6 +34,7 @@ runs of `plain` in a subprocess; medians and their ratio.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import platform
@@ -44,7 +45,6 @@ import tempfile
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import app
 from absl import flags
@@ -65,10 +65,7 @@ _CONFIG_OVERRIDES = flags.DEFINE_list(
 
 
 def _config(name: str):
-  from vae_jax import configs  # pylint: disable=g-import-not-at-top
-  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
-  config = config_flags.config_flags._LoadConfigModule(  # pylint: disable=protected-access
-      name, configs.path(name)).get_config()
+  config = importlib.import_module(f"vae_jax.configs.{name}").get_config()
   for item in _CONFIG_OVERRIDES.value:
     key, value = item.split("=", 1)
     config[key] = type(config[key])(value) if not isinstance(
