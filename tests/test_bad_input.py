@@ -128,6 +128,9 @@ _CASES = {
                                  ("nosuch.py",)),
     "not_an_optimizer": _Case(_keep_data, ("--config.optimizer=chain",),
                               ("--config.optimizer", "chain")),
+    "gated_conv": _Case(_keep_data, ("--config.model=conv",
+                                     "--config.activation=glu"),
+                        ("--config.activation", "glu is for mlp")),
     "unknown_model": _Case(_keep_data, ("--config.model=nosuch",),
                            ("--config.model", "mlp", "conv")),
     # The variants (issue 10): names, K, λ, and a likelihood that does not

@@ -16,7 +16,7 @@ from typing import Any
 
 from vae_jax.errors import ConfigError
 from vae_jax.names import ACTIVATIONS, BINARIZATIONS, BINARY_LIKELIHOODS
-from vae_jax.names import COMPUTE_DTYPES
+from vae_jax.names import COMPUTE_DTYPES, ELEMENTWISE_ACTIVATIONS
 from vae_jax.names import LAYOUTS, LIKELIHOODS, LR_SCHEDULES, OBJECTIVES
 from vae_jax.names import resolve_image_layout
 
@@ -102,6 +102,9 @@ def validate(config):
        "--config.hidden_dims=500 or 300,300")
   need(c.activation in ACTIVATIONS, "activation",
        f"choose one of {list(ACTIVATIONS)}")
+  need(c.model != "conv" or c.activation in ELEMENTWISE_ACTIVATIONS,
+       "activation", "the conv model's layers take an elementwise one: "
+       f"choose one of {list(ELEMENTWISE_ACTIVATIONS)} (glu is for mlp)")
   need(len(c.conv_channels) >= 1
        and all(1 <= ch <= _MAX_WIDTH for ch in c.conv_channels),
        "conv_channels", f"give one or more channel counts from 1 to {_MAX_WIDTH}, e.g. "

@@ -37,7 +37,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.latent_dim = 20
   c.hidden_dims = (500,)  # conv: the dense layers between convs and z
   c.conv_channels = (32, 64)  # conv only: stride-2 layers, H and W halve
-  c.activation = "relu"
+  c.activation = "relu"  # a jax.nn function; glu = gated dense layers (mlp)
   # bernoulli (binary data) | gaussian (fixed variance) |
   # gaussian_learned_variance | continuous_bernoulli (data in [0, 1])
   c.likelihood = "bernoulli"

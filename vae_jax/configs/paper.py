@@ -29,6 +29,7 @@ def get_config():
   c = default.get_config()
   c.latent_dim = 40
   c.hidden_dims = (300, 300)
+  c.activation = "glu"  # the reference code's gated dense layers
   c.learning_rate = 5e-4
   c.batch_size = 100
   c.kl_warmup_epochs = 100.0

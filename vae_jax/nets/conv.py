@@ -50,6 +50,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vae_jax.names import ELEMENTWISE_ACTIVATIONS
 from vae_jax.math.likelihoods import Likelihood
 from vae_jax.nets.flax_vae import FlaxVAE
 from vae_jax.nets.modules import gaussian_heads
@@ -181,6 +182,9 @@ class ConvVAE(FlaxVAE):
   compute_dtype: str = "float32"
 
   def __post_init__(self):
+    if self.activation not in ELEMENTWISE_ACTIVATIONS:
+      raise ValueError(f"activation {self.activation!r}: the conv layers "
+                       "take an elementwise one; glu is for the MLP")
     problem = check_image_shape(self.event_shape, self.conv_channels)
     if problem:
       raise ValueError(problem)

@@ -16,8 +16,8 @@ import jax.numpy as jnp
 
 from vae_jax.names import ACTIVATIONS  # functions of jax.nn by name
 
-__all__ = ["ACTIVATIONS", "DenseParams", "gaussian_heads", "MLPEncoder",
-           "MLPDecoder"]
+__all__ = ["ACTIVATIONS", "DenseParams", "gaussian_heads", "hidden_layer",
+           "MLPEncoder", "MLPDecoder"]
 
 
 class DenseParams(nn.Module):
@@ -55,6 +55,19 @@ def gaussian_heads(h: chex.Array, latent_dim: int
 
 
 
+def hidden_layer(h: chex.Array, width: int, activation: str,
+                 name: str) -> chex.Array:
+  """activation(Dense(width)(h)), named `name`; call in a compact `__call__`.
+
+  `glu` is the gated dense layer of the VampPrior reference code (Dauphin et
+  al. 2017): (W h + b) ⊙ σ(V h + c), computed as one Dense of 2·width that
+  `jax.nn.glu` splits into value and gate halves, so one matmul, not two.
+  """
+  if activation == "glu":
+    return jax.nn.glu(nn.Dense(2 * width, name=name)(h), axis=-1)
+  return getattr(jax.nn, activation)(nn.Dense(width, name=name)(h))
+
+
 class MLPEncoder(nn.Module):
   """x `[..., data_dim]` → (μ, logvar) of q(z|x; φ), each `[..., latent_dim]`."""
 
@@ -64,10 +77,9 @@ class MLPEncoder(nn.Module):
 
   @nn.compact
   def __call__(self, x: chex.Array) -> Tuple[chex.Array, chex.Array]:
-    act = getattr(jax.nn, self.activation)
     h = x
     for i, width in enumerate(self.hidden_dims):
-      h = act(nn.Dense(width, name=f"hidden_{i}")(h))
+      h = hidden_layer(h, width, self.activation, f"hidden_{i}")
     return gaussian_heads(h, self.latent_dim)
 
 
@@ -83,8 +95,7 @@ class MLPDecoder(nn.Module):
 
   @nn.compact
   def __call__(self, z: chex.Array) -> chex.Array:
-    act = getattr(jax.nn, self.activation)
     h = z
     for i, width in enumerate(self.hidden_dims):
-      h = act(nn.Dense(width, name=f"hidden_{i}")(h))
+      h = hidden_layer(h, width, self.activation, f"hidden_{i}")
     return nn.Dense(self.output_dim, name="output")(h)
