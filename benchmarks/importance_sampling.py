@@ -2,6 +2,7 @@ r"""Throughput of the importance-sampled log p(x), against the machine's limit.
 
     python benchmarks/importance_sampling.py                   # default model
     python benchmarks/importance_sampling.py --hidden_dims=300,300 --latent_dim=40
+    python benchmarks/importance_sampling.py --profile   # + where time goes
 
 Measures, in one process, after compilation:
 
@@ -20,12 +21,15 @@ The estimator also pays for what the limit leaves out: the Bernoulli
 log-likelihood (a softplus per pixel and sample), the encoder, the noise.
 The pair is measured --repeats times, alternating; the best of each is
 compared (the least disturbed on a shared machine), and the median of the
-per-repeat ratios is printed beside it.
+per-repeat ratios is printed beside it. --profile adds the estimator's
+per-op trace (benchmarks/op_profile.py): which ops take its time.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
+import sys
 import time
 
 import jax
@@ -37,11 +41,16 @@ from absl import flags
 from vae_jax.nets.mlp import make_mlp_vae
 from vae_jax.run import likelihood
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import op_profile  # pylint: disable=g-import-not-at-top,wrong-import-position
+
 _K = flags.DEFINE_integer("num_samples", 1000, "K per image.")
 _N = flags.DEFINE_integer("num_examples", 200, "Images timed per repeat.")
 _LATENT = flags.DEFINE_integer("latent_dim", 20, "Latent size.")
 _HIDDEN = flags.DEFINE_list("hidden_dims", ["500"], "Hidden widths.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Alternating repeats.")
+_PROFILE = flags.DEFINE_bool("profile", False, "Also print the estimator's "
+                             "time op by op.")
 
 
 def _decoder_macs(latent: int, hidden: list[int], out: int) -> int:
@@ -77,6 +86,8 @@ def _time(fn, *args) -> float:
 
 def main(argv):
   del argv
+  if _PROFILE.value:
+    op_profile.enable()  # before JAX's backend starts
   hidden = [int(h) for h in _HIDDEN.value]
   model = make_mlp_vae(784, _LATENT.value, hidden)
   params = model.init(jax.random.key(0))
@@ -117,6 +128,16 @@ def main(argv):
   full = 10_000 * 5000 / k / rate
   print(f"projected: the 10,000 test images at K = 5000 in {full / 60:.1f} min "
         f"(limit: {10_000 * 5000 / k / limit / 60:.1f} min)")
+  if _PROFILE.value:
+    # The program of one call over all n images (n ≤ 200,000 / K: one block).
+    hlo = likelihood._log_px_program.lower(  # pylint: disable=protected-access
+        model, params, jnp.asarray(images), rng, num_samples=k,
+        chunk_size=chunk, batch_size=max(1, likelihood._DECODER_ROWS // k),
+        offset=0
+    ).compile().as_text()
+    print(f"\nestimator: {n} images at K = {k}, XLA:CPU's per-op trace "
+          "(a step = an image)")
+    print(op_profile.table(op_profile.self_times(estimate), hlo, n))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ r"""Training throughput against its own baselines and the machine's limit.
     python benchmarks/train_step.py                  # both models, ~3 min
     python benchmarks/train_step.py --models=default --repeats=7
     python benchmarks/train_step.py --users          # as users see it, ~5 min
+    python benchmarks/train_step.py --models=default --profile   # + per-op
 
 Rows, each timed over one epoch of Fashion-MNIST (steady state, after
 compilation), interleaved A B C D A B C D … so that load on a shared
@@ -32,6 +33,9 @@ does (the paper preset itself has gated layers, `activation=glu`).
 examples_per_sec in metrics.jsonl of `python -m experiments.train
 --config.epochs=3` (a subprocess), 5 runs interleaved with 5 three-epoch
 runs of `plain` in a subprocess; medians and their ratio.
+
+--profile adds, for the trainer and plain rows, where one epoch's time goes:
+XLA:CPU's per-op trace, the top ops and their groups (benchmarks/op_profile).
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from absl import app
 from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import op_profile  # pylint: disable=g-import-not-at-top,wrong-import-position
 import plain_vae  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _MODELS = flags.DEFINE_list("models", ["default", "paper"],
@@ -61,6 +66,8 @@ _USERS = flags.DEFINE_bool("users", False,
                            "3-epoch runs of the launcher vs plain instead.")
 _PLAIN_RUN = flags.DEFINE_integer("plain_run", 0, "(internal) run plain for "
                                   "N epochs, print the best epoch's ex/s.")
+_PROFILE = flags.DEFINE_bool("profile", False, "Also print where the trainer "
+                              "and plain spend an epoch, op by op.")
 _CONFIG_OVERRIDES = flags.DEFINE_list(
     "override", [], "--config.K=V settings of the trainer row, e.g. "
     "compute_dtype=bfloat16.")
@@ -103,8 +110,8 @@ def _memory_mb(compiled) -> float:
 class _Row:
   """A timed program: `run()` does one epoch and blocks."""
 
-  def __init__(self, name, run, examples, compile_s, memory_mb):
-    self.name, self.run, self.examples = name, run, examples
+  def __init__(self, name, run, examples, compile_s, memory_mb, hlo=""):
+    self.name, self.run, self.examples, self.hlo = name, run, examples, hlo
     self.compile_s, self.memory_mb, self.rates = compile_s, memory_mb, []
 
   def time(self):
@@ -132,7 +139,7 @@ def _trainer_row(config, data) -> _Row:
     box[0], metrics, _ = compiled(box[0], data.train, hparams)
     jax.block_until_ready(metrics)
   return _Row("trainer", run, steps * config.batch_size, compile_s,
-              _memory_mb(compiled))
+              _memory_mb(compiled), compiled.as_text())
 
 
 def _plain_rows(config, images: np.ndarray) -> list[_Row]:
@@ -173,7 +180,8 @@ def _plain_rows(config, images: np.ndarray) -> list[_Row]:
   matmul_compile_s = time.perf_counter() - start
   run_matmuls = lambda: jax.block_until_ready(matmul_compiled(params, batches))
   return [
-      _Row("plain", run_plain, examples, compile_s, _memory_mb(compiled)),
+      _Row("plain", run_plain, examples, compile_s, _memory_mb(compiled),
+           compiled.as_text()),
       _Row("naive", run_naive, examples, naive_compile_s,
            _memory_mb(naive_compiled)),
       _Row("matmuls", run_matmuls, examples, matmul_compile_s,
@@ -219,6 +227,16 @@ def _measure(name: str) -> None:
         matmul_gflops=gflops, machine=_machine())
   for row in rows:
     print(json.dumps(row.summary))
+  if _PROFILE.value:
+    for row in rows:
+      if row.hlo:
+        steps = row.examples // sizes.batch
+        print(f"\n{name} {row.name}: one epoch, XLA:CPU's per-op trace")
+        heads = (sizes.hidden[-1], sizes.latent)  # the trainer's: two
+        shapes = frozenset(d for layer in [*sizes.layers, heads]
+                           for d in (layer, layer[1:]))
+        print(op_profile.table(op_profile.self_times(row.run), row.hlo, steps,
+                               param_shapes=shapes))
 
 
 def _plain_run(epochs: int) -> None:
@@ -267,6 +285,8 @@ def _users() -> None:
 
 def main(argv):
   del argv
+  if _PROFILE.value:
+    op_profile.enable()  # before JAX's backend starts
   if _PLAIN_RUN.value:
     return _plain_run(_PLAIN_RUN.value)
   print(_machine())
