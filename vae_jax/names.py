@@ -9,11 +9,12 @@ __all__ = ["ACTIVATIONS", "ELEMENTWISE_ACTIVATIONS", "BINARIZATIONS", "COMPUTE_D
            "LIKELIHOODS", "BINARY_LIKELIHOODS", "LR_SCHEDULES", "OBJECTIVES",
            "MODEL_LAYOUTS", "resolve_image_layout"]
 
-ACTIVATIONS = ("relu", "elu", "gelu", "silu", "softplus", "tanh",
-               "leaky_relu", "glu")  # functions of jax.nn
-# glu (gated dense layers, vae_jax.nets.modules.hidden_layer) halves a
-# doubled Dense, so it is for the MLP's hidden layers, not elementwise.
-ELEMENTWISE_ACTIVATIONS = ACTIVATIONS[:-1]
+# Functions of jax.nn. glu (gated dense layers, vae_jax.nets.modules.
+# hidden_layer) halves a doubled Dense, so it is for the MLP's hidden
+# layers; the others apply elementwise, anywhere.
+ELEMENTWISE_ACTIVATIONS = ("relu", "elu", "gelu", "silu", "softplus", "tanh",
+                           "leaky_relu")
+ACTIVATIONS = ELEMENTWISE_ACTIVATIONS + ("glu",)
 BINARIZATIONS = ("dynamic", "static", "none")
 LAYOUTS = ("flat", "image")  # [N, H·W·C] for MLPs, [N, H, W, C] for conv nets
 # p(x|z; θ), vae_jax.math.likelihoods. Only the Bernoulli needs binary x; the
