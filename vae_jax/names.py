@@ -5,9 +5,10 @@ setting before JAX starts; the modules that implement them import the names
 from here.
 """
 
-__all__ = ["ACTIVATIONS", "ELEMENTWISE_ACTIVATIONS", "BINARIZATIONS", "COMPUTE_DTYPES", "LAYOUTS",
-           "LIKELIHOODS", "BINARY_LIKELIHOODS", "LR_SCHEDULES", "OBJECTIVES",
-           "MODEL_LAYOUTS", "resolve_image_layout"]
+__all__ = ["ACTIVATIONS", "ELEMENTWISE_ACTIVATIONS", "BINARIZATIONS",
+           "COMPUTE_DTYPES", "LAYOUTS", "LIKELIHOODS", "BINARY_LIKELIHOODS",
+           "LR_SCHEDULES", "OBJECTIVES", "MODEL_LAYOUTS",
+           "resolve_image_layout"]
 
 # Functions of jax.nn. glu (gated dense layers, vae_jax.nets.modules.
 # hidden_layer) halves a doubled Dense, so it is for the MLP's hidden

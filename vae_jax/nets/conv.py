@@ -53,7 +53,7 @@ import jax.numpy as jnp
 from vae_jax.names import ELEMENTWISE_ACTIVATIONS
 from vae_jax.math.likelihoods import Likelihood
 from vae_jax.nets.flax_vae import FlaxVAE
-from vae_jax.nets.modules import gaussian_heads
+from vae_jax.nets.modules import gaussian_heads, hidden_layer
 
 __all__ = ["PatchConv", "ConvEncoder", "ConvDecoder", "ConvVAE",
            "check_image_shape", "depth_to_space"]
@@ -131,7 +131,7 @@ class ConvEncoder(nn.Module):
       h = act(PatchConv(channels, _KERNEL, _STRIDE, name=f"conv_{i}")(h))
     h = h.reshape(h.shape[0], -1)
     for i, width in enumerate(self.hidden_dims):
-      h = act(nn.Dense(width, name=f"hidden_{i}")(h))
+      h = hidden_layer(h, width, self.activation, f"hidden_{i}")
     mean, logvar = gaussian_heads(h, self.latent_dim)
     return (mean.reshape(*batch_shape, self.latent_dim),
             logvar.reshape(*batch_shape, self.latent_dim))
@@ -152,7 +152,7 @@ class ConvDecoder(nn.Module):
     batch_shape = z.shape[:-1]
     h = z.reshape(-1, z.shape[-1])
     for i, width in enumerate(reversed(self.hidden_dims)):
-      h = act(nn.Dense(width, name=f"hidden_{i}")(h))
+      h = hidden_layer(h, width, self.activation, f"hidden_{i}")
     height, width, channels = self.image_shape
     factor = 2 ** len(self.conv_channels)
     deepest = self.conv_channels[-1]

@@ -54,7 +54,6 @@ def gaussian_heads(h: chex.Array, latent_dim: int
   return out[..., :latent_dim], out[..., latent_dim:]
 
 
-
 def hidden_layer(h: chex.Array, width: int, activation: str,
                  name: str) -> chex.Array:
   """activation(Dense(width)(h)), named `name`; call in a compact `__call__`.
