@@ -23,6 +23,7 @@ them says exactly which op is which.
 from __future__ import annotations
 
 import collections
+import functools
 import glob
 import gzip
 import json
@@ -76,8 +77,9 @@ def self_times(run) -> dict[str, float]:
   return dict(totals)
 
 
+@functools.lru_cache(maxsize=4)
 def _computations(hlo: str) -> dict[str, str]:
-  """HLO computation name → its body text."""
+  """HLO computation name → its body text (parsed once per program)."""
   bodies, name, lines = {}, None, []
   for line in hlo.splitlines():
     head = re.match(r"^(?:ENTRY )?%?([\w.\-]+) .*\{$", line)
