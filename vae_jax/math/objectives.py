@@ -78,10 +78,16 @@ class ExampleTerms(NamedTuple):
 
 def _noise(rng: chex.PRNGKey, indices: chex.Array, latent_dim: int) -> chex.Array:
   """ε_k ~ N(0, I) `[len(indices), latent_dim]`, ε_k from fold_in(rng, k)."""
-  # threefry.normal/fold_in: jax.random's numbers, fused into the caller's
+  return threefry.normal_from_bits(_noise_bits(rng, indices, latent_dim))
+
+
+def _noise_bits(rng: chex.PRNGKey, indices: chex.Array,
+                latent_dim: int) -> chex.Array:
+  """The uint32 bits of `_noise`'s ε_k: threefry.bits(fold_in(rng, k), (D,))."""
+  # threefry's bits/fold_in: jax.random's numbers, fused into the caller's
   # loop instead of one XLA while loop per draw (see vae_jax.math.threefry).
-  return jax.vmap(lambda k: threefry.normal(threefry.fold_in(rng, k),
-                                            (latent_dim,)))(indices)
+  return jax.vmap(lambda k: threefry.bits(threefry.fold_in(rng, k),
+                                          (latent_dim,)))(indices)
 
 
 def posterior_samples(rng: chex.PRNGKey, mean: chex.Array, logvar: chex.Array,
@@ -215,15 +221,23 @@ def importance_sampled_log_px(model: VAEModel, params: Any, x: chex.Array,
   a running logsumexp, so memory is bounded by the chunk, not by K; sample k
   is the same draw whatever the chunk size, so the result equals
   `iwae_bound` with the same K up to float rounding.
+
+  Each step hashes the random bits of the *next* chunk and carries them:
+  a loop's carry is a buffer, so the 20 threefry rounds run once per
+  sample. Drawn inside the step that uses them, they were fused into each
+  of the noise's consumers and hashed five times (measured: the
+  estimator's noise went from 8% to 4% of its time; 2-core Intel Xeon).
+  The bits of one chunk past the end are drawn and unused.
   """
   chunk_size = min(chunk_size, num_samples)
   num_chunks = -(-num_samples // chunk_size)
   mean, logvar = _encode(model, params, x)
+  chunk = jnp.arange(chunk_size)
 
   def body(carry, c):
-    running_max, running_sum = carry
-    indices = c * chunk_size + jnp.arange(chunk_size)
-    eps = _noise(rng, indices, model.latent_dim)
+    running_max, running_sum, noise_bits = carry
+    indices = c * chunk_size + chunk
+    eps = threefry.normal_from_bits(noise_bits)
     log_likelihood, log_prior, log_q = _terms(model, params, x, mean, logvar,
                                               eps)
     w = jnp.where(indices < num_samples, log_likelihood + log_prior - log_q,
@@ -231,11 +245,13 @@ def importance_sampled_log_px(model: VAEModel, params: Any, x: chex.Array,
     new_max = jnp.maximum(running_max, jnp.max(w))
     running_sum = (running_sum * jnp.exp(running_max - new_max)
                    + jnp.sum(jnp.exp(w - new_max)))
-    return (new_max, running_sum), None
+    next_bits = _noise_bits(rng, indices + chunk_size, model.latent_dim)
+    return (new_max, running_sum, next_bits), None
 
-  init = (jnp.asarray(-jnp.inf, jnp.float32), jnp.asarray(0.0, jnp.float32))
-  (running_max, running_sum), _ = jax.lax.scan(body, init,
-                                               jnp.arange(num_chunks))
+  init = (jnp.asarray(-jnp.inf, jnp.float32), jnp.asarray(0.0, jnp.float32),
+          _noise_bits(rng, chunk, model.latent_dim))
+  (running_max, running_sum, _), _ = jax.lax.scan(body, init,
+                                                  jnp.arange(num_chunks))
   return running_max + jnp.log(running_sum) - math.log(num_samples)
 
 

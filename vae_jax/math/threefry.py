@@ -32,7 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["threefry2x32", "fold_in", "bits", "uniform", "normal"]
+__all__ = ["threefry2x32", "fold_in", "bits", "uniform", "normal",
+           "normal_from_bits"]
 
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 _PARITY = np.uint32(0x1BD11BDA)
@@ -97,8 +98,12 @@ def bits(key: chex.Array, shape: Sequence[int]) -> chex.Array:
 
 
 def _unit_floats(key: chex.Array, shape: Sequence[int]) -> chex.Array:
+  return _unit_floats_from_bits(bits(key, shape))
+
+
+def _unit_floats_from_bits(random_bits: chex.Array) -> chex.Array:
   """Floats in [0, 1): 23 random mantissa bits under exponent 0, minus 1."""
-  mantissa = bits(key, shape) >> np.uint32(32 - 23)
+  mantissa = random_bits >> np.uint32(32 - 23)
   one = np.array(1.0, np.float32).view(np.uint32)
   return jax.lax.bitcast_convert_type(mantissa | one, jnp.float32) - 1.0
 
@@ -110,8 +115,19 @@ def uniform(key: chex.Array, shape: Sequence[int]) -> chex.Array:
 
 def normal(key: chex.Array, shape: Sequence[int]) -> chex.Array:
   """jax.random.normal(key, shape): float32, √2 erf⁻¹(u), u ~ U(−1, 1)."""
+  return normal_from_bits(bits(key, shape))
+
+
+def normal_from_bits(random_bits: chex.Array) -> chex.Array:
+  """The normals of `normal` from its `bits`: normal(k, s) == this(bits(k, s)).
+
+  Split off so a caller can make XLA compute the 20 threefry rounds once:
+  a fusion recomputes its cheap-looking elementwise inputs, and erf⁻¹ is
+  several fusions, so normals used by several ops are hashed up to five
+  times unless their bits are a buffer of their own (a loop's carry, say).
+  """
   lo = np.nextafter(np.float32(-1.0), np.float32(0.0), dtype=np.float32)
   scale = np.float32(1.0) - lo
-  u = jnp.maximum(lo, _unit_floats(key, shape) * scale + lo)
+  u = jnp.maximum(lo, _unit_floats_from_bits(random_bits) * scale + lo)
   return np.float32(np.sqrt(2)) * jax.lax.erf_inv(u)
 
