@@ -7,7 +7,9 @@ Bernoulli decoder) vmapped over the batch with one noise draw per batch,
 on the host beforehand (`plain_epoch`). `naive_step` is the same step jitted
 alone, for a Python loop over host NumPy batches (how most examples train).
 `matmul_step` is a step of nothing but the training matmuls, with their
-true dependencies: the machine's limit for this model.
+true dependencies: the machine's limit for this model; `matmul_adam_step`
+adds `optax.adam`'s update of every parameter: the least any Adam trainer
+of this model that XLA compiles must do.
 
 The model and its initialisation are those of `vae_jax` (784-H…-L, ReLU,
 biases zero, LeCun-normal weights), so the programs do the same work.
@@ -24,7 +26,8 @@ import numpy as np
 import optax
 
 __all__ = ["Sizes", "init", "plain_epoch", "naive_step", "matmul_step",
-           "matmul_flops", "binarize_epoch"]
+           "matmul_adam_step", "init_adam_carry", "matmul_flops",
+           "binarize_epoch"]
 
 
 class Sizes(NamedTuple):
@@ -108,35 +111,64 @@ def matmul_flops(sizes: Sizes) -> int:
   return 6 * sum(macs) - 2 * macs[0]
 
 
+def _matmul_grads(sizes: Sizes, params, x) -> list:
+  """The weight "gradients" of a step of only matmuls, chained as in a real
+  step (the encoder's output feeds the decoder; each gradient feeds the
+  next), in the order of `params`."""
+  n_enc = len(sizes.hidden) + 1
+  acts = [x]
+  for i, (w, _) in enumerate(params):
+    h = acts[-1] @ w
+    if i == n_enc - 1:
+      h = h[:, :sizes.latent]  # z ← μ (a slice, no arithmetic)
+    acts.append(h)
+  grad = acts[-1]
+  grads = []
+  for i in reversed(range(len(params))):
+    w = params[i][0]
+    if i == n_enc - 1:
+      grad = jnp.concatenate([grad, grad], axis=1)
+    grads.append(acts[i].T @ grad)
+    if i > 0:
+      grad = grad @ w.T
+  return grads[::-1]
+
+
 def matmul_step(sizes: Sizes):
   """jit(params, x `[S, B, 784]`) → params: per step, only the matmuls of
-  forward and backward passes, chained as in a real step (the encoder's
-  output feeds the decoder; each gradient feeds the next); a tiny update
-  makes every step depend on the last."""
-  n_enc = len(sizes.hidden) + 1
-
+  forward and backward passes; a tiny update makes every step depend on
+  the last."""
   def body(params, x):
-    acts = [x]
-    for i, (w, _) in enumerate(params):
-      h = acts[-1] @ w
-      if i == n_enc - 1:
-        h = h[:, :sizes.latent]  # z ← μ (a slice, no arithmetic)
-      acts.append(h)
-    grad = acts[-1]
-    grads = []
-    for i in reversed(range(len(params))):
-      w = params[i][0]
-      if i == n_enc - 1:
-        grad = jnp.concatenate([grad, grad], axis=1)
-      grads.append(acts[i].T @ grad)
-      if i > 0:
-        grad = grad @ w.T
-    new = [(w - 1e-9 * g, b) for (w, b), g in zip(params, reversed(grads))]
-    return new, None
+    grads = _matmul_grads(sizes, params, x)
+    return [(w - 1e-9 * g, b) for (w, b), g in zip(params, grads)], None
 
   @jax.jit
   def run(params, batches):
     return jax.lax.scan(body, params, batches)[0]
+  return run
+
+
+def init_adam_carry(sizes: Sizes, learning_rate: float = 1e-3):
+  params = init(sizes, jax.random.key(0))
+  return params, optax.adam(learning_rate).init(params)
+
+
+def matmul_adam_step(sizes: Sizes, learning_rate: float = 1e-3):
+  """jit((params, adam state), x `[S, B, 784]`) → the same: `matmul_step`'s
+  matmuls, then `optax.adam`'s update of every parameter (the weights from
+  those matmuls, scaled small; the biases' gradients zero)."""
+  optimizer = optax.adam(learning_rate)
+
+  def body(carry, x):
+    params, opt_state = carry
+    grads = [(1e-6 * g, jnp.zeros_like(b)) for (_, b), g in
+             zip(params, _matmul_grads(sizes, params, x))]
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), opt_state), None
+
+  @functools.partial(jax.jit, donate_argnums=0)
+  def run(carry, batches):
+    return jax.lax.scan(body, carry, batches)[0]
   return run
 
 

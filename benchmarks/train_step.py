@@ -20,6 +20,9 @@ machine hits every row alike, median of --repeats:
             batch size: the machine's limit. Its GFLOP/s (the step's matmul
             FLOPs ÷ its time) is the "measured matmul GFLOP/s of the step's
             own shapes"; limit = that ÷ FLOPs per example.
+  mm+adam   those matmuls and `optax.adam`'s update of every parameter:
+            the least an Adam trainer of the model compiled by XLA does,
+            so a bound on how far any such trainer can beat `plain`.
 
 Columns: examples/s, % of the limit, the ratio to `plain` (median of the
 per-repeat ratios), compile seconds, and the compiled program's memory
@@ -179,13 +182,25 @@ def _plain_rows(config, images: np.ndarray) -> list[_Row]:
   matmul_compiled = matmuls.lower(params, batches).compile()
   matmul_compile_s = time.perf_counter() - start
   run_matmuls = lambda: jax.block_until_ready(matmul_compiled(params, batches))
+
+  adam = plain_vae.matmul_adam_step(sizes, lr)
+  adam_box = [plain_vae.init_adam_carry(sizes, lr)]
+  start = time.perf_counter()
+  adam_compiled = adam.lower(adam_box[0], batches).compile()
+  adam_compile_s = time.perf_counter() - start
+
+  def run_adam():
+    adam_box[0] = adam_compiled(adam_box[0], batches)
+    jax.block_until_ready(adam_box[0])
   return [
       _Row("plain", run_plain, examples, compile_s, _memory_mb(compiled),
            compiled.as_text()),
       _Row("naive", run_naive, examples, naive_compile_s,
            _memory_mb(naive_compiled)),
       _Row("matmuls", run_matmuls, examples, matmul_compile_s,
-           _memory_mb(matmul_compiled))]
+           _memory_mb(matmul_compiled)),
+      _Row("mm+adam", run_adam, examples, adam_compile_s,
+           _memory_mb(adam_compiled))]
 
 
 def _measure(name: str) -> None:
@@ -235,7 +250,7 @@ def _measure(name: str) -> None:
         heads = (sizes.hidden[-1], sizes.latent)  # the trainer's: two
         shapes = frozenset(d for layer in [*sizes.layers, heads]
                            for d in (layer, layer[1:]))
-        print(op_profile.table(op_profile.self_times(row.run), row.hlo, steps,
+        print(op_profile.table(op_profile.op_times(row.run), row.hlo, steps,
                                param_shapes=shapes))
 
 

@@ -2,8 +2,10 @@
 
 No times are asserted: only that the ops the trace reports are instructions
 of the compiled program, that their self times add up to no more than the
-traced call on every thread, and that a dot and an optimizer-style update
-land in their groups.
+traced call on every thread and their wall shares to no more than the call,
+that an op's wall share is at most its busy time, and that a dot and an
+optimizer-style update land in their groups. The wall-share arithmetic is
+checked on hand-made overlapping events.
 """
 
 import os
@@ -38,18 +40,42 @@ class OpProfileTest(absltest.TestCase):
     run = lambda: jax.block_until_ready(compiled(*args))
     run()
     start = time.perf_counter()
-    times = op_profile.self_times(run)
+    times = op_profile.op_times(run)
     wall = time.perf_counter() - start
-    self.assertNotEmpty(times)
-    for op in times:
+    self.assertNotEmpty(times.busy)
+    self.assertEqual(set(times.busy), set(times.wall))
+    for op in times.busy:
       self.assertIn(f"%{op} = ", hlo)
+      # 1e-9 s: the trace's microseconds, summed in float64.
+      self.assertLessEqual(times.wall[op], times.busy[op] + 1e-9)
     # Ops may run on several threads at once: at most wall × threads.
-    self.assertLessEqual(sum(times.values()), wall * (os.cpu_count() or 1))
-    groups = {op_profile.describe(hlo, op, frozenset({_W}))[0] for op in times}
+    self.assertLessEqual(sum(times.busy.values()),
+                         wall * (os.cpu_count() or 1))
+    self.assertLessEqual(sum(times.wall.values()), wall)
+    groups = {op_profile.describe(hlo, op, frozenset({_W}))[0]
+              for op in times.busy}
     self.assertIn("matmul", groups)
     self.assertIn("update", groups)
     text = op_profile.table(times, hlo, steps=1, param_shapes=frozenset({_W}))
-    self.assertIn("µs per step", text)
+    self.assertIn("µs of wall time per step", text)
+
+  def test_wall_shares_split_overlaps_and_skip_parents(self):
+    # Thread 1: "a" 0–100 µs with "inner" nested at 20–40; thread 2: "b"
+    # 50–150. Innermost: a 0–20, inner 20–40, a 40–100; b 50–150.
+    thread_1 = [{"name": "a", "ts": 0.0, "dur": 100.0},
+                {"name": "inner", "ts": 20.0, "dur": 20.0}]
+    thread_2 = [{"name": "b", "ts": 50.0, "dur": 100.0}]
+    segments = (op_profile._innermost(thread_1)  # pylint: disable=protected-access
+                + op_profile._innermost(thread_2))  # pylint: disable=protected-access
+    self.assertEqual(sorted(segments), [(0.0, 20.0, "a"), (20.0, 40.0, "inner"),
+                                        (40.0, 100.0, "a"),
+                                        (50.0, 150.0, "b")])
+    shares = op_profile._wall_shares(segments)  # pylint: disable=protected-access
+    # a: 20 + 10 alone, 50 shared with b; b: 50 shared, 50 alone.
+    want = {"a": 20 + 10 + 25, "inner": 20, "b": 25 + 50}
+    for op, microseconds in want.items():
+      self.assertAlmostEqual(shares[op], microseconds * 1e-6, places=12)
+    self.assertAlmostEqual(sum(shares.values()), 150e-6, places=12)
 
   def test_dims(self):
     self.assertEqual(op_profile._dims("f32[784,500]{1,0}"), (784, 500))
