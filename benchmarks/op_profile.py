@@ -93,11 +93,6 @@ def op_times(run) -> OpTimes:
   return OpTimes(dict(busy), _wall_shares(segments))
 
 
-def self_times(run) -> dict[str, float]:
-  """`op_times(run).busy`: seconds of self time per op name."""
-  return op_times(run).busy
-
-
 def _innermost(thread: list) -> list[tuple[float, float, str]]:
   """(start, end, op) segments of one thread's time: who runs, innermost."""
   bounds = []
