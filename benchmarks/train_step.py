@@ -145,28 +145,31 @@ def _trainer_row(config, data) -> _Row:
               _memory_mb(compiled), compiled.as_text())
 
 
+def _compile(jitted, *args):
+  """(the compiled program, seconds it took to compile)."""
+  start = time.perf_counter()
+  compiled = jitted.lower(*args).compile()
+  return compiled, time.perf_counter() - start
+
+
 def _plain_rows(config, images: np.ndarray) -> list[_Row]:
   sizes = _sizes(config)
   lr = config.learning_rate
   batches = jax.device_put(plain_vae.binarize_epoch(images, sizes, 0))
   examples = batches.shape[0] * sizes.batch
-  plain = plain_vae.plain_epoch(sizes, lr)
   box = [plain_vae.init_carry(sizes, lr)]
-  start = time.perf_counter()
-  compiled = plain.lower(box[0], batches).compile()
-  compile_s = time.perf_counter() - start
+  compiled, compile_s = _compile(plain_vae.plain_epoch(sizes, lr), box[0],
+                                 batches)
 
   def run_plain():
     box[0], elbo = compiled(box[0], batches)
     jax.block_until_ready(elbo)
 
-  naive = plain_vae.naive_step(sizes, lr)
   naive_box = [plain_vae.init_carry(sizes, lr)]
   rng = np.random.default_rng(1)
   order = np.arange(examples)
-  start = time.perf_counter()
-  naive_compiled = naive.lower(naive_box[0], batches[0]).compile()
-  naive_compile_s = time.perf_counter() - start
+  naive_compiled, naive_compile_s = _compile(
+      plain_vae.naive_step(sizes, lr), naive_box[0], batches[0])
 
   def run_naive():
     rng.shuffle(order)
@@ -176,18 +179,14 @@ def _plain_rows(config, images: np.ndarray) -> list[_Row]:
       naive_box[0], elbo = naive_compiled(naive_box[0], batch)
     jax.block_until_ready(elbo)
 
-  matmuls = plain_vae.matmul_step(sizes)
   params = plain_vae.init(sizes, jax.random.key(0))
-  start = time.perf_counter()
-  matmul_compiled = matmuls.lower(params, batches).compile()
-  matmul_compile_s = time.perf_counter() - start
+  matmul_compiled, matmul_compile_s = _compile(plain_vae.matmul_step(sizes),
+                                               params, batches)
   run_matmuls = lambda: jax.block_until_ready(matmul_compiled(params, batches))
 
-  adam = plain_vae.matmul_adam_step(sizes, lr)
   adam_box = [plain_vae.init_adam_carry(sizes, lr)]
-  start = time.perf_counter()
-  adam_compiled = adam.lower(adam_box[0], batches).compile()
-  adam_compile_s = time.perf_counter() - start
+  adam_compiled, adam_compile_s = _compile(
+      plain_vae.matmul_adam_step(sizes, lr), adam_box[0], batches)
 
   def run_adam():
     adam_box[0] = adam_compiled(adam_box[0], batches)
