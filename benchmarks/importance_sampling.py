@@ -22,9 +22,9 @@ Measures, in one process, after compilation:
                 estimator of this model must compute; the estimator's
                 ratio to it is what its own work (the noise, the encoder,
                 the running logsumexp) costs.
-The pair is measured --repeats times, alternating; the best of each is
-compared (the least disturbed on a shared machine), and the median of the
-per-repeat ratios is printed beside it. --profile adds the estimator's
+The three programs are measured --repeats times, alternating; the best of
+each is compared (the least disturbed on a shared machine), and the median
+of the per-repeat ratios is printed beside it. --profile adds the estimator's
 per-op trace (benchmarks/op_profile.py): which ops take its time.
 """
 

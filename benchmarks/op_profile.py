@@ -8,7 +8,7 @@ time (minus the ops nested in it, e.g. a conditional's branches) summed over
 the threads, and its *share of the wall time*, each instant split among the
 ops running at it. XLA:CPU runs independent ops at once on its threads, and
 two memory-bound passes that overlap each take about twice as long: by busy
-time they look slow, by wall share they cost what they cost. (Measured on
+time they look slow, by wall share each is charged half the overlap. (On
 the trainer: its two big Adam passes overlap 84% of the time and each took
 about 300 µs busy against plain's 160–180 µs, which runs them one after the
 other; an earlier reading of busy times blamed the non-finite check's
@@ -63,9 +63,11 @@ class OpTimes(NamedTuple):
     summed over the threads; ops that run at once on several threads each
     count in full, so the total can exceed the wall time.
   wall: each op's share of the wall time: every instant is split evenly
-    among the ops running at it. The total is the wall time during which
-    some op runs. Two memory-bound passes that run at once take longer each
-    (busy) but no more wall time than one after the other: `wall` says so.
+    among the ops running at it (a convention: the trace does not say which
+    op an overlapped instant is "for"). The total is the wall time during
+    which some op runs. Two memory-bound passes that run at once each take
+    longer (busy) yet may take no more wall time together than one after
+    the other; `wall` charges each half of their overlap.
   """
 
   busy: dict[str, float]
@@ -94,9 +96,16 @@ def op_times(run) -> OpTimes:
 
 
 def _innermost(thread: list) -> list[tuple[float, float, str]]:
-  """(start, end, op) segments of one thread's time: who runs, innermost."""
+  """(start, end, op) segments of one thread's time: who runs, innermost.
+
+  Events of zero length are dropped (they hold no time, and their end
+  would sort before their start). Of two events with the same start and
+  length, the one listed first counts as the outer one.
+  """
   bounds = []
   for i, e in enumerate(thread):
+    if e["dur"] <= 0:
+      continue
     bounds.append((e["ts"], 1, -e["dur"], i))  # starts: outer ones first
     bounds.append((e["ts"] + e["dur"], 0, 0, i))  # ends before starts
   bounds.sort()

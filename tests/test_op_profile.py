@@ -64,7 +64,8 @@ class OpProfileTest(absltest.TestCase):
     # 50–150. Innermost: a 0–20, inner 20–40, a 40–100; b 50–150.
     thread_1 = [{"name": "a", "ts": 0.0, "dur": 100.0},
                 {"name": "inner", "ts": 20.0, "dur": 20.0}]
-    thread_2 = [{"name": "b", "ts": 50.0, "dur": 100.0}]
+    thread_2 = [{"name": "b", "ts": 50.0, "dur": 100.0},
+                {"name": "empty", "ts": 60.0, "dur": 0.0}]  # holds no time
     segments = (op_profile._innermost(thread_1)  # pylint: disable=protected-access
                 + op_profile._innermost(thread_2))  # pylint: disable=protected-access
     self.assertEqual(sorted(segments), [(0.0, 20.0, "a"), (20.0, 40.0, "inner"),
