@@ -126,6 +126,8 @@ def main(argv):
   limit = flops * 1e9 / flops_per_image
   median_pct = 100 * statistics.median(
       e / (g * 1e9 / flops_per_image) for e, g in zip(est_rates, gflops))
+  floor_median_pct = 100 * statistics.median(
+      e / f for e, f in zip(est_rates, floors))
   print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}); "
         f"model 784-{'-'.join(map(str, hidden))}-{_LATENT.value}, K = {k}, "
         f"chunk {chunk}, {n} images, best of {_REPEATS.value} alternating "
@@ -139,8 +141,7 @@ def main(argv):
   print(f"estimator:       {rate:8.1f} images/s = {1e3 / rate:.2f} ms/image "
         f"= {100 * rate / limit:.0f}% of the limit (median of the "
         f"repeats' ratios: {median_pct:.0f}%); {100 * rate / floor:.0f}% of "
-        "matmuls + log p(x|z) (median "
-        f"{100 * statistics.median(e / f for e, f in zip(est_rates, floors)):.0f}%)")
+        f"matmuls + log p(x|z) (median {floor_median_pct:.0f}%)")
   full = 10_000 * 5000 / k / rate
   print(f"projected: the 10,000 test images at K = 5000 in {full / 60:.1f} min "
         f"(limit: {10_000 * 5000 / k / limit / 60:.1f} min)")

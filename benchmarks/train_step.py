@@ -242,13 +242,13 @@ def _measure(name: str) -> None:
   for row in rows:
     print(json.dumps(row.summary))
   if _PROFILE.value:
+    heads = (sizes.hidden[-1], sizes.latent)  # the trainer's: two
+    shapes = frozenset(d for layer in [*sizes.layers, heads]
+                       for d in (layer, layer[1:]))
     for row in rows:
       if row.hlo:
         steps = row.examples // sizes.batch
         print(f"\n{name} {row.name}: one epoch, XLA:CPU's per-op trace")
-        heads = (sizes.hidden[-1], sizes.latent)  # the trainer's: two
-        shapes = frozenset(d for layer in [*sizes.layers, heads]
-                           for d in (layer, layer[1:]))
         print(op_profile.table(op_profile.op_times(row.run), row.hlo, steps,
                                param_shapes=shapes))
 

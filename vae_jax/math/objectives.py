@@ -236,11 +236,11 @@ def importance_sampled_log_px(model: VAEModel, params: Any, x: chex.Array,
   chunk_size = min(chunk_size, num_samples)
   num_chunks = -(-num_samples // chunk_size)
   mean, logvar = _encode(model, params, x)
-  chunk = jnp.arange(chunk_size)
+  offsets = jnp.arange(chunk_size)
 
   def body(carry, c):
     running_max, running_sum, noise_bits = carry
-    indices = c * chunk_size + chunk
+    indices = c * chunk_size + offsets
     eps = threefry.normal_from_bits(noise_bits)
     log_likelihood, log_prior, log_q = _terms(model, params, x, mean, logvar,
                                               eps)
@@ -253,7 +253,7 @@ def importance_sampled_log_px(model: VAEModel, params: Any, x: chex.Array,
     return (new_max, running_sum, next_bits), None
 
   init = (jnp.asarray(-jnp.inf, jnp.float32), jnp.asarray(0.0, jnp.float32),
-          _noise_bits(rng, chunk, model.latent_dim))
+          _noise_bits(rng, offsets, model.latent_dim))
   (running_max, running_sum, _), _ = jax.lax.scan(body, init,
                                                   jnp.arange(num_chunks))
   return running_max + jnp.log(running_sum) - math.log(num_samples)
