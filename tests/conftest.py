@@ -33,7 +33,7 @@ from tolerances import rounding_atol
 from tolerances import sum_atol
 from vae_jax.data.idx import write_idx
 from vae_jax.math import linear_gaussian
-from vae_jax.math.model import StandardNormalPrior
+from vae_jax.math.gaussian_vae import GaussianVAE
 
 # The repository root (the directory that holds vae_jax/ and experiments/).
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -287,7 +287,7 @@ class LinearGaussian:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class LinearGaussianVAE(StandardNormalPrior):
+class LinearGaussianVAE(GaussianVAE):
   """`LinearGaussian` as a `VAEModel` with θ = (W, b) fixed (float32).
 
   The library's `vae_jax.math.linear_gaussian.LinearGaussianVAE` with
@@ -317,7 +317,7 @@ class LinearGaussianVAE(StandardNormalPrior):
     return {"encoder": self._library.best_encoder({"decoder": decoder}),
             "decoder": decoder}
 
-  def init(self, rng):
+  def init_networks(self, rng):
     del rng
     zeros = jnp.zeros(self.latent_dim)
     return {"mean": zeros, "logvar": zeros}

@@ -74,9 +74,9 @@ class CollapseWarningTest(absltest.TestCase):
     usage = likelihood.latent_usage(model, params, x, batch_size=32)
     self.assertEqual(int(usage.active_units), 0)
     with self.assertLogs("absl", level="WARNING") as logs:
-      self.assertTrue(likelihood.warn_if_collapsed(int(usage.active_units),
-                                                   model.latent_dim))
-    self.assertIn("posterior collapse: only 0 of 4", logs.output[0])
+      self.assertTrue(likelihood.warn_if_collapsed(usage))
+    self.assertIn("posterior collapse in layer z: only 0 of 4",
+                  logs.output[0])
 
   def test_is_silent_for_an_encoder_that_uses_every_dimension(self):
     lg = make_linear_gaussian(data_dim=6, latent_dim=3)
@@ -84,7 +84,7 @@ class CollapseWarningTest(absltest.TestCase):
     x = jnp.asarray(lg.sample_x(np.random.default_rng(1), 64), jnp.float32)
     usage = likelihood.latent_usage(model, None, x, batch_size=32)
     self.assertEqual(int(usage.active_units), 3)
-    self.assertFalse(likelihood.warn_if_collapsed(3, 3))
+    self.assertFalse(likelihood.warn_if_collapsed(usage))
 
 
 if __name__ == "__main__":

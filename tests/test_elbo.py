@@ -114,8 +114,8 @@ class LinearGaussianElboTest(chex.TestCase):
     _assert_elbo_is_the_difference(parts)
 
     # The per-sample terms of the same draws (same key), in float64.
-    z = np.asarray(elbo_lib.posterior_samples(
-        key, params["mean"], params["logvar"], _NUM_SAMPLES), np.float64)
+    z = np.asarray(model.sample_posterior(params, self.x32, key,
+                                          _NUM_SAMPLES)[0]["z"], np.float64)
     log_lik = self.lg.log_likelihood_np(self.x, z)  # [S]
     kl_closed = 0.5 * np.sum(self.q_mean ** 2 + np.exp(self.q_logvar) - 1
                              - self.q_logvar)
@@ -173,8 +173,8 @@ class LinearGaussianElboTest(chex.TestCase):
     parts = self.variant(functools.partial(
         elbo_lib.elbo, model, num_samples=_NUM_SAMPLES, analytic_kl=True))(
             params, self.x32, key)
-    z = np.asarray(elbo_lib.posterior_samples(
-        key, params["mean"], params["logvar"], _NUM_SAMPLES), np.float64)
+    z = np.asarray(model.sample_posterior(params, self.x32, key,
+                                          _NUM_SAMPLES)[0]["z"], np.float64)
     per_sample = self.lg.log_likelihood_np(self.x, z) - float(parts.kl)
     self.assertGreater(per_sample.std(), 0.1)  # not exact sample by sample
     assert_within_standard_errors(

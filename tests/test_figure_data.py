@@ -19,6 +19,8 @@ import pytest
 from test_figures import history as _history, png_size
 from tolerances import assert_close
 from tolerances import rounding_atol
+from vae_jax.math import distributions
+from vae_jax.math.gaussian_vae import GaussianVAE
 from vae_jax.nets.mlp import MLPVAE, make_mlp_vae
 from vae_jax.viz import figure_data
 
@@ -172,12 +174,32 @@ def test_traversals_around_zero_and_of_the_most_active_dimensions():
 
 
 @dataclasses.dataclass(frozen=True)
-class _OneImageModel:
+class _ShiftedPrior:
+  """p(z) = N(3, I): a prior component of the test's own."""
+
+  latent_dim: int
+  standard_normal = False
+  uses_encoder = False
+  learned = False
+
+  def log_prob(self, prior_params, z):
+    return distributions.standard_normal_log_prob(z - 3.0)
+
+  def sample(self, prior_params, rng, num):
+    return 3.0 + jax.random.normal(rng, (num, self.latent_dim))
+
+
+@dataclasses.dataclass(frozen=True)
+class _OneImageModel(GaussianVAE):
   """Takes one `[8, 8, 1]` image (asserted), as a conv net would; the tiny
   MLP inside, and a prior of its own: z ~ N(3, I)."""
 
   mlp: MLPVAE
   event_shape: tuple = (8, 8, 1)
+
+  @property
+  def prior(self):
+    return _ShiftedPrior(self.latent_dim)
 
   @property
   def latent_dim(self):
@@ -191,11 +213,11 @@ class _OneImageModel:
     assert z.shape == (self.latent_dim,), z.shape
     return self.mlp.decode(params, z).reshape(self.event_shape)
 
+  def log_likelihood(self, output, x):
+    return self.mlp.log_likelihood(output.reshape(-1), x.reshape(-1))
+
   def mean_of_output(self, output):
     return self.mlp.mean_of_output(output)
-
-  def sample_prior(self, rng, num):
-    return 3.0 + jax.random.normal(rng, (num, self.latent_dim))
 
 
 @pytest.mark.parametrize("layout", ["flat", "image"])
@@ -217,7 +239,7 @@ def test_figure_data_of_a_model_of_one_image(layout):
   assert data.prior_samples.shape == (16, 8, 8, 1)
   # The prior samples are E[x|z] of the model's own prior, not of N(0, I).
   _, prior_rng = jax.random.split(jax.random.key(0))
-  z = model.sample_prior(prior_rng, 16)
+  z = model.sample_prior(params, prior_rng, 16)["z"]
   # The same draws z (exact), decoded by two float32 programs.
   assert_close(data.prior_samples,
                _decode_mean(mlp, params, z).reshape(16, 8, 8, 1),

@@ -19,7 +19,7 @@ import pytest
 
 from vae_jax.math import distributions
 from vae_jax.math import objectives
-from vae_jax.math.model import StandardNormalPrior
+from vae_jax.math.gaussian_vae import GaussianVAE
 
 _LOG_2PI = math.log(2 * math.pi)
 _F32 = np.finfo(np.float32)
@@ -62,14 +62,14 @@ def test_bernoulli_with_infinite_logits(x):
 
 
 @dataclasses.dataclass(frozen=True)
-class _Extreme(StandardNormalPrior):
+class _Extreme(GaussianVAE):
   """q(z|x) = N(μ, diag exp(logvar)) given directly as params; a linear
   Bernoulli decoder with weights 1e-3 (logits ~ 10 at |z| = 1e4)."""
 
   latent_dim: int = 2
   event_shape: tuple = (16,)
 
-  def init(self, rng):
+  def init_networks(self, rng):
     del rng
     return {"mean": jnp.zeros(2), "logvar": jnp.zeros(2),
             "w": jnp.full((2, 16), 1e-3), "b": jnp.zeros(16)}

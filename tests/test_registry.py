@@ -73,7 +73,7 @@ def test_a_custom_model_is_evaluated_and_loaded(custom_run, monkeypatch):
 
 
 @pytest.mark.parametrize("name, message", [
-    ("toy_models:not_a_model", "lacks the VAEModel methods"),
+    ("toy_models:not_a_model", "lacks the model protocol's init"),
     ("toy_models:nosuch", "has no function 'nosuch'"),
     ("nosuch_module:f", "no module 'nosuch_module'"),
     ("nosuch", "choose one of ['conv', 'mlp']"),

@@ -33,7 +33,8 @@ from vae_jax import step as training
 from vae_jax.configs import default
 from vae_jax.math import distributions
 from vae_jax.math import objectives as elbo_lib
-from vae_jax.math.model import StandardNormalPrior
+from vae_jax.math import model as model_lib
+from vae_jax.math.gaussian_vae import GaussianVAE
 from vae_jax.run import loop
 
 _DATA_DIM = 16
@@ -44,7 +45,7 @@ _TIMING_FIELDS = ("examples_per_sec", "wall_time_sec")
 
 
 @dataclasses.dataclass(frozen=True)
-class _LinearVAE(StandardNormalPrior):
+class _LinearVAE(GaussianVAE):
   """A Bernoulli VAE with linear encoder and decoder, all parameters trained.
 
   The step's logic does not depend on the networks; a linear VAE has a few
@@ -55,7 +56,7 @@ class _LinearVAE(StandardNormalPrior):
   event_shape: tuple = (_DATA_DIM,)
   latent_dim: int = _LATENT_DIM
 
-  def init(self, rng):
+  def init_networks(self, rng):
     enc_rng, dec_rng = jax.random.split(rng)
     return {
         "encoder": {
@@ -129,9 +130,9 @@ def _reference_step(state, batch, kl_weight):
   """
   rng = jax.random.fold_in(state.rng, 0)
   eps = np.asarray(jax.vmap(
-      lambda b: elbo_lib.posterior_samples(
-          jax.random.fold_in(rng, b), jnp.zeros(_LATENT_DIM),
-          jnp.zeros(_LATENT_DIM), 1)[0])(
+      lambda b: model_lib.layer_noise(
+          jax.random.fold_in(rng, b), jnp.arange(1),
+          {"z": (_LATENT_DIM,)})["z"][0])(
               jnp.arange(batch.shape[0])), np.float64)  # [B, D]
   p = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64),
                              state.params)

@@ -14,15 +14,15 @@ import jax
 import jax.numpy as jnp
 
 from vae_jax.math import distributions
-from vae_jax.math.model import StandardNormalPrior
+from vae_jax.math.gaussian_vae import GaussianVAE
 
 
 @dataclasses.dataclass(frozen=True)
-class LinearImageVAE(StandardNormalPrior):
+class LinearImageVAE(GaussianVAE):
   event_shape: tuple = (28, 28, 1)
   latent_dim: int = 2
 
-  def init(self, rng):
+  def init_networks(self, rng):
     d = math.prod(self.event_shape)
     enc, dec = jax.random.split(rng)
     return {
@@ -71,8 +71,8 @@ class DivergingVAE(LinearImageVAE):
 
   nan_after: float = 0.0
 
-  def init(self, rng):
-    return dict(super().init(rng), clock=jnp.zeros(()))
+  def init_networks(self, rng):
+    return dict(super().init_networks(rng), clock=jnp.zeros(()))
 
   def decode(self, params, z):
     return {"logits": super().decode(params, z), "clock": params["clock"]}

@@ -20,7 +20,7 @@ from vae_jax.math import objectives
 from vae_jax.math.model import VAEModel
 
 __all__ = ["EvalResult", "evaluate", "map_examples", "elbo_per_example",
-           "log_px_per_example", "encode_all"]
+           "log_px_per_example", "posterior_stats_all"]
 
 
 class EvalResult(NamedTuple):
@@ -88,11 +88,16 @@ def log_px_per_example(model: VAEModel, params: Any, images: chex.Array,
   return map_examples(one, images, rng, batch_size, offset)
 
 
-def encode_all(model: VAEModel, params: Any, images: chex.Array,
-               batch_size: int = 1000) -> tuple[chex.Array, chex.Array]:
-  """(μ, log σ²) of q(z|x_n) for every example: two `[N, latent_dim]` arrays."""
-  one = lambda x, key: model.encode(params, x)
-  return map_examples(one, images, jax.random.key(0), batch_size)
+def posterior_stats_all(model: VAEModel, params: Any, images: chex.Array,
+                        rng: chex.PRNGKey, batch_size: int = 1000
+                        ) -> dict[str, tuple[chex.Array, chex.Array]]:
+  """{layer: (means, logvars)} of q(z|x_n) for every example, `[N, D]` each.
+
+  A conditional layer's are given one posterior draw of its parents, from
+  key fold_in(rng, n) for example n.
+  """
+  one = lambda x, key: model.posterior_stats(params, x, key)
+  return map_examples(one, images, rng, batch_size)
 
 
 def evaluate(model: VAEModel, params: Any, images: chex.Array,

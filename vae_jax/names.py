@@ -7,7 +7,7 @@ from here.
 
 __all__ = ["ACTIVATIONS", "ELEMENTWISE_ACTIVATIONS", "BINARIZATIONS",
            "COMPUTE_DTYPES", "LAYOUTS", "LIKELIHOODS", "BINARY_LIKELIHOODS",
-           "LR_SCHEDULES", "OBJECTIVES", "MODEL_LAYOUTS",
+           "LR_SCHEDULES", "OBJECTIVES", "MODEL_LAYOUTS", "PRIORS",
            "resolve_image_layout"]
 
 # Functions of jax.nn. glu (gated dense layers, vae_jax.nets.modules.
@@ -31,6 +31,8 @@ COMPUTE_DTYPES = ("float32", "bfloat16")  # the networks' (FlaxVAE._apply)
 
 # The layout each registered model takes; `image_layout=''` means this one.
 MODEL_LAYOUTS = {"mlp": "flat", "conv": "image"}
+# p(z) of the top latent layer (vae_jax.math.priors, vae_jax.nets.registry).
+PRIORS = ("standard_normal", "vamp", "mog")
 
 
 def resolve_image_layout(model: str, image_layout: str) -> str:

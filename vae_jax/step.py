@@ -8,8 +8,8 @@ maximises a training objective of the batch by SGD on (φ, θ) jointly
   elbo   the β-weighted ELBO,
              1/B Σ_b [E_q[log p(x_b|z)] − β_t KL(q(z|x_b) ‖ p(z))],
          or, with free bits λ > 0 (Kingma et al. 2016), a floor on the
-         batch-mean KL of each latent dimension d,
-             1/B Σ_b E_q[log p(x_b|z)] − β_t Σ_d max(λ, 1/B Σ_b KL_d(x_b)),
+         batch-mean KL of each latent dimension d of each layer j,
+             1/B Σ_b E_q[log p(x_b|z)] − β_t Σ_j,d max(λ, 1/B Σ_b KL_jd(x_b)),
          so a dimension whose KL is below λ gets no gradient from its KL
          (it is free to carry λ nats) and is not pushed into collapse;
   iwae   the importance-weighted bound of Burda et al. 2015 with K draws,
@@ -74,8 +74,8 @@ class Hyperparams(NamedTuple):
   kl_warmup_steps: chex.Numeric = 0.0  # β_t = β · min(1, t / kl_warmup_steps)
   lr_warmup_steps: chex.Numeric = 0.0  # linear warm-up of the rate
   lr_schedule_steps: chex.Numeric = 1.0  # length of a decaying schedule
-  # λ, nats per latent dimension; 0 = off. Needs objective elbo and the
-  # prior N(0, I) (for another prior the step has no per-dimension KL and
+  # λ, nats per latent dimension; 0 = off. Needs objective elbo and a
+  # closed-form KL (without one the step has no per-dimension KL and
   # ignores it: the run refuses that combination).
   free_bits: chex.Numeric = 0.0
 
@@ -208,8 +208,9 @@ def training_objective(model: VAEModel, config: StepConfig, params: Any,
   plain = jnp.mean(parts.log_likelihood - kl_weight * parts.kl)
   if terms.kl_per_dim is None:
     return plain, parts
-  floored_kl = jnp.sum(jnp.maximum(free_bits,
-                                   jnp.mean(terms.kl_per_dim, axis=0)))
+  # λ floors the batch-mean KL of each dimension of each layer.
+  floored_kl = sum(jnp.sum(jnp.maximum(free_bits, jnp.mean(kl, axis=0)))
+                   for kl in terms.kl_per_dim.values())
   floored = jnp.mean(parts.log_likelihood) - kl_weight * floored_kl
   # where, not max(λ, ·) alone: with λ = 0 a Monte-Carlo KL per dimension
   # may be negative and must not be clipped; the plain form also keeps

@@ -95,7 +95,10 @@ def validate(config):
 
   from vae_jax.nets import registry  # pylint: disable=g-import-not-at-top
   registry.check_model_name(c.model)
+  registry.check_prior_name(c.prior)
   integer("latent_dim", 1, _MAX_WIDTH)
+  integer("num_pseudo_inputs", 1, _MAX_WIDTH)
+  integer("num_components", 1, _MAX_WIDTH)
   need(len(c.hidden_dims) >= 1
        and all(1 <= h <= _MAX_WIDTH for h in c.hidden_dims), "hidden_dims",
        f"give one or more widths from 1 to {_MAX_WIDTH}, e.g. "

@@ -35,6 +35,11 @@ def get_config() -> ml_collections.ConfigDict:
   # Model: 784-500-20 MLP, ReLU, Bernoulli decoder (the Flax example's).
   c.model = "mlp"  # mlp | conv | package.module:factory (vae_jax.nets.registry)
   c.latent_dim = 20
+  # p(z) of the top layer: standard_normal | vamp | mog |
+  # package.module:factory (vae_jax.nets.registry)
+  c.prior = "standard_normal"
+  c.num_pseudo_inputs = 500  # vamp: K pseudo-inputs u_k, p(z) = 1/K Σ q(z|u_k)
+  c.num_components = 10  # mog: mixture components
   c.hidden_dims = (500,)  # conv: the dense layers between convs and z
   c.conv_channels = (32, 64)  # conv only: stride-2 layers, H and W halve
   c.activation = "relu"  # a jax.nn function; glu = gated dense layers (mlp)

@@ -3,8 +3,9 @@
 Inputs are the encoder's outputs over a dataset, μ(x_n) and log σ²(x_n),
 `[N, D]`; every result is a pure function of them.
 
-    kl_per_dim[d]     1/N Σ_n KL(q(z_d|x_n) ‖ N(0, 1)), nats; they sum to the
-                      dataset's mean KL term of the ELBO
+    kl_per_dim[d]     1/N Σ_n KL(q(z_d|x_n) ‖ N(0, 1)), nats (or against the
+                      layer's own prior, given); they sum to the dataset's
+                      mean KL term of the ELBO
     active_units      #{d : Var_n(μ_d(x_n)) > 0.01} (Burda et al. 2015): a
                       dimension whose posterior mean does not move with x
                       carries no information about x
@@ -19,7 +20,7 @@ Inputs are the encoder's outputs over a dataset, μ(x_n) and log σ²(x_n),
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import chex
 import jax.numpy as jnp
@@ -37,12 +38,18 @@ class LatentDiagnostics(NamedTuple):
   aggregate_kl: chex.Array  # scalar, nats
 
 
-def latent_diagnostics(means: chex.Array, logvars: chex.Array
-                       ) -> LatentDiagnostics:
-  """Diagnostics of posteriors q(z|x_n) = N(means[n], diag exp(logvars[n]))."""
+def latent_diagnostics(means: chex.Array, logvars: chex.Array,
+                       kl: Optional[chex.Array] = None) -> LatentDiagnostics:
+  """Diagnostics of posteriors q(z|x_n) = N(means[n], diag exp(logvars[n])).
+
+  `kl` `[N, D]`: each example's KL per dimension to its prior, for a layer
+  whose prior is not N(0, I) (default: the closed form against N(0, I)).
+  """
   chex.assert_rank(means, 2)
   chex.assert_equal_shape([means, logvars])
-  kl = 0.5 * (jnp.square(means) + jnp.expm1(logvars) - logvars)
+  if kl is None:
+    kl = 0.5 * (jnp.square(means) + jnp.expm1(logvars) - logvars)
+  chex.assert_equal_shape([means, kl])
   mean_variance = jnp.var(means, axis=0)
   centred = means - jnp.mean(means, axis=0)
   cov = centred.T @ centred / means.shape[0] + jnp.diag(

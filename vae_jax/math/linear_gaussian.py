@@ -18,9 +18,9 @@ is the price of the mean-field family. Both m and Λ are affine in x and
 constant in x respectively, so the encoder family above always contains the
 best q (`best_encoder`): no amortisation gap.
 
-The model follows `vae_jax.math.model.VAEModel`, so the objectives, the train
-step and the evaluation take it like any other; the closed forms are extra
-methods. Methods take one example x `[P]` (leading batch axes work too) and
+The model follows `vae_jax.math.model.VAEModel` (through `GaussianVAE`), so
+the objectives, the train step and the evaluation take it like any other;
+the closed forms are extra methods. Methods take one example x `[P]` (leading batch axes work too) and
 params `{"encoder": {"weight", "bias", "logvar"}, "decoder": {"weight",
 "bias"}}`. jax and numpy only.
 """
@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 
 from vae_jax.math import distributions
-from vae_jax.math.model import StandardNormalPrior
+from vae_jax.math.gaussian_vae import GaussianVAE
 from vae_jax.math.objectives import ElboParts
 
 __all__ = ["LinearGaussianVAE"]
@@ -45,7 +45,7 @@ _LOG_2PI = math.log(2.0 * math.pi)
 
 
 @dataclasses.dataclass(frozen=True)
-class LinearGaussianVAE(StandardNormalPrior):
+class LinearGaussianVAE(GaussianVAE):
   """A linear encoder and decoder with Gaussian noise σ² = `variance`."""
 
   data_dim: int = 6  # P
@@ -56,9 +56,9 @@ class LinearGaussianVAE(StandardNormalPrior):
   def event_shape(self) -> tuple[int]:
     return (self.data_dim,)
 
-  # --- The VAEModel protocol. ---------------------------------------------
+  # --- What GaussianVAE makes the protocol of. ---------------------------
 
-  def init(self, rng: chex.PRNGKey) -> Any:
+  def init_networks(self, rng: chex.PRNGKey) -> Any:
     """Small random W and A, b = a = 0, ℓ = 0 (q starts at unit variance)."""
     dec_rng, enc_rng = jax.random.split(rng)
     shape = (self.data_dim, self.latent_dim)
@@ -178,6 +178,6 @@ class LinearGaussianVAE(StandardNormalPrior):
   def sample(self, rng: chex.PRNGKey, params, num: int) -> chex.Array:
     """`[num, P]` draws x = W z + b + σ ε from p(x; θ), z, ε standard normal."""
     z_rng, noise_rng = jax.random.split(rng)
-    z = self.sample_prior(z_rng, num)
+    z = jax.random.normal(z_rng, (num, self.latent_dim))
     noise = jax.random.normal(noise_rng, (num, self.data_dim))
     return self.decode(params, z) + math.sqrt(self.variance) * noise

@@ -43,7 +43,7 @@ leading batch axes (x `[..., H, W, C]`, z `[..., latent_dim]`).
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence, Tuple
+from typing import Any, Sequence, Tuple
 
 import chex
 import flax.linen as nn
@@ -180,6 +180,7 @@ class ConvVAE(FlaxVAE):
   # float32 | bfloat16: the dtype the networks compute in (FlaxVAE._apply);
   # parameters and optimizer state are float32 either way.
   compute_dtype: str = "float32"
+  prior: Any = None  # a vae_jax.math.priors component; None: N(0, I)
 
   def __post_init__(self):
     if self.activation not in ELEMENTWISE_ACTIVATIONS:

@@ -1,9 +1,11 @@
 """The model protocol's methods for a VAE made of two flax.linen modules.
 
 A subclass (a frozen dataclass) gives `_encoder` and `_decoder` (modules),
-`_encoder_input_shape` (one example as the encoder takes it), `latent_dim`
-and a `likelihood` (`vae_jax.math.likelihoods.Likelihood`); the prior is
-N(0, I). Parameters are `{"encoder": ..., "decoder": ...}`.
+`_encoder_input_shape` (one example as the encoder takes it), `latent_dim`,
+a `likelihood` (`vae_jax.math.likelihoods.Likelihood`) and a `prior` (a
+component of `vae_jax.math.priors`, None for N(0, I)); `GaussianVAE` makes
+the protocol's methods of them. Parameters are `{"encoder": ..., "decoder":
+...}`, and a learned prior's under "prior".
 """
 
 from __future__ import annotations
@@ -14,15 +16,15 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from vae_jax.math.model import StandardNormalPrior
+from vae_jax.math.gaussian_vae import GaussianVAE
 
 __all__ = ["FlaxVAE"]
 
 
-class FlaxVAE(StandardNormalPrior):
-  """init/encode/decode/log_likelihood/mean_of_output through init/apply."""
+class FlaxVAE(GaussianVAE):
+  """init_networks/encode/decode/log_likelihood/mean_of_output via flax."""
 
-  def init(self, rng: chex.PRNGKey) -> Any:
+  def init_networks(self, rng: chex.PRNGKey) -> Any:
     enc_rng, dec_rng = jax.random.split(rng)
     return {
         "encoder": self._encoder.init(

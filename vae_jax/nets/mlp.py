@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Tuple
+from typing import Any, Tuple
 
 from vae_jax.math.likelihoods import DEFAULT_MIN_LOG_VARIANCE, Likelihood
 from vae_jax.nets.flax_vae import FlaxVAE
@@ -33,6 +33,7 @@ class MLPVAE(FlaxVAE):
   # float32 | bfloat16: the dtype the networks compute in (FlaxVAE._apply);
   # parameters and optimizer state are float32 either way.
   compute_dtype: str = "float32"
+  prior: Any = None  # a vae_jax.math.priors component; None: N(0, I)
 
   @property
   def _encoder(self) -> MLPEncoder:

@@ -1,4 +1,5 @@
-"""Models by name: `config.model` → a `VAEModel` for the data's example shape.
+"""Models and priors by name: `config.model` → a `VAEModel` for the data's
+example shape, with the prior `config.prior` on its top latent layer.
 
     mlp                       the MLP VAE (`vae_jax.nets.mlp`), flat examples
     conv                      the conv VAE (`vae_jax.nets.conv`), images
@@ -9,10 +10,18 @@
                               a model (the example shape comes from the data,
                               not the config)
 
+Priors (`config.prior`, `vae_jax.math.priors`):
+
+    standard_normal           N(0, I)
+    vamp                      the VampPrior, `num_pseudo_inputs` pseudo-inputs
+    mog                       a learned mixture of `num_components` Gaussians
+    package.module:factory    your own: `factory(config, latent_dim)` returns
+                              a prior component (init, log_prob, sample)
+
 Every model so built gets the run directory, checkpoints, figures and
 evaluation. A model must follow `vae_jax.math.model.VAEModel` and be hashable
 by value (a frozen dataclass of plain values), because compiled programs are
-keyed by it.
+keyed by it; so must a prior.
 """
 
 from __future__ import annotations
@@ -23,13 +32,56 @@ from typing import Callable, Sequence
 
 from vae_jax.errors import ConfigError
 
-__all__ = ["MODELS", "build_model", "check_model_name"]
+__all__ = ["MODELS", "PRIORS", "build_model", "build_prior",
+           "check_model_name", "check_prior_name"]
 
 
 def _likelihood(config):
   from vae_jax.math.likelihoods import Likelihood  # pylint: disable=g-import-not-at-top
   return Likelihood(config.likelihood, float(config.gaussian_variance),
                     float(config.min_log_variance))
+
+
+def _standard_normal(config, latent_dim, event_shape):
+  del config, event_shape
+  from vae_jax.math.priors import StandardNormal  # pylint: disable=g-import-not-at-top
+  return StandardNormal(latent_dim)
+
+
+def _vamp(config, latent_dim, event_shape):
+  from vae_jax.math.priors import VampPrior  # pylint: disable=g-import-not-at-top
+  return VampPrior(latent_dim, tuple(event_shape),
+                   int(config.num_pseudo_inputs))
+
+
+def _mog(config, latent_dim, event_shape):
+  del event_shape
+  from vae_jax.math.priors import MixtureOfGaussians  # pylint: disable=g-import-not-at-top
+  return MixtureOfGaussians(latent_dim, int(config.num_components))
+
+
+# The names are in vae_jax.names.PRIORS (JAX-free).
+PRIORS: dict[str, Callable] = {"standard_normal": _standard_normal,
+                               "vamp": _vamp, "mog": _mog}
+_PRIOR_METHODS = ("init", "log_prob", "sample")
+
+
+def build_prior(config, latent_dim: int, event_shape: Sequence[int]):
+  """The prior `config.prior` names, on a top layer of `latent_dim`."""
+  name = config.prior
+  if name in PRIORS:
+    return PRIORS[name](config, latent_dim, event_shape)
+  factory = _factory("prior", name)
+  prior = _call_factory("prior", name, factory, config, latent_dim)
+  missing = [m for m in _PRIOR_METHODS if not callable(getattr(prior, m,
+                                                              None))]
+  if missing:
+    raise ConfigError(f"--config.prior={name!r} returned "
+                      f"{type(prior).__name__}, which lacks the prior's "
+                      f"method(s) {', '.join(missing)} (init, log_prob and "
+                      "sample; see vae_jax.math.priors)")
+  _check_hashable("prior", name, prior)
+  return prior
 
 
 def _mlp(config, event_shape):
@@ -42,7 +94,15 @@ def _mlp(config, event_shape):
   return MLPVAE(event_shape=tuple(event_shape), latent_dim=config.latent_dim,
                 hidden_dims=tuple(config.hidden_dims),
                 activation=config.activation, likelihood=_likelihood(config),
-                compute_dtype=config.compute_dtype)
+                compute_dtype=config.compute_dtype,
+                prior=_one_layer_prior(config, event_shape))
+
+
+def _one_layer_prior(config, event_shape):
+  """The prior component, or None for N(0, I) (the models' default)."""
+  if config.prior == "standard_normal":
+    return None
+  return build_prior(config, config.latent_dim, event_shape)
 
 
 def _conv(config, event_shape):
@@ -58,53 +118,87 @@ def _conv(config, event_shape):
                       hidden_dims=tuple(config.hidden_dims),
                       activation=config.activation,
                       likelihood=_likelihood(config),
-                      compute_dtype=config.compute_dtype)
+                      compute_dtype=config.compute_dtype,
+                      prior=_one_layer_prior(config, event_shape))
 
 
 # The layout each one takes is in vae_jax.names.MODEL_LAYOUTS (JAX-free).
 MODELS: dict[str, Callable] = {"mlp": _mlp, "conv": _conv}
 
 
-def check_model_name(name: str) -> None:
-  """Checks `name` without importing JAX: a registered name or `module:factory`."""
-  if name in MODELS:
+def _check_name(setting: str, name: str, registered) -> None:
+  """Checks `name` without importing JAX: registered, or `module:factory`."""
+  if name in registered:
     return
   module, sep, attr = name.partition(":")
   if not sep or not module or not attr:
     raise ConfigError(
-        f"--config.model={name!r} is invalid: choose one of {sorted(MODELS)} "
-        "or name your own as package.module:factory")
+        f"--config.{setting}={name!r} is invalid: choose one of "
+        f"{sorted(registered)} or name your own as package.module:factory")
   try:
     found = importlib.util.find_spec(module) is not None
   except (ImportError, ValueError):
     found = False
   if not found:
-    raise ConfigError(f"--config.model={name!r}: no module {module!r} can be "
-                      "imported; check the name and your PYTHONPATH")
+    raise ConfigError(f"--config.{setting}={name!r}: no module {module!r} "
+                      "can be imported; check the name and your PYTHONPATH")
+
+
+def check_model_name(name: str) -> None:
+  """Checks `name` without importing JAX: a registered name or `module:factory`."""
+  _check_name("model", name, MODELS)
+
+
+def check_prior_name(name: str) -> None:
+  """Checks a prior's name as `check_model_name` does a model's."""
+  _check_name("prior", name, PRIORS)
+
+
+def _factory(setting: str, name: str) -> Callable:
+  module, _, attr = name.partition(":")
+  factory = getattr(importlib.import_module(module), attr, None)
+  if not callable(factory):
+    raise ConfigError(f"--config.{setting}={name!r}: {module} has no "
+                      f"function {attr!r}")
+  return factory
+
+
+def _call_factory(setting: str, name: str, factory: Callable, *args):
+  """The factory's result; whatever it raises, one ConfigError naming it."""
+  try:
+    return factory(*args)
+  except ConfigError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    raise ConfigError(f"--config.{setting}={name!r}: the factory raised "
+                      f"{type(e).__name__}: {e}") from None
+
+
+def _check_hashable(setting: str, name: str, value) -> None:
+  try:
+    hash(value)
+  except TypeError:
+    raise ConfigError(f"--config.{setting}={name!r} returned an unhashable "
+                      f"{setting}; make it a frozen dataclass of plain "
+                      "values") from None
 
 
 def build_model(config, event_shape: Sequence[int]):
   """The model `config.model` names, for examples of shape `event_shape`."""
-  from vae_jax.math.model import VAEModel  # pylint: disable=g-import-not-at-top
+  from vae_jax.math import model as model_lib  # pylint: disable=g-import-not-at-top
   name = config.model
   check_model_name(name)
+  check_prior_name(config.prior)
+  event_shape = tuple(int(d) for d in event_shape)
   if name in MODELS:
-    factory = MODELS[name]
+    model = MODELS[name](config, event_shape)
   else:
-    module, _, attr = name.partition(":")
-    factory = getattr(importlib.import_module(module), attr, None)
-    if not callable(factory):
-      raise ConfigError(f"--config.model={name!r}: {module} has no function "
-                        f"{attr!r}")
-  model = factory(config, tuple(int(d) for d in event_shape))
-  if not isinstance(model, VAEModel):
+    model = _call_factory("model", name, _factory("model", name), config,
+                          event_shape)
+  missing = model_lib.missing_methods(model)
+  if missing:
     raise ConfigError(f"--config.model={name!r} returned {type(model).__name__}"
-                      ", which lacks the VAEModel methods (init, encode, "
-                      "decode, log_likelihood, mean_of_output, log_prior, "
-                      "sample_prior, event_shape, latent_dim)")
-  try:
-    hash(model)
-  except TypeError:
-    raise ConfigError(f"--config.model={name!r} returned an unhashable model; "
-                      "make it a frozen dataclass of plain values") from None
+                      f", which lacks the model protocol's {', '.join(missing)}"
+                      " (see vae_jax.math.model)")
+  _check_hashable("model", name, model)
   return model

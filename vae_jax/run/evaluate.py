@@ -120,6 +120,7 @@ def evaluate_run(workdir: str, checkpoint: Optional[str] = None,
         elbo_num_samples=num_samples, batch_size=config.eval_batch_size,
         progress=progress)
     log_px, elbo = report.pop("_log_px"), report.pop("_elbo")
+    usage = report.pop("_usage")
     # test_elbo stays the run's own float32 evaluation (bit for bit that of
     # metrics.jsonl); the report's float64 mean of the same per-example
     # values differs in the last digits, so the gap is taken against it.
@@ -127,7 +128,7 @@ def evaluate_run(workdir: str, checkpoint: Optional[str] = None,
       report.pop(key)
     record.update(report)
     record["test_gap"] = record["test_log_px"] - record["test_elbo"]
-    likelihood.warn_if_collapsed(report["active_units"], model.latent_dim)
+    likelihood.warn_if_collapsed(usage)
     logging.info("test log p(x) %.2f ± %.2f (K = %d), gap to the ELBO %.2f "
                  "± %.2f, %d active units, %.0f s", report["test_log_px"],
                  report["test_log_px_stderr"], num_importance_samples,

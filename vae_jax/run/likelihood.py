@@ -7,7 +7,12 @@
     test_elbo            the ELBO of the same examples with the same keys
     test_gap             mean of log p̂_K(x_n) − ELBO(x_n) ± s.e.: the estimate of
                          KL(q(z|x) ‖ p(z|x)), the tightness of the bound
-    kl_per_dim, active_units, aggregate_kl    see vae_jax.math.diagnostics
+    kl_per_layer, active_units_per_layer      per latent layer: the KL per
+                         dimension (closed form given the layer's parents;
+                         null without one) and the active units
+    kl_per_dim, active_units, aggregate_kl    all layers together (see
+                         vae_jax.math.diagnostics); aggregate_kl is the top
+                         layer's against N(0, I), null for another prior
 
 The estimate is computed a block of examples per compiled call, so a
 progress bar can follow it; example n uses key fold_in(rng, n) whatever the
@@ -19,7 +24,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -29,9 +34,13 @@ from absl import logging
 
 from vae_jax import evaluation
 from vae_jax.math import diagnostics
+from vae_jax.math import objectives
+from vae_jax.math.model import top_layer
 
 __all__ = ["importance_sampled_log_px", "likelihood_report", "chunk_size_for",
-           "latent_usage", "warn_if_collapsed", "bound_vs_k", "BOUND_KS"]
+           "LayerUsage", "LatentUsage", "latent_usage", "usage_record",
+           "warn_if_collapsed",
+           "bound_vs_k", "BOUND_KS"]
 
 BOUND_KS = (1, 5, 50, 500, 5000)  # the K of figures/bound_vs_k.png
 
@@ -50,8 +59,14 @@ _log_px_program = jax.jit(
 _elbo_program = jax.jit(
     evaluation.elbo_per_example,
     static_argnames=("model", "batch_size", "num_samples", "analytic_kl"))
-_encode_program = jax.jit(evaluation.encode_all,
-                          static_argnames=("model", "batch_size"))
+_stats_program = jax.jit(evaluation.posterior_stats_all,
+                         static_argnames=("model", "batch_size"))
+_kl_program = jax.jit(
+    lambda model, params, images, rng, batch_size: evaluation.map_examples(
+        lambda x, key: objectives.closed_form_kl(model, params, x, key),
+        images, rng, batch_size),
+    static_argnames=("model", "batch_size"))
+_USAGE_RNG = 0  # the key of the parents' draws of conditional layers
 
 
 def importance_sampled_log_px(model, params, images, rng: jax.Array,
@@ -91,24 +106,82 @@ def _mean_and_stderr(values: np.ndarray) -> tuple[float, float]:
   return float(values.mean()), float(values.std() / math.sqrt(len(values)))
 
 
+class LayerUsage(NamedTuple):
+  """How one latent layer is used, over a dataset (host values)."""
+
+  kl_per_dim: Optional[np.ndarray]  # [D] nats; None without a closed form
+  active_units: int  # #{d : Var_n(E_q[z_d|x_n]) > 0.01}
+  latent_dim: int
+
+
+class LatentUsage(NamedTuple):
+  """Every layer's usage, the top layer first, and q(z) against N(0, I)."""
+
+  layers: dict[str, LayerUsage]
+  aggregate_kl: Optional[float]  # the top layer's; None if p(z) ≠ N(0, I)
+
+  @property
+  def active_units(self) -> int:
+    return sum(u.active_units for u in self.layers.values())
+
+  @property
+  def kl_per_dim(self) -> Optional[np.ndarray]:
+    """All layers' KL per dimension, in order; None if one lacks it."""
+    parts = [u.kl_per_dim for u in self.layers.values()]
+    return None if any(p is None for p in parts) else np.concatenate(parts)
+
+
 def latent_usage(model, params, images, batch_size: int = 1000
-                 ) -> diagnostics.LatentDiagnostics:
-  """KL per dimension, active units and q(z) vs p(z) over `images`."""
-  means, logvars = _encode_program(model, params, images,
-                                   batch_size=batch_size)
-  return diagnostics.latent_diagnostics(means, logvars)
+                 ) -> LatentUsage:
+  """KL per dimension and active units per layer, and q(z) vs p(z)."""
+  rng = jax.random.key(_USAGE_RNG)
+  stats = _stats_program(model, params, images, rng, batch_size=batch_size)
+  kls = _kl_program(model, params, images, rng, batch_size=batch_size)
+  top = top_layer(model)
+  standard_prior = kls is not None and getattr(
+      getattr(model, "prior_component", None), "standard_normal", False)
+  layers, aggregate_kl = {}, None
+  for name, (means, logvars) in stats.items():
+    means = means.reshape(means.shape[0], -1)
+    logvars = logvars.reshape(logvars.shape[0], -1)
+    kl = None if kls is None else kls[name].reshape(means.shape)
+    found = diagnostics.latent_diagnostics(means, logvars, kl)
+    layers[name] = LayerUsage(
+        kl_per_dim=None if kl is None else np.asarray(found.kl_per_dim),
+        active_units=int(found.active_units), latent_dim=means.shape[1])
+    if name == top and standard_prior:
+      aggregate_kl = float(found.aggregate_kl)
+  return LatentUsage(layers=layers, aggregate_kl=aggregate_kl)
 
 
-def warn_if_collapsed(active_units: int, latent_dim: int) -> bool:
-  """Logs a posterior-collapse warning (< 1/4 of the dimensions active)."""
-  if not diagnostics.collapsed(active_units, latent_dim):
-    return False
-  logging.warning(
-      "posterior collapse: only %d of %d latent dimensions are active "
-      "(Var_x E_q[z_d|x] > %g); the decoder ignores the others — consider KL "
-      "warm-up or free bits", active_units, latent_dim,
-      diagnostics.ACTIVE_THRESHOLD)
-  return True
+def warn_if_collapsed(usage: LatentUsage) -> bool:
+  """Logs a posterior-collapse warning for each layer with fewer than a
+  quarter of its dimensions active; True if one has."""
+  found = False
+  for name, layer in usage.layers.items():
+    if not diagnostics.collapsed(layer.active_units, layer.latent_dim):
+      continue
+    found = True
+    logging.warning(
+        "posterior collapse in layer %s: only %d of %d latent dimensions are "
+        "active (Var_x E_q[z_d|x] > %g); the decoder ignores the others — "
+        "consider KL warm-up or free bits", name, layer.active_units,
+        layer.latent_dim, diagnostics.ACTIVE_THRESHOLD)
+  return found
+
+
+def usage_record(usage: LatentUsage) -> dict[str, Any]:
+  """The eval.json keys of `usage`, JSON-ready."""
+  as_list = lambda a: None if a is None else [float(v) for v in a]
+  return {
+      "kl_per_dim": as_list(usage.kl_per_dim),
+      "active_units": usage.active_units,
+      "aggregate_kl": usage.aggregate_kl,
+      "kl_per_layer": {n: as_list(u.kl_per_dim)
+                       for n, u in usage.layers.items()},
+      "active_units_per_layer": {n: u.active_units
+                                 for n, u in usage.layers.items()},
+  }
 
 
 def bound_vs_k(model, params, images, rng: jax.Array, ks, elbo: np.ndarray,
@@ -151,11 +224,10 @@ def likelihood_report(model, params, images, rng: jax.Array,
       "test_elbo_stderr": elbo_se,
       "test_gap": gap_mean,
       "test_gap_stderr": gap_se,
-      "kl_per_dim": [float(v) for v in np.asarray(latent.kl_per_dim)],
-      "active_units": int(latent.active_units),
-      "aggregate_kl": float(latent.aggregate_kl),
+      **usage_record(latent),
       "max_examples": int(images.shape[0]),
       "importance_seconds": seconds,
       "_log_px": log_px,  # per example, for callers; not JSON
       "_elbo": elbo,
+      "_usage": latent,
   }

@@ -187,7 +187,8 @@ def _train(config, workdir, stored, data, model, progress_bar, after_chunk,
       raise RuntimeError(
           f"checkpoint at step {start_step} is not at a chunk boundary of "
           f"chunks {chunks}; the run's chunking changed")
-    workdir_lib.write_config(outputs, config, config_file, data.describe())
+    workdir_lib.write_config(outputs, config, config_file, data.describe(),
+                             stages.describe_model(config, model))
     start_chunk = chunk_starts.index(position)
     stopping = EarlyStopping(config.early_stopping_patience, history)
 

@@ -12,12 +12,15 @@ from __future__ import annotations
 import os
 from typing import Any, NamedTuple, Optional
 
+import jax
+import jax.numpy as jnp
 from absl import logging
 
 from vae_jax import step as step_lib
 from vae_jax import validation
 from vae_jax.data.prepared import PreparedData
 from vae_jax.errors import ConfigError
+from vae_jax.math import objectives
 from vae_jax.nets import registry
 from vae_jax.run import checkpoints as checkpoints_lib
 from vae_jax.run import likelihood
@@ -58,14 +61,36 @@ def check_model(config, data: PreparedData):
   validation.check_likelihood_fits(config, data.dataset.already_binary)
   model = registry.build_model(config, data.train.shape[1:])
   memory.check_fits(model, config)
-  if config.free_bits > 0 and not getattr(model, "standard_normal_prior",
-                                          False):
+  if config.free_bits > 0 and not (config.analytic_kl
+                                   and closed_form_kl(model)):
     raise ConfigError(
         f"--config.free_bits={config.free_bits} is invalid for "
-        f"--config.model={config.model}: free bits floor the KL of each "
-        "latent dimension, defined here for the prior N(0, I) only; use "
-        "--config.free_bits=0")
+        f"--config.model={config.model} with --config.prior={config.prior} "
+        f"and --config.analytic_kl={config.analytic_kl}: free bits floor the "
+        "closed-form KL of each latent dimension, which needs "
+        "--config.analytic_kl=true and a Gaussian prior on every layer "
+        "(standard_normal); use --config.free_bits=0")
   return model
+
+
+def closed_form_kl(model) -> bool:
+  """Whether the model's ELBO has its KL in closed form (else Monte Carlo)."""
+  params = jax.eval_shape(model.init, jax.random.key(0))
+  x = jax.ShapeDtypeStruct(tuple(model.event_shape), jnp.float32)
+  return objectives.uses_closed_form_kl(model, params, x)
+
+
+def describe_model(config, model) -> dict:
+  """config.json's record of the model: its layers and which KL it trains.
+
+  `analytic_kl=True` is the closed form where the model has one, otherwise
+  the Monte-Carlo KL; "kl" says which.
+  """
+  closed = config.analytic_kl and closed_form_kl(model)
+  return {"latent_shapes": {name: list(shape) for name, shape
+                            in model.latent_shapes.items()},
+          "prior": config.prior,
+          "kl": "closed_form" if closed else "monte_carlo"}
 
 
 class EpochEnd(NamedTuple):
@@ -115,7 +140,7 @@ def final_measurements(config, workdir, model, state, data, ckpts, history,
             ckpts.restore_params(best, checkpoints_lib.BEST))
   usage = likelihood.latent_usage(model, params, data.test,
                                   config.eval_batch_size)
-  likelihood.warn_if_collapsed(int(usage.active_units), model.latent_dim)
+  likelihood.warn_if_collapsed(usage)
   k = config.final_importance_samples
   if k and history and history[-1].get("test_log_px") is None:
     report = likelihood.likelihood_report(

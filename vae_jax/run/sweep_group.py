@@ -143,7 +143,8 @@ class _Run:
     self.diverged: Optional[str] = None
     self.outputs = stages.EpochEnd(config, workdir, model, data, self.eval_rng,
                                  self.figure_rng)
-    workdir_lib.write_config(workdir, config, config_file, data.describe())
+    workdir_lib.write_config(workdir, config, config_file, data.describe(),
+                             stages.describe_model(config, model))
     tensorboard_dir = os.path.join(workdir, "tensorboard")
     self.writer = tensorboard.SummaryWriter(
         tensorboard_dir, purge_step=self.step + 1 if os.path.isdir(

@@ -163,13 +163,15 @@ def check_resumable(config, workdir: str) -> Optional[ml_collections.ConfigDict]
 
 
 def write_config(workdir: str, config, config_file: str,
-                 data_description: dict) -> None:
-  """WORKDIR/config.json: the resolved config and where the data came from."""
+                 data_description: dict, model_description: dict) -> None:
+  """WORKDIR/config.json: the resolved config, where the data came from and
+  the model's layers and KL estimator (`stages.describe_model`)."""
   write_json_atomic(os.path.join(workdir, "config.json"), {
       "config": validation.to_json_dict(config),
       "config_file": config_file,
       "data_source": data_description["source"],
       "data": data_description,  # resolved source and preprocessing
+      "model": model_description,
   })
 
 

@@ -11,18 +11,20 @@ re-exported here):
 `write_all_figures` does the first two in one call.
 
 What is drawn (Kingma & Welling 2014 notation; E[x|z] is
-`model.mean_of_output(decode(z))`, probabilities for a Bernoulli decoder, never
-logits):
+`model.decode_mean(params, z)`, probabilities for a Bernoulli decoder, never
+logits). The latent figures are of the top layer, the one the prior is on;
+the other layers stay at the posterior means of the anchor image.
 
   reconstructions     x and E[x|z] with z ~ q(z|x; φ) *sampled*, not z = μ
-  prior_samples       E[x|z], z ~ p(z) from `model.sample_prior`
+  prior_samples       E[x|z], z ~ p(z) from `model.sample_prior` (learned
+                      priors too)
   latent_space        posterior means μ(x) of the whole split (PCA when D > 2)
   manifold            E[x|z] over a grid of prior quantiles (only D = 2)
   latent_traversals   E[x|z] as one z_d runs over prior quantiles 0.05..0.95
   training_curves     ELBO, KL, log-likelihood per epoch (when history is given)
 
-The model sees one example at a time: encode and decode are `jax.vmap`ped
-over examples, so a model written for one `x` of its `event_shape` (an MLP's
+The model sees one example at a time: its methods are `jax.vmap`ped over
+examples, so a model written for one `x` of its `event_shape` (an MLP's
 `[D]`, a conv net's `[H, W, C]`) works unchanged.
 """
 
@@ -35,7 +37,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax.math.model import VAEModel
+from vae_jax.math import priors
+from vae_jax.math.model import VAEModel, top_layer
 from vae_jax.viz import grids
 from vae_jax.viz.outputs import (FASHION_MNIST_LABELS, FIGURE_NAMES,
                                  FigureData, images_for_tensorboard,
@@ -54,6 +57,7 @@ __all__ = [
 # The most examples one compiled encoder call sees.
 _MAX_CHUNK = 1000
 _TRAVERSE_AROUND = ("posterior_mean", "zero")
+_MAX_PSEUDO_INPUTS = 64  # a VampPrior's first pseudo-inputs are drawn
 
 
 def compute_figure_data(
@@ -128,18 +132,20 @@ def compute_figure_data(
       raise ValueError(f"labels must be [{n}], got {labels.shape}")
   if not 0 <= anchor_index < n:
     raise ValueError(f"anchor_index={anchor_index} outside [0, {n})")
-  latent_dim = int(model.latent_dim)
-
-  means, logvars = _encode_in_chunks(model, params,
-                                     images.reshape(n, *event_shape),
-                                     min(chunk_size, _MAX_CHUNK))
+  top = top_layer(model)
+  latent_dim = int(np.prod(model.latent_shapes[top]))
+  recon_rng, prior_rng = jax.random.split(rng)
+  stats_rng = jax.random.fold_in(rng, 2)  # the parents of conditional layers
+  examples = images.reshape(n, *event_shape)
+  stats = _stats_in_chunks(model, params, examples, stats_rng,
+                           min(chunk_size, _MAX_CHUNK))
+  means = stats[top][0].reshape(n, latent_dim)
 
   # Every latent to decode, concatenated so one compiled decoder call does all.
-  recon_rng, prior_rng = jax.random.split(rng)
   r = min(num_reconstructions, n)
-  eps = np.asarray(jax.random.normal(recon_rng, (r, latent_dim)))
-  z_posterior = means[:r] + np.exp(0.5 * logvars[:r]) * eps  # z ~ q(z|x)
-  z_prior = np.asarray(_sample_prior(model, prior_rng, num_prior_samples))
+  z_posterior = _host(_sample_posteriors(model, params, examples[:r],
+                                         recon_rng))  # z ~ q(z|x)
+  z_prior = _host(_sample_prior(model, params, prior_rng, num_prior_samples))
 
   traversal_values = grids.prior_quantile_grid(num_traversal_steps)
   if traverse_around == "posterior_mean":
@@ -162,15 +168,19 @@ def compute_figure_data(
                         (len(dims), len(traversal_values), 1))
   z_traversal[np.arange(len(dims)), :, dims] = traversal_values  # [D', S, D]
 
-  blocks = [z_posterior, z_prior, z_traversal.reshape(-1, latent_dim)]
+  # The top layer's values; the other layers at the anchor's posterior means.
+  anchor = {name: stats[name][0][anchor_index] for name in stats}
+  top_blocks = [z_traversal.reshape(-1, latent_dim)]
   manifold_values = None
   if latent_dim == 2:
     manifold_values = grids.prior_quantile_grid(manifold_size)
-    blocks.append(grids.manifold_grid(manifold_values))
-  decoded = _decode_means(model, params,
-                          np.concatenate(blocks).astype(np.float32))
+    top_blocks.append(grids.manifold_grid(manifold_values))
+  blocks = [z_posterior, z_prior] + [
+      _around(anchor, top, b.reshape(-1, *model.latent_shapes[top]))
+      for b in top_blocks]
+  decoded = _decode_means(model, params, _concatenate(blocks))
   decoded = decoded.reshape(-1, *image_shape)
-  sizes = np.cumsum([len(b) for b in blocks])[:-1]
+  sizes = np.cumsum([len(next(iter(b.values()))) for b in blocks])[:-1]
   parts = np.split(decoded, sizes)
 
   return FigureData(
@@ -187,6 +197,7 @@ def compute_figure_data(
       traversal_title=traversal_title,
       manifold=parts[3] if latent_dim == 2 else None,
       manifold_values=manifold_values,
+      pseudo_inputs=_pseudo_inputs(model, params, image_shape),
   )
 
 
@@ -206,12 +217,40 @@ def write_all_figures(model: VAEModel, params: Any, images: Any,
   return save_figures(data, history, directory, label_names)
 
 
-def _encode_in_chunks(model: VAEModel, params, images: np.ndarray,
-                      chunk: int) -> tuple[np.ndarray, np.ndarray]:
-  """(μ, logvar) `[N, D]` each, one compiled call per chunk of ≤ `chunk` rows.
+def _pseudo_inputs(model, params, image_shape) -> Optional[np.ndarray]:
+  """A VampPrior's first pseudo-inputs as images, else None."""
+  if not isinstance(getattr(model, "prior_component", None),
+                    priors.VampPrior):
+    return None
+  u = np.asarray(priors.pseudo_inputs(params["prior"]), np.float32)
+  return u[:_MAX_PSEUDO_INPUTS].reshape(-1, *image_shape)
 
-  `images` are `[N, *event_shape]`. The last chunk is padded to full size so
-  a single program serves all.
+
+def _host(z) -> dict[str, np.ndarray]:
+  return {name: np.asarray(v, np.float32) for name, v in z.items()}
+
+
+def _concatenate(blocks) -> dict[str, np.ndarray]:
+  return {name: np.concatenate([b[name] for b in blocks])
+          for name in blocks[0]}
+
+
+def _around(anchor, top: str, values: np.ndarray) -> dict[str, np.ndarray]:
+  """z with the top layer `values` `[M, ...]`, the others at `anchor`."""
+  m = values.shape[0]
+  z = {name: np.broadcast_to(np.asarray(v, np.float32), (m, *v.shape))
+       for name, v in anchor.items()}
+  z[top] = values.astype(np.float32)
+  return z
+
+
+def _stats_in_chunks(model: VAEModel, params, images: np.ndarray, rng,
+                     chunk: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """{layer: (μ, logvar) `[N, ...]`}, one compiled call per ≤ `chunk` rows.
+
+  `images` are `[N, *event_shape]`; example n draws its parents with
+  fold_in(rng, n). The last chunk is padded to full size so a single
+  program serves all.
   """
   n = images.shape[0]
   chunk = max(1, min(chunk, n))
@@ -219,17 +258,17 @@ def _encode_in_chunks(model: VAEModel, params, images: np.ndarray,
   if padded > n:
     images = np.concatenate(
         [images, np.zeros((padded - n,) + images.shape[1:], images.dtype)])
-  means, logvars = [], []
-  for start in range(0, padded, chunk):
-    mean, logvar = _encode(model, params, images[start:start + chunk])
-    means.append(mean)
-    logvars.append(logvar)
-  return (np.asarray(jnp.concatenate(means))[:n].astype(np.float32),
-          np.asarray(jnp.concatenate(logvars))[:n].astype(np.float32))
+  keys = jax.vmap(jax.random.fold_in, (None, 0))(rng, jnp.arange(padded))
+  parts = [_posterior_stats(model, params, images[start:start + chunk],
+                            keys[start:start + chunk])
+           for start in range(0, padded, chunk)]
+  return {name: tuple(np.asarray(jnp.concatenate([p[name][i] for p in parts])
+                                 )[:n].astype(np.float32) for i in (0, 1))
+          for name in parts[0]}
 
 
-def _decode_means(model: VAEModel, params, z: np.ndarray) -> np.ndarray:
-  """E[x|z] `[M, *event_shape]`: `mean_of_output` of the decoder, not logits."""
+def _decode_means(model: VAEModel, params, z) -> np.ndarray:
+  """E[x|z] `[M, *event_shape]` of z with leaves `[M, ...]`, not logits."""
   return np.asarray(_decoder_mean(model, params, z), dtype=np.float32)
 
 
@@ -237,16 +276,24 @@ def _decode_means(model: VAEModel, params, z: np.ndarray) -> np.ndarray:
 # so the figures of every epoch reuse one compiled program per (model, input
 # shape). vmap: the model's methods see one example, whatever its event_shape.
 @functools.partial(jax.jit, static_argnums=0)
-def _encode(model: VAEModel, params, x):
-  return jax.vmap(model.encode, in_axes=(None, 0))(params, x)
+def _posterior_stats(model: VAEModel, params, x, keys):
+  return jax.vmap(model.posterior_stats, in_axes=(None, 0, 0))(params, x, keys)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _sample_posteriors(model: VAEModel, params, x, rng):
+  """One draw z ~ q(z|x_n) per example, leaves `[N, ...]`."""
+  keys = jax.vmap(jax.random.fold_in, (None, 0))(rng, jnp.arange(x.shape[0]))
+  one = lambda x_n, key: jax.tree_util.tree_map(
+      lambda v: v[0], model.sample_posterior(params, x_n, key, 1)[0])
+  return jax.vmap(one)(x, keys)
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _decoder_mean(model: VAEModel, params, z):
-  mean_of_one = lambda z_one: model.mean_of_output(model.decode(params, z_one))
-  return jax.vmap(mean_of_one)(z)
+  return jax.vmap(model.decode_mean, in_axes=(None, 0))(params, z)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 2))
-def _sample_prior(model: VAEModel, rng: jax.Array, num: int):
-  return model.sample_prior(rng, num)
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _sample_prior(model: VAEModel, params, rng: jax.Array, num: int):
+  return model.sample_prior(params, rng, num)

@@ -24,7 +24,7 @@ FASHION_MNIST_LABELS = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
 
 # File stems, in the order `save_figures` writes them; `{name}.png`.
 FIGURE_NAMES = ("reconstructions", "prior_samples", "latent_space", "manifold",
-                "latent_traversals", "training_curves")
+                "latent_traversals", "training_curves", "pseudo_inputs")
 
 
 class FigureData(NamedTuple):
@@ -45,6 +45,8 @@ class FigureData(NamedTuple):
     manifold: `[n·n, H, W, C]` in `grids.manifold_grid` order, or None
       (D ≠ 2).
     manifold_values: `[n]` the grid of each axis, or None.
+    pseudo_inputs: `[K', H, W, C]` a VampPrior's first pseudo-inputs u_k, or
+      None for another prior.
   """
 
   images: np.ndarray
@@ -59,6 +61,7 @@ class FigureData(NamedTuple):
   traversal_title: str
   manifold: Optional[np.ndarray]
   manifold_values: Optional[np.ndarray]
+  pseudo_inputs: Optional[np.ndarray] = None
 
 
 def save_figures(data: FigureData,
@@ -69,7 +72,8 @@ def save_figures(data: FigureData,
 
   Returns:
     {name: path} for the names of FIGURE_NAMES that were written: manifold
-    only for a 2-D latent, training_curves only with a history.
+    only for a 2-D latent, training_curves only with a history,
+    pseudo_inputs only for a VampPrior.
   """
   os.makedirs(directory, exist_ok=True)
   path = lambda name: os.path.join(directory, f"{name}.png")
@@ -93,6 +97,10 @@ def save_figures(data: FigureData,
       title=data.traversal_title,
       row_labels=[f"$z_{{{d + 1}}}$  Var μ={activity[d]:.2f}"
                   for d in data.traversal_dims])
+  if data.pseudo_inputs is not None:
+    paths["pseudo_inputs"] = render.save_prior_samples(
+        data.pseudo_inputs, path("pseudo_inputs"),
+        title="The VampPrior's pseudo-inputs u_k, p(z) = 1/K Σ_k q(z|u_k)")
   if history:
     paths["training_curves"] = render.save_training_curves(
         history, path("training_curves"),
