@@ -19,6 +19,7 @@ from conftest import REPO_ROOT
 from tolerances import assert_close, rounding_atol, sum_atol
 from vae_jax.configs import default
 from vae_jax.errors import ConfigError
+from vae_jax.math import objectives
 from vae_jax.math import priors
 from vae_jax.nets import registry
 from vae_jax.nets.mlp import MLPVAE
@@ -155,3 +156,23 @@ def test_a_user_prior_trains_through_the_launcher(idx_data_dir, tmp_path):
   assert set(params["prior"]) == {"mean", "logvar"}
   assert float(jnp.abs(params["prior"]["mean"]).max()) > 0
   assert type(model.prior_component).__name__ == "LearnedGaussian"
+
+
+def test_analytic_kl_without_a_closed_form_is_the_monte_carlo_kl():
+  """analytic_kl=True with the VampPrior: the Monte-Carlo KL, no error; the
+  IWAE bound with K = 1 is then the same number as the ELBO."""
+  model = MLPVAE(event_shape=(12,), latent_dim=3, hidden_dims=(8,),
+                 prior=priors.VampPrior(3, (12,), 4))
+  params = model.init(jax.random.key(0))
+  x = (jax.random.uniform(jax.random.key(1), (12,)) > 0.5).astype(jnp.float32)
+  key = jax.random.key(2)
+  closed = objectives.elbo(model, params, x, key, 1, analytic_kl=True)
+  monte_carlo = objectives.elbo(model, params, x, key, 1, analytic_kl=False)
+  chex.assert_trees_all_equal(closed, monte_carlo)
+  iwae = objectives.iwae_bound(model, params, x, key, 1)
+  assert_close(iwae, monte_carlo.elbo,
+               rounding_atol(4, abs(float(monte_carlo.log_likelihood))
+                             + abs(float(monte_carlo.kl))))
+  assert not objectives.uses_closed_form_kl(model, params, x)
+  assert objectives.uses_closed_form_kl(
+      MLPVAE(event_shape=(12,), latent_dim=3, hidden_dims=(8,)), params, x)

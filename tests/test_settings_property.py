@@ -52,6 +52,8 @@ def _config(changes: dict) -> types.SimpleNamespace:
 def _representable(name: str, value) -> bool:
   if isinstance(value, bool) or isinstance(value, str):
     return True
+  if isinstance(value, int) and isinstance(_DEFAULTS.get(name), float):
+    return abs(value) <= 1e30  # a float setting: the number as a float
   if isinstance(value, int):
     return abs(value) <= validation.INT32_MAX
   if isinstance(value, float):
