@@ -25,8 +25,9 @@ Two kinds of settings:
   * `StepConfig` — static: what shapes the compiled program (samples per
     example, analytic or Monte-Carlo KL, the optimizer, the schedule's form).
   * `Hyperparams` — traced inputs: everything a sweep may vary (base learning
-    rate, KL weight β, warm-up and schedule lengths in steps). `jax.vmap` over
-    stacked states and hyperparameters runs a whole sweep as one program.
+    rate, KL weight β, warm-up and schedule lengths in steps, the schedule's
+    floor). `jax.vmap` over stacked states and hyperparameters runs a whole
+    sweep as one program.
 
 `checked_train_step` is the step of a run: inside the compiled program it
 checks that the loss and the gradients are finite, and keeps the old
@@ -62,6 +63,9 @@ __all__ = ["Hyperparams", "TrainState", "StepMetrics", "StepConfig",
            "init_train_state", "training_objective", "train_step",
            "checked_train_step", "nonfinite_state", "NONFINITE_QUANTITIES"]
 
+# optax's cosine_onecycle_schedule's div_factor: one-cycle starts at 1/25.
+_ONECYCLE_DIV = 25.0
+
 # What `checked_train_step` checks, in order; code k > 0 names the k-th.
 NONFINITE_QUANTITIES = ("loss", "gradients", "parameters", "optimizer state")
 
@@ -74,6 +78,8 @@ class Hyperparams(NamedTuple):
   kl_warmup_steps: chex.Numeric = 0.0  # β_t = β · min(1, t / kl_warmup_steps)
   lr_warmup_steps: chex.Numeric = 0.0  # linear warm-up of the rate
   lr_schedule_steps: chex.Numeric = 1.0  # length of a decaying schedule
+  # The factor a floored schedule ends at (names.FLOORED_SCHEDULES).
+  lr_floor: chex.Numeric = 0.0
   # λ, nats per latent dimension; 0 = off. Needs objective elbo and the
   # prior N(0, I) (for another prior the step has no per-dimension KL and
   # ignores it: the run refuses that combination).
@@ -139,31 +145,49 @@ def make_optimizer(name: str = "adam", grad_clip_norm: float = 0.0
 
 
 def lr_factor(schedule: str, step: chex.Array, warmup_steps: chex.Numeric,
-              total_steps: chex.Numeric) -> chex.Array:
+              total_steps: chex.Numeric, floor: chex.Numeric = 0.0
+              ) -> chex.Array:
   """The factor on the base learning rate at `step`, traced lengths allowed.
 
-  The formulas of optax's `linear_schedule` (warm-up 0 → 1) joined with
-  `cosine_decay_schedule(1, T − W)` or `exponential_decay(1, T − W, 0.01)`
-  (1% of the base rate at the last step). Written out because optax's
-  schedule constructors check their lengths in Python, so a length that is a
-  traced hyperparameter cannot pass through them.
+  Warm-up W, schedule length T, p = (t − W) / (T − W) clipped to [0, 1]:
+
+    constant       1 after the warm-up;
+    cosine         floor + (1 − floor) · ½(1 + cos πp): optax's
+    warmup_cosine  `cosine_decay_schedule(1, T − W, alpha=floor)`;
+    exponential    0.01^p (optax's `exponential_decay(1, T − W, 0.01)`);
+    linear         floor + (1 − floor) · (1 − p): optax's
+                   `linear_schedule(1, floor, T − W)`;
+    onecycle       optax's `cosine_onecycle_schedule(T, 1, W / T, 25,
+                   1 / (25 · floor))`: a cosine rise from 1/25 to 1 over
+                   the warm-up, then the cosine decay to the floor.
+
+  The warm-up of the others is optax's `linear_schedule(0, 1, W)`. Written
+  out because optax's schedule constructors check their lengths in Python,
+  so a length that is a traced hyperparameter cannot pass through them.
   """
   t = jnp.asarray(step, jnp.float32)
   total = jnp.maximum(jnp.asarray(total_steps, jnp.float32), 1.0)
   warmup = jnp.clip(jnp.asarray(warmup_steps, jnp.float32), 0.0, total - 1.0)
+  floor = jnp.asarray(floor, jnp.float32)
   decay_steps = total - warmup
   after = t - warmup
+  progress = jnp.clip(after, 0.0, decay_steps) / decay_steps
   if schedule == "constant":
     main = jnp.ones_like(t)
-  elif schedule in ("cosine", "warmup_cosine"):
-    progress = jnp.clip(after, 0.0, decay_steps) / decay_steps
-    main = 0.5 * (1.0 + jnp.cos(math.pi * progress))
+  elif schedule in ("cosine", "warmup_cosine", "onecycle"):
+    main = floor + (1.0 - floor) * (0.5 * (1.0 + jnp.cos(math.pi * progress)))
   elif schedule == "exponential":
     main = jnp.power(0.01, jnp.maximum(after, 0.0) / decay_steps)
+  elif schedule == "linear":
+    main = floor + (1.0 - floor) * (1.0 - progress)
   else:
     raise ValueError(f"unknown learning-rate schedule {schedule!r}; choose "
                      f"one of {list(LR_SCHEDULES)}")
-  ramp = jnp.where(warmup > 0, t / jnp.maximum(warmup, 1.0), 1.0)
+  rise = t / jnp.maximum(warmup, 1.0)
+  if schedule == "onecycle":
+    start = 1.0 / _ONECYCLE_DIV
+    rise = start + (1.0 - start) * (0.5 * (1.0 - jnp.cos(math.pi * rise)))
+  ramp = jnp.where(warmup > 0, rise, 1.0)
   return jnp.where(t < warmup, ramp, main)
 
 
@@ -239,7 +263,7 @@ def _step(model: VAEModel, config: StepConfig, state: TrainState,
                            hparams.kl_warmup_steps)
   learning_rate = hparams.learning_rate * lr_factor(
       config.lr_schedule, state.step, hparams.lr_warmup_steps,
-      hparams.lr_schedule_steps)
+      hparams.lr_schedule_steps, hparams.lr_floor)
 
   def loss_fn(params):
     objective, parts = training_objective(model, config, params, batch, rng,

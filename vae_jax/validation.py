@@ -17,6 +17,7 @@ from typing import Any
 from vae_jax.errors import ConfigError
 from vae_jax.names import ACTIVATIONS, BINARIZATIONS, BINARY_LIKELIHOODS
 from vae_jax.names import COMPUTE_DTYPES, ELEMENTWISE_ACTIVATIONS
+from vae_jax.names import FLOORED_SCHEDULES
 from vae_jax.names import LAYOUTS, LIKELIHOODS, LR_SCHEDULES, OBJECTIVES
 from vae_jax.names import resolve_image_layout
 
@@ -146,6 +147,10 @@ def validate(config):
        f"choose one of {list(LR_SCHEDULES)}")
   number("lr_warmup_epochs", 0.0, high=1e9)
   number("lr_schedule_epochs", 0.0, high=1e9)
+  number("lr_floor", 0.0, high=1.0)
+  need(c.lr_floor == 0 or c.lr_schedule in FLOORED_SCHEDULES, "lr_floor",
+       f"--config.lr_schedule={c.lr_schedule} has no floor: choose one of "
+       f"{list(FLOORED_SCHEDULES)} or --config.lr_floor=0")
   number("grad_clip_norm", 0.0)
   integer("batch_size", 1, _MAX_SAMPLES)
   integer("epochs", 1, 10**7)

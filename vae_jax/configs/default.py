@@ -56,8 +56,14 @@ def get_config() -> ml_collections.ConfigDict:
   # Optimisation.
   c.optimizer = "adam"  # an optax optimizer taking learning_rate
   c.learning_rate = 1e-3
-  c.lr_schedule = "constant"  # constant | cosine | warmup_cosine | exponential
+  # constant | cosine | warmup_cosine | exponential | linear | onecycle
+  # (vae_jax.step.lr_factor); onecycle rises over lr_warmup_epochs.
+  c.lr_schedule = "constant"
   c.lr_warmup_epochs = 0.0
+  # The factor on learning_rate at the end of cosine, warmup_cosine, linear
+  # and onecycle (0: they decay to 0); traced, so a sweep varies it in one
+  # program.
+  c.lr_floor = 0.0
   # Length of the cosine/exponential decay in epochs; 0 = epochs. Set it to
   # extend a run later (a larger epochs on resume) without changing the
   # learning rates of the steps already taken.

@@ -43,6 +43,7 @@ def hyperparams(config, steps_per_epoch: int) -> step_lib.Hyperparams:
       kl_warmup_steps=steps(config.kl_warmup_epochs),
       lr_warmup_steps=steps(config.lr_warmup_epochs),
       lr_schedule_steps=steps(schedule_epochs),
+      lr_floor=jnp.float32(config.lr_floor),
       free_bits=jnp.float32(config.free_bits))
 
 

@@ -35,12 +35,12 @@ __all__ = ["SweepPlan", "plan_sweep", "MAX_MEMBERS", "STEP_INPUTS", "Axis",
 MAX_MEMBERS = 64  # more needs --allow_large_sweep
 SWEEP_JSON = "sweep.json"
 # What members of one compiled program may differ in: the traced step inputs
-# (learning rate, KL weight, warm-ups, schedule length, free bits), the seed
-# (the keys), and when a member stops (epochs, early stopping: a member that
-# is done is frozen while the others go on).
+# (learning rate, KL weight, warm-ups, schedule length and floor, free
+# bits), the seed (the keys), and when a member stops (epochs, early
+# stopping: a member that is done is frozen while the others go on).
 STEP_INPUTS = ("learning_rate", "kl_weight", "kl_warmup_epochs",
-               "lr_warmup_epochs", "lr_schedule_epochs", "free_bits", "seed",
-               "epochs", "early_stopping_patience")
+               "lr_warmup_epochs", "lr_schedule_epochs", "lr_floor",
+               "free_bits", "seed", "epochs", "early_stopping_patience")
 
 
 @dataclasses.dataclass(frozen=True)
