@@ -1,26 +1,39 @@
-"""The optimiser's settings: learning-rate schedules and their floor.
+"""The optimiser's settings: schedules, their floor, the parameters' average.
 
 Each schedule of `vae_jax.step.lr_factor` is checked against optax's own
 schedule of the same formula (which takes its lengths as Python numbers);
-the traced settings (warm-up, length, floor) are checked to vmap: one
-program for many values, each equal to its own.
+the moving average of the parameters against the average computed by hand
+in float64; with the average off, the state and the training are those of
+before. The traced settings (warm-up, length, floor, the average's decay)
+are checked to vmap: one program for many values, each equal to its own.
+A tiny run end to end evaluates, checkpoints and resumes with the average.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import re
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
+import run_helpers
+import toy_models
 from vae_jax import step as step_lib
 from vae_jax import validation
 from vae_jax.configs import default
+from vae_jax.data.prepared import prepare_data
 from vae_jax.errors import ConfigError
+from vae_jax.nets import registry
+from vae_jax.run import checkpoints as checkpoints_lib
+from vae_jax.run import likelihood
+from vae_jax.run import load
+from vae_jax.run import programs
 from vae_jax.names import FLOORED_SCHEDULES, LR_SCHEDULES
 
 _TOTAL, _WARMUP, _FLOOR = 40, 8, 0.1
@@ -114,3 +127,174 @@ def test_floored_schedules_accept_a_floor():
     config = default.get_config()
     config.update(dict(lr_schedule=schedule, lr_floor=0.1))
     validation.validate(config)
+
+
+# --- The parameters' moving average (config.ema_decay). --------------------
+
+_MODEL = toy_models.LinearImageVAE(event_shape=(4, 4, 1), latent_dim=2)
+_EPS = float(np.finfo(np.float32).eps)
+
+
+def _batches(count: int, seed: int = 0):
+  rng = np.random.default_rng(seed)
+  return [jnp.asarray(rng.uniform(size=(8, 4, 4, 1)) < 0.4, jnp.float32)
+          for _ in range(count)]
+
+
+@functools.lru_cache(maxsize=None)
+def _jitted_step(config):
+  return jax.jit(functools.partial(step_lib.train_step, _MODEL, config))
+
+
+def _train(config, hparams, steps: int, seed: int = 0):
+  """The states after each of `steps` steps from a fresh state."""
+  state = jax.jit(step_lib.init_train_state, static_argnums=(0, 1))(
+      _MODEL, config, jax.random.key(seed))
+  states = []
+  for batch in _batches(steps):
+    state, _ = _jitted_step(config)(state, batch, hparams)
+    states.append(state)
+  return states
+
+
+def _f64(tree):
+  return jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), tree)
+
+
+def test_average_is_the_hand_computed_average():
+  config = step_lib.StepConfig(optimizer="sgd", ema=True)
+  hparams = step_lib.Hyperparams(learning_rate=jnp.float32(0.5),
+                                 kl_weight=jnp.float32(1.0),
+                                 ema_decay=jnp.float32(0.6))
+  steps = 6
+  states = _train(config, hparams, steps)
+  d = float(np.float32(0.6))
+  # a_T = Σ_t (1 − d) d^(T−t) p_t / (1 − d^T), over the params after steps
+  # 1 … T: the initial parameters carry no weight.
+  weights = [(1 - d) * d ** (steps - t) / (1 - d ** steps)
+             for t in range(1, steps + 1)]
+  expected = jax.tree_util.tree_map(
+      lambda *ps: sum(w * p for w, p in zip(weights, ps)),
+      *[_f64(s.params) for s in states])
+  # Each of the T updates a + η(p − a) rounds 3 times, η itself a few
+  # times (a power, a difference, a quotient): ≤ 8u of max|p| per step.
+  for ours, exact, last in zip(
+      jax.tree_util.tree_leaves(states[-1].ema_params),
+      jax.tree_util.tree_leaves(expected),
+      jax.tree_util.tree_leaves(states[-1].params)):
+    scale = max(float(np.max(np.abs(np.asarray(s)))) for s in (
+        ours, last)) + 1e-30
+    np.testing.assert_allclose(ours, exact, rtol=0,
+                               atol=8 * steps * _EPS * scale)
+  # The first update's average is its parameters exactly (η_1 = 1).
+  chex.assert_trees_all_equal(states[0].ema_params, states[0].params)
+  assert step_lib.evaluation_params(states[-1]) is states[-1].ema_params
+
+
+def test_average_off_keeps_the_state_and_the_training_of_before():
+  """ema=False: no leaf more than (params, opt_state, step, rng), the
+  optimizer's own state; and the average, when on, changes no bit of the
+  training (it only reads the parameters)."""
+  hparams = step_lib.Hyperparams(learning_rate=jnp.float32(1e-2),
+                                 kl_weight=jnp.float32(1.0),
+                                 ema_decay=jnp.float32(0.9))
+  (off,) = _train(step_lib.StepConfig(), hparams, 1)
+  assert off.ema_params is None
+  assert step_lib.evaluation_params(off) is off.params
+  assert (jax.tree_util.tree_structure(off.opt_state)
+          == jax.tree_util.tree_structure(
+              step_lib.make_optimizer().init(off.params)))
+  old_leaves = jax.tree_util.tree_leaves(
+      (off.params, off.opt_state, off.step, off.rng))
+  new_leaves = jax.tree_util.tree_leaves(off)
+  assert len(new_leaves) == len(old_leaves)
+  for a, b in zip(new_leaves, old_leaves):
+    assert a is b
+  off_states = _train(step_lib.StepConfig(), hparams, 4)
+  on_states = _train(step_lib.StepConfig(ema=True), hparams, 4)
+  chex.assert_trees_all_equal(off_states[-1].params, on_states[-1].params)
+  chex.assert_trees_all_equal(off_states[-1].opt_state,
+                              on_states[-1].opt_state)
+
+
+def test_average_decay_is_traced_and_vmaps():
+  """Members with other decays and floors: one program, each its own."""
+  config = step_lib.StepConfig(ema=True, lr_schedule="linear")
+  state = jax.jit(step_lib.init_train_state, static_argnums=(0, 1))(
+      _MODEL, config, jax.random.key(3))
+  two = lambda a, b: jnp.float32([a, b])
+  hparams = step_lib.Hyperparams(
+      learning_rate=two(1e-2, 1e-2), kl_weight=two(1, 1),
+      kl_warmup_steps=two(0, 0), lr_warmup_steps=two(0, 0),
+      lr_schedule_steps=two(4, 4), free_bits=two(0, 0),
+      lr_floor=two(0.0, 0.5), ema_decay=two(0.5, 0.9))
+  stacked = jax.tree_util.tree_map(lambda a: jnp.stack([a, a]), state)
+  swept = jax.jit(jax.vmap(functools.partial(step_lib.train_step, _MODEL,
+                                             config)))
+  batches = _batches(3)
+  alone = [state, state]
+  for batch in batches:
+    stacked, metrics = swept(stacked, jnp.stack([batch, batch]), hparams)
+    for i in range(2):
+      alone[i], _ = _jitted_step(config)(
+          alone[i], batch, jax.tree_util.tree_map(lambda a: a[i], hparams))
+  for i in range(2):
+    member = jax.tree_util.tree_map(lambda a: a[i], stacked.ema_params)
+    # Float rounding only: vmapped and alone compile differently.
+    chex.assert_trees_all_close(member, alone[i].ema_params, atol=1e-6)
+  # The floors and decays took effect: other rates, other averages.
+  assert float(metrics.learning_rate[1]) > float(metrics.learning_rate[0])
+  assert not np.allclose(stacked.ema_params["decoder"]["b"][0],
+                         stacked.ema_params["decoder"]["b"][1])
+
+
+def _ema_config(data_dir, **overrides):
+  return run_helpers.small_config(data_dir, validation_size=128,
+                                  ema_decay=0.9, final_importance_samples=2,
+                                  **overrides)
+
+
+def test_a_run_evaluates_checkpoints_and_resumes_with_the_average(
+    idx_data_dir, tmp_path):
+  config = _ema_config(idx_data_dir)
+  whole = str(tmp_path / "whole")
+  history = run_helpers.train(config, whole)
+  # The same run in two launches: one epoch, then extended to two.
+  parts = str(tmp_path / "parts")
+  run_helpers.train(_ema_config(idx_data_dir, epochs=1), parts)
+  assert run_helpers.without_times(run_helpers.train(config, parts)) == \
+      run_helpers.without_times(history)
+  a = run_helpers.saved_state(config, whole)
+  b = run_helpers.saved_state(config, parts)
+  chex.assert_trees_all_equal(  # bit for bit, the average too
+      jax.tree_util.tree_leaves((a.params, a.opt_state, a.ema_params)),
+      jax.tree_util.tree_leaves((b.params, b.opt_state, b.ema_params)))
+  assert not np.array_equal(jax.tree_util.tree_leaves(a.ema_params)[0],
+                            jax.tree_util.tree_leaves(a.params)[0])
+
+  # The epoch's test ELBO is the average's (same program, same keys).
+  model = registry.build_model(config, (28 * 28,))
+  data = prepare_data(config)
+  _, eval_rng, _ = programs.run_keys(config)
+  evaluate = lambda params: float(programs.evaluate_program(
+      model, params, data.test, eval_rng, batch_size=config.eval_batch_size,
+      num_samples=config.eval_num_samples, analytic_kl=True).elbo)
+  assert history[-1]["test_elbo"] == evaluate(a.ema_params)
+  assert history[-1]["test_elbo"] != evaluate(a.params)
+  # The best checkpoint: chosen on the average's validation ELBO, and its
+  # parameters as evaluation reads them are the average.
+  best = max(history, key=lambda r: r["val_elbo"])
+  with checkpoints_lib.RunCheckpoints(os.path.join(whole, "checkpoints"),
+                                      read_only=True) as ckpts:
+    assert ckpts.best_step() == best["step"]
+    best_state = run_helpers.saved_state(config, whole, best["step"])
+    chex.assert_trees_all_equal(
+        ckpts.restore_params(best["step"], checkpoints_lib.BEST),
+        best_state.ema_params)
+  _, _, loaded = load.restore_params(whole)
+  chex.assert_trees_all_equal(loaded, best_state.ema_params)
+  # The final IS log p(x) was measured on the best average.
+  report = likelihood.likelihood_report(
+      model, best_state.ema_params, data.test, eval_rng, 2,
+      batch_size=config.eval_batch_size)
+  assert history[-1]["test_log_px"] == report["test_log_px"]

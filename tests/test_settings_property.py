@@ -53,6 +53,8 @@ def _representable(name: str, value) -> bool:
   if isinstance(value, bool) or isinstance(value, str):
     return True
   if isinstance(value, int):
+    if isinstance(_DEFAULTS[name], float):  # becomes a float32: 1e30 fits
+      return abs(value) <= 1e30
     return abs(value) <= validation.INT32_MAX
   if isinstance(value, float):
     return math.isfinite(value)

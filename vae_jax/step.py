@@ -39,6 +39,11 @@ the step writes lr_t = lr · schedule(t) into the optimizer state, so it is
 the optimizer's own learning rate whatever the chain around it. The
 randomness of step t is fold_in(state.rng, t): a run resumed at step t
 continues bit for bit.
+
+With `StepConfig.ema` the state also keeps a moving average of the
+parameters (`averaged_params`), updated with each update taken; a run
+evaluates, checkpoints as best and measures log p(x) on it
+(`evaluation_params`). It lives in the state, so resume stays exact.
 """
 
 from __future__ import annotations
@@ -60,7 +65,8 @@ from vae_jax.names import LR_SCHEDULES, OBJECTIVES
 
 __all__ = ["Hyperparams", "TrainState", "StepMetrics", "StepConfig",
            "LR_SCHEDULES", "make_optimizer", "lr_factor", "kl_weight_at",
-           "init_train_state", "training_objective", "train_step",
+           "init_train_state", "evaluation_params", "averaged_params",
+           "training_objective", "train_step",
            "checked_train_step", "nonfinite_state", "NONFINITE_QUANTITIES"]
 
 # optax's cosine_onecycle_schedule's div_factor: one-cycle starts at 1/25.
@@ -80,6 +86,8 @@ class Hyperparams(NamedTuple):
   lr_schedule_steps: chex.Numeric = 1.0  # length of a decaying schedule
   # The factor a floored schedule ends at (names.FLOORED_SCHEDULES).
   lr_floor: chex.Numeric = 0.0
+  # d of the parameters' average (StepConfig.ema); unused when that is off.
+  ema_decay: chex.Numeric = 0.0
   # λ, nats per latent dimension; 0 = off. Needs objective elbo and the
   # prior N(0, I) (for another prior the step has no per-dimension KL and
   # ignores it: the run refuses that combination).
@@ -94,6 +102,9 @@ class TrainState:
   opt_state: Any  # optax.InjectHyperparamsState
   step: chex.Array  # int32 scalar: optimiser steps taken
   rng: chex.PRNGKey  # root key; step t uses fold_in(rng, t)
+  # The parameters' moving average (StepConfig.ema), else None: no leaves,
+  # so a state without it is the pytree of arrays it always was.
+  ema_params: Any = None
 
 
 class StepMetrics(NamedTuple):
@@ -124,6 +135,9 @@ class StepConfig:
   optimizer: str = "adam"
   grad_clip_norm: float = 0.0  # 0 = no clipping
   lr_schedule: str = "constant"  # one of LR_SCHEDULES
+  # Keep TrainState.ema_params, the average of the parameters (decay
+  # Hyperparams.ema_decay). Static: off, the step does no extra work.
+  ema: bool = False
   # checked_train_step: a non-finite step still advances the step counter
   # (skipped) instead of halting the run at it.
   skip_nonfinite_updates: bool = False
@@ -206,8 +220,34 @@ def init_train_state(model: VAEModel, config: StepConfig,
   init_rng, train_rng = jax.random.split(rng)
   params = model.init(init_rng)
   optimizer = make_optimizer(config.optimizer, config.grad_clip_norm)
+  # (A copy: the average is a buffer of its own, donated with the state.)
+  ema_params = (jax.tree_util.tree_map(jnp.copy, params) if config.ema
+                else None)
   return TrainState(params=params, opt_state=optimizer.init(params),
-                    step=jnp.zeros((), jnp.int32), rng=train_rng)
+                    step=jnp.zeros((), jnp.int32), rng=train_rng,
+                    ema_params=ema_params)
+
+
+def evaluation_params(state: TrainState) -> Any:
+  """The parameters a run evaluates: the average when it keeps one."""
+  return state.params if state.ema_params is None else state.ema_params
+
+
+def averaged_params(average: Any, params: Any, step: chex.Array,
+                    decay: chex.Numeric) -> Any:
+  """The moving average of the parameters after update `step` = t ≥ 1.
+
+  a_t = Σ_{s ≤ t} (1 − d) d^(t−s) p_s / (1 − d^t): optax.ema's debiased
+  average of p_1 … p_t (Adam's bias correction), kept in its debiased form
+  by Polyak's update a_t = a_{t−1} + η_t (p_t − a_{t−1}), η_t = (1 − d) /
+  (1 − d^t), through `optax.incremental_update`. η_1 = 1: the initial
+  parameters never weigh in, so early evaluations are not pulled back
+  towards them; d = 0 gives a_t = p_t.
+  """
+  decay = jnp.asarray(decay, jnp.float32)
+  t = jnp.asarray(step, jnp.float32)
+  step_size = (1.0 - decay) / (1.0 - jnp.power(decay, t))
+  return optax.incremental_update(params, average, step_size)
 
 
 def training_objective(model: VAEModel, config: StepConfig, params: Any,
@@ -283,28 +323,34 @@ def _step(model: VAEModel, config: StepConfig, state: TrainState,
       kl_weight=kl_weight)
 
   def update(operands):
-    params, opt_state, grads, _ = operands
+    params, opt_state, grads, _, average = operands
     updates, opt_state = optimizer.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state
+    params = optax.apply_updates(params, updates)
+    if config.ema:
+      average = averaged_params(average, params, state.step + 1,
+                                hparams.ema_decay)
+    return params, opt_state, average
 
-  operands = (state.params, opt_state, grads, state.opt_state)
+  operands = (state.params, opt_state, grads, state.opt_state,
+              state.ema_params)
   if halted is None:
-    params, opt_state = update(operands)
+    params, opt_state, average = update(operands)
     return state.replace(params=params, opt_state=opt_state,
-                         step=state.step + 1), metrics, jnp.int32(0)
+                         step=state.step + 1, ema_params=average
+                         ), metrics, jnp.int32(0)
   code = jnp.where(jnp.isfinite(loss),
                    jnp.where(jnp.isfinite(metrics.grad_norm), 0, 2),
                    1).astype(jnp.int32)
   accept = (code == 0) & jnp.logical_not(halted)
   # A cond, not a select of new and old: the update runs only when taken,
   # in place, and the kept state costs no pass over the parameters.
-  params, opt_state = jax.lax.cond(accept, update, lambda o: (o[0], o[3]),
-                                   operands)
+  params, opt_state, average = jax.lax.cond(
+      accept, update, lambda o: (o[0], o[3], o[4]), operands)
   advance = (jnp.logical_not(halted) if config.skip_nonfinite_updates
              else accept)
   return state.replace(params=params, opt_state=opt_state,
-                       step=jnp.where(advance, state.step + 1, state.step)
-                       ), metrics, code
+                       step=jnp.where(advance, state.step + 1, state.step),
+                       ema_params=average), metrics, code
 
 
 def _all_finite(tree) -> chex.Array:

@@ -152,6 +152,9 @@ def validate(config):
        f"--config.lr_schedule={c.lr_schedule} has no floor: choose one of "
        f"{list(FLOORED_SCHEDULES)} or --config.lr_floor=0")
   number("grad_clip_norm", 0.0)
+  need(math.isfinite(c.ema_decay) and 0 <= c.ema_decay < 1, "ema_decay",
+       "it must be a number >= 0 and < 1 (0 turns the average off), e.g. "
+       "0.999")
   integer("batch_size", 1, _MAX_SAMPLES)
   integer("epochs", 1, 10**7)
   integer("steps_per_chunk", 0)

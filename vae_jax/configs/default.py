@@ -69,6 +69,11 @@ def get_config() -> ml_collections.ConfigDict:
   # learning rates of the steps already taken.
   c.lr_schedule_epochs = 0.0
   c.grad_clip_norm = 0.0  # 0 turns clipping off
+  # d of an exponential moving average of the parameters (optax.ema's
+  # debiased one, vae_jax.step.averaged_params), in [0, 1); 0 = off. When on,
+  # evaluation, the best checkpoint and log p(x) use the average. Whether it
+  # is on is static, the decay itself traced.
+  c.ema_decay = 0.0
   c.batch_size = 128
   c.epochs = 10
   c.steps_per_chunk = 0  # steps per dispatch and checkpoint; 0 = an epoch

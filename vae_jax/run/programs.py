@@ -29,7 +29,7 @@ def step_config(config) -> step_lib.StepConfig:
       num_samples=config.num_samples, analytic_kl=config.analytic_kl,
       objective=config.objective, optimizer=config.optimizer,
       grad_clip_norm=float(config.grad_clip_norm),
-      lr_schedule=config.lr_schedule,
+      lr_schedule=config.lr_schedule, ema=config.ema_decay > 0,
       skip_nonfinite_updates=config.skip_nonfinite_updates)
 
 
@@ -44,6 +44,7 @@ def hyperparams(config, steps_per_epoch: int) -> step_lib.Hyperparams:
       lr_warmup_steps=steps(config.lr_warmup_epochs),
       lr_schedule_steps=steps(schedule_epochs),
       lr_floor=jnp.float32(config.lr_floor),
+      ema_decay=jnp.float32(config.ema_decay),
       free_bits=jnp.float32(config.free_bits))
 
 
