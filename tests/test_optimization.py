@@ -34,6 +34,7 @@ from vae_jax.run import checkpoints as checkpoints_lib
 from vae_jax.run import likelihood
 from vae_jax.run import load
 from vae_jax.run import programs
+from vae_jax.run import sweep_grid
 from vae_jax.names import FLOORED_SCHEDULES, LR_SCHEDULES
 
 _TOTAL, _WARMUP, _FLOOR = 40, 8, 0.1
@@ -298,3 +299,41 @@ def test_a_run_evaluates_checkpoints_and_resumes_with_the_average(
       model, best_state.ema_params, data.test, eval_rng, 2,
       batch_size=config.eval_batch_size)
   assert history[-1]["test_log_px"] == report["test_log_px"]
+
+
+# --- The learning rate scaled to the batch size. ---------------------------
+
+@pytest.mark.parametrize("scaling, factor", [
+    ("none", 1.0), ("linear", 2.0), ("sqrt", 2.0 ** 0.5)])
+def test_learning_rate_follows_the_batch_size(scaling, factor):
+  config = default.get_config()
+  config.update(dict(lr_batch_scaling=scaling, batch_size=256,
+                     lr_reference_batch_size=128))
+  validation.validate(config)
+  hparams = programs.hyperparams(config, steps_per_epoch=10)
+  assert float(hparams.learning_rate) == float(np.float32(1e-3 * factor))
+  if scaling == "none":  # the configured float itself, as before
+    assert hparams.learning_rate == jnp.float32(config.learning_rate)
+
+
+@pytest.mark.parametrize("changes, named", [
+    (dict(lr_batch_scaling="cubic"), "--config.lr_batch_scaling='cubic'"),
+    (dict(lr_reference_batch_size=0), "--config.lr_reference_batch_size=0"),
+    (dict(lr_batch_scaling="linear", learning_rate=900.0, batch_size=256),
+     "--config.learning_rate=900.0"),
+    (dict(ema_decay=1.0), "--config.ema_decay=1.0"),
+    (dict(ema_decay=-0.5), "--config.ema_decay=-0.5"),
+])
+def test_bad_scaling_and_decay_are_refused_in_one_line(changes, named):
+  test_bad_settings_are_refused_in_one_line(changes, named)
+
+
+def test_traced_settings_share_a_group_and_the_average_is_static():
+  base = default.get_config()
+  plan = sweep_grid.plan_sweep(base, [
+      "ema_decay=0.9,0.99", "lr_batch_scaling=none,sqrt"])
+  assert len(plan.groups) == 1  # one vmapped program for the 4 members
+  plan = sweep_grid.plan_sweep(base, ["ema_decay=0,0.9,0.99"])
+  # Off and on are two states' shapes: two programs.
+  assert [[plan.members[i].settings["ema_decay"] for i in g]
+          for g in plan.groups] == [[0.0], [0.9, 0.99]]

@@ -8,7 +8,7 @@ from here.
 __all__ = ["ACTIVATIONS", "ELEMENTWISE_ACTIVATIONS", "BINARIZATIONS",
            "COMPUTE_DTYPES", "LAYOUTS", "LIKELIHOODS", "BINARY_LIKELIHOODS",
            "LR_SCHEDULES", "FLOORED_SCHEDULES",
-           "OBJECTIVES", "MODEL_LAYOUTS",
+           "LR_BATCH_SCALINGS", "OBJECTIVES", "MODEL_LAYOUTS",
            "resolve_image_layout"]
 
 # Functions of jax.nn. glu (gated dense layers, vae_jax.nets.modules.
@@ -29,6 +29,9 @@ LR_SCHEDULES = ("constant", "cosine", "warmup_cosine", "exponential",
                 "linear", "onecycle")
 # The schedules that end at config.lr_floor (exponential ends at 1%).
 FLOORED_SCHEDULES = ("cosine", "warmup_cosine", "linear", "onecycle")
+# The learning rate × (batch_size / lr_reference_batch_size)^p: p = 0, 1, ½
+# (vae_jax.validation.batch_scale, applied in vae_jax.run.programs).
+LR_BATCH_SCALINGS = ("none", "linear", "sqrt")
 # The training objective (vae_jax.step): the β-weighted ELBO (with free bits),
 # or the importance-weighted bound of Burda et al. with num_samples draws.
 OBJECTIVES = ("elbo", "iwae")

@@ -56,6 +56,11 @@ def get_config() -> ml_collections.ConfigDict:
   # Optimisation.
   c.optimizer = "adam"  # an optax optimizer taking learning_rate
   c.learning_rate = 1e-3
+  # none | linear | sqrt: the rate used is learning_rate × (batch_size /
+  # lr_reference_batch_size)^(0 | 1 | ½), so learning_rate is the rate at the
+  # reference batch size. Computed on the host into the traced rate.
+  c.lr_batch_scaling = "none"
+  c.lr_reference_batch_size = 128
   # constant | cosine | warmup_cosine | exponential | linear | onecycle
   # (vae_jax.step.lr_factor); onecycle rises over lr_warmup_epochs.
   c.lr_schedule = "constant"

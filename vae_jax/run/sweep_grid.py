@@ -35,14 +35,14 @@ __all__ = ["SweepPlan", "plan_sweep", "MAX_MEMBERS", "STEP_INPUTS", "Axis",
 MAX_MEMBERS = 64  # more needs --allow_large_sweep
 SWEEP_JSON = "sweep.json"
 # What members of one compiled program may differ in: the traced step inputs
-# (learning rate, KL weight, warm-ups, schedule length and floor, free
-# bits, the average's decay), the seed (the keys), and when a member stops
+# (learning rate and its scaling to the batch size, KL weight, warm-ups,
+# schedule length and floor, free bits, the average's decay), the seed (the keys), and when a member stops
 # (epochs, early stopping: a member that is done is frozen while the others
 # go on). Whether the average is kept at all is static (group_key).
-STEP_INPUTS = ("learning_rate", "kl_weight", "kl_warmup_epochs",
-               "lr_warmup_epochs", "lr_schedule_epochs", "lr_floor",
-               "free_bits", "ema_decay", "seed", "epochs",
-               "early_stopping_patience")
+STEP_INPUTS = ("learning_rate", "lr_batch_scaling", "lr_reference_batch_size",
+               "kl_weight", "kl_warmup_epochs", "lr_warmup_epochs",
+               "lr_schedule_epochs", "lr_floor", "free_bits", "ema_decay",
+               "seed", "epochs", "early_stopping_patience")
 
 
 @dataclasses.dataclass(frozen=True)
