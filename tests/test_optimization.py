@@ -34,7 +34,9 @@ from vae_jax.run import checkpoints as checkpoints_lib
 from vae_jax.run import likelihood
 from vae_jax.run import load
 from vae_jax.run import programs
+from vae_jax.run import sweep
 from vae_jax.run import sweep_grid
+from vae_jax.run import workdir as workdir_lib
 from vae_jax.names import FLOORED_SCHEDULES, LR_SCHEDULES
 
 _TOTAL, _WARMUP, _FLOOR = 40, 8, 0.1
@@ -337,3 +339,30 @@ def test_traced_settings_share_a_group_and_the_average_is_static():
   # Off and on are two states' shapes: two programs.
   assert [[plan.members[i].settings["ema_decay"] for i in g]
           for g in plan.groups] == [[0.0], [0.9, 0.99]]
+
+
+def test_a_vmapped_sweep_over_the_new_settings_equals_its_members_alone(
+    idx_data_dir, tmp_path):
+  """ema_decay × lr_floor (a linear schedule), one vmapped program: each
+  member as the same run trained alone, within rounding."""
+  base = run_helpers.small_config(idx_data_dir, epochs=1, batch_size=64,
+                                  steps_per_chunk=4, lr_schedule="linear",
+                                  lr_batch_scaling="sqrt")
+  plan = sweep_grid.plan_sweep(base, ["ema_decay=0.5,0.9",
+                                      "lr_floor=0,0.5"])
+  assert len(plan.groups) == 1
+  sweep_dir = str(tmp_path / "sweep")
+  sweep.run_sweep(plan, sweep_dir, "on", figures=False)
+  member = plan.members[-1]  # ema_decay=0.9, lr_floor=0.5
+  alone = str(tmp_path / "alone")
+  history = run_helpers.train(member.config, alone)
+  model = registry.build_model(member.config, (28 * 28,))
+  a = run_helpers.saved_state(member.config,
+                              os.path.join(sweep_dir, member.name))
+  b = run_helpers.saved_state(member.config, alone)
+  record = workdir_lib.read_metrics(os.path.join(sweep_dir, member.name))[-1]
+  run_helpers.assert_runs_close(model, a.replace(params=a.ema_params),
+                                b.replace(params=b.ema_params), record,
+                                history[-1], member.config)
+  assert record["learning_rate"] == pytest.approx(history[-1][
+      "learning_rate"], rel=1e-6)
