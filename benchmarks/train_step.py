@@ -39,6 +39,13 @@ runs of `plain` in a subprocess; medians and their ratio.
 
 --profile adds, for the trainer and plain rows, where one epoch's time goes:
 XLA:CPU's per-op trace, the top ops and their groups (benchmarks/op_profile).
+
+Small sizes and other machines: --rows=trainer,plain,matmuls times those
+rows only (plain and matmuls always: the ratios and the limit need them);
+--override=hidden_dims=32/16,latent_dim=4 shrinks the model (tuples
+joined by '/'); --synthetic=N or --data_dir=DIR (benchmarks/
+bench_data.py) choose the data. --override=compute_dtype=bfloat16 runs the
+trainer in bf16 (the baselines stay float32).
 """
 
 from __future__ import annotations
@@ -59,6 +66,7 @@ from absl import app
 from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_data  # pylint: disable=g-import-not-at-top,wrong-import-position
 import op_profile  # pylint: disable=g-import-not-at-top,wrong-import-position
 import plain_vae  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -73,7 +81,10 @@ _PROFILE = flags.DEFINE_bool("profile", False, "Also print where the trainer "
                               "and plain spend an epoch, op by op.")
 _CONFIG_OVERRIDES = flags.DEFINE_list(
     "override", [], "--config.K=V settings of the trainer row, e.g. "
-    "compute_dtype=bfloat16.")
+    "compute_dtype=bfloat16; tuples joined by '/', hidden_dims=32/16.")
+_ROWS = ["trainer", "plain", "naive", "matmuls", "mm+adam"]
+_ROWS_TIMED = flags.DEFINE_list("rows", _ROWS, "The rows timed (plain and "
+                                "matmuls always).")
 
 
 def _config(name: str):
@@ -81,8 +92,13 @@ def _config(name: str):
   config.activation = "relu"  # the layers plain_vae implements
   for item in _CONFIG_OVERRIDES.value:
     key, value = item.split("=", 1)
-    config[key] = type(config[key])(value) if not isinstance(
-        config[key], bool) else value.lower() in ("1", "true")
+    if isinstance(config[key], bool):
+      config[key] = value.lower() in ("1", "true")
+    elif isinstance(config[key], tuple):
+      config[key] = tuple(int(v) for v in value.split("/"))
+    else:
+      config[key] = type(config[key])(value)
+  bench_data.apply(config)
   return config
 
 
@@ -208,7 +224,9 @@ def _measure(name: str) -> None:
   config.validation_size = 0  # the whole training split, as the rows' epoch
   data = prepare_data(config)
   images = np.asarray(data.train)
-  rows = [_trainer_row(config, data), *_plain_rows(config, images)]
+  timed = set(_ROWS_TIMED.value) | {"plain", "matmuls"}
+  rows = [row for row in [_trainer_row(config, data),
+                          *_plain_rows(config, images)] if row.name in timed]
   for row in rows:  # warm-up: caches, allocator, first-call costs
     row.time()
     row.rates.clear()
@@ -221,7 +239,8 @@ def _measure(name: str) -> None:
   limit = statistics.median(by_name["matmuls"].rates)
   gflops = limit * flops / 1e9
   model = f"784-{'-'.join(map(str, sizes.hidden))}-{sizes.latent}"
-  print(f"\n{name}: {model}, batch {sizes.batch}, {config.optimizer}; "
+  print(f"\n{name}: {model}, batch {sizes.batch}, {config.optimizer}, "
+        f"trainer in {config.compute_dtype}, {bench_data.describe()}; "
         f"{flops / 1e6:.2f} MFLOP of matmuls per training example; matmuls "
         f"at {gflops:.1f} GFLOP/s; medians of {_REPEATS.value} interleaved "
         "repeats")
