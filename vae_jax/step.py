@@ -23,11 +23,12 @@ the value of the objective trained.
 Two kinds of settings:
 
   * `StepConfig` — static: what shapes the compiled program (samples per
-    example, analytic or Monte-Carlo KL, the optimizer, the schedule's form).
+    example, analytic or Monte-Carlo KL, the optimizer, the schedule's form,
+    whether the state keeps an average of the parameters).
   * `Hyperparams` — traced inputs: everything a sweep may vary (base learning
     rate, KL weight β, warm-up and schedule lengths in steps, the schedule's
-    floor). `jax.vmap` over stacked states and hyperparameters runs a whole
-    sweep as one program.
+    floor, the average's decay). `jax.vmap` over stacked states and
+    hyperparameters runs a whole sweep as one program.
 
 `checked_train_step` is the step of a run: inside the compiled program it
 checks that the loss and the gradients are finite, and keeps the old
