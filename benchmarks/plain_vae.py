@@ -134,13 +134,16 @@ def _matmul_grads(sizes: Sizes, params, x) -> list:
   return grads[::-1]
 
 
-def matmul_step(sizes: Sizes):
+def matmul_step(sizes: Sizes, dtype=jnp.float32):
   """jit(params, x `[S, B, 784]`) → params: per step, only the matmuls of
   forward and backward passes; a tiny update makes every step depend on
-  the last."""
+  the last. With `dtype` bfloat16, the matmuls take float32 parameters cast
+  to it (what mixed precision does), the update stays float32."""
   def body(params, x):
-    grads = _matmul_grads(sizes, params, x)
-    return [(w - 1e-9 * g, b) for (w, b), g in zip(params, grads)], None
+    cast = [(w.astype(dtype), b) for w, b in params]
+    grads = _matmul_grads(sizes, cast, x.astype(dtype))
+    return [(w - 1e-9 * g.astype(w.dtype), b)
+            for (w, b), g in zip(params, grads)], None
 
   @jax.jit
   def run(params, batches):

@@ -2,6 +2,8 @@ r"""A sweep's group of 8 vmapped as one program against 8 runs in turn.
 
     .venv/bin/python benchmarks/sweep.py             # default model, 8 members
     .venv/bin/python benchmarks/sweep.py --members=4 --steps=20 --repeats=3
+    .venv/bin/python benchmarks/sweep.py --synthetic=512 --hidden_dims=32 \
+        --latent_dim=4 --members=2 --steps=4 --repeats=1   # tiny: seconds
 
 Trains `--members` copies of the default config's model (784-500-20 MLP,
 batch 128, Adam; each its own seed and learning rate) for `--steps` steps on
@@ -17,11 +19,14 @@ busy machine slows both alike); examples/s counts every member's examples
 (members × steps × batch) and the table gives the median over repeats. The
 row `auto` is the mode `--vectorize=auto` picks on this backend, with its
 ratio to the faster of the two. Prints a table, then one JSON line per row.
+--hidden_dims and --latent_dim change the model, --synthetic=N and
+--data_dir=DIR the data (benchmarks/bench_data.py).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
 import time
@@ -32,7 +37,12 @@ from absl import flags
 flags.DEFINE_integer("members", 8, "Members of the group.")
 flags.DEFINE_integer("steps", 50, "Steps per timed chunk.")
 flags.DEFINE_integer("repeats", 5, "Alternating repeats of both modes.")
+flags.DEFINE_list("hidden_dims", ["500"], "The members' hidden widths.")
+flags.DEFINE_integer("latent_dim", 20, "The members' latent size.")
 FLAGS = flags.FLAGS
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_data  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def main(argv):
@@ -49,6 +59,9 @@ def main(argv):
   from vae_jax.run import sweep_group  # pylint: disable=g-import-not-at-top
 
   config = default.get_config()
+  config.hidden_dims = tuple(int(h) for h in FLAGS.hidden_dims)
+  config.latent_dim = FLAGS.latent_dim
+  bench_data.apply(config)
   data = prepare_data(config)
   model = registry.build_model(config, data.train.shape[1:])
   step_cfg = programs.step_config(config)
@@ -101,7 +114,10 @@ def main(argv):
   rows.append({"mode": f"auto ({auto})", "examples_per_sec": medians[auto],
                "speedup_vs_sequential": medians[auto] / medians["sequential"],
                "of_best": medians[auto] / best, "repeats": rates[auto]})
-  print(f"{FLAGS.members} members × {n} steps × batch {config.batch_size}, "
+  model_name = "-".join(map(str, (784, *config.hidden_dims,
+                                   config.latent_dim)))
+  print(f"{model_name} MLP, {bench_data.describe()}; "
+        f"{FLAGS.members} members × {n} steps × batch {config.batch_size}, "
         f"{jax.default_backend()} ({jax.devices()[0].device_kind}), median "
         f"of {FLAGS.repeats} alternating repeats")
   print(f"{'mode':<18} {'examples/s':>12} {'vs sequential':>14} "

@@ -39,6 +39,15 @@ runs of `plain` in a subprocess; medians and their ratio.
 
 --profile adds, for the trainer and plain rows, where one epoch's time goes:
 XLA:CPU's per-op trace, the top ops and their groups (benchmarks/op_profile).
+
+Small sizes and other machines: --rows=trainer,plain,matmuls times those
+rows only (plain and matmuls always: the ratios and the limit need them);
+--override=hidden_dims=32/16,latent_dim=4 shrinks the model (tuples
+joined by '/'); --synthetic=N or --data_dir=DIR (benchmarks/
+bench_data.py) choose the data. --override=compute_dtype=bfloat16 runs the
+trainer in bf16 (the baselines stay float32); --compute_dtypes=bfloat16
+adds rows trainer-bf16 and matmuls-bf16 (the matmul bound with bf16
+matmuls) beside the float32 ones.
 """
 
 from __future__ import annotations
@@ -59,6 +68,7 @@ from absl import app
 from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_data  # pylint: disable=g-import-not-at-top,wrong-import-position
 import op_profile  # pylint: disable=g-import-not-at-top,wrong-import-position
 import plain_vae  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -73,7 +83,13 @@ _PROFILE = flags.DEFINE_bool("profile", False, "Also print where the trainer "
                               "and plain spend an epoch, op by op.")
 _CONFIG_OVERRIDES = flags.DEFINE_list(
     "override", [], "--config.K=V settings of the trainer row, e.g. "
-    "compute_dtype=bfloat16.")
+    "compute_dtype=bfloat16; tuples joined by '/', hidden_dims=32/16.")
+_ROWS = ["trainer", "plain", "naive", "matmuls", "mm+adam"]
+_ROWS_TIMED = flags.DEFINE_list("rows", _ROWS, "The rows timed (plain and "
+                                "matmuls always).")
+_DTYPES = flags.DEFINE_list("compute_dtypes", [], "Also these compute "
+                            "dtypes: a trainer and a matmuls row for each, "
+                            "e.g. bfloat16.")
 
 
 def _config(name: str):
@@ -81,8 +97,13 @@ def _config(name: str):
   config.activation = "relu"  # the layers plain_vae implements
   for item in _CONFIG_OVERRIDES.value:
     key, value = item.split("=", 1)
-    config[key] = type(config[key])(value) if not isinstance(
-        config[key], bool) else value.lower() in ("1", "true")
+    if isinstance(config[key], bool):
+      config[key] = value.lower() in ("1", "true")
+    elif isinstance(config[key], tuple):
+      config[key] = tuple(int(v) for v in value.split("/"))
+    else:
+      config[key] = type(config[key])(value)
+  bench_data.apply(config)
   return config
 
 
@@ -123,7 +144,7 @@ class _Row:
     self.rates.append(self.examples / (time.perf_counter() - start))
 
 
-def _trainer_row(config, data) -> _Row:
+def _trainer_row(config, data, name: str = "trainer") -> _Row:
   from vae_jax.nets import registry  # pylint: disable=g-import-not-at-top
   from vae_jax.run import programs  # pylint: disable=g-import-not-at-top
   model = registry.build_model(config, data.train.shape[1:])
@@ -141,7 +162,7 @@ def _trainer_row(config, data) -> _Row:
   def run():
     box[0], metrics, _ = compiled(box[0], data.train, hparams)
     jax.block_until_ready(metrics)
-  return _Row("trainer", run, steps * config.batch_size, compile_s,
+  return _Row(name, run, steps * config.batch_size, compile_s,
               _memory_mb(compiled), compiled.as_text())
 
 
@@ -152,7 +173,25 @@ def _compile(jitted, *args):
   return compiled, time.perf_counter() - start
 
 
-def _plain_rows(config, images: np.ndarray) -> list[_Row]:
+def _matmul_row(config, batches, dtype: str) -> _Row:
+  """`matmul_step` with its matmuls in `dtype` (parameters cast to it)."""
+  sizes = _sizes(config)
+  params = plain_vae.init(sizes, jax.random.key(0))
+  compiled, compile_s = _compile(
+      plain_vae.matmul_step(sizes, getattr(jax.numpy, dtype)), params,
+      batches)
+  run = lambda: jax.block_until_ready(compiled(params, batches))
+  return _Row(f"matmuls-{_short(dtype)}", run,
+              batches.shape[0] * sizes.batch, compile_s,
+              _memory_mb(compiled))
+
+
+def _short(dtype: str) -> str:
+  return {"bfloat16": "bf16", "float32": "f32"}.get(dtype, dtype)
+
+
+def _plain_rows(config, images: np.ndarray, timed: set) -> list[_Row]:
+  """The baseline rows named in `timed` (plain and matmuls always)."""
   sizes = _sizes(config)
   lr = config.learning_rate
   batches = jax.device_put(plain_vae.binarize_epoch(images, sizes, 0))
@@ -164,42 +203,45 @@ def _plain_rows(config, images: np.ndarray) -> list[_Row]:
   def run_plain():
     box[0], elbo = compiled(box[0], batches)
     jax.block_until_ready(elbo)
+  rows = [_Row("plain", run_plain, examples, compile_s, _memory_mb(compiled),
+               compiled.as_text())]
 
-  naive_box = [plain_vae.init_carry(sizes, lr)]
-  rng = np.random.default_rng(1)
-  order = np.arange(examples)
-  naive_compiled, naive_compile_s = _compile(
-      plain_vae.naive_step(sizes, lr), naive_box[0], batches[0])
+  if "naive" in timed:
+    naive_box = [plain_vae.init_carry(sizes, lr)]
+    rng = np.random.default_rng(1)
+    order = np.arange(examples)
+    naive_compiled, naive_compile_s = _compile(
+        plain_vae.naive_step(sizes, lr), naive_box[0], batches[0])
 
-  def run_naive():
-    rng.shuffle(order)
-    for s in range(examples // sizes.batch):
-      raw = images[order[s * sizes.batch:(s + 1) * sizes.batch]]
-      batch = (rng.uniform(size=raw.shape) < raw / 255.0).astype(np.float32)
-      naive_box[0], elbo = naive_compiled(naive_box[0], batch)
-    jax.block_until_ready(elbo)
+    def run_naive():
+      rng.shuffle(order)
+      for s in range(examples // sizes.batch):
+        raw = images[order[s * sizes.batch:(s + 1) * sizes.batch]]
+        batch = (rng.uniform(size=raw.shape) < raw / 255.0).astype(
+            np.float32)
+        naive_box[0], elbo = naive_compiled(naive_box[0], batch)
+      jax.block_until_ready(elbo)
+    rows.append(_Row("naive", run_naive, examples, naive_compile_s,
+                     _memory_mb(naive_compiled)))
 
   params = plain_vae.init(sizes, jax.random.key(0))
   matmul_compiled, matmul_compile_s = _compile(plain_vae.matmul_step(sizes),
                                                params, batches)
   run_matmuls = lambda: jax.block_until_ready(matmul_compiled(params, batches))
+  rows.append(_Row("matmuls", run_matmuls, examples, matmul_compile_s,
+                   _memory_mb(matmul_compiled)))
 
-  adam_box = [plain_vae.init_adam_carry(sizes, lr)]
-  adam_compiled, adam_compile_s = _compile(
-      plain_vae.matmul_adam_step(sizes, lr), adam_box[0], batches)
+  if "mm+adam" in timed:
+    adam_box = [plain_vae.init_adam_carry(sizes, lr)]
+    adam_compiled, adam_compile_s = _compile(
+        plain_vae.matmul_adam_step(sizes, lr), adam_box[0], batches)
 
-  def run_adam():
-    adam_box[0] = adam_compiled(adam_box[0], batches)
-    jax.block_until_ready(adam_box[0])
-  return [
-      _Row("plain", run_plain, examples, compile_s, _memory_mb(compiled),
-           compiled.as_text()),
-      _Row("naive", run_naive, examples, naive_compile_s,
-           _memory_mb(naive_compiled)),
-      _Row("matmuls", run_matmuls, examples, matmul_compile_s,
-           _memory_mb(matmul_compiled)),
-      _Row("mm+adam", run_adam, examples, adam_compile_s,
-           _memory_mb(adam_compiled))]
+    def run_adam():
+      adam_box[0] = adam_compiled(adam_box[0], batches)
+      jax.block_until_ready(adam_box[0])
+    rows.append(_Row("mm+adam", run_adam, examples, adam_compile_s,
+                     _memory_mb(adam_compiled)))
+  return rows
 
 
 def _measure(name: str) -> None:
@@ -208,7 +250,19 @@ def _measure(name: str) -> None:
   config.validation_size = 0  # the whole training split, as the rows' epoch
   data = prepare_data(config)
   images = np.asarray(data.train)
-  rows = [_trainer_row(config, data), *_plain_rows(config, images)]
+  timed = set(_ROWS_TIMED.value) | {"plain", "matmuls"}
+  rows = [*([_trainer_row(config, data)] if "trainer" in timed else []),
+          *_plain_rows(config, images, timed)]
+  batches = jax.device_put(plain_vae.binarize_epoch(images, _sizes(config),
+                                                    0))
+  for dtype in _DTYPES.value:
+    if dtype == config.compute_dtype:
+      continue
+    other = config.copy_and_resolve_references()
+    other.compute_dtype = dtype
+    if "trainer" in timed:
+      rows.append(_trainer_row(other, data, f"trainer-{_short(dtype)}"))
+    rows.append(_matmul_row(config, batches, dtype))
   for row in rows:  # warm-up: caches, allocator, first-call costs
     row.time()
     row.rates.clear()
@@ -221,17 +275,18 @@ def _measure(name: str) -> None:
   limit = statistics.median(by_name["matmuls"].rates)
   gflops = limit * flops / 1e9
   model = f"784-{'-'.join(map(str, sizes.hidden))}-{sizes.latent}"
-  print(f"\n{name}: {model}, batch {sizes.batch}, {config.optimizer}; "
+  print(f"\n{name}: {model}, batch {sizes.batch}, {config.optimizer}, "
+        f"trainer in {config.compute_dtype}, {bench_data.describe()}; "
         f"{flops / 1e6:.2f} MFLOP of matmuls per training example; matmuls "
         f"at {gflops:.1f} GFLOP/s; medians of {_REPEATS.value} interleaved "
         "repeats")
-  print(f"{'row':8} {'examples/s':>11} {'% limit':>8} {'× plain':>8} "
+  print(f"{'row':13} {'examples/s':>11} {'% limit':>8} {'× plain':>8} "
         f"{'compile s':>10} {'memory MB':>10}")
   plain_rates = by_name["plain"].rates
   for row in rows:
     rate = statistics.median(row.rates)
     ratio = statistics.median(r / p for r, p in zip(row.rates, plain_rates))
-    print(f"{row.name:8} {rate:11.0f} {100 * rate / limit:7.1f}% "
+    print(f"{row.name:13} {rate:11.0f} {100 * rate / limit:7.1f}% "
           f"{ratio:8.3f} {row.compile_s:10.2f} {row.memory_mb:10.1f}")
     row.summary = dict(
         config=name, model=model, batch=sizes.batch, row=row.name,

@@ -55,6 +55,8 @@ def _representable(name: str, value) -> bool:
   if isinstance(value, int) and isinstance(_DEFAULTS.get(name), float):
     return abs(value) <= 1e30  # a float setting: the number as a float
   if isinstance(value, int):
+    if isinstance(_DEFAULTS[name], float):  # becomes a float32: 1e30 fits
+      return abs(value) <= 1e30
     return abs(value) <= validation.INT32_MAX
   if isinstance(value, float):
     return math.isfinite(value)

@@ -173,7 +173,8 @@ class FreeBitsTest(chex.TestCase, parameterized.TestCase):
     hparams = step_lib.Hyperparams(
         learning_rate=both(0.1, 0.1), kl_weight=both(1, 1),
         kl_warmup_steps=both(0, 0), lr_warmup_steps=both(0, 0),
-        lr_schedule_steps=both(1, 1), free_bits=both(0.0, 2.0))
+        lr_schedule_steps=both(1, 1), free_bits=both(0.0, 2.0),
+        lr_floor=both(0, 0), ema_decay=both(0, 0))
     _, metrics = step(state, x, hparams)  # one program for both values
     # q = p(z) at init: KL = 0, so the floor costs 3 dims × 2 nats.
     np.testing.assert_allclose(metrics.elbo[0], metrics.elbo[1], rtol=1e-6)

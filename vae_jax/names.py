@@ -7,7 +7,8 @@ from here.
 
 __all__ = ["ACTIVATIONS", "ELEMENTWISE_ACTIVATIONS", "BINARIZATIONS",
            "COMPUTE_DTYPES", "LAYOUTS", "LIKELIHOODS", "BINARY_LIKELIHOODS",
-           "LR_SCHEDULES", "OBJECTIVES", "MODEL_LAYOUTS", "PRIORS",
+           "LR_SCHEDULES", "FLOORED_SCHEDULES",
+           "LR_BATCH_SCALINGS", "OBJECTIVES", "MODEL_LAYOUTS", "PRIORS",
            "resolve_image_layout"]
 
 # Functions of jax.nn. glu (gated dense layers, vae_jax.nets.modules.
@@ -23,7 +24,14 @@ LAYOUTS = ("flat", "image")  # [N, H·W·C] for MLPs, [N, H, W, C] for conv nets
 LIKELIHOODS = ("bernoulli", "gaussian", "gaussian_learned_variance",
                "continuous_bernoulli")
 BINARY_LIKELIHOODS = ("bernoulli",)
-LR_SCHEDULES = ("constant", "cosine", "warmup_cosine", "exponential")
+# The factor on the learning rate over the steps (vae_jax.step.lr_factor).
+LR_SCHEDULES = ("constant", "cosine", "warmup_cosine", "exponential",
+                "linear", "onecycle")
+# The schedules that end at config.lr_floor (exponential ends at 1%).
+FLOORED_SCHEDULES = ("cosine", "warmup_cosine", "linear", "onecycle")
+# The learning rate × (batch_size / lr_reference_batch_size)^p: p = 0, 1, ½
+# (vae_jax.validation.batch_scale, applied in vae_jax.run.programs).
+LR_BATCH_SCALINGS = ("none", "linear", "sqrt")
 # The training objective (vae_jax.step): the β-weighted ELBO (with free bits),
 # or the importance-weighted bound of Burda et al. with num_samples draws.
 OBJECTIVES = ("elbo", "iwae")

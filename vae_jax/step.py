@@ -23,10 +23,12 @@ the value of the objective trained.
 Two kinds of settings:
 
   * `StepConfig` — static: what shapes the compiled program (samples per
-    example, analytic or Monte-Carlo KL, the optimizer, the schedule's form).
+    example, analytic or Monte-Carlo KL, the optimizer, the schedule's form,
+    whether the state keeps an average of the parameters).
   * `Hyperparams` — traced inputs: everything a sweep may vary (base learning
-    rate, KL weight β, warm-up and schedule lengths in steps). `jax.vmap` over
-    stacked states and hyperparameters runs a whole sweep as one program.
+    rate, KL weight β, warm-up and schedule lengths in steps, the schedule's
+    floor, the average's decay). `jax.vmap` over stacked states and
+    hyperparameters runs a whole sweep as one program.
 
 `checked_train_step` is the step of a run: inside the compiled program it
 checks that the loss and the gradients are finite, and keeps the old
@@ -38,6 +40,11 @@ the step writes lr_t = lr · schedule(t) into the optimizer state, so it is
 the optimizer's own learning rate whatever the chain around it. The
 randomness of step t is fold_in(state.rng, t): a run resumed at step t
 continues bit for bit.
+
+With `StepConfig.ema` the state also keeps a moving average of the
+parameters (`averaged_params`), updated with each update taken; a run
+evaluates, checkpoints as best and measures log p(x) on it
+(`evaluation_params`). It lives in the state, so resume stays exact.
 """
 
 from __future__ import annotations
@@ -59,8 +66,12 @@ from vae_jax.names import LR_SCHEDULES, OBJECTIVES
 
 __all__ = ["Hyperparams", "TrainState", "StepMetrics", "StepConfig",
            "LR_SCHEDULES", "make_optimizer", "lr_factor", "kl_weight_at",
-           "init_train_state", "training_objective", "train_step",
+           "init_train_state", "evaluation_params", "averaged_params",
+           "training_objective", "train_step",
            "checked_train_step", "nonfinite_state", "NONFINITE_QUANTITIES"]
+
+# optax's cosine_onecycle_schedule's div_factor: one-cycle starts at 1/25.
+_ONECYCLE_DIV = 25.0
 
 # What `checked_train_step` checks, in order; code k > 0 names the k-th.
 NONFINITE_QUANTITIES = ("loss", "gradients", "parameters", "optimizer state")
@@ -74,6 +85,10 @@ class Hyperparams(NamedTuple):
   kl_warmup_steps: chex.Numeric = 0.0  # β_t = β · min(1, t / kl_warmup_steps)
   lr_warmup_steps: chex.Numeric = 0.0  # linear warm-up of the rate
   lr_schedule_steps: chex.Numeric = 1.0  # length of a decaying schedule
+  # The factor a floored schedule ends at (names.FLOORED_SCHEDULES).
+  lr_floor: chex.Numeric = 0.0
+  # d of the parameters' average (StepConfig.ema); unused when that is off.
+  ema_decay: chex.Numeric = 0.0
   # λ, nats per latent dimension; 0 = off. Needs objective elbo and a
   # closed-form KL (without one the step has no per-dimension KL and
   # ignores it: the run refuses that combination).
@@ -88,6 +103,9 @@ class TrainState:
   opt_state: Any  # optax.InjectHyperparamsState
   step: chex.Array  # int32 scalar: optimiser steps taken
   rng: chex.PRNGKey  # root key; step t uses fold_in(rng, t)
+  # The parameters' moving average (StepConfig.ema), else None: no leaves,
+  # so a state without it is the pytree of arrays it always was.
+  ema_params: Any = None
 
 
 class StepMetrics(NamedTuple):
@@ -118,6 +136,9 @@ class StepConfig:
   optimizer: str = "adam"
   grad_clip_norm: float = 0.0  # 0 = no clipping
   lr_schedule: str = "constant"  # one of LR_SCHEDULES
+  # Keep TrainState.ema_params, the average of the parameters (decay
+  # Hyperparams.ema_decay). Static: off, the step does no extra work.
+  ema: bool = False
   # checked_train_step: a non-finite step still advances the step counter
   # (skipped) instead of halting the run at it.
   skip_nonfinite_updates: bool = False
@@ -139,31 +160,49 @@ def make_optimizer(name: str = "adam", grad_clip_norm: float = 0.0
 
 
 def lr_factor(schedule: str, step: chex.Array, warmup_steps: chex.Numeric,
-              total_steps: chex.Numeric) -> chex.Array:
+              total_steps: chex.Numeric, floor: chex.Numeric = 0.0
+              ) -> chex.Array:
   """The factor on the base learning rate at `step`, traced lengths allowed.
 
-  The formulas of optax's `linear_schedule` (warm-up 0 → 1) joined with
-  `cosine_decay_schedule(1, T − W)` or `exponential_decay(1, T − W, 0.01)`
-  (1% of the base rate at the last step). Written out because optax's
-  schedule constructors check their lengths in Python, so a length that is a
-  traced hyperparameter cannot pass through them.
+  Warm-up W, schedule length T, p = (t − W) / (T − W) clipped to [0, 1]:
+
+    constant       1 after the warm-up;
+    cosine         floor + (1 − floor) · ½(1 + cos πp): optax's
+    warmup_cosine  `cosine_decay_schedule(1, T − W, alpha=floor)`;
+    exponential    0.01^p (optax's `exponential_decay(1, T − W, 0.01)`);
+    linear         floor + (1 − floor) · (1 − p): optax's
+                   `linear_schedule(1, floor, T − W)`;
+    onecycle       optax's `cosine_onecycle_schedule(T, 1, W / T, 25,
+                   1 / (25 · floor))`: a cosine rise from 1/25 to 1 over
+                   the warm-up, then the cosine decay to the floor.
+
+  The warm-up of the others is optax's `linear_schedule(0, 1, W)`. Written
+  out because optax's schedule constructors check their lengths in Python,
+  so a length that is a traced hyperparameter cannot pass through them.
   """
   t = jnp.asarray(step, jnp.float32)
   total = jnp.maximum(jnp.asarray(total_steps, jnp.float32), 1.0)
   warmup = jnp.clip(jnp.asarray(warmup_steps, jnp.float32), 0.0, total - 1.0)
+  floor = jnp.asarray(floor, jnp.float32)
   decay_steps = total - warmup
   after = t - warmup
+  progress = jnp.clip(after, 0.0, decay_steps) / decay_steps
   if schedule == "constant":
     main = jnp.ones_like(t)
-  elif schedule in ("cosine", "warmup_cosine"):
-    progress = jnp.clip(after, 0.0, decay_steps) / decay_steps
-    main = 0.5 * (1.0 + jnp.cos(math.pi * progress))
+  elif schedule in ("cosine", "warmup_cosine", "onecycle"):
+    main = floor + (1.0 - floor) * (0.5 * (1.0 + jnp.cos(math.pi * progress)))
   elif schedule == "exponential":
     main = jnp.power(0.01, jnp.maximum(after, 0.0) / decay_steps)
+  elif schedule == "linear":
+    main = floor + (1.0 - floor) * (1.0 - progress)
   else:
     raise ValueError(f"unknown learning-rate schedule {schedule!r}; choose "
                      f"one of {list(LR_SCHEDULES)}")
-  ramp = jnp.where(warmup > 0, t / jnp.maximum(warmup, 1.0), 1.0)
+  rise = t / jnp.maximum(warmup, 1.0)
+  if schedule == "onecycle":
+    start = 1.0 / _ONECYCLE_DIV
+    rise = start + (1.0 - start) * (0.5 * (1.0 - jnp.cos(math.pi * rise)))
+  ramp = jnp.where(warmup > 0, rise, 1.0)
   return jnp.where(t < warmup, ramp, main)
 
 
@@ -182,8 +221,34 @@ def init_train_state(model: VAEModel, config: StepConfig,
   init_rng, train_rng = jax.random.split(rng)
   params = model.init(init_rng)
   optimizer = make_optimizer(config.optimizer, config.grad_clip_norm)
+  # (A copy: the average is a buffer of its own, donated with the state.)
+  ema_params = (jax.tree_util.tree_map(jnp.copy, params) if config.ema
+                else None)
   return TrainState(params=params, opt_state=optimizer.init(params),
-                    step=jnp.zeros((), jnp.int32), rng=train_rng)
+                    step=jnp.zeros((), jnp.int32), rng=train_rng,
+                    ema_params=ema_params)
+
+
+def evaluation_params(state: TrainState) -> Any:
+  """The parameters a run evaluates: the average when it keeps one."""
+  return state.params if state.ema_params is None else state.ema_params
+
+
+def averaged_params(average: Any, params: Any, step: chex.Array,
+                    decay: chex.Numeric) -> Any:
+  """The moving average of the parameters after update `step` = t ≥ 1.
+
+  a_t = Σ_{s ≤ t} (1 − d) d^(t−s) p_s / (1 − d^t): optax.ema's debiased
+  average of p_1 … p_t (Adam's bias correction), kept in its debiased form
+  by Polyak's update a_t = a_{t−1} + η_t (p_t − a_{t−1}), η_t = (1 − d) /
+  (1 − d^t), through `optax.incremental_update`. η_1 = 1: the initial
+  parameters never weigh in, so early evaluations are not pulled back
+  towards them; d = 0 gives a_t = p_t.
+  """
+  decay = jnp.asarray(decay, jnp.float32)
+  t = jnp.asarray(step, jnp.float32)
+  step_size = (1.0 - decay) / (1.0 - jnp.power(decay, t))
+  return optax.incremental_update(params, average, step_size)
 
 
 def training_objective(model: VAEModel, config: StepConfig, params: Any,
@@ -240,7 +305,7 @@ def _step(model: VAEModel, config: StepConfig, state: TrainState,
                            hparams.kl_warmup_steps)
   learning_rate = hparams.learning_rate * lr_factor(
       config.lr_schedule, state.step, hparams.lr_warmup_steps,
-      hparams.lr_schedule_steps)
+      hparams.lr_schedule_steps, hparams.lr_floor)
 
   def loss_fn(params):
     objective, parts = training_objective(model, config, params, batch, rng,
@@ -260,28 +325,34 @@ def _step(model: VAEModel, config: StepConfig, state: TrainState,
       kl_weight=kl_weight)
 
   def update(operands):
-    params, opt_state, grads, _ = operands
+    params, opt_state, grads, _, average = operands
     updates, opt_state = optimizer.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state
+    params = optax.apply_updates(params, updates)
+    if config.ema:
+      average = averaged_params(average, params, state.step + 1,
+                                hparams.ema_decay)
+    return params, opt_state, average
 
-  operands = (state.params, opt_state, grads, state.opt_state)
+  operands = (state.params, opt_state, grads, state.opt_state,
+              state.ema_params)
   if halted is None:
-    params, opt_state = update(operands)
+    params, opt_state, average = update(operands)
     return state.replace(params=params, opt_state=opt_state,
-                         step=state.step + 1), metrics, jnp.int32(0)
+                         step=state.step + 1, ema_params=average
+                         ), metrics, jnp.int32(0)
   code = jnp.where(jnp.isfinite(loss),
                    jnp.where(jnp.isfinite(metrics.grad_norm), 0, 2),
                    1).astype(jnp.int32)
   accept = (code == 0) & jnp.logical_not(halted)
   # A cond, not a select of new and old: the update runs only when taken,
   # in place, and the kept state costs no pass over the parameters.
-  params, opt_state = jax.lax.cond(accept, update, lambda o: (o[0], o[3]),
-                                   operands)
+  params, opt_state, average = jax.lax.cond(
+      accept, update, lambda o: (o[0], o[3], o[4]), operands)
   advance = (jnp.logical_not(halted) if config.skip_nonfinite_updates
              else accept)
   return state.replace(params=params, opt_state=opt_state,
-                       step=jnp.where(advance, state.step + 1, state.step)
-                       ), metrics, code
+                       step=jnp.where(advance, state.step + 1, state.step),
+                       ema_params=average), metrics, code
 
 
 def _all_finite(tree) -> chex.Array:

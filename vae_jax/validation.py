@@ -17,11 +17,12 @@ from typing import Any
 from vae_jax.errors import ConfigError
 from vae_jax.names import ACTIVATIONS, BINARIZATIONS, BINARY_LIKELIHOODS
 from vae_jax.names import COMPUTE_DTYPES, ELEMENTWISE_ACTIVATIONS
+from vae_jax.names import FLOORED_SCHEDULES, LR_BATCH_SCALINGS
 from vae_jax.names import LAYOUTS, LIKELIHOODS, LR_SCHEDULES, OBJECTIVES
 from vae_jax.names import resolve_image_layout
 
 __all__ = ["validate", "check_likelihood_fits", "to_json_dict",
-           "RESUMABLE_FIELDS", "INT32_MAX"]
+           "batch_scale", "RESUMABLE_FIELDS", "INT32_MAX"]
 
 # The settings a resumed run may change: a larger `epochs` extends the run;
 # `streaming` feeds the same batches, bit for bit, either way; so does
@@ -145,12 +146,27 @@ def validate(config):
   number("kl_weight", 0.0, high=1e6)
   number("kl_warmup_epochs", 0.0, high=1e9)
   number("learning_rate", 0.0, inclusive=False, high=1e3)
+  need(c.lr_batch_scaling in LR_BATCH_SCALINGS, "lr_batch_scaling",
+       f"choose one of {list(LR_BATCH_SCALINGS)}")
+  integer("lr_reference_batch_size", 1, _MAX_SAMPLES)
   need(c.lr_schedule in LR_SCHEDULES, "lr_schedule",
        f"choose one of {list(LR_SCHEDULES)}")
   number("lr_warmup_epochs", 0.0, high=1e9)
   number("lr_schedule_epochs", 0.0, high=1e9)
+  number("lr_floor", 0.0, high=1.0)
+  need(c.lr_floor == 0 or c.lr_schedule in FLOORED_SCHEDULES, "lr_floor",
+       f"--config.lr_schedule={c.lr_schedule} has no floor: choose one of "
+       f"{list(FLOORED_SCHEDULES)} or --config.lr_floor=0")
   number("grad_clip_norm", 0.0)
+  need(math.isfinite(c.ema_decay) and 0 <= c.ema_decay < 1, "ema_decay",
+       "it must be a number >= 0 and < 1 (0 turns the average off), e.g. "
+       "0.999")
   integer("batch_size", 1, _MAX_SAMPLES)
+  scaled = c.learning_rate * batch_scale(
+      c.lr_batch_scaling, c.batch_size, c.lr_reference_batch_size)
+  need(scaled <= 1e3, "learning_rate",
+       f"with --config.lr_batch_scaling={c.lr_batch_scaling} the rate used "
+       f"is {scaled:g}: it must be <= 1000")
   integer("epochs", 1, 10**7)
   integer("steps_per_chunk", 0)
   integer("early_stopping_patience", 0)
@@ -164,6 +180,16 @@ def validate(config):
   integer("num_devices", 0, 1 << 16)
   _check_optimizer(c.optimizer)  # last: the only check that imports JAX
   return config
+
+
+def batch_scale(scaling: str, batch_size: int, reference: int) -> float:
+  """The factor on the learning rate of `lr_batch_scaling`: (B / B_ref)^p.
+
+  Linear for SGD (Goyal et al. 2017); the square root keeps the noise of
+  an adaptive method's update (Malladi et al. 2022, for Adam).
+  """
+  ratio = batch_size / reference
+  return {"none": 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}[scaling]
 
 
 def check_likelihood_fits(config, already_binary: bool) -> None:

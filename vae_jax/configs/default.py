@@ -61,13 +61,29 @@ def get_config() -> ml_collections.ConfigDict:
   # Optimisation.
   c.optimizer = "adam"  # an optax optimizer taking learning_rate
   c.learning_rate = 1e-3
-  c.lr_schedule = "constant"  # constant | cosine | warmup_cosine | exponential
+  # none | linear | sqrt: the rate used is learning_rate × (batch_size /
+  # lr_reference_batch_size)^(0 | 1 | ½), so learning_rate is the rate at the
+  # reference batch size. Computed on the host into the traced rate.
+  c.lr_batch_scaling = "none"
+  c.lr_reference_batch_size = 128
+  # constant | cosine | warmup_cosine | exponential | linear | onecycle
+  # (vae_jax.step.lr_factor); onecycle rises over lr_warmup_epochs.
+  c.lr_schedule = "constant"
   c.lr_warmup_epochs = 0.0
+  # The factor on learning_rate at the end of cosine, warmup_cosine, linear
+  # and onecycle (0: they decay to 0); traced, so a sweep varies it in one
+  # program.
+  c.lr_floor = 0.0
   # Length of the cosine/exponential decay in epochs; 0 = epochs. Set it to
   # extend a run later (a larger epochs on resume) without changing the
   # learning rates of the steps already taken.
   c.lr_schedule_epochs = 0.0
   c.grad_clip_norm = 0.0  # 0 turns clipping off
+  # d of an exponential moving average of the parameters (optax.ema's
+  # debiased one, vae_jax.step.averaged_params), in [0, 1); 0 = off. When on,
+  # evaluation, the best checkpoint and log p(x) use the average. Whether it
+  # is on is static, the decay itself traced.
+  c.ema_decay = 0.0
   c.batch_size = 128
   c.epochs = 10
   c.steps_per_chunk = 0  # steps per dispatch and checkpoint; 0 = an epoch

@@ -5,9 +5,10 @@
 
 Each step directory holds two items:
 
-    state     the whole `TrainState` (params, opt_state, step, rng) as arrays;
-              the PRNG key is stored as its raw uint32 key data and wrapped
-              back on restore
+    state     the whole `TrainState` (params, opt_state, step, rng, and
+              ema_params when the run keeps the average) as arrays; the PRNG
+              key is stored as its raw uint32 key data and wrapped back on
+              restore
     progress  JSON: where the step lies in its epoch and what that epoch has
               measured so far, so a resumed epoch reports the same metrics
 
@@ -64,15 +65,19 @@ class Restored(NamedTuple):
 
 
 def _to_tree(state: TrainState) -> dict[str, Any]:
-  return {"params": state.params, "opt_state": state.opt_state,
+  tree = {"params": state.params, "opt_state": state.opt_state,
           "step": state.step, "rng": jax.random.key_data(state.rng)}
+  if state.ema_params is not None:  # else the items of every earlier run
+    tree["ema_params"] = state.ema_params
+  return tree
 
 
 def _from_tree(tree: dict[str, Any], template: TrainState) -> TrainState:
   rng = jax.random.wrap_key_data(tree["rng"],
                                  impl=jax.random.key_impl(template.rng))
   return TrainState(params=tree["params"], opt_state=tree["opt_state"],
-                    step=tree["step"], rng=rng)
+                    step=tree["step"], rng=rng,
+                    ema_params=tree.get("ema_params"))
 
 
 class RunCheckpoints:
@@ -161,7 +166,8 @@ class RunCheckpoints:
     return self._restore_verified(step, which, template)
 
   def restore_params(self, step: int, which: str = LATEST) -> Any:
-    """Only the parameters saved at `step`, as stored (no template needed).
+    """Only the parameters saved at `step`, as stored (no template needed):
+    the run's evaluation parameters, its average if it kept one (ema_decay).
 
     For loading and evaluating a run: it does not depend on the optimizer
     state's structure, so it reads checkpoints of any optimizer.
@@ -184,9 +190,10 @@ class RunCheckpoints:
     integrity.check_files(os.path.join(self.directory, which, str(step)))
     restored = self._managers[which].restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(), progress=ocp.args.JsonRestore()))
-    params = restored["state"]["params"]
+    part = "ema_params" if "ema_params" in restored["state"] else "params"
+    params = restored["state"][part]
     progress = dict(restored["progress"])
-    integrity.verify({"params": params}, progress)
+    integrity.verify({part: params}, progress)
     return jax.tree_util.tree_map(jax.numpy.asarray, params), progress
 
   def restore_newest(self, candidates: list[tuple[str, int]],

@@ -50,6 +50,7 @@ from vae_jax import step as step_lib
 from vae_jax import validation
 from vae_jax.data.prepared import PreparedData, prepare_data
 from vae_jax.errors import ConfigError, NonFiniteError
+from vae_jax.names import LR_SCHEDULES
 from vae_jax.run import checkpoints as checkpoints_lib
 from vae_jax.run import distributed
 from vae_jax.run import mesh
@@ -64,7 +65,7 @@ from vae_jax.run.outputs import write_figures
 
 __all__ = ["train_and_evaluate"]
 
-_DECAYING_SCHEDULES = ("cosine", "warmup_cosine", "exponential")
+_DECAYING_SCHEDULES = tuple(s for s in LR_SCHEDULES if s != "constant")
 
 
 def _to_float(tree) -> dict:

@@ -18,14 +18,16 @@ __all__ = ["training_bytes", "check_fits"]
 _COPIES = 5
 
 
-def training_bytes(model, batch_size: int, num_samples: int) -> int:
-  """A lower estimate of a train step's memory: the parameter copies plus
-  one float32 decoder output per sample of the batch."""
+def training_bytes(model, batch_size: int, num_samples: int,
+                   average: bool = False) -> int:
+  """A lower estimate of a train step's memory: the parameter copies (one
+  more with the parameters' `average`) plus one float32 decoder output per
+  sample of the batch."""
   shapes = jax.eval_shape(model.init, jax.random.key(0))  # allocates nothing
   num_params = sum(math.prod(leaf.shape)
                    for leaf in jax.tree_util.tree_leaves(shapes))
   outputs = batch_size * num_samples * math.prod(model.event_shape)
-  return 4 * (_COPIES * num_params + 2 * outputs)
+  return 4 * ((_COPIES + average) * num_params + 2 * outputs)
 
 
 def _physical_bytes() -> int:
@@ -39,7 +41,7 @@ def check_fits(model, config, members: int = 1) -> None:
   """ConfigError with the estimate when it exceeds this machine's memory
   (`members`: the runs of a sweep's group trained as one vmapped program)."""
   need = members * training_bytes(model, config.batch_size,
-                                  config.num_samples)
+                                  config.num_samples, config.ema_decay > 0)
   have = _physical_bytes()
   if have and need > have:
     what = f"{members} vmapped members of " if members > 1 else ""

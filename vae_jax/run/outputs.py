@@ -39,8 +39,9 @@ def epoch_record(epoch: int, state: step_lib.TrainState, chunks: list,
   train = {k: (sum(t * m[k] for t, (_, m) in zip(taken, chunks)) / total
                if total else float("nan"))
            for k in step_lib.StepMetrics._fields}
-  test = _evaluate(config, model, state.params, data.test, eval_rng)
-  val_elbo = (float(_evaluate(config, model, state.params, data.validation,
+  params = step_lib.evaluation_params(state)  # the average, if kept
+  test = _evaluate(config, model, params, data.test, eval_rng)
+  val_elbo = (float(_evaluate(config, model, params, data.validation,
                               eval_rng).elbo)
               if data.validation is not None else None)
   return EpochRecord(

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from vae_jax import chunks
 from vae_jax import evaluation
 from vae_jax import step as step_lib
+from vae_jax import validation
 from vae_jax.run import mesh
 
 __all__ = ["step_config", "hyperparams", "batch_config", "chunk_lengths",
@@ -29,20 +30,29 @@ def step_config(config) -> step_lib.StepConfig:
       num_samples=config.num_samples, analytic_kl=config.analytic_kl,
       objective=config.objective, optimizer=config.optimizer,
       grad_clip_norm=float(config.grad_clip_norm),
-      lr_schedule=config.lr_schedule,
+      lr_schedule=config.lr_schedule, ema=config.ema_decay > 0,
       skip_nonfinite_updates=config.skip_nonfinite_updates)
 
 
 def hyperparams(config, steps_per_epoch: int) -> step_lib.Hyperparams:
-  """The traced inputs of the step; lengths in epochs become steps."""
+  """The traced inputs of the step; lengths in epochs become steps, and the
+  learning rate is scaled to the batch size (`lr_batch_scaling`) here, on
+  the host: the scaling is a function of static sizes, so it needs no
+  traced input of its own, and members of a sweep may differ in it."""
   schedule_epochs = config.lr_schedule_epochs or config.epochs
   steps = lambda epochs: jnp.float32(round(epochs * steps_per_epoch))
+  rate = config.learning_rate
+  if config.lr_batch_scaling != "none":  # else the configured float as it is
+    rate *= validation.batch_scale(config.lr_batch_scaling, config.batch_size,
+                                   config.lr_reference_batch_size)
   return step_lib.Hyperparams(
-      learning_rate=jnp.float32(config.learning_rate),
+      learning_rate=jnp.float32(rate),
       kl_weight=jnp.float32(config.kl_weight),
       kl_warmup_steps=steps(config.kl_warmup_epochs),
       lr_warmup_steps=steps(config.lr_warmup_epochs),
       lr_schedule_steps=steps(schedule_epochs),
+      lr_floor=jnp.float32(config.lr_floor),
+      ema_decay=jnp.float32(config.ema_decay),
       free_bits=jnp.float32(config.free_bits))
 
 

@@ -124,7 +124,8 @@ def end_epoch(run: EpochEnd, epoch: int, state: step_lib.TrainState,
   writer.write_scalars(record.step, {
       k: v for k, v in history[-1].items() if k != "step"})
   writer.write_images(record.step, tensorboard_images(
-      run.model, local.params, run.data, run.figure_rng))
+      run.model, step_lib.evaluation_params(local), run.data,
+      run.figure_rng))
   writer.flush()
   if stopping.update(history[-1]):
     ckpts.save_best(state, {"epoch": epoch + 1, "val_elbo": record.val_elbo})
@@ -134,9 +135,10 @@ def final_measurements(config, workdir, model, state, data, ckpts, history,
                         writer, eval_rng):
   """The latent usage (a collapse warning) and, with
   `final_importance_samples`, the test log p(x) of the best checkpoint (else
-  the last state) on the last line of metrics.jsonl. Returns those params."""
+  the last state) on the last line of metrics.jsonl. Returns those params
+  (the averaged ones when the run keeps an average)."""
   best = ckpts.best_step()
-  params = (state.params if best is None else
+  params = (step_lib.evaluation_params(state) if best is None else
             ckpts.restore_params(best, checkpoints_lib.BEST))
   usage = likelihood.latent_usage(model, params, data.test,
                                   config.eval_batch_size)

@@ -35,12 +35,14 @@ __all__ = ["SweepPlan", "plan_sweep", "MAX_MEMBERS", "STEP_INPUTS", "Axis",
 MAX_MEMBERS = 64  # more needs --allow_large_sweep
 SWEEP_JSON = "sweep.json"
 # What members of one compiled program may differ in: the traced step inputs
-# (learning rate, KL weight, warm-ups, schedule length, free bits), the seed
-# (the keys), and when a member stops (epochs, early stopping: a member that
-# is done is frozen while the others go on).
-STEP_INPUTS = ("learning_rate", "kl_weight", "kl_warmup_epochs",
-               "lr_warmup_epochs", "lr_schedule_epochs", "free_bits", "seed",
-               "epochs", "early_stopping_patience")
+# (learning rate and its scaling to the batch size, KL weight, warm-ups,
+# schedule length and floor, free bits, the average's decay), the seed (the keys), and when a member stops
+# (epochs, early stopping: a member that is done is frozen while the others
+# go on). Whether the average is kept at all is static (group_key).
+STEP_INPUTS = ("learning_rate", "lr_batch_scaling", "lr_reference_batch_size",
+               "kl_weight", "kl_warmup_epochs", "lr_warmup_epochs",
+               "lr_schedule_epochs", "lr_floor", "free_bits", "ema_decay",
+               "seed", "epochs", "early_stopping_patience")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,8 +168,9 @@ def _settings_json(config) -> dict[str, Any]:
 def group_key(config) -> str:
   """Equal for members that compile to the same program."""
   settings = _settings_json(config)
-  return json.dumps({k: v for k, v in settings.items()
-                     if k not in STEP_INPUTS}, sort_keys=True)
+  key = {k: v for k, v in settings.items() if k not in STEP_INPUTS}
+  key["ema"] = settings["ema_decay"] > 0  # StepConfig.ema: the state's shape
+  return json.dumps(key, sort_keys=True)
 
 
 def group_members(members: list[Member]) -> list[list[int]]:
