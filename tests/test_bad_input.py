@@ -92,6 +92,14 @@ def _wrong_magic(data_dir: str) -> None:
     f.write(bytes(content))
 
 
+def _huge_idx_header(data_dir: str) -> None:
+  """A train-images file whose header claims 2^31 x 2^31 x 4 x 1 bytes and
+  that holds none (numpy's product of those sizes wraps around to 0)."""
+  with gzip.open(os.path.join(data_dir, TRAIN_IMAGES + ".gz"), "wb") as f:
+    f.write(b"\x00\x00\x08\x04"
+            + np.asarray([2**31, 2**31, 4, 1], ">u4").tobytes())
+
+
 _CASES = {
     "missing_data_dir": _Case(
         _keep_data, (), ("/nonexistent",), data_dir="/nonexistent"),
@@ -128,6 +136,19 @@ _CASES = {
                                  ("nosuch.py",)),
     "not_an_optimizer": _Case(_keep_data, ("--config.optimizer=chain",),
                               ("--config.optimizer", "chain")),
+    # Issue 21: optax optimisers that do not fit the step (an update that
+    # needs more arguments, a state holding a random key).
+    "optimizer_needing_more_arguments": _Case(
+        _keep_data, ("--config.optimizer=lbfgs",),
+        ("--config.optimizer='lbfgs'", "value_fn", "adam")),
+    "optimizer_with_a_key": _Case(
+        _keep_data, ("--config.optimizer=noisy_sgd",),
+        ("--config.optimizer='noisy_sgd'", "random key", "adam")),
+    "idx_header_past_the_file": _Case(_huge_idx_header, (),
+                                      (TRAIN_IMAGES, "2147483648")),
+    "factory_of_another_signature": _Case(
+        _keep_data, ("--config.model=os:getcwd",),
+        ("--config.model='os:getcwd'", "os.getcwd", "TypeError")),
     "gated_conv": _Case(_keep_data, ("--config.model=conv",
                                      "--config.activation=glu"),
                         ("--config.activation", "glu is for mlp")),

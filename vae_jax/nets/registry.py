@@ -21,7 +21,7 @@ import importlib
 import importlib.util
 from typing import Callable, Sequence
 
-from vae_jax.errors import ConfigError
+from vae_jax.errors import ConfigError, UserError
 
 __all__ = ["MODELS", "build_model", "check_model_name"]
 
@@ -76,11 +76,40 @@ def check_model_name(name: str) -> None:
         "or name your own as package.module:factory")
   try:
     found = importlib.util.find_spec(module) is not None
-  except (ImportError, ValueError):
-    found = False
+  except Exception:  # pylint: disable=broad-except
+    found = False  # (a parent package that raises on import, too)
   if not found:
     raise ConfigError(f"--config.model={name!r}: no module {module!r} can be "
                       "imported; check the name and your PYTHONPATH")
+
+
+def _call_own_factory(name: str, config, event_shape: tuple[int, ...]):
+  """`module:factory`(config, event_shape); whatever the user's code raises
+  (a wrong signature, a bug) becomes one ConfigError naming it."""
+  module, _, attr = name.partition(":")
+  try:
+    factory = getattr(importlib.import_module(module), attr, None)
+  except Exception as e:  # pylint: disable=broad-except
+    raise ConfigError(f"--config.model={name!r}: importing {module} raised "
+                      f"{_describe(e)}") from None
+  if not callable(factory):
+    raise ConfigError(f"--config.model={name!r}: {module} has no function "
+                      f"{attr!r}")
+  try:
+    return factory(config, event_shape)
+  except UserError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    raise ConfigError(
+        f"--config.model={name!r}: {module}.{attr}(config, event_shape="
+        f"{event_shape}) raised {_describe(e)}; a factory takes the run's "
+        "config and the data's example shape and returns a VAEModel") from None
+
+
+def _describe(error: BaseException) -> str:
+  text = " ".join(str(error).split())
+  return f"{type(error).__name__}: {text[:300]}" if text else type(
+      error).__name__
 
 
 def build_model(config, event_shape: Sequence[int]):
@@ -88,15 +117,11 @@ def build_model(config, event_shape: Sequence[int]):
   from vae_jax.math.model import VAEModel  # pylint: disable=g-import-not-at-top
   name = config.model
   check_model_name(name)
+  shape = tuple(int(d) for d in event_shape)
   if name in MODELS:
-    factory = MODELS[name]
+    model = MODELS[name](config, shape)
   else:
-    module, _, attr = name.partition(":")
-    factory = getattr(importlib.import_module(module), attr, None)
-    if not callable(factory):
-      raise ConfigError(f"--config.model={name!r}: {module} has no function "
-                        f"{attr!r}")
-  model = factory(config, tuple(int(d) for d in event_shape))
+    model = _call_own_factory(name, config, shape)
   if not isinstance(model, VAEModel):
     raise ConfigError(f"--config.model={name!r} returned {type(model).__name__}"
                       ", which lacks the VAEModel methods (init, encode, "
