@@ -4,7 +4,9 @@ Missing, truncated or corrupt data, a file that is not IDX, and invalid flag
 values must each end the launcher with exit status 2 and exactly one
 `error: ...` line on stderr that names what to fix: no traceback, and
 nothing written (not even the run directory). Every case fails before the first
-compiled step, so the launches are short; they run two at a time.
+compiled step, so the launches are short; they run two at a time. So must
+`python -m experiments.evaluate` on a run whose config.json was edited after
+training: one line, nothing written in the run directory.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import gzip
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from typing import Callable
@@ -22,6 +26,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT, TRAIN_IMAGES, write_idx_directory
+from run_helpers import error_lines, small_config, snapshot, train
 
 # Flags of a tiny run that would be valid on the tiny data below.
 _SMALL_RUN = ("--config.dataset=idx", "--config.epochs=1",
@@ -252,3 +257,61 @@ def test_flag_errors_and_help_need_no_jax(module, argv):
                           capture_output=True, text=True, timeout=60)
   assert result.stdout.splitlines()[-1] in ("exit 1 False", "exit 2 False"), (
       result.stdout + result.stderr)
+
+
+# `experiments.evaluate` on a run whose config.json was edited after
+# training: (the edit, words of the error line).
+_EDITED_RUNS = {
+    "latent_dim_edited": ({"latent_dim": 3},
+                          ("config.json no longer matches", "shape (2, 8)",
+                           "shape (3, 8)")),
+    "wider_hidden_layer": ({"hidden_dims": [16]},
+                           ("config.json no longer matches", "(8,)",
+                            "(16,)")),
+    "eval_batch_size_zero": ({"eval_batch_size": 0},
+                             ("config.json", "--config.eval_batch_size=0")),
+}
+
+
+def _evaluate_edited(name: str, edit: dict, trained: str, root: str):
+  workdir = os.path.join(root, name)
+  shutil.copytree(trained, workdir)
+  path = os.path.join(workdir, "config.json")
+  with open(path) as f:
+    stored = json.load(f)
+  stored["config"].update(edit)
+  with open(path, "w") as f:
+    json.dump(stored, f)
+  before = snapshot(workdir)
+  result = subprocess.run(
+      [sys.executable, "-m", "experiments.evaluate", f"--workdir={workdir}",
+       "--num_importance_samples=4"], cwd=REPO_ROOT, capture_output=True,
+      text=True, timeout=180, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  return result, before == snapshot(workdir)
+
+
+@pytest.fixture(scope="module")
+def edited_runs(tmp_path_factory) -> dict:
+  """One tiny run trained here; each edit evaluated on a copy of it."""
+  root = str(tmp_path_factory.mktemp("edited_runs"))
+  data_dir = write_idx_directory(os.path.join(root, "data"),
+                                 num_train=_NUM_TRAIN, num_test=8)
+  trained = os.path.join(root, "trained")
+  train(small_config(data_dir, epochs=1, batch_size=8, hidden_dims=(8,),
+                     eval_batch_size=8, steps_per_chunk=0), trained)
+  with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+    futures = {name: pool.submit(_evaluate_edited, name, edit, trained, root)
+               for name, (edit, _) in _EDITED_RUNS.items()}
+    return {name: future.result() for name, future in futures.items()}
+
+
+@pytest.mark.parametrize("name", sorted(_EDITED_RUNS))
+def test_evaluating_an_edited_run_is_one_line_and_writes_nothing(
+    edited_runs, name):
+  result, unchanged = edited_runs[name]
+  assert result.returncode == 2, result.stderr[-3000:]
+  assert "Traceback" not in result.stderr, result.stderr[-3000:]
+  [error] = error_lines(result.stderr)
+  for keyword in _EDITED_RUNS[name][1]:
+    assert keyword in error, (keyword, error)
+  assert unchanged  # no eval.json, no figures
