@@ -25,8 +25,10 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT, TRAIN_IMAGES, write_idx_directory
+from conftest import REPO_ROOT, TEST_IMAGES, TRAIN_IMAGES, synthetic_images
+from conftest import write_idx_directory
 from run_helpers import error_lines, small_config, snapshot, train
+from vae_jax.data.idx import write_idx
 
 # Flags of a tiny run that would be valid on the tiny data below.
 _SMALL_RUN = ("--config.dataset=idx", "--config.epochs=1",
@@ -48,6 +50,7 @@ class _Case:
   flags: tuple[str, ...]
   keywords: tuple[str, ...]
   data_dir: str = "{data}"  # "{data}" is the case's own data directory
+  alone: bool = False  # stderr holds the error line alone, no log line
 
 
 def _keep_data(data_dir: str) -> None:
@@ -105,6 +108,15 @@ def _huge_idx_header(data_dir: str) -> None:
             + np.asarray([2**31, 2**31, 4, 1], ">u4").tobytes())
 
 
+def _large_images(data_dir: str) -> None:
+  """112 x 112 images: 16 times the pixels, so that the most draws of z
+  (num_samples = 2^20) of a batch need terabytes on any machine."""
+  rng = np.random.default_rng(0)
+  for name, num in ((TRAIN_IMAGES, _NUM_TRAIN), (TEST_IMAGES, 8)):
+    images, _ = synthetic_images(num, rng, size=112)
+    write_idx(os.path.join(data_dir, name + ".gz"), images)
+
+
 _CASES = {
     "missing_data_dir": _Case(
         _keep_data, (), ("/nonexistent",), data_dir="/nonexistent"),
@@ -154,6 +166,27 @@ _CASES = {
     "factory_of_another_signature": _Case(
         _keep_data, ("--config.model=os:getcwd",),
         ("--config.model='os:getcwd'", "os.getcwd", "TypeError")),
+    "dashed_setting": _Case(_keep_data, ("--config.learning-rate=0.1",),
+                            ("--config.learning_rate=",)),
+    "misspelt_setting": _Case(_keep_data, ("--config.latentdim=2",),
+                              ("'latentdim'", "--config.latent_dim")),
+    "num_samples_past_memory": _Case(
+        _large_images, ("--config.objective=iwae",
+                        "--config.num_samples=1048576"),
+        ("--config.num_samples=1048576", "GiB")),
+    # TFDS logged a warning line before the error (issue 21).
+    "tfds_dataset_not_prepared": _Case(
+        _keep_data, ("--config.dataset=mnist",), ("mnist", "not prepared"),
+        data_dir="{data}/tfds", alone=True),
+    "tfds_data_dir_missing": _Case(
+        _keep_data, ("--config.dataset=fashion_mnist",),
+        ("/nonexistent/dir",), data_dir="/nonexistent/dir", alone=True),
+    "tfds_data_dir_proc": _Case(
+        _keep_data, ("--config.dataset=fashion_mnist",), ("/proc",),
+        data_dir="/proc", alone=True),
+    "tfds_data_dir_dev_null": _Case(
+        _keep_data, ("--config.dataset=fashion_mnist",), ("/dev/null",),
+        data_dir="/dev/null", alone=True),
     "gated_conv": _Case(_keep_data, ("--config.model=conv",
                                      "--config.activation=glu"),
                         ("--config.activation", "glu is for mlp")),
@@ -230,6 +263,8 @@ def test_fails_with_one_error_line_and_status_2(outcomes, name):
   assert len(errors) == 1, report
   # The message is one line: nothing but log lines follows it.
   assert lines[-1] == errors[0], report
+  if _CASES[name].alone:
+    assert outcome.stderr.split() == errors[0].split(), report
   for keyword in _CASES[name].keywords:
     assert keyword in errors[0], (keyword, errors[0])
 
