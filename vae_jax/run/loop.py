@@ -163,8 +163,9 @@ def _train(config, workdir, stored, data, model, progress_bar, after_chunk,
       os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints)
   writer = stream = None
   try:
-    state, progress, history, latest = resume.start(ckpts, fresh_state,
-                                                    outputs)
+    start = resume.start(ckpts, fresh_state, outputs)
+    state, progress, history = start.state, start.progress, start.history
+    latest = start.restored_step
     if latest is not None:
       logging.info("resuming %s from its checkpoint at step %d (epoch %d of "
                    "%d)", workdir, latest, latest // steps_per_epoch + 1,
