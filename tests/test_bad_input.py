@@ -4,7 +4,9 @@ Missing, truncated or corrupt data, a file that is not IDX, and invalid flag
 values must each end the launcher with exit status 2 and exactly one
 `error: ...` line on stderr that names what to fix: no traceback, and
 nothing written (not even the run directory). Every case fails before the first
-compiled step, so the launches are short; they run two at a time.
+compiled step, so the launches are short; they run two at a time. So must
+`python -m experiments.evaluate` on a run whose config.json was edited after
+training: one line, nothing written in the run directory.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import gzip
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from typing import Callable
@@ -21,7 +25,10 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT, TRAIN_IMAGES, write_idx_directory
+from conftest import REPO_ROOT, TEST_IMAGES, TRAIN_IMAGES, synthetic_images
+from conftest import write_idx_directory
+from run_helpers import error_lines, small_config, snapshot, train
+from vae_jax.data.idx import write_idx
 
 # Flags of a tiny run that would be valid on the tiny data below.
 _SMALL_RUN = ("--config.dataset=idx", "--config.epochs=1",
@@ -43,6 +50,7 @@ class _Case:
   flags: tuple[str, ...]
   keywords: tuple[str, ...]
   data_dir: str = "{data}"  # "{data}" is the case's own data directory
+  alone: bool = False  # stderr holds the error line alone, no log line
 
 
 def _keep_data(data_dir: str) -> None:
@@ -92,6 +100,23 @@ def _wrong_magic(data_dir: str) -> None:
     f.write(bytes(content))
 
 
+def _huge_idx_header(data_dir: str) -> None:
+  """A train-images file whose header claims 2^31 x 2^31 x 4 x 1 bytes and
+  that holds none (numpy's product of those sizes wraps around to 0)."""
+  with gzip.open(os.path.join(data_dir, TRAIN_IMAGES + ".gz"), "wb") as f:
+    f.write(b"\x00\x00\x08\x04"
+            + np.asarray([2**31, 2**31, 4, 1], ">u4").tobytes())
+
+
+def _large_images(data_dir: str) -> None:
+  """112 x 112 images: 16 times the pixels, so that the most draws of z
+  (num_samples = 2^20) of a batch need terabytes on any machine."""
+  rng = np.random.default_rng(0)
+  for name, num in ((TRAIN_IMAGES, _NUM_TRAIN), (TEST_IMAGES, 8)):
+    images, _ = synthetic_images(num, rng, size=112)
+    write_idx(os.path.join(data_dir, name + ".gz"), images)
+
+
 _CASES = {
     "missing_data_dir": _Case(
         _keep_data, (), ("/nonexistent",), data_dir="/nonexistent"),
@@ -128,6 +153,40 @@ _CASES = {
                                  ("nosuch.py",)),
     "not_an_optimizer": _Case(_keep_data, ("--config.optimizer=chain",),
                               ("--config.optimizer", "chain")),
+    # Issue 21: optax optimisers that do not fit the step (an update that
+    # needs more arguments, a state holding a random key).
+    "optimizer_needing_more_arguments": _Case(
+        _keep_data, ("--config.optimizer=lbfgs",),
+        ("--config.optimizer='lbfgs'", "value_fn", "adam")),
+    "optimizer_with_a_key": _Case(
+        _keep_data, ("--config.optimizer=noisy_sgd",),
+        ("--config.optimizer='noisy_sgd'", "random key", "adam")),
+    "idx_header_past_the_file": _Case(_huge_idx_header, (),
+                                      (TRAIN_IMAGES, "2147483648")),
+    "factory_of_another_signature": _Case(
+        _keep_data, ("--config.model=os:getcwd",),
+        ("--config.model='os:getcwd'", "os.getcwd", "TypeError")),
+    "dashed_setting": _Case(_keep_data, ("--config.learning-rate=0.1",),
+                            ("--config.learning_rate=",)),
+    "misspelt_setting": _Case(_keep_data, ("--config.latentdim=2",),
+                              ("'latentdim'", "--config.latent_dim")),
+    "num_samples_past_memory": _Case(
+        _large_images, ("--config.objective=iwae",
+                        "--config.num_samples=1048576"),
+        ("--config.num_samples=1048576", "GiB")),
+    # TFDS logged a warning line before the error (issue 21).
+    "tfds_dataset_not_prepared": _Case(
+        _keep_data, ("--config.dataset=mnist",), ("mnist", "not prepared"),
+        data_dir="{data}/tfds", alone=True),
+    "tfds_data_dir_missing": _Case(
+        _keep_data, ("--config.dataset=fashion_mnist",),
+        ("/nonexistent/dir",), data_dir="/nonexistent/dir", alone=True),
+    "tfds_data_dir_proc": _Case(
+        _keep_data, ("--config.dataset=fashion_mnist",), ("/proc",),
+        data_dir="/proc", alone=True),
+    "tfds_data_dir_dev_null": _Case(
+        _keep_data, ("--config.dataset=fashion_mnist",), ("/dev/null",),
+        data_dir="/dev/null", alone=True),
     "gated_conv": _Case(_keep_data, ("--config.model=conv",
                                      "--config.activation=glu"),
                         ("--config.activation", "glu is for mlp")),
@@ -204,6 +263,8 @@ def test_fails_with_one_error_line_and_status_2(outcomes, name):
   assert len(errors) == 1, report
   # The message is one line: nothing but log lines follows it.
   assert lines[-1] == errors[0], report
+  if _CASES[name].alone:
+    assert outcome.stderr.split() == errors[0].split(), report
   for keyword in _CASES[name].keywords:
     assert keyword in errors[0], (keyword, errors[0])
 
@@ -231,3 +292,61 @@ def test_flag_errors_and_help_need_no_jax(module, argv):
                           capture_output=True, text=True, timeout=60)
   assert result.stdout.splitlines()[-1] in ("exit 1 False", "exit 2 False"), (
       result.stdout + result.stderr)
+
+
+# `experiments.evaluate` on a run whose config.json was edited after
+# training: (the edit, words of the error line).
+_EDITED_RUNS = {
+    "latent_dim_edited": ({"latent_dim": 3},
+                          ("config.json no longer matches", "shape (2, 8)",
+                           "shape (3, 8)")),
+    "wider_hidden_layer": ({"hidden_dims": [16]},
+                           ("config.json no longer matches", "(8,)",
+                            "(16,)")),
+    "eval_batch_size_zero": ({"eval_batch_size": 0},
+                             ("config.json", "--config.eval_batch_size=0")),
+}
+
+
+def _evaluate_edited(name: str, edit: dict, trained: str, root: str):
+  workdir = os.path.join(root, name)
+  shutil.copytree(trained, workdir)
+  path = os.path.join(workdir, "config.json")
+  with open(path) as f:
+    stored = json.load(f)
+  stored["config"].update(edit)
+  with open(path, "w") as f:
+    json.dump(stored, f)
+  before = snapshot(workdir)
+  result = subprocess.run(
+      [sys.executable, "-m", "experiments.evaluate", f"--workdir={workdir}",
+       "--num_importance_samples=4"], cwd=REPO_ROOT, capture_output=True,
+      text=True, timeout=180, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  return result, before == snapshot(workdir)
+
+
+@pytest.fixture(scope="module")
+def edited_runs(tmp_path_factory) -> dict:
+  """One tiny run trained here; each edit evaluated on a copy of it."""
+  root = str(tmp_path_factory.mktemp("edited_runs"))
+  data_dir = write_idx_directory(os.path.join(root, "data"),
+                                 num_train=_NUM_TRAIN, num_test=8)
+  trained = os.path.join(root, "trained")
+  train(small_config(data_dir, epochs=1, batch_size=8, hidden_dims=(8,),
+                     eval_batch_size=8, steps_per_chunk=0), trained)
+  with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+    futures = {name: pool.submit(_evaluate_edited, name, edit, trained, root)
+               for name, (edit, _) in _EDITED_RUNS.items()}
+    return {name: future.result() for name, future in futures.items()}
+
+
+@pytest.mark.parametrize("name", sorted(_EDITED_RUNS))
+def test_evaluating_an_edited_run_is_one_line_and_writes_nothing(
+    edited_runs, name):
+  result, unchanged = edited_runs[name]
+  assert result.returncode == 2, result.stderr[-3000:]
+  assert "Traceback" not in result.stderr, result.stderr[-3000:]
+  [error] = error_lines(result.stderr)
+  for keyword in _EDITED_RUNS[name][1]:
+    assert keyword in error, (keyword, error)
+  assert unchanged  # no eval.json, no figures

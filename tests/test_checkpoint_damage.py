@@ -126,3 +126,54 @@ def test_no_intact_checkpoint_is_one_error_listing_them(reference, tmp_path):
   assert result.returncode == 2 and "Traceback" not in result.stderr
   [error] = error_lines(result.stderr)
   assert "latest/32 (" in error and "latest/30 (FileNotFoundError" in error
+
+
+# Every latest/ step damaged or deleted, best/ intact (issue 21): the run
+# goes back to the best checkpoint, not to step 0 nor to an error.
+
+class _Killed(Exception):
+  pass
+
+
+@pytest.fixture(scope="module")
+def validated(idx_data_dir, tmp_path_factory):
+  """(config, a run with a validation split stopped after its checkpoint at
+  step 35 (latest/ 28 and 35, best/ at an epoch's end before), the same run
+  uninterrupted)."""
+  config = small_config(idx_data_dir, validation_size=64, epochs=3)
+  workdir = str(tmp_path_factory.mktemp("validated"))
+
+  def stop_at_35(state):
+    if int(state.step) == 35:
+      raise _Killed
+
+  with pytest.raises(_Killed):
+    train(config, workdir, after_chunk=stop_at_35)
+  longer = str(tmp_path_factory.mktemp("validated_uninterrupted"))
+  train(config, longer)
+  return config, workdir, longer
+
+
+@pytest.mark.parametrize("loss", ["every_latest_step_truncated",
+                                  "every_latest_step_deleted"])
+def test_an_intact_best_checkpoint_is_resumed_from(validated, tmp_path, loss,
+                                                   caplog):
+  config, reference, longer = validated
+  workdir = str(tmp_path / "run")
+  shutil.copytree(reference, workdir)
+  latest = os.path.join(workdir, "checkpoints", "latest")
+  assert sorted(os.listdir(latest), key=int) == ["28", "35"]
+  [best] = os.listdir(os.path.join(workdir, "checkpoints", "best"))
+  for step in os.listdir(latest):
+    if loss == "every_latest_step_truncated":
+      _truncate(os.path.join(latest, step))
+    else:
+      shutil.rmtree(os.path.join(latest, step))
+  chunks = []
+  train(config, workdir, after_chunk=chunks.append)
+  assert len(chunks) == (42 - int(best)) // 7  # from best/, not from 0
+  assert f"went back to its best checkpoint at step {best}" in caplog.text
+  assert_same_state(saved_state(config, workdir),
+                    saved_state(config, longer))
+  assert without_times(workdir_lib.read_metrics(workdir)) == without_times(
+      workdir_lib.read_metrics(longer))

@@ -2,8 +2,9 @@
 nothing written, before any training.
 
 A swept setting that does not exist, a value its own validation refuses, an
-empty grid, too many members without --allow_large_sweep, a sweep directory
-of another grid, a missing --sweep_dir. The launches run two at a time.
+empty grid, too many members without --allow_large_sweep (or more than any
+sweep may have), seeds past int32, a sweep directory of another grid or
+under /proc, a missing --sweep_dir. The launches run two at a time.
 In process: the grid's limit and names, the sweep directory's checks, a
 vmapped group too large for memory, a damaged status.json.
 """
@@ -42,6 +43,16 @@ _CASES = {
     "seed swept": (("--sweep=seed=1,2",), ("--seeds",)),
     "other grid": (("--sweep=kl_weight=0.5,2",), ("another grid",
                                                   "kl_weight=2.0")),
+    # Issue 21: bounded before any member is built (it hung), and a sweep
+    # directory's own fault named as --sweep_dir, not a member's --workdir.
+    "seeds past any sweep": (("--sweep=kl_weight=0.5,1",
+                              "--seeds=2147483648", "--allow_large_sweep"),
+                             ("4294967296 members", "4096",
+                              "--allow_large_sweep")),
+    "seeds past int32": (("--seeds=10", "--config.seed=2147483640"),
+                         ("--seeds=10", "2147483647", "--seeds=8")),
+    "sweep_dir in /proc": (("--sweep=kl_weight=0.5,1",),
+                           ("--sweep_dir=/proc/vae_jax_sweep", "/proc")),
 }
 
 
@@ -64,6 +75,7 @@ def _write_other_grid(sweep_dir, data_dir):
 
 def test_bad_sweeps_fail_in_one_line_writing_nothing(idx_data_dir, tmp_path):
   dirs = {name: str(tmp_path / name.replace(" ", "_")) for name in _CASES}
+  dirs["sweep_dir in /proc"] = "/proc/vae_jax_sweep"
   _write_other_grid(dirs["other grid"], idx_data_dir)
   before = snapshot(str(tmp_path))
   with concurrent.futures.ThreadPoolExecutor(2) as pool:
@@ -97,6 +109,12 @@ def test_grid_limit_and_names():
   with pytest.raises(ConfigError, match="65 members"):
     sweep_grid.make_members(config, [], 65)
   assert len(sweep_grid.make_members(config, [], 65, allow_large=True)) == 65
+  limit = sweep_grid.LARGEST_SWEEP
+  with pytest.raises(ConfigError, match=f"{limit + 1} members"):
+    sweep_grid.make_members(config, [], limit + 1, allow_large=True)
+  with pytest.raises(ConfigError, match=f"{limit + 1} values"):
+    sweep_grid.parse_axis(
+        "kl_weight=" + ",".join(str(i) for i in range(limit + 1)), config)
 
 
 def test_sweep_dir_checks(tmp_path):

@@ -10,8 +10,10 @@ no JAX.
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import os
+import re
 import sys
 from typing import NoReturn, Optional
 
@@ -26,6 +28,7 @@ __all__ = ["define_config_flag", "parse_flags", "fail", "use_cpu_if_alone",
 
 FLAGS = flags.FLAGS
 _definition_error: Optional[BaseException] = None
+_has_config_flag = False
 
 
 def fail(message: str, status: int = 2) -> NoReturn:
@@ -42,7 +45,8 @@ def define_config_flag(name: str = "config"):
   already while the flag is defined, so a bad override raises here; the
   error is kept and reported by `parse_flags` as a usage error.
   """
-  global _definition_error
+  global _definition_error, _has_config_flag
+  _has_config_flag = True
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
   try:
     return config_flags.DEFINE_config_file(
@@ -93,8 +97,44 @@ def _with_config_resolved(argv: list[str]) -> list[str]:
   return out
 
 
+def _setting_names() -> list[str]:
+  from vae_jax.configs import default  # pylint: disable=g-import-not-at-top
+  return list(default.get_config().keys())
+
+
+def _did_you_mean(name: str) -> str:
+  close = difflib.get_close_matches(name.replace("-", "_"), _setting_names(),
+                                    n=1)
+  return f" (did you mean --config.{close[0]}?)" if close else ""
+
+
+def _check_setting_names(argv: list[str]) -> None:
+  """Every `--config.NAME=…` names a setting. ml_collections' own errors
+  for one that does not are garbled: `malformed node or string …` for a
+  dash in the name, the name quoted three times over for a typo."""
+  names = _setting_names()
+  for arg in argv[1:]:
+    if arg == "--":
+      break
+    if not arg.startswith("--config."):
+      continue
+    name = arg[len("--config."):].partition("=")[0]
+    if name in names:
+      continue
+    if not name:
+      fail(f"{arg}: name a setting, as in --config.NAME=VALUE, e.g. "
+           "--config.epochs=3")
+    if name.replace("-", "_") in names:
+      fail(f"{arg}: settings are written with underscores: "
+           f"--config.{name.replace('-', '_')}=…")
+    fail(f"unknown setting {name!r}{_did_you_mean(name)}: the settings are "
+         "the fields of vae_jax/configs/default.py (--config.NAME=VALUE)")
+
+
 def parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parser, with every failure turned into `error:` and exit 2."""
+  if _has_config_flag:
+    _check_setting_names(argv)
   if _definition_error is not None:
     fail(f"--config: {_describe(_definition_error)}")
   # ml_collections reads the overrides from sys.argv itself.
@@ -103,9 +143,13 @@ def parse_flags(argv: list[str]) -> list[str]:
     rest = FLAGS(argv)
   except flags.Error as e:
     message = str(e)
-    if "Unknown command line flag" in message:
-      message += (" (settings of the run are given as --config.NAME=VALUE, "
-                  "e.g. --config.epochs=3; --help lists the flags)")
+    unknown = re.match(r"Unknown command line flag '([^']*)'", message)
+    if unknown and _has_config_flag:
+      hint = _did_you_mean(unknown.group(1)) or " (e.g. --config.epochs=3)"
+      message += (f"; settings of the run are given as --config.NAME=VALUE"
+                  f"{hint}, and --help lists the flags")
+    elif unknown:
+      message += " (--help lists the flags)"
     fail(message)
   except Exception as e:  # pylint: disable=broad-except
     fail(f"--config: {_describe(e)}")

@@ -3,15 +3,18 @@
 `validate(config)` takes the ConfigDict of `vae_jax/configs/*.py` (after the
 command line's `--config.NAME=VALUE` overrides) and raises `ConfigError`
 naming the setting, its bad value and what it must be. It imports no JAX
-except for the last check (the optimizer's name, which needs optax), so a bad
-setting is reported in a fraction of a second.
+except for the last check (the optimizer, which needs optax; its update is
+traced abstractly, starting no device), so a bad setting is reported in a
+fraction of a second.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import math
+import warnings
 from typing import Any
 
 from vae_jax.errors import ConfigError
@@ -227,8 +230,14 @@ def _check_type(name: str, value: Any, default_value: Any) -> None:
                + (" of integers" if kind is tuple else ""))
 
 
+_WORKING_OPTIMIZERS = "adam, adamw, sgd, rmsprop, lamb"
+
+
 def _check_optimizer(name: str) -> None:
-  """An optax optimizer: a public function of optax taking `learning_rate`."""
+  """An optax optimizer that fits the train step: a public function of optax
+  taking `learning_rate`, whose update takes (gradients, state, params)
+  alone and whose state holds no random key (checkpoints and the integrity
+  checksums store arrays of numbers)."""
   import optax  # pylint: disable=g-import-not-at-top
   fn = getattr(optax, name, None) if not name.startswith("_") else None
   try:
@@ -237,7 +246,45 @@ def _check_optimizer(name: str) -> None:
     takes_rate = False
   if not (inspect.isfunction(fn) and takes_rate):
     raise _bad("optimizer", name, "name an optax optimizer that takes a "
-               "learning rate, e.g. adam, adamw, sgd, rmsprop, lamb")
+               f"learning rate, e.g. {_WORKING_OPTIMIZERS}")
+  problem = _optimizer_misfit(name)
+  if problem:
+    raise _bad("optimizer", name, f"{problem}: use one that fits the train "
+               f"step, e.g. {_WORKING_OPTIMIZERS}")
+
+
+@functools.lru_cache(maxsize=None)
+def _optimizer_misfit(name: str) -> str:
+  """'' if optax.NAME fits the step, else why not. Found by tracing its init
+  and update abstractly on a small tree of parameters (no device, no
+  backend started: a run on several processes initialises JAX later)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import optax  # pylint: disable=g-import-not-at-top
+  f32 = jax.numpy.float32
+  params = {"kernel": jax.ShapeDtypeStruct((3, 2), f32),
+            "bias": jax.ShapeDtypeStruct((2,), f32)}
+  with warnings.catch_warnings():  # e.g. noisy_sgd's warning about its key
+    warnings.simplefilter("ignore")
+    try:
+      optimizer = getattr(optax, name)(learning_rate=1e-3)
+      state = jax.eval_shape(optimizer.init, params)
+    except Exception as e:  # pylint: disable=broad-except
+      return f"it cannot be made from a learning rate alone ({_brief(e)})"
+    if any(jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.extended)
+           for leaf in jax.tree_util.tree_leaves(state)):
+      return ("its state holds a random key, which the run's checkpoints do "
+              "not store")
+    try:
+      jax.eval_shape(optimizer.update, params, state, params)
+    except Exception as e:  # pylint: disable=broad-except
+      return ("its update needs more than the (gradients, state, params) "
+              f"that the train step gives ({_brief(e)})")
+  return ""
+
+
+def _brief(error: BaseException) -> str:
+  text = " ".join(str(error).split())
+  return f"{type(error).__name__}: {text[:160]}"
 
 
 def to_json_dict(config) -> dict[str, Any]:

@@ -10,6 +10,7 @@ the file and says what to do.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 
@@ -59,7 +60,9 @@ def read_idx(path: str) -> np.ndarray:
   if ndim == 0 or len(raw) < header:
     raise DataError(f"{path}: IDX header is truncated; get a fresh copy")
   shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, offset=4))
-  expected = header + int(np.prod(shape)) * dtype.itemsize
+  # Python's integers: np.prod of sizes near 2^32 wraps around (to 0 for
+  # 2^31 · 2^31 · 4), and a header of huge sizes would pass as empty.
+  expected = header + math.prod(shape) * dtype.itemsize
   if len(raw) != expected:
     raise DataError(
         f"{path}: IDX header promises shape {shape} ({expected} bytes) but the "

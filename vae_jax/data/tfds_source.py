@@ -12,8 +12,11 @@ Every failure is a one-line `DataError` that says what to do.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib.util
+import logging as std_logging
+import os
 import re
 from typing import Iterable, Mapping, Optional, Sequence
 
@@ -38,6 +41,27 @@ def _import_tfds():
         "tensorflow-datasets, or use IDX files: --config.dataset=idx "
         "--config.data_dir=DIR") from None
   return tfds
+
+
+class _QuietTfds(std_logging.Filter):
+  """Drops TFDS's own warnings (e.g. `Variant folder … has no
+  dataset_info.json` for a dataset not prepared there): what they say, the
+  one-line DataError that follows says with what to do."""
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    return (f"{os.sep}tensorflow_datasets{os.sep}" not in record.pathname
+            or record.levelno >= std_logging.ERROR)
+
+
+@contextlib.contextmanager
+def _quiet_tfds():
+  quiet = _QuietTfds()
+  logger = std_logging.getLogger("absl")  # TFDS logs through absl
+  logger.addFilter(quiet)
+  try:
+    yield
+  finally:
+    logger.removeFilter(quiet)
 
 
 def _first_line(error: BaseException) -> str:
@@ -155,22 +179,27 @@ def open_splits(name: str, data_dir: Optional[str],
     each data source is a sequence of feature dicts (`as_data_source`).
   """
   tfds = _import_tfds()
-  try:
-    builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
-  except Exception as e:  # pylint: disable=broad-except
-    raise DataError(f"TFDS cannot make dataset {name!r} ({_first_line(e)}); "
-                    "check --config.dataset and --config.data_dir") from None
-  # Before any download: is it an image dataset we can use?
-  image_key, label_key = _image_feature(builder.info.features, name)
+  with _quiet_tfds():
+    try:
+      builder = tfds.builder(name, data_dir=data_dir,
+                             file_format="array_record")
+    except Exception as e:  # pylint: disable=broad-except
+      raise DataError(f"TFDS cannot make dataset {name!r} "
+                      f"({_first_line(e)}); check --config.dataset and "
+                      "--config.data_dir") from None
+    # Before any download: is it an image dataset we can use?
+    image_key, label_key = _image_feature(builder.info.features, name)
+    prepared = builder.is_prepared()
 
   def open_all() -> dict:
     return {flag: builder.as_data_source(split=split)
             for flag, split in requested.items()}
 
   sources = None
-  if not builder.is_prepared():
+  if not prepared:
     try:  # prepared data that TFDS does not see as such, or tfds mock_data
-      sources = open_all()
+      with _quiet_tfds():
+        sources = open_all()
     except (KeyError, ValueError, NotImplementedError, FileNotFoundError,
             AssertionError):
       _prepare(builder, name)

@@ -30,7 +30,7 @@ import importlib
 import importlib.util
 from typing import Callable, Sequence
 
-from vae_jax.errors import ConfigError
+from vae_jax.errors import ConfigError, UserError
 
 __all__ = ["MODELS", "PRIORS", "build_model", "build_prior",
            "check_model_name", "check_prior_name"]
@@ -137,8 +137,8 @@ def _check_name(setting: str, name: str, registered) -> None:
         f"{sorted(registered)} or name your own as package.module:factory")
   try:
     found = importlib.util.find_spec(module) is not None
-  except (ImportError, ValueError):
-    found = False
+  except Exception:  # pylint: disable=broad-except
+    found = False  # (a parent package that raises on import, too)
   if not found:
     raise ConfigError(f"--config.{setting}={name!r}: no module {module!r} "
                       "can be imported; check the name and your PYTHONPATH")
@@ -183,6 +183,35 @@ def _check_hashable(setting: str, name: str, value) -> None:
                       "values") from None
 
 
+def _call_own_factory(name: str, config, event_shape: tuple[int, ...]):
+  """`module:factory`(config, event_shape); whatever the user's code raises
+  (a wrong signature, a bug) becomes one ConfigError naming it."""
+  module, _, attr = name.partition(":")
+  try:
+    factory = getattr(importlib.import_module(module), attr, None)
+  except Exception as e:  # pylint: disable=broad-except
+    raise ConfigError(f"--config.model={name!r}: importing {module} raised "
+                      f"{_describe(e)}") from None
+  if not callable(factory):
+    raise ConfigError(f"--config.model={name!r}: {module} has no function "
+                      f"{attr!r}")
+  try:
+    return factory(config, event_shape)
+  except UserError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    raise ConfigError(
+        f"--config.model={name!r}: {module}.{attr}(config, event_shape="
+        f"{event_shape}) raised {_describe(e)}; a factory takes the run's "
+        "config and the data's example shape and returns a VAEModel") from None
+
+
+def _describe(error: BaseException) -> str:
+  text = " ".join(str(error).split())
+  return f"{type(error).__name__}: {text[:300]}" if text else type(
+      error).__name__
+
+
 def build_model(config, event_shape: Sequence[int]):
   """The model `config.model` names, for examples of shape `event_shape`."""
   from vae_jax.math import model as model_lib  # pylint: disable=g-import-not-at-top
@@ -193,8 +222,7 @@ def build_model(config, event_shape: Sequence[int]):
   if name in MODELS:
     model = MODELS[name](config, event_shape)
   else:
-    model = _call_factory("model", name, _factory("model", name), config,
-                          event_shape)
+    model = _call_own_factory(name, config, event_shape)
   missing = model_lib.missing_methods(model)
   if missing:
     raise ConfigError(f"--config.model={name!r} returned {type(model).__name__}"

@@ -90,6 +90,7 @@ def evaluate_run(workdir: str, checkpoint: Optional[str] = None,
                         f"{_MAX_SAMPLES}")
   model = registry.build_model(config, load.event_shape(workdir, config))
   which, step, params = load.restore_params(workdir, checkpoint)
+  load.check_params_fit(model, params, workdir, which, step)
   data = prepare_data(config)
   num_test = int(data.test.shape[0])
   if max_examples is not None and not 1 <= max_examples <= num_test:

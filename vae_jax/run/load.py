@@ -12,6 +12,7 @@ import math
 import os
 from typing import Any, NamedTuple, Optional, Union
 
+from vae_jax import validation
 from vae_jax.errors import ConfigError
 from vae_jax.names import resolve_image_layout
 from vae_jax.nets import registry
@@ -19,7 +20,7 @@ from vae_jax.run import checkpoints as checkpoints_lib
 from vae_jax.run import workdir as workdir_lib
 
 __all__ = ["LoadedRun", "load_run", "open_run", "choose_checkpoint",
-           "restore_params", "event_shape"]
+           "restore_params", "check_params_fit", "event_shape"]
 
 
 class LoadedRun(NamedTuple):
@@ -37,7 +38,43 @@ def open_run(workdir: str):
   if config is None:
     raise ConfigError(f"--workdir={workdir} holds no run (no config.json); "
                       "pass the run directory that experiments/train.py wrote")
+  try:  # as training checks it: an edited config.json may not be a run's
+    validation.validate(config)
+  except ConfigError as e:
+    raise ConfigError(f"{os.path.join(workdir, 'config.json')} holds an "
+                      f"invalid setting ({e}): it was edited or is damaged; "
+                      "restore the run's own") from None
   return config
+
+
+def check_params_fit(model, params, workdir: str, which: str,
+                     step: int) -> None:
+  """Refuses parameters that are not the model's: config.json edited after
+  training (a latent size, a width) builds a model of other shapes, which
+  would fail deep inside Flax. Names the first parameter that differs."""
+  # pylint: disable-next=g-import-not-at-top
+  import jax
+  expected = _shapes(jax.eval_shape(model.init, jax.random.key(0)))
+  stored = _shapes(params)
+  for name in sorted(set(expected) | set(stored)):
+    want, have = expected.get(name), stored.get(name)
+    if want != have:
+      what = (f"has no parameter {name}" if have is None else
+              f"has parameter {name} of shape {have}")
+      need = ("no such parameter" if want is None else
+              f"one of shape {want}")
+      raise ConfigError(
+          f"the {which} checkpoint at step {step} in {workdir} {what}, but "
+          f"the model of its config.json needs {need}: config.json no "
+          "longer matches the checkpoint (edited after training?); restore "
+          "the run's own settings")
+
+
+def _shapes(tree) -> dict[str, tuple[int, ...]]:
+  # pylint: disable-next=g-import-not-at-top
+  import jax
+  return {jax.tree_util.keystr(path): tuple(leaf.shape) for path, leaf in
+          jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
 def choose_checkpoint(ckpts: checkpoints_lib.RunCheckpoints,
@@ -105,8 +142,14 @@ def restore_params(workdir: str, checkpoint=None):
 
 def event_shape(workdir: str, config) -> tuple[int, ...]:
   """The shape of one example of the run, from config.json's data record."""
-  with open(os.path.join(workdir, "config.json")) as f:
-    shape = json.load(f)["data"]["image_shape"]
+  path = os.path.join(workdir, "config.json")
+  try:
+    with open(path) as f:
+      shape = [int(d) for d in json.load(f)["data"]["image_shape"]]
+  except (OSError, ValueError, TypeError, KeyError) as e:
+    raise ConfigError(f"{path} has no readable data.image_shape "
+                      f"({type(e).__name__}: {e}); it is damaged: restore "
+                      "it") from None
   if resolve_image_layout(config.model, config.image_layout) == "flat":
     return (math.prod(shape),)
   return tuple(shape)
@@ -123,5 +166,6 @@ def load_run(workdir: str, checkpoint: Optional[Union[str, int]] = None
   """
   config = open_run(workdir)
   model = registry.build_model(config, event_shape(workdir, config))
-  _, _, params = restore_params(workdir, checkpoint)
+  which, step, params = restore_params(workdir, checkpoint)
+  check_params_fit(model, params, workdir, which, step)
   return LoadedRun(config, model, params)

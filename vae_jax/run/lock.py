@@ -42,10 +42,14 @@ def _holder_pid(fd: int) -> Optional[int]:
 class WorkdirLock:
   """An exclusive lock on WORKDIR/.lock, held until `release()` or exit.
 
-  Usable as a context manager. The directory must exist.
+  Usable as a context manager. With `create`, a missing directory is made
+  first, in the same step: whoever made it (this process or another that
+  started at the same time), the lock decides who trains in it.
   """
 
-  def __init__(self, workdir: str):
+  def __init__(self, workdir: str, create: bool = False):
+    if create:
+      os.makedirs(workdir, exist_ok=True)
     self.path = os.path.join(workdir, LOCK_FILE)
     fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
     try:

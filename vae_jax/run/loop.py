@@ -109,7 +109,8 @@ def train_and_evaluate(
     # An existing directory is locked at once, a new one once the data are
     # ready (creating it earlier would leave it behind if the data fail).
     # Several processes lock once, below, all learning whether it failed.
-    if os.path.isdir(workdir) and alone:
+    locked = alone and os.path.isdir(workdir)
+    if locked:
       stack.enter_context(WorkdirLock(workdir))
     stored = workdir_lib.check_resumable(config, workdir)
     data = data or prepare_data(config)
@@ -117,9 +118,10 @@ def train_and_evaluate(
 
     def lock():
       nonlocal stored
-      if not (alone and os.path.isdir(workdir)):
-        os.makedirs(workdir, exist_ok=True)
-        stack.enter_context(WorkdirLock(workdir))
+      if not locked:
+        # Created and locked in one step, whoever created it: a process
+        # started at the same time may have made it meanwhile and hold it.
+        stack.enter_context(WorkdirLock(workdir, create=True))
         # Checked again under the lock: another run may have begun meanwhile.
         stored = workdir_lib.check_resumable(config, workdir)
 
@@ -162,8 +164,9 @@ def _train(config, workdir, stored, data, model, progress_bar, after_chunk,
       os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints)
   writer = stream = None
   try:
-    state, progress, history, latest = resume.start(ckpts, fresh_state,
-                                                    outputs)
+    start = resume.start(ckpts, fresh_state, outputs)
+    state, progress, history = start.state, start.progress, start.history
+    latest = start.restored_step
     if latest is not None:
       logging.info("resuming %s from its checkpoint at step %d (epoch %d of "
                    "%d)", workdir, latest, latest // steps_per_epoch + 1,

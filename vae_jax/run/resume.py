@@ -1,7 +1,10 @@
 """Where a run starts: its newest usable checkpoint, or the beginning.
 
-`start(...)` restores the newest latest/ step that restores intact (see
-`RunCheckpoints.restore_newest`) and rebuilds metrics.jsonl from the records
+`start(...)` restores the newest step that restores intact (see
+`RunCheckpoints.restore_newest`), latest/ or best/: when every later
+latest/ step is damaged or deleted, the best checkpoint (an epoch's end) is
+the newest intact state, and going back to it costs only the epochs after
+it, with a warning that says so. metrics.jsonl is rebuilt from the records
 that checkpoint keeps (each epoch's record up to its step), so a torn,
 emptied or longer file ends with exactly the epochs of the restored state.
 A directory with no checkpoint at all (a run killed before its first one)
@@ -27,6 +30,7 @@ class Start(NamedTuple):
   progress: dict[str, Any]  # the restored step's progress; {} when fresh
   history: list[dict]  # metrics.jsonl's records up to state.step
   restored_step: Optional[int]  # None: the run starts from the beginning
+  restored_from: Optional[str] = None  # LATEST or BEST; None when fresh
 
 
 def _count_lines(path: str) -> int:
@@ -41,20 +45,32 @@ def start(ckpts: checkpoints_lib.RunCheckpoints, fresh_state: TrainState,
   """The state to train from and the metrics history that goes with it.
 
   Raises:
-    CheckpointError: latest/ holds steps and none is usable.
+    CheckpointError: checkpoints exist and none is usable.
   """
-  latest = [(checkpoints_lib.LATEST, s)
-            for s in reversed(ckpts.steps(checkpoints_lib.LATEST))]
-  restored = ckpts.restore_newest(latest, fresh_state)
-  # The best checkpoint is only read by evaluation; check it now, so that a
-  # damaged one is moved aside (and warned about) while the run can still
-  # save a new best.
-  try:
-    ckpts.restore_newest([(checkpoints_lib.BEST, s) for s in
-                          reversed(ckpts.steps(checkpoints_lib.BEST))],
-                         fresh_state)
-  except checkpoints_lib.CheckpointError:
-    pass  # warned per step; the next better epoch saves a new best
+  latest = ckpts.steps(checkpoints_lib.LATEST)
+  best = [(checkpoints_lib.BEST, s)
+          for s in reversed(ckpts.steps(checkpoints_lib.BEST))]
+  # Newest first; at one step latest/ first (it carries a mid-epoch's
+  # progress, best/ only epoch ends).
+  candidates = sorted([(checkpoints_lib.LATEST, s) for s in latest] + best,
+                      key=lambda c: (-c[1], c[0] != checkpoints_lib.LATEST))
+  restored = ckpts.restore_newest(candidates, fresh_state)
+  if restored is None or restored.which != checkpoints_lib.BEST:
+    # The best checkpoint is otherwise only read by evaluation; check it
+    # now, so that a damaged one is moved aside (and warned about) while
+    # the run can still save a new best.
+    try:
+      ckpts.restore_newest(best, fresh_state)
+    except checkpoints_lib.CheckpointError:
+      pass  # warned per step; the next better epoch saves a new best
+  else:
+    later = [str(s) for s in latest if s >= restored.step]
+    logging.warning(
+        "%s: %s, so the run went back to its best checkpoint at step %d "
+        "(epoch %d) and trains the epochs after it again", ckpts.directory,
+        f"no latest/ step from it on is intact ({', '.join(later)})" if later
+        else "latest/ holds no step from it on", restored.step,
+        restored.progress.get("epoch", 0))
   metrics_path = os.path.join(workdir, "metrics.jsonl")
   if restored is None:
     lines = _count_lines(metrics_path)
@@ -77,7 +93,8 @@ def start(ckpts: checkpoints_lib.RunCheckpoints, fresh_state: TrainState,
     workdir_lib.write_metrics(workdir, history)
   else:  # a checkpoint written before records were kept in it
     history = workdir_lib.keep_metrics_until(workdir, restored.step)
-  return Start(restored.state, progress, history, restored.step)
+  return Start(restored.state, progress, history, restored.step,
+               restored.which)
 
 
 def checkpoint_progress(epoch: int, done: list, train_seconds: float,

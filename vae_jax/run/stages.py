@@ -25,6 +25,7 @@ from vae_jax.nets import registry
 from vae_jax.run import checkpoints as checkpoints_lib
 from vae_jax.run import likelihood
 from vae_jax.run import memory
+from vae_jax.run import resume
 from vae_jax.run import workdir as workdir_lib
 from vae_jax.run.outputs import epoch_record, log_epoch, tensorboard_images
 
@@ -128,7 +129,10 @@ def end_epoch(run: EpochEnd, epoch: int, state: step_lib.TrainState,
       run.figure_rng))
   writer.flush()
   if stopping.update(history[-1]):
-    ckpts.save_best(state, {"epoch": epoch + 1, "val_elbo": record.val_elbo})
+    # The progress of a latest/ step at an epoch's end (a run resumes from
+    # best/ when every later latest/ step is damaged), and its val ELBO.
+    ckpts.save_best(state, dict(resume.checkpoint_progress(
+        epoch + 1, [], 0.0, wall_time_sec, history), val_elbo=record.val_elbo))
 
 
 def final_measurements(config, workdir, model, state, data, ckpts, history,

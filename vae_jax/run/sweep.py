@@ -144,8 +144,7 @@ def run_sweep(plan: SweepPlan, sweep_dir: str, vectorize: str = "auto",
   """
   vectorized = vectorize_choice(vectorize)
   groups = _check(plan, sweep_dir, vectorized)
-  os.makedirs(sweep_dir, exist_ok=True)
-  with WorkdirLock(sweep_dir):
+  with WorkdirLock(sweep_dir, create=True):
     description = dict(plan.description, vectorize=vectorize,
                        vectorized=vectorized, backend=jax.default_backend(),
                        groups=[[plan.members[i].name for i in g]
@@ -165,8 +164,7 @@ def run_sweep(plan: SweepPlan, sweep_dir: str, vectorize: str = "auto",
                                              for i in pending))
         with contextlib.ExitStack() as stack:
           for workdir in workdirs:
-            os.makedirs(workdir, exist_ok=True)
-            stack.enter_context(WorkdirLock(workdir))
+            stack.enter_context(WorkdirLock(workdir, create=True))
           outcomes = sweep_group.train_group(
               configs, workdirs, data, model, plan.config_file,
               after_chunk=after_chunk, figures=figures)

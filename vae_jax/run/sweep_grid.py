@@ -27,12 +27,18 @@ from typing import Any, NamedTuple
 
 from vae_jax import validation
 from vae_jax.errors import ConfigError
+from vae_jax.run import workdir as workdir_lib
 
-__all__ = ["SweepPlan", "plan_sweep", "MAX_MEMBERS", "STEP_INPUTS", "Axis",
+__all__ = ["SweepPlan", "plan_sweep", "MAX_MEMBERS", "LARGEST_SWEEP",
+           "STEP_INPUTS", "Axis",
            "Member", "parse_axis", "make_members", "group_members",
            "describe", "check_sweep_dir", "SWEEP_JSON"]
 
 MAX_MEMBERS = 64  # more needs --allow_large_sweep
+# More is refused even with --allow_large_sweep, before any member is
+# built: each member is a run directory, and building 2^31 of them (a typo
+# in --seeds) would hang the command without a word.
+LARGEST_SWEEP = 4096
 SWEEP_JSON = "sweep.json"
 # What members of one compiled program may differ in: the traced step inputs
 # (learning rate and its scaling to the batch size, KL weight, warm-ups,
@@ -95,6 +101,10 @@ def parse_axis(spec: str, base) -> Axis:
   if not texts:
     raise ConfigError(f"--sweep={spec}: no values; list one or more, e.g. "
                       f"--sweep={name}=1,2")
+  if len(texts) > LARGEST_SWEEP:
+    raise ConfigError(f"--sweep={name}=… lists {len(texts)} values, more "
+                      f"than a sweep may have members ({LARGEST_SWEEP}): "
+                      "list fewer")
   values = tuple(_parse_value(name, t, base[name]) for t in texts)
   repeated = sorted({_spell(v) for v in values
                      if sum(u == v for u in values) > 1})
@@ -124,8 +134,9 @@ def make_members(base, axes: list[Axis], seeds: int,
   """The grid's members, in the order of the command line (seeds last).
 
   Raises:
-    ConfigError: no member, a setting swept twice, a member that fails
-      validation, or more than MAX_MEMBERS without `allow_large`.
+    ConfigError: no member, a setting swept twice, a seed past int32, a
+      member that fails validation, more than MAX_MEMBERS without
+      `allow_large`, or more than LARGEST_SWEEP.
   """
   names = [a.name for a in axes]
   twice = sorted({n for n in names if names.count(n) > 1})
@@ -135,9 +146,20 @@ def make_members(base, axes: list[Axis], seeds: int,
   if seeds < 1:
     raise ConfigError(f"--seeds={seeds}: the grid is empty; pass --seeds=1 "
                       "or more")
+  if base.seed + seeds - 1 > validation.INT32_MAX:
+    raise ConfigError(
+        f"--seeds={seeds} from --config.seed={base.seed} passes the largest "
+        f"seed, {validation.INT32_MAX}: pass at most "
+        f"--seeds={validation.INT32_MAX - base.seed + 1}")
   count = seeds
   for axis in axes:
     count *= len(axis.values)
+  if count > LARGEST_SWEEP:
+    product = " × ".join([str(len(a.values)) for a in axes]
+                         + [f"{seeds} seed(s)"])
+    raise ConfigError(
+        f"the grid has {count} members ({product}), more than a sweep may "
+        f"have ({LARGEST_SWEEP}, even with --allow_large_sweep): shrink it")
   if count > MAX_MEMBERS and not allow_large:
     raise ConfigError(f"the grid has {count} members, more than "
                       f"{MAX_MEMBERS}: shrink it, or pass --allow_large_sweep")
@@ -211,17 +233,25 @@ def _identity(members: list) -> list:
 
 
 def check_sweep_dir(sweep_dir: str, description: dict) -> None:
-  """Refuses a sweep directory that holds another grid, creating nothing."""
+  """Refuses a sweep directory that holds another grid, or that could not
+  be used or created (named as --sweep_dir: its members' run directories,
+  checked later, would name --workdir=SWEEP_DIR/<member>). Creates nothing.
+  """
   flag = f"--sweep_dir={sweep_dir}"
   if os.path.lexists(sweep_dir) and not os.path.isdir(sweep_dir):
     raise ConfigError(f"{flag} is a file, not a directory: choose a directory")
   path = os.path.join(sweep_dir, SWEEP_JSON)
-  if not os.path.exists(path):
+  if os.path.exists(path):
+    _check_same_grid(flag, path, description)
+  elif os.path.isdir(sweep_dir) and set(os.listdir(sweep_dir)) - {".lock"}:
     # (.lock alone: a sweep killed before it wrote sweep.json.)
-    if os.path.isdir(sweep_dir) and set(os.listdir(sweep_dir)) - {".lock"}:
-      raise ConfigError(f"{flag} holds files but no {SWEEP_JSON}: it is not "
-                        "a sweep directory; choose an empty or new one")
-    return
+    raise ConfigError(f"{flag} holds files but no {SWEEP_JSON}: it is not "
+                      "a sweep directory; choose an empty or new one")
+  # Last: it tries a write (a directory made and removed) in it.
+  workdir_lib.check_directory(sweep_dir, "sweep_dir")
+
+
+def _check_same_grid(flag: str, path: str, description: dict) -> None:
   try:
     with open(path) as f:
       stored = json.load(f)

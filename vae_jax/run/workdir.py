@@ -35,7 +35,8 @@ from vae_jax.names import resolve_image_layout
 __all__ = ["EpochRecord", "METRIC_KEYS", "load_config", "check_resumable",
            "write_config", "read_metrics", "append_metrics",
            "keep_metrics_until", "write_metrics", "write_json_atomic",
-           "write_text_atomic", "json_safe", "check_workdir"]
+           "write_text_atomic", "json_safe", "check_directory",
+           "check_workdir"]
 
 
 @dataclasses.dataclass
@@ -263,6 +264,33 @@ def _probe_writable(directory: str) -> Optional[str]:
   return None
 
 
+def check_directory(path: str, flag_name: str = "workdir") -> bool:
+  """Refuses a directory that could not be used or created, creating
+  nothing (see `check_workdir`); the messages name `--FLAG_NAME=path`.
+
+  Returns:
+    Whether the directory exists.
+  """
+  flag = f"--{flag_name}={path}"
+  absolute = os.path.abspath(path)
+  if os.path.lexists(absolute) and not os.path.isdir(absolute):
+    raise ConfigError(f"{flag} is a file, not a directory: choose a directory")
+  anchor = _nearest_existing(absolute)
+  if not os.path.isdir(anchor):
+    raise ConfigError(f"{flag}: {anchor} is a file, so the directory cannot "
+                      f"be created there; choose another --{flag_name}")
+  limit = os.pathconf(anchor, "PC_NAME_MAX")
+  if (any(len(n.encode()) > limit for n in absolute.split(os.sep))
+      or len(absolute.encode()) >= os.pathconf(anchor, "PC_PATH_MAX")):
+    raise ConfigError(f"{flag}: the path is too long for the file system "
+                      f"(names of at most {limit} bytes); choose a shorter one")
+  why = _probe_writable(anchor)
+  if why is not None:
+    raise ConfigError(f"{flag}: cannot write in {anchor} ({why}); choose "
+                      f"another --{flag_name}")
+  return anchor == absolute
+
+
 def check_workdir(workdir: str, for_training: bool = True) -> None:
   """Refuses a run directory the run could not use, creating nothing.
 
@@ -274,25 +302,10 @@ def check_workdir(workdir: str, for_training: bool = True) -> None:
   """
   flag = f"--workdir={workdir}"
   absolute = os.path.abspath(workdir)
-  if os.path.lexists(absolute) and not os.path.isdir(absolute):
-    raise ConfigError(f"{flag} is a file, not a directory: choose a directory")
-  if not for_training and not os.path.isdir(absolute):
+  if not for_training and not os.path.lexists(absolute):
     raise ConfigError(f"{flag}: no such directory; pass the run directory "
                       "that experiments/train.py wrote")
-  anchor = _nearest_existing(absolute)
-  if not os.path.isdir(anchor):
-    raise ConfigError(f"{flag}: {anchor} is a file, so the directory cannot "
-                      "be created there; choose another --workdir")
-  limit = os.pathconf(anchor, "PC_NAME_MAX")
-  if (any(len(n.encode()) > limit for n in absolute.split(os.sep))
-      or len(absolute.encode()) >= os.pathconf(anchor, "PC_PATH_MAX")):
-    raise ConfigError(f"{flag}: the path is too long for the file system "
-                      f"(names of at most {limit} bytes); choose a shorter one")
-  why = _probe_writable(anchor)
-  if why is not None:
-    raise ConfigError(f"{flag}: cannot write in {anchor} ({why}); choose "
-                      "another --workdir")
-  if anchor != absolute:
+  if not check_directory(workdir):
     return  # a new directory: nothing else to check
   for name, is_dir in _ENTRIES.items():
     path = os.path.join(absolute, name)
