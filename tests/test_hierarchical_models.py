@@ -9,6 +9,7 @@ in tests/test_hierarchical.py (a linear-Gaussian one, on the same base).
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import math
 import os
@@ -316,3 +317,24 @@ def test_an_hvae_trains_and_is_evaluated_per_layer(idx_data_dir, tmp_path):
   assert set(record["active_units_per_layer"]) == {"z2", "z1"}
   assert all(len(v) == 2 for v in record["kl_per_layer"].values())
   assert math.isfinite(record["test_log_px"])
+
+
+@pytest.mark.parametrize("name, kind, prior", [
+    ("vamp", "MLPVAE", "vamp"), ("hvae", "HVAE", "standard_normal"),
+    ("hvae_vamp", "HVAE", "vamp"), ("conv_hvae_vamp", "ConvHVAE", "vamp"),
+    ("ladder", "LadderVAE", "standard_normal")])
+def test_the_configs_are_the_paper_protocol_with_their_model(name, kind,
+                                                             prior):
+  config = importlib.import_module(f"vae_jax.configs.{name}").get_config()
+  paper = importlib.import_module("vae_jax.configs.paper").get_config()
+  validation.validate(config)
+  for setting in ("latent_dim", "hidden_dims", "activation", "learning_rate",
+                  "batch_size", "kl_warmup_epochs", "epochs",
+                  "validation_size", "early_stopping_patience"):
+    assert config[setting] == paper[setting], setting
+  assert config.prior == prior and config.final_importance_samples == 0
+  shape = (28, 28, 1) if name.startswith("conv") else (784,)
+  model = registry.build_model(config, shape)
+  assert type(model).__name__ == kind
+  if prior == "vamp":
+    assert model.prior_component.num_pseudo_inputs == 500
