@@ -76,7 +76,7 @@ def test_a_custom_model_is_evaluated_and_loaded(custom_run, monkeypatch):
     ("toy_models:not_a_model", "lacks the model protocol's init"),
     ("toy_models:nosuch", "has no function 'nosuch'"),
     ("nosuch_module:f", "no module 'nosuch_module'"),
-    ("nosuch", "choose one of ['conv', 'mlp']"),
+    ("nosuch", "choose one of ['conv', 'conv_hvae', 'hvae', 'ladder', 'mlp']"),
 ])
 def test_a_bad_model_name_is_a_config_error(name, message, monkeypatch):
   monkeypatch.syspath_prepend(_TESTS)

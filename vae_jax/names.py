@@ -38,7 +38,8 @@ OBJECTIVES = ("elbo", "iwae")
 COMPUTE_DTYPES = ("float32", "bfloat16")  # the networks' (FlaxVAE._apply)
 
 # The layout each registered model takes; `image_layout=''` means this one.
-MODEL_LAYOUTS = {"mlp": "flat", "conv": "image"}
+MODEL_LAYOUTS = {"mlp": "flat", "conv": "image", "hvae": "flat",
+                 "conv_hvae": "image", "ladder": "flat"}
 # p(z) of the top latent layer (vae_jax.math.priors, vae_jax.nets.registry).
 PRIORS = ("standard_normal", "vamp", "mog")
 

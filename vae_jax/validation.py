@@ -21,7 +21,8 @@ from vae_jax.errors import ConfigError
 from vae_jax.names import ACTIVATIONS, BINARIZATIONS, BINARY_LIKELIHOODS
 from vae_jax.names import COMPUTE_DTYPES, ELEMENTWISE_ACTIVATIONS
 from vae_jax.names import FLOORED_SCHEDULES, LR_BATCH_SCALINGS
-from vae_jax.names import LAYOUTS, LIKELIHOODS, LR_SCHEDULES, OBJECTIVES
+from vae_jax.names import LAYOUTS, LIKELIHOODS, LR_SCHEDULES, MODEL_LAYOUTS
+from vae_jax.names import OBJECTIVES
 from vae_jax.names import resolve_image_layout
 
 __all__ = ["validate", "check_likelihood_fits", "to_json_dict",
@@ -101,6 +102,12 @@ def validate(config):
   registry.check_model_name(c.model)
   registry.check_prior_name(c.prior)
   integer("latent_dim", 1, _MAX_WIDTH)
+  need(len(c.latent_dims) >= 1
+       and all(1 <= d <= _MAX_WIDTH for d in c.latent_dims), "latent_dims",
+       f"give the layer sizes from 1 to {_MAX_WIDTH}, the bottom layer "
+       "first, e.g. --config.latent_dims=40,20,10")
+  need(c.model != "ladder" or len(c.latent_dims) >= 2, "latent_dims",
+       "the ladder has two or more layers, e.g. --config.latent_dims=40,20,10")
   integer("num_pseudo_inputs", 1, _MAX_WIDTH)
   integer("num_components", 1, _MAX_WIDTH)
   need(len(c.hidden_dims) >= 1
@@ -130,7 +137,7 @@ def validate(config):
   need(c.image_layout in ("",) + LAYOUTS, "image_layout",
        f"choose one of {list(LAYOUTS)}, or '' for the model's own")
   layout = resolve_image_layout(c.model, c.image_layout)
-  for model, own in (("mlp", "flat"), ("conv", "image")):
+  for model, own in MODEL_LAYOUTS.items():
     need(not (c.model == model and layout != own), "image_layout",
          f"--config.model={model} takes the {own} layout: set "
          f"--config.image_layout={own} or leave it unset ('')")

@@ -14,7 +14,8 @@ import os
 
 __all__ = ["NAMES", "path"]
 
-NAMES = ("default", "smoke", "paper")
+NAMES = ("default", "smoke", "paper", "vamp", "hvae", "hvae_vamp",
+         "conv_hvae_vamp", "ladder")
 
 
 def path(name: str) -> str:

@@ -28,21 +28,28 @@ def get_config() -> ml_collections.ConfigDict:
   c.validation_size = 0  # examples carved from the end of train
   c.train_split = "train"  # the source's split names (TFDS slicing works)
   c.test_split = "test"
-  # flat [N, H·W·C] | image [N, H, W, C] | '' = the model's own (mlp: flat,
-  # conv: image), so choosing a model needs no second setting.
+  # flat [N, H·W·C] | image [N, H, W, C] | '' = the model's own (mlp, hvae,
+  # ladder: flat; conv, conv_hvae: image), so choosing a model needs no
+  # second setting.
   c.image_layout = ""
   c.streaming = False  # host-side prefetching iterator, not on-device data
   # Model: 784-500-20 MLP, ReLU, Bernoulli decoder (the Flax example's).
-  c.model = "mlp"  # mlp | conv | package.module:factory (vae_jax.nets.registry)
-  c.latent_dim = 20
+  # mlp | conv | hvae | conv_hvae | ladder | package.module:factory
+  # (vae_jax.nets.registry)
+  c.model = "mlp"
+  c.latent_dim = 20  # hvae, conv_hvae: the size of each of the two layers
+  # ladder only: the sizes of its L ≥ 2 layers z_1 (bottom), …, z_L.
+  c.latent_dims = (40, 20, 10)
   # p(z) of the top layer: standard_normal | vamp | mog |
   # package.module:factory (vae_jax.nets.registry)
   c.prior = "standard_normal"
   c.num_pseudo_inputs = 500  # vamp: K pseudo-inputs u_k, p(z) = 1/K Σ q(z|u_k)
   c.num_components = 10  # mog: mixture components
   c.hidden_dims = (500,)  # conv: the dense layers between convs and z
-  c.conv_channels = (32, 64)  # conv only: stride-2 layers, H and W halve
-  c.activation = "relu"  # a jax.nn function; glu = gated dense layers (mlp)
+  c.conv_channels = (32, 64)  # conv, conv_hvae: stride-2 layers, H and W halve
+  # A jax.nn function; glu = gated layers (not for conv; conv_hvae gates its
+  # convolutions too).
+  c.activation = "relu"
   # bernoulli (binary data) | gaussian (fixed variance) |
   # gaussian_learned_variance | continuous_bernoulli (data in [0, 1])
   c.likelihood = "bernoulli"

@@ -1,15 +1,16 @@
-"""The VampPrior VAE of Norouzi, Fleet & Norouzi (2020), Table 1: 227.35 nats.
+"""The paper protocol's one-layer VAE with the VampPrior (Tomczak, Welling).
 
-The `paper` config's model and protocol (a 40-dim latent, two 300-unit gated
-dense layers, Adam 5e-4, batch 100, KL warm-up over 100 epochs, at most 2000
-epochs, early stopping after 50, 10000 validation examples) with the
-VampPrior of Tomczak & Welling (2018): p(z) = 1/K Σ_k q(z|u_k) over K = 500
-learned pseudo-inputs.
+configs/paper.py's model and protocol (40-dim latent, two 300-unit gated
+dense layers, Adam 5e-4, batch 100, KL warm-up over 100 epochs, at most
+2000 epochs, early stopping after 50 without a better validation ELBO on
+10000 held-out training examples), with the prior p(z) = 1/K Σ_k q(z|u_k)
+over K = 500 learned pseudo-inputs u_k (`prior=vamp`). The KL is Monte
+Carlo (the prior has no closed form).
 
 Command: python -m experiments.train --config=vae_jax/configs/vamp.py --workdir=runs/vamp
 then:    python -m experiments.evaluate --workdir=runs/vamp --checkpoint=best --num_importance_samples=5000
-Measured: see README.md's results table (the run that has been made, and how
-far it got).
+Measured: not yet measured. A later run records here the test log p(x) in
+nats (K = 5000, best checkpoint), the epochs and the training time in s.
 """
 
 from vae_jax.configs import paper

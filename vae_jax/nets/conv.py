@@ -56,7 +56,8 @@ from vae_jax.nets.flax_vae import FlaxVAE
 from vae_jax.nets.modules import gaussian_heads, hidden_layer
 
 __all__ = ["PatchConv", "ConvEncoder", "ConvDecoder", "ConvVAE",
-           "check_image_shape", "depth_to_space"]
+           "check_image_shape", "conv_features", "conv_layer",
+           "depth_to_space", "upsample_to_image"]
 
 _KERNEL = 4  # the encoder's stride-2 convolutions, 4×4
 _STRIDE = 2
@@ -100,6 +101,47 @@ def depth_to_space(h: chex.Array) -> chex.Array:
   return h.reshape(batch, 2 * height, 2 * width, c)
 
 
+def conv_layer(h: chex.Array, features: int, kernel_size: int, stride: int,
+               activation: str, name: str) -> chex.Array:
+  """activation(PatchConv(features)(h)), named `name`; call in a compact
+  `__call__`. `glu` is a gated convolution, one PatchConv of 2·features
+  split into value and gate halves (as `hidden_layer`)."""
+  if activation == "glu":
+    return jax.nn.glu(PatchConv(2 * features, kernel_size, stride,
+                                name=name)(h), axis=-1)
+  return getattr(jax.nn, activation)(PatchConv(features, kernel_size, stride,
+                                               name=name)(h))
+
+
+def conv_features(x: chex.Array, conv_channels: Sequence[int],
+                  activation: str) -> chex.Array:
+  """x `[B, H, W, C]` → the flattened maps of the stride-2 convolutions
+  "conv_i", `[B, (H/2^L)·(W/2^L)·c_L]`; call in a compact `__call__`."""
+  h = x
+  for i, channels in enumerate(conv_channels):
+    h = conv_layer(h, channels, _KERNEL, _STRIDE, activation, f"conv_{i}")
+  return h.reshape(h.shape[0], -1)
+
+
+def upsample_to_image(h: chex.Array, image_shape: Sequence[int],
+                      conv_channels: Sequence[int], outputs_per_value: int,
+                      activation: str) -> chex.Array:
+  """h `[B, F]` → `[B, H, W, k·C]`: the decoder's layers from "project" on
+  (see above); call in a compact `__call__`."""
+  height, width, channels = image_shape
+  factor = 2 ** len(conv_channels)
+  deepest = conv_channels[-1]
+  h = hidden_layer(h, height // factor * (width // factor) * deepest,
+                   activation, "project")
+  h = h.reshape(-1, height // factor, width // factor, deepest)
+  for i, features in enumerate(reversed(conv_channels[:-1])):
+    # An elementwise activation commutes with the reshape of depth_to_space.
+    h = depth_to_space(conv_layer(h, 4 * features, _UP_KERNEL, 1, activation,
+                                  f"up_{i}"))
+  return depth_to_space(PatchConv(4 * channels * outputs_per_value,
+                                  _UP_KERNEL, name="output")(h))
+
+
 def check_image_shape(event_shape: Sequence[int],
                       conv_channels: Sequence[int]) -> str:
   """'' if the conv VAE takes examples of `event_shape`, else why not."""
@@ -124,12 +166,9 @@ class ConvEncoder(nn.Module):
 
   @nn.compact
   def __call__(self, x: chex.Array) -> Tuple[chex.Array, chex.Array]:
-    act = getattr(jax.nn, self.activation)
     batch_shape = x.shape[:-3]
-    h = x.reshape(-1, *x.shape[-3:])  # flax convs want one batch axis
-    for i, channels in enumerate(self.conv_channels):
-      h = act(PatchConv(channels, _KERNEL, _STRIDE, name=f"conv_{i}")(h))
-    h = h.reshape(h.shape[0], -1)
+    h = conv_features(x.reshape(-1, *x.shape[-3:]), self.conv_channels,
+                      self.activation)
     for i, width in enumerate(self.hidden_dims):
       h = hidden_layer(h, width, self.activation, f"hidden_{i}")
     mean, logvar = gaussian_heads(h, self.latent_dim)
@@ -148,22 +187,12 @@ class ConvDecoder(nn.Module):
 
   @nn.compact
   def __call__(self, z: chex.Array) -> chex.Array:
-    act = getattr(jax.nn, self.activation)
     batch_shape = z.shape[:-1]
     h = z.reshape(-1, z.shape[-1])
     for i, width in enumerate(reversed(self.hidden_dims)):
       h = hidden_layer(h, width, self.activation, f"hidden_{i}")
-    height, width, channels = self.image_shape
-    factor = 2 ** len(self.conv_channels)
-    deepest = self.conv_channels[-1]
-    h = act(nn.Dense(height // factor * (width // factor) * deepest,
-                     name="project")(h))
-    h = h.reshape(-1, height // factor, width // factor, deepest)
-    for i, features in enumerate(reversed(self.conv_channels[:-1])):
-      h = act(depth_to_space(PatchConv(4 * features, _UP_KERNEL,
-                                       name=f"up_{i}")(h)))
-    out = depth_to_space(PatchConv(4 * channels * self.outputs_per_value,
-                                   _UP_KERNEL, name="output")(h))
+    out = upsample_to_image(h, self.image_shape, self.conv_channels,
+                            self.outputs_per_value, self.activation)
     return out.reshape(*batch_shape, *out.shape[1:])
 
 

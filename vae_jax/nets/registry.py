@@ -6,6 +6,10 @@ example shape, with the prior `config.prior` on its top latent layer.
                               [H, W, C]; `image_layout=''` (the default)
                               gives each model its own layout
                               (`vae_jax.names.MODEL_LAYOUTS`)
+    hvae, conv_hvae           the two-layer HVAE of Tomczak & Welling
+                              (`vae_jax.nets.hierarchical`), flat / images
+    ladder                    L ≥ 2 layers of sizes `latent_dims`, bottom-up
+                              then top-down (`vae_jax.nets.ladder`), flat
     package.module:factory    your own: `factory(config, event_shape)` returns
                               a model (the example shape comes from the data,
                               not the config)
@@ -84,13 +88,26 @@ def build_prior(config, latent_dim: int, event_shape: Sequence[int]):
   return prior
 
 
-def _mlp(config, event_shape):
-  from vae_jax.nets.mlp import MLPVAE  # pylint: disable=g-import-not-at-top
+def _need_flat(config, event_shape):
   if len(event_shape) != 1:
     raise ConfigError(
-        f"--config.model=mlp takes flat examples, but the data's examples "
-        f"have shape {tuple(event_shape)}: use --config.image_layout=flat "
-        "or leave it unset")
+        f"--config.model={config.model} takes flat examples, but the data's "
+        f"examples have shape {tuple(event_shape)}: use "
+        "--config.image_layout=flat or leave it unset")
+
+
+def _need_image(config, event_shape):
+  from vae_jax.nets import conv  # pylint: disable=g-import-not-at-top
+  problem = conv.check_image_shape(event_shape, config.conv_channels)
+  if problem:
+    raise ConfigError(f"--config.model={config.model}: {problem}; use "
+                      "--config.image_layout=image (or leave it unset), or "
+                      "fewer --config.conv_channels")
+
+
+def _mlp(config, event_shape):
+  from vae_jax.nets.mlp import MLPVAE  # pylint: disable=g-import-not-at-top
+  _need_flat(config, event_shape)
   return MLPVAE(event_shape=tuple(event_shape), latent_dim=config.latent_dim,
                 hidden_dims=tuple(config.hidden_dims),
                 activation=config.activation, likelihood=_likelihood(config),
@@ -98,20 +115,18 @@ def _mlp(config, event_shape):
                 prior=_one_layer_prior(config, event_shape))
 
 
-def _one_layer_prior(config, event_shape):
-  """The prior component, or None for N(0, I) (the models' default)."""
+def _one_layer_prior(config, event_shape, latent_dim=None):
+  """The prior component of a top layer of `latent_dim` (default
+  config.latent_dim), or None for N(0, I) (the models' default)."""
   if config.prior == "standard_normal":
     return None
-  return build_prior(config, config.latent_dim, event_shape)
+  latent_dim = config.latent_dim if latent_dim is None else latent_dim
+  return build_prior(config, latent_dim, event_shape)
 
 
 def _conv(config, event_shape):
   from vae_jax.nets import conv  # pylint: disable=g-import-not-at-top
-  problem = conv.check_image_shape(event_shape, config.conv_channels)
-  if problem:
-    raise ConfigError(f"--config.model=conv: {problem}; use "
-                      "--config.image_layout=image (or leave it unset), or "
-                      "fewer --config.conv_channels")
+  _need_image(config, event_shape)
   return conv.ConvVAE(event_shape=tuple(event_shape),
                       latent_dim=config.latent_dim,
                       conv_channels=tuple(config.conv_channels),
@@ -122,8 +137,45 @@ def _conv(config, event_shape):
                       prior=_one_layer_prior(config, event_shape))
 
 
+def _hierarchical_settings(config, event_shape, latent_dim):
+  return dict(event_shape=tuple(event_shape),
+              hidden_dims=tuple(config.hidden_dims),
+              activation=config.activation, likelihood=_likelihood(config),
+              compute_dtype=config.compute_dtype,
+              prior=_one_layer_prior(config, event_shape, latent_dim))
+
+
+def _hvae(config, event_shape):
+  from vae_jax.nets.hierarchical import HVAE  # pylint: disable=g-import-not-at-top
+  _need_flat(config, event_shape)
+  return HVAE(latent_dim=config.latent_dim, **_hierarchical_settings(
+      config, event_shape, config.latent_dim))
+
+
+def _conv_hvae(config, event_shape):
+  from vae_jax.nets.hierarchical import ConvHVAE  # pylint: disable=g-import-not-at-top
+  _need_image(config, event_shape)
+  return ConvHVAE(latent_dim=config.latent_dim,
+                  conv_channels=tuple(config.conv_channels),
+                  **_hierarchical_settings(config, event_shape,
+                                           config.latent_dim))
+
+
+def _ladder(config, event_shape):
+  from vae_jax.nets.ladder import LadderVAE  # pylint: disable=g-import-not-at-top
+  _need_flat(config, event_shape)
+  sizes = tuple(int(d) for d in config.latent_dims)
+  if len(sizes) < 2:
+    raise ConfigError(f"--config.latent_dims={','.join(map(str, sizes))} is "
+                      "invalid: the ladder has two or more layers, e.g. "
+                      "--config.latent_dims=40,20,10")
+  return LadderVAE(latent_dims=sizes, **_hierarchical_settings(
+      config, event_shape, sizes[-1]))
+
+
 # The layout each one takes is in vae_jax.names.MODEL_LAYOUTS (JAX-free).
-MODELS: dict[str, Callable] = {"mlp": _mlp, "conv": _conv}
+MODELS: dict[str, Callable] = {"mlp": _mlp, "conv": _conv, "hvae": _hvae,
+                               "conv_hvae": _conv_hvae, "ladder": _ladder}
 
 
 def _check_name(setting: str, name: str, registered) -> None:
