@@ -57,6 +57,19 @@ def _synthetic_dir(num_train: int) -> str:
   return directory
 
 
+def override(config, items) -> None:
+  """Sets `KEY=VALUE` items on `config`, each as its field's type (a tuple
+  written with slashes: hidden_dims=300/300)."""
+  for item in items:
+    key, value = item.split("=", 1)
+    if isinstance(config[key], bool):
+      config[key] = value.lower() in ("1", "true")
+    elif isinstance(config[key], tuple):
+      config[key] = tuple(int(v) for v in value.split("/"))
+    else:
+      config[key] = type(config[key])(value)
+
+
 def apply(config) -> None:
   """Points `config` at the flags' data (in place); nothing without them."""
   if _SYNTHETIC.value:

@@ -171,14 +171,7 @@ def _train(name: str, workdir: str) -> bool:
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   config = module.get_config()
-  for item in _OVERRIDES.value:
-    key, value = item.split("=", 1)
-    if isinstance(config[key], bool):
-      config[key] = value.lower() in ("1", "true")
-    elif isinstance(config[key], tuple):
-      config[key] = tuple(int(v) for v in value.split("/"))
-    else:
-      config[key] = type(config[key])(value)
+  bench_data.override(config, _OVERRIDES.value)
   bench_data.apply(config)
   loop.train_and_evaluate(config, workdir, progress_bar=False,
                           figures=False, config_file=path)

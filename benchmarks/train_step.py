@@ -95,14 +95,7 @@ _DTYPES = flags.DEFINE_list("compute_dtypes", [], "Also these compute "
 def _config(name: str):
   config = importlib.import_module(f"vae_jax.configs.{name}").get_config()
   config.activation = "relu"  # the layers plain_vae implements
-  for item in _CONFIG_OVERRIDES.value:
-    key, value = item.split("=", 1)
-    if isinstance(config[key], bool):
-      config[key] = value.lower() in ("1", "true")
-    elif isinstance(config[key], tuple):
-      config[key] = tuple(int(v) for v in value.split("/"))
-    else:
-      config[key] = type(config[key])(value)
+  bench_data.override(config, _CONFIG_OVERRIDES.value)
   bench_data.apply(config)
   return config
 

@@ -100,13 +100,8 @@ class GaussianLayers:
   def init(self, rng: chex.PRNGKey) -> Any:
     """The networks' parameters from `rng`; a learned prior's from
     fold_in(rng, 1), under "prior" (as `GaussianVAE.init`)."""
-    params = dict(self.init_networks(rng))
-    prior = self.prior_component
-    if getattr(prior, "learned", True):
-      prior_params = prior.init(jax.random.fold_in(rng, 1))
-      if prior_params is not None:
-        params["prior"] = prior_params
-    return params
+    return priors.with_prior_params(self.init_networks(rng),
+                                    self.prior_component, rng)
 
   def _prior_args(self, params) -> tuple:
     """The prior's parameters, and q(z_L|u) for a prior built on it."""

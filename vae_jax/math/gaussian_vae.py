@@ -49,13 +49,8 @@ class GaussianVAE:
     """The networks' parameters from `rng` and, for a learned prior, its
     own from fold_in(rng, 1) under "prior" (so the networks start as they
     would with N(0, I))."""
-    params = dict(self.init_networks(rng))
-    prior = self.prior_component
-    if getattr(prior, "learned", True):
-      prior_params = prior.init(jax.random.fold_in(rng, 1))
-      if prior_params is not None:
-        params["prior"] = prior_params
-    return params
+    return priors.with_prior_params(self.init_networks(rng),
+                                    self.prior_component, rng)
 
   def _posterior(self, params, x) -> Tuple[chex.Array, chex.Array]:
     chex.assert_shape(x, tuple(self.event_shape))

@@ -37,7 +37,7 @@ import jax.numpy as jnp
 from vae_jax.math import distributions
 
 __all__ = ["StandardNormal", "MixtureOfGaussians", "VampPrior",
-           "mixture_log_prob", "pseudo_inputs"]
+           "mixture_log_prob", "pseudo_inputs", "with_prior_params"]
 
 Encode = Callable[[chex.Array], Tuple[chex.Array, chex.Array]]
 
@@ -70,6 +70,17 @@ class StandardNormal:
              num: int) -> chex.Array:
     del prior_params
     return jax.random.normal(rng, (num, self.latent_dim))
+
+
+def with_prior_params(networks: dict, prior, rng: chex.PRNGKey) -> dict:
+  """`networks` and, for a learned prior, its parameters from fold_in(rng, 1)
+  under "prior" (so the networks start as they would with N(0, I))."""
+  params = dict(networks)
+  if getattr(prior, "learned", True):
+    prior_params = prior.init(jax.random.fold_in(rng, 1))
+    if prior_params is not None:
+      params["prior"] = prior_params
+  return params
 
 
 def mixture_log_prob(z: chex.Array, means: chex.Array, logvars: chex.Array,
