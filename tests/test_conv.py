@@ -36,7 +36,7 @@ def _config(data_dir: str, **overrides):
   config.update(dict(dict(
       model="conv", conv_channels=(4, 8), hidden_dims=(16,), latent_dim=2,
       dataset="idx", data_dir=data_dir, validation_size=64, batch_size=32,
-      epochs=2, steps_per_chunk=5, eval_batch_size=128, learning_rate=3e-3),
+      epochs=2, steps_per_chunk=7, eval_batch_size=128, learning_rate=3e-3),
       **overrides))
   return config
 
@@ -125,12 +125,12 @@ def test_a_stopped_conv_run_resumes_bit_for_bit(reference, tmp_path):
   class Stop(Exception):
     pass
 
-  def stop_after_fourth_chunk(state):
-    if int(state.step) == 19:  # epoch 2, after 5 of its 14 steps
+  def stop_after_third_chunk(state):
+    if int(state.step) == 21:  # epoch 2, after 7 of its 14 steps
       raise Stop
 
   with pytest.raises(Stop):
-    _train(config, tmp_path, after_chunk=stop_after_fourth_chunk)
+    _train(config, tmp_path, after_chunk=stop_after_third_chunk)
   assert [r["epoch"] for r in workdir_lib.read_metrics(str(tmp_path))] == [1]
   history = _train(config, tmp_path)
 

@@ -20,6 +20,7 @@ from test_figures import history as _history, png_size
 from tolerances import assert_close
 from tolerances import rounding_atol
 from vae_jax.math import distributions
+from vae_jax.math import priors
 from vae_jax.math.gaussian_vae import GaussianVAE
 from vae_jax.nets.mlp import MLPVAE, make_mlp_vae
 from vae_jax.viz import figure_data
@@ -31,13 +32,17 @@ SMALL = dict(num_reconstructions=8, num_prior_samples=16, num_traversal_steps=4,
 
 
 @functools.lru_cache(maxsize=None)  # one model per D: compiled once per run
-def _tiny_model(latent_dim: int):
-  """make_mlp_vae(64, D, (16,)) with random weights of its init's shapes.
+def _tiny_model(latent_dim: int, num_pseudo_inputs: int = 0):
+  """make_mlp_vae(64, D, (16,)) with random weights of its init's shapes;
+  with a VampPrior of that many pseudo-inputs if `num_pseudo_inputs` > 0.
 
   `jax.eval_shape` traces the init without compiling it (compiling the Flax
   init costs seconds on a busy CPU); kernels ~ N(0, 1/fan_in), biases 0.
   """
   model = make_mlp_vae(data_dim=64, latent_dim=latent_dim, hidden_dims=(16,))
+  if num_pseudo_inputs:
+    model = dataclasses.replace(model, prior=priors.VampPrior(
+        latent_dim, (64,), num_pseudo_inputs))
   shapes = jax.eval_shape(model.init, jax.random.key(0))
   rng = np.random.default_rng(latent_dim)
 
@@ -56,12 +61,18 @@ def _test_split():
   return images, rng.integers(0, 10, size=NUM_TEST)
 
 
-@pytest.mark.parametrize("latent_dim, with_labels, expected", [
-    (2, True, set(figure_data.FIGURE_NAMES)),
-    (3, False, set(figure_data.FIGURE_NAMES) - {"manifold"}),
+_STANDARD_PRIOR_FIGURES = set(figure_data.FIGURE_NAMES) - {"pseudo_inputs"}
+
+
+@pytest.mark.parametrize(
+    "latent_dim, with_labels, num_pseudo_inputs, expected", [
+    (2, True, 0, _STANDARD_PRIOR_FIGURES),
+    (3, False, 0, _STANDARD_PRIOR_FIGURES - {"manifold"}),
+    (3, False, 10, set(figure_data.FIGURE_NAMES) - {"manifold"}),
 ])
-def test_write_all_figures(tmp_path, latent_dim, with_labels, expected):
-  model, params = _tiny_model(latent_dim)
+def test_write_all_figures(tmp_path, latent_dim, with_labels,
+                           num_pseudo_inputs, expected):
+  model, params = _tiny_model(latent_dim, num_pseudo_inputs)
   images, labels = _test_split()
   paths = figure_data.write_all_figures(
       model, params, images, labels if with_labels else None, (8, 8, 1),
@@ -78,6 +89,7 @@ def test_write_all_figures(tmp_path, latent_dim, with_labels, expected):
       "manifold": (40 * 4 + 170, 40 * 4 + 150),
       "latent_traversals": (56 * 4 + 220, 56 * latent_dim + 150),
       "training_curves": (1500, 460),
+      "pseudo_inputs": (760, 260),  # 10 pseudo-inputs in 2 rows of 8
   }
   for name, path in paths.items():
     assert path == str(tmp_path / "figures" / f"{name}.png")

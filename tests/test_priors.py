@@ -135,7 +135,8 @@ def test_a_user_prior_trains_through_the_launcher(idx_data_dir, tmp_path):
   result = subprocess.run(
       [sys.executable, "-m", "experiments.train",
        "--config=vae_jax/configs/smoke.py",
-       "--config.prior=user_priors:learned_gaussian", "--config.dataset=idx",
+       "--config.prior=user_priors:learned_gaussian", "--config.epochs=1",
+       "--config.dataset=idx",
        f"--config.data_dir={idx_data_dir}", "--config.batch_size=32",
        "--config.validation_size=64", "--config.eval_batch_size=128",
        f"--workdir={workdir}", "--quiet"],

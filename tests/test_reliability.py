@@ -7,6 +7,7 @@ and a resumed run must end bit for bit like the uninterrupted run.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -24,6 +25,7 @@ from toy_models import DIVERGING_STEP
 from vae_jax.errors import NonFiniteError
 from vae_jax.run import checkpoints as checkpoints_lib
 from vae_jax.run import evaluate as evaluate_lib
+from vae_jax.run import stages
 from vae_jax.run import workdir as workdir_lib
 from vae_jax.run.lock import WorkdirBusy, WorkdirLock
 
@@ -104,27 +106,77 @@ def test_divergence_stops_at_the_last_good_checkpoint(reference, tmp_path):
   assert [r["epoch"] for r in workdir_lib.read_metrics(str(tmp_path))] == [1]
 
 
-def test_divergence_exits_with_status_3_in_one_line(reference, tmp_path):
-  config = _diverging(reference[0])
+@pytest.mark.parametrize("skip", [False, True])
+def test_divergence_exits_with_status_3_in_one_line(reference, tmp_path,
+                                                    skip):
+  config = _diverging(reference[0], skip_nonfinite_updates=skip)
   result = launch("experiments.train", [*flags_of(config), "--quiet",
                                          f"--workdir={tmp_path}"])
   assert result.returncode == 3, result.stderr
   assert "Traceback" not in result.stderr
   [error] = error_lines(result.stderr)
   assert f"step {DIVERGING_STEP}" in error and "step 16" in error
+  assert ("skipped" in error) == skip
 
 
-def test_skipping_nonfinite_updates_finishes_finite(reference, tmp_path):
+def test_skipping_stops_a_run_whose_updates_keep_failing(reference,
+                                                         tmp_path):
+  """Steps 21.. are all NaN (a skipped update leaves the clock as it is):
+  the chunk of steps 16..22 skips two of epoch 2's 16 updates, more than
+  stages.MAX_SKIPPED_SHARE, and the run stops at the last good checkpoint
+  as an unskipped run stops."""
   config = _diverging(reference[0], skip_nonfinite_updates=True)
-  history = train(config, tmp_path)
-  # Steps 21..47 are all NaN (the skipped update leaves the clock as it is).
-  assert [r["skipped_updates"] for r in history] == [
-      0, 32 - DIVERGING_STEP, 16]
-  assert all(r["train_elbo"] is not None for r in history[:2])
-  assert history[2]["train_elbo"] is None  # no step taken: null, not NaN
+  with pytest.raises(NonFiniteError) as error:
+    train(config, tmp_path)
+  message = str(error.value)
+  assert message.startswith(
+      "2 of the 16 updates of epoch 2 of 3 were "
+      f"non-finite and skipped (this chunk's first at step {DIVERGING_STEP})")
+  assert "the last good checkpoint is step 16" in message
+  with checkpoints_lib.RunCheckpoints(os.path.join(tmp_path, "checkpoints"),
+                                      read_only=True) as ckpts:
+    assert ckpts.steps() == [14, 16]
+  [record] = workdir_lib.read_metrics(str(tmp_path))
+  assert record["skipped_updates"] == 0
   with open(os.path.join(tmp_path, "metrics.jsonl")) as f:
     for line in f:  # strict JSON: no NaN token
       json.loads(line, parse_constant=pytest.fail)
+
+
+def _health(first_bad_step=-1, quantity=0, skipped=0):
+  return {"first_bad_step": first_bad_step, "first_bad_quantity": quantity,
+          "skipped_updates": skipped}
+
+
+@pytest.mark.parametrize("health, skipped_before, skip, stops", [
+    (_health(), 0, False, None),
+    (_health(5, 1), 0, False, "non-finite loss at step 5"),
+    (_health(5, 1, 1), 0, True, None),  # a rare bad step: skipped
+    (_health(5, 1, 1), 1, True, None),  # 2 of 20 = MAX_SKIPPED_SHARE
+    (_health(5, 1, 2), 1, True, "3 of the 20 updates of epoch 1 of 4"),
+    (_health(25, 2, 3), 0, True, "3 of the 20 updates of epoch 2 of 4"),
+    (_health(5, 3, 1), 0, True, "non-finite "),  # a bad state: never skipped
+])
+def test_which_chunks_stop_a_run(reference, tmp_path, health, skipped_before,
+                                 skip, stops):
+  del reference
+  with checkpoints_lib.RunCheckpoints(str(tmp_path)) as ckpts:
+    failure = stages.chunk_failure(health, skipped_before, skip, 20, 4, ckpts)
+  if stops is None:
+    assert failure is None
+  else:
+    assert failure.startswith(stops)
+    assert "no checkpoint was saved before it" in failure
+
+
+def test_a_nonfinite_evaluation_stops_the_run():
+  record = workdir_lib.EpochRecord(*([1.0] * len(workdir_lib.METRIC_KEYS)))
+  assert stages.nonfinite_evaluation(record) is None
+  assert stages.nonfinite_evaluation(dataclasses.replace(record, val_elbo=None)) is None
+  failure = stages.nonfinite_evaluation(dataclasses.replace(
+      record, epoch=3, step=90, test_elbo=float("nan")))
+  assert failure.startswith("the evaluation after epoch 3 (step 90) is "
+                            "non-finite (test ELBO nan)")
 
 
 # 4. Metrics rebuilt from the checkpoint; a config.json write never torn.

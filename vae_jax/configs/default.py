@@ -97,7 +97,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.early_stopping_patience = 0  # epochs without val improvement; 0 = off
   # A step with a non-finite loss, gradient or state stops the run (exit
   # status 3) at its last good checkpoint; True skips such updates instead
-  # and counts them in metrics.jsonl's skipped_updates.
+  # and counts them in metrics.jsonl's skipped_updates, and stops when more
+  # than 10% of an epoch's are skipped (run.stages.MAX_SKIPPED_SHARE).
   c.skip_nonfinite_updates = False
   # Evaluation.
   c.eval_batch_size = 1000

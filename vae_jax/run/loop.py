@@ -23,7 +23,9 @@ newest checkpoint that restores intact is resumed (`vae_jax.run.resume`);
 a run with no checkpoint starts over. Every step is checked for non-finite
 numbers on the device: the first one stops the run with `NonFiniteError`
 before anything non-finite is saved, or, with `skip_nonfinite_updates`, its
-update is skipped and counted in the epoch's `skipped_updates`.
+update is skipped and counted in the epoch's `skipped_updates` (until more
+than `stages.MAX_SKIPPED_SHARE` of an epoch's updates are: then it stops as
+well). A non-finite validation or test ELBO stops it too.
 
 Several devices and processes (`vae_jax.run.mesh`, `vae_jax.run.distributed`):
 the chunks run sharded over the mesh; evaluation and figures run on one
@@ -259,12 +261,12 @@ def _train(config, workdir, stored, data, model, progress_bar, after_chunk,
           state, metrics, health = compiled[n](state, next_input(), hparams)
           metrics = _to_float(metrics)  # waits for the chunk
           health = _to_float(health)
-          # A non-finite state (code 3, 4) cannot be skipped: it stops too.
-          if health["first_bad_step"] >= 0 and (
-              not config.skip_nonfinite_updates
-              or health["first_bad_quantity"] >= 3):
-            raise NonFiniteError(stages.nonfinite_message(
-                health, steps_per_epoch, config.epochs, ckpts))
+          failure = stages.chunk_failure(
+              health, sum(m["skipped_updates"] for _, m in done),
+              config.skip_nonfinite_updates, steps_per_epoch, config.epochs,
+              ckpts)
+          if failure:
+            raise NonFiniteError(failure)
           metrics["skipped_updates"] = int(health["skipped_updates"])
           train_seconds += time.perf_counter() - chunk_start
           done.append((n, metrics))

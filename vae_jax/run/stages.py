@@ -9,6 +9,7 @@ measure the trained model at the end, and say where a non-finite run stopped.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any, NamedTuple, Optional
 
@@ -19,7 +20,7 @@ from absl import logging
 from vae_jax import step as step_lib
 from vae_jax import validation
 from vae_jax.data.prepared import PreparedData
-from vae_jax.errors import ConfigError
+from vae_jax.errors import ConfigError, NonFiniteError
 from vae_jax.math import objectives
 from vae_jax.nets import registry
 from vae_jax.run import checkpoints as checkpoints_lib
@@ -29,8 +30,20 @@ from vae_jax.run import resume
 from vae_jax.run import workdir as workdir_lib
 from vae_jax.run.outputs import epoch_record, log_epoch, tensorboard_images
 
-__all__ = ["check_model", "nonfinite_message", "EpochEnd", "end_epoch",
-           "final_measurements"]
+__all__ = ["check_model", "MAX_SKIPPED_SHARE", "chunk_failure",
+           "nonfinite_message", "EpochEnd", "end_epoch", "final_measurements"]
+
+# With skip_nonfinite_updates a run skips a rare non-finite update; once more
+# than this share of an epoch's updates were skipped it is diverging, not
+# unlucky, and stops as an unskipped run does.
+MAX_SKIPPED_SHARE = 0.1
+
+
+def _last_good(ckpts: checkpoints_lib.RunCheckpoints) -> str:
+  last = ckpts.latest_step()
+  return (f"the last good checkpoint is step {last} in "
+          f"{os.path.join(ckpts.directory, checkpoints_lib.LATEST, str(last))}"
+          if last is not None else "no checkpoint was saved before it")
 
 
 def nonfinite_message(health: dict, steps_per_epoch: int, epochs: int,
@@ -40,16 +53,52 @@ def nonfinite_message(health: dict, steps_per_epoch: int, epochs: int,
   step = int(health["first_bad_step"])
   quantity = step_lib.NONFINITE_QUANTITIES[int(health["first_bad_quantity"])
                                            - 1]
-  last = ckpts.latest_step()
-  where = (f"the last good checkpoint is step {last} in "
-           f"{os.path.join(ckpts.directory, checkpoints_lib.LATEST, str(last))}"
-           if last is not None else "no checkpoint was saved before it")
   epoch = step // steps_per_epoch + 1
   return (
       f"non-finite {quantity} at step {step} (epoch {epoch} of {epochs}): "
       "the run stopped there and saved nothing after it; "
-      f"{where}. Rerun with --config.skip_nonfinite_updates=true to skip such "
-      "steps, or start a new run with a smaller --config.learning_rate")
+      f"{_last_good(ckpts)}. Rerun with --config.skip_nonfinite_updates=true "
+      "to skip such steps, or start a new run with a smaller "
+      "--config.learning_rate")
+
+
+def chunk_failure(health: dict, skipped_before: int, skip: bool,
+                  steps_per_epoch: int, epochs: int,
+                  ckpts: checkpoints_lib.RunCheckpoints) -> Optional[str]:
+  """Why a trained chunk stops its run, or None when it may go on.
+
+  A non-finite step stops a run unless `skip` (skip_nonfinite_updates); a
+  non-finite state stops it always; and, with `skip`, so do more than
+  MAX_SKIPPED_SHARE of an epoch's updates skipped (`skipped_before` in the
+  epoch's earlier chunks).
+  """
+  if health["first_bad_step"] >= 0 and (
+      not skip or health["first_bad_quantity"] >= 3):
+    return nonfinite_message(health, steps_per_epoch, epochs, ckpts)
+  skipped = skipped_before + int(health["skipped_updates"])
+  if skipped <= MAX_SKIPPED_SHARE * steps_per_epoch:
+    return None
+  step = int(health["first_bad_step"])
+  epoch = step // steps_per_epoch + 1
+  return (
+      f"{skipped} of the {steps_per_epoch} updates of epoch {epoch} of "
+      f"{epochs} were non-finite and skipped (this chunk's first at step "
+      f"{step}), more than {MAX_SKIPPED_SHARE:.0%}: skipping is for a rare bad step, and this "
+      "run diverges. The run stopped there and saved nothing after it; "
+      f"{_last_good(ckpts)}. Start a new run with a smaller "
+      "--config.learning_rate")
+
+
+def nonfinite_evaluation(record) -> Optional[str]:
+  """Why an epoch's evaluation stops its run (a non-finite ELBO), or None."""
+  bad = [f"{name} ELBO {value}" for name, value
+         in (("validation", record.val_elbo), ("test", record.test_elbo))
+         if value is not None and not math.isfinite(value)]
+  if not bad:
+    return None
+  return (f"the evaluation after epoch {record.epoch} (step {record.step}) is "
+          f"non-finite ({', '.join(bad)}): the run stopped there and saved "
+          "nothing after it")
 
 
 def check_model(config, data: PreparedData):
@@ -113,6 +162,10 @@ def end_epoch(run: EpochEnd, epoch: int, state: step_lib.TrainState,
   """An epoch's record: metrics.jsonl (appended to `history`), the log
   line, TensorBoard, and the best checkpoint when its validation ELBO is.
 
+  Raises:
+    NonFiniteError: a non-finite validation or test ELBO (before anything
+      of the epoch is written).
+
   `local` is the state evaluated (on a mesh: this process's replica of
   `state`, which is what the checkpoint saves); default `state`.
   """
@@ -120,6 +173,10 @@ def end_epoch(run: EpochEnd, epoch: int, state: step_lib.TrainState,
   record = epoch_record(epoch, local, done, steps_per_epoch, run.config,
                         run.data, run.model, run.eval_rng, train_seconds,
                         wall_time_sec)
+  failure = nonfinite_evaluation(record)
+  if failure:
+    raise NonFiniteError(f"{failure}; {_last_good(ckpts)}. Start a new run "
+                         "with a smaller --config.learning_rate")
   history.append(workdir_lib.append_metrics(run.workdir, record))
   log_epoch(record, run.config.epochs)
   writer.write_scalars(record.step, {

@@ -41,6 +41,7 @@ from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from vae_jax import chunks as chunks_lib
+from vae_jax.errors import NonFiniteError
 from vae_jax.run import checkpoints as checkpoints_lib
 from vae_jax.run import programs
 from vae_jax.run import resume
@@ -272,11 +273,11 @@ def _train(runs, data, model, step_cfg, batch_cfg, steps_per_epoch,
       if not active[i]:
         continue
       bad = {k: float(getattr(health, k)[i]) for k in health._fields}
-      if bad["first_bad_step"] >= 0 and (
-          not step_cfg.skip_nonfinite_updates
-          or bad["first_bad_quantity"] >= 3):
-        run.diverged = stages.nonfinite_message(bad, steps_per_epoch,
-                                              run.config.epochs, run.ckpts)
+      run.diverged = stages.chunk_failure(
+          bad, sum(m["skipped_updates"] for _, m in run.done),
+          step_cfg.skip_nonfinite_updates, steps_per_epoch, run.config.epochs,
+          run.ckpts)
+      if run.diverged:
         logging.warning("%s diverged (frozen; the others go on): %s",
                         run.workdir, run.diverged)
         continue
@@ -289,10 +290,16 @@ def _train(runs, data, model, step_cfg, batch_cfg, steps_per_epoch,
       run.train_seconds += seconds
       end_of_epoch = c == len(chunk_lengths) - 1
       if end_of_epoch:
-        stages.end_epoch(run.outputs, epoch, run.state, run.done,
-                       steps_per_epoch, run.train_seconds,
-                       now - run.run_start, run.history,
-                       run.writer, run.stopping, run.ckpts)
+        try:
+          stages.end_epoch(run.outputs, epoch, run.state, run.done,
+                           steps_per_epoch, run.train_seconds,
+                           now - run.run_start, run.history,
+                           run.writer, run.stopping, run.ckpts)
+        except NonFiniteError as e:
+          run.diverged = str(e)
+          logging.warning("%s diverged (frozen; the others go on): %s",
+                          run.workdir, run.diverged)
+          continue
       run.ckpts.save_latest(run.state, resume.checkpoint_progress(
           epoch + 1 if end_of_epoch else epoch,
           [] if end_of_epoch else run.done,
