@@ -50,7 +50,7 @@ from vae_jax.math.model import VAEModel
 
 __all__ = ["ElboParts", "ExampleTerms", "log_weights", "elbo",
            "example_terms", "iwae_bound", "importance_sampled_log_px",
-           "batch_elbo", "per_example", "closed_form_kl",
+           "batch_elbo", "per_example", "closed_form_kl", "chunked_log_mean_exp",
            "uses_closed_form_kl"]
 
 
@@ -192,18 +192,31 @@ def importance_sampled_log_px(model: VAEModel, params: Any, x: chex.Array,
   is the same whatever the chunk size (`sample_posterior`'s `first`), so
   the result equals `iwae_bound` with the same K up to float rounding.
   """
+  def weights(first, size):
+    z, log_q = model.sample_posterior(params, x, rng, size, first=first)
+    log_likelihood, log_prior = model.log_joint(params, x, z)
+    return log_likelihood + log_prior - log_q
+
+  return chunked_log_mean_exp(weights, num_samples, chunk_size)
+
+
+def chunked_log_mean_exp(weights_fn, num_samples: int, chunk_size: int = 500
+                         ) -> chex.Array:
+  """log 1/K Σ_k exp(w_k), K = `num_samples`, a chunk of draws at a time.
+
+  `weights_fn(first, size)` returns the log weights `[size]` of draws
+  first, …, first + size − 1. A `lax.scan` over the chunks keeps a running
+  maximum and sum, so memory is bounded by one chunk; the last chunk's
+  draws past K weigh nothing.
+  """
   chunk_size = min(chunk_size, num_samples)
   num_chunks = -(-num_samples // chunk_size)
   offsets = jnp.arange(chunk_size)
 
   def body(carry, c):
     running_max, running_sum = carry
-    z, log_q = model.sample_posterior(params, x, rng, chunk_size,
-                                      first=c * chunk_size)
-    log_likelihood, log_prior = model.log_joint(params, x, z)
     w = jnp.where(c * chunk_size + offsets < num_samples,
-                  log_likelihood + log_prior - log_q,
-                  -jnp.inf)  # the last chunk's padding weighs nothing
+                  weights_fn(c * chunk_size, chunk_size), -jnp.inf)
     new_max = jnp.maximum(running_max, jnp.max(w))
     running_sum = (running_sum * jnp.exp(running_max - new_max)
                    + jnp.sum(jnp.exp(w - new_max)))

@@ -9,14 +9,17 @@ evaluation takes no lock and writes only eval.json and figures/.
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import NamedTuple, Optional
 
+import jax
 import numpy as np
 from absl import logging
 
+from vae_jax import inference_gap
 from vae_jax.data.prepared import prepare_data
 from vae_jax.errors import ConfigError
 from vae_jax.nets import registry
+from vae_jax.run import gap as gap_lib
 from vae_jax.run import likelihood
 from vae_jax.run import load
 from vae_jax.run import programs
@@ -24,11 +27,54 @@ from vae_jax.run import workdir as workdir_lib
 from vae_jax.run.outputs import write_figures
 from vae_jax.viz import render
 
-__all__ = ["evaluate_run"]
+__all__ = ["evaluate_run", "GapRequest", "PER_IMAGE_FILE"]
+
+# log p̂_K(x_n) and ELBO(x_n) of every test image evaluated, in split order.
+PER_IMAGE_FILE = "eval_per_image.csv"
+
+
+class GapRequest(NamedTuple):
+  """`--gap_decomposition` on the first `examples` test images: 0 means
+  all those evaluated, None the first 1000 of them (or all, if fewer)."""
+
+  examples: Optional[int] = None
+  settings: inference_gap.GapSettings = inference_gap.GapSettings()
+
+
+_DEFAULT_GAP_IMAGES = 1000
+
+
+def _gap_images(request: GapRequest, model, num_test: int,
+                max_examples: Optional[int]) -> int:
+  """How many test images the decomposition takes; ConfigError if it can't."""
+  try:
+    inference_gap.check_model(model)
+  except ValueError as e:
+    raise ConfigError(f"--gap_decomposition: {e}; train a one-layer model "
+                      "(e.g. configs/paper.py) to split its gap") from None
+  limit = num_test if max_examples is None else max_examples
+  n = request.examples
+  if n is None:
+    n = min(_DEFAULT_GAP_IMAGES, limit)
+  if n < 0 or n > num_test:
+    raise ConfigError(f"--gap_examples={n} is invalid: the test split has "
+                      f"{num_test} images; pass 1 to {num_test}, or 0 for all")
+  if max_examples is not None and n > max_examples:
+    raise ConfigError(f"--gap_examples={n} is larger than --max_examples="
+                      f"{max_examples}: pass at most {max_examples}")
+  if request.settings.max_steps < 1:
+    raise ConfigError(f"--gap_max_steps={request.settings.max_steps} is "
+                      "invalid: it must be >= 1, e.g. 2000")
+  if request.settings.init not in inference_gap.INITS:
+    raise ConfigError(f"--gap_init={request.settings.init} is invalid: "
+                      f"choose one of {', '.join(inference_gap.INITS)}")
+  return n or limit
 
 
 _MAX_SAMPLES = 1 << 20
 _BOUND_EXAMPLES = 1000  # test examples of figures/bound_vs_k.png
+_DEFAULT_IMPORTANCE_SAMPLES = 5000
+_GAP_STREAM = 7  # the gap split's keys: fold_in(eval key, 7), then per image
 
 
 def _bound_vs_k_figure(model, params, images, rng, num_samples: int,
@@ -57,7 +103,8 @@ def evaluate_run(workdir: str, checkpoint: Optional[str] = None,
                  num_samples: Optional[int] = None, figures: bool = True,
                  num_importance_samples: Optional[int] = None,
                  max_examples: Optional[int] = None,
-                 progress: Optional[bool] = None) -> dict:
+                 progress: Optional[bool] = None,
+                 gap: Optional[GapRequest] = None) -> dict:
   """Evaluates a checkpoint of the run in `workdir` on its test split.
 
   Args:
@@ -72,6 +119,9 @@ def evaluate_run(workdir: str, checkpoint: Optional[str] = None,
       gap (`vae_jax.run.likelihood`); None: the ELBO only.
     max_examples: evaluate the first N test examples only (quick looks).
     progress: a progress bar over the examples; None: if stderr is a tty.
+    gap: split the gap into approximation and amortisation gaps
+      (`vae_jax.run.gap`) on the first `gap.examples` test images, with
+      K = `num_importance_samples` (5000 when None); None: no split.
 
   Returns:
     The record written to WORKDIR/eval.json.
@@ -97,6 +147,8 @@ def evaluate_run(workdir: str, checkpoint: Optional[str] = None,
     raise ConfigError(f"--max_examples={max_examples} is invalid: the test "
                       f"split has {num_test} examples; pass 1 to {num_test}")
   images = data.test if max_examples is None else data.test[:max_examples]
+  gap_images = (None if gap is None
+                else _gap_images(gap, model, num_test, max_examples))
   _, eval_rng, figure_rng = programs.run_keys(config)
   logging.info("evaluating %s checkpoint at step %d of %s", which, step,
                workdir)
@@ -129,6 +181,12 @@ def evaluate_run(workdir: str, checkpoint: Optional[str] = None,
       report.pop(key)
     record.update(report)
     record["test_gap"] = record["test_log_px"] - record["test_elbo"]
+    # Per image, so that two runs' results can be paired image by image.
+    workdir_lib.write_text_atomic(
+        os.path.join(workdir, PER_IMAGE_FILE),
+        "image,log_px,elbo\n" + "".join(
+            f"{n},{a:.4f},{b:.4f}\n" for n, (a, b) in enumerate(zip(log_px,
+                                                                    elbo))))
     likelihood.warn_if_collapsed(usage)
     logging.info("test log p(x) %.2f ± %.2f (K = %d), gap to the ELBO %.2f "
                  "± %.2f, %d active units, %.0f s", report["test_log_px"],
@@ -139,6 +197,22 @@ def evaluate_run(workdir: str, checkpoint: Optional[str] = None,
       record["bound_vs_k"] = _bound_vs_k_figure(
           model, params, images, eval_rng, num_importance_samples, log_px,
           elbo, os.path.join(workdir, "figures", "bound_vs_k.png"), progress)
+  if gap is not None:
+    k = num_importance_samples or _DEFAULT_IMPORTANCE_SAMPLES
+    result = gap_lib.gap_report(model, params, images[:gap_images],
+                                jax.random.fold_in(eval_rng, _GAP_STREAM),
+                                gap.settings, k, progress)
+    record.update(gap_lib.gap_record(result, gap.settings))
+    record["gap_num_importance_samples"] = k
+    logging.info(
+        "gap split over %d images: inference %.2f = approximation %.2f + "
+        "amortisation %.2f nats (L[q*] %.2f, log p(x) with q* %.2f), %.0f s",
+        record["gap_examples"], record["inference_gap"],
+        record["approximation_gap"], record["amortisation_gap"],
+        record["elbo_optimized"], record["log_px_q_star"], result.seconds)
+    if figures:
+      gap_lib.save_figure(result, os.path.join(workdir, "figures",
+                                               "gap_decomposition.png"))
   workdir_lib.write_json_atomic(os.path.join(workdir, "eval.json"), record)
   logging.info("test ELBO %.2f ± %.2f (KL %.2f, log-lik %.2f) over %d "
                "examples, %d z sample(s) each", record["test_elbo"],

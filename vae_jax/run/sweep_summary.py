@@ -4,7 +4,9 @@ One row per member, from its run directory and status.json: the swept
 settings and seed, the final test ELBO, the importance-sampled test log p(x)
 where it was measured (`final_importance_samples`, else the member's
 eval.json from experiments/evaluate.py), the active units of
-its best (else last) parameters, epochs, wall time and status. The figure
+its best (else last) parameters, epochs, wall time and status; and the
+approximation and amortisation gaps when a member's eval.json has them
+(`experiments/evaluate.py --gap_decomposition`). The figure
 plots the final test ELBO against each swept setting (mean over seeds, their
 standard deviation as error bars, one line per value of the other settings)
 and every member's test-ELBO learning curve.
@@ -30,19 +32,25 @@ __all__ = ["summary_rows", "write_summary"]
 _COLUMNS = ("test_elbo", "test_elbo_stderr", "test_log_px",
             "test_log_px_stderr", "active_units", "epochs", "wall_time_sec",
             "status")
+_GAP_COLUMNS = ("approximation_gap", "amortisation_gap")  # when evaluated
 _DPI = 100
 
 
 def summary_rows(sweep_dir: str, description: dict,
                  status: dict) -> list[dict[str, Any]]:
-  """One dict per member: its settings, then `_COLUMNS`."""
-  rows = []
+  """One dict per member: its settings, then `_COLUMNS`, then the gap
+  columns if any member's eval.json has them."""
+  rows, gaps = [], []
   for member in description["members"]:
     history = workdir_lib.read_metrics(os.path.join(sweep_dir,
                                                     member["name"]))
     last = dict(history[-1]) if history else {}
+    evaluated = _evaluated(os.path.join(sweep_dir, member["name"]))
+    gaps.append({k: evaluated.get(k) for k in _GAP_COLUMNS})
     if last.get("test_log_px") is None:
-      last.update(_evaluated(os.path.join(sweep_dir, member["name"])))
+      last.update({k: evaluated[k] for k in ("test_log_px",
+                                             "test_log_px_stderr")
+                   if k in evaluated})
     done = status.get(member["name"], {})
     row = {"name": member["name"], **member["settings"]}
     row.update(
@@ -54,20 +62,28 @@ def summary_rows(sweep_dir: str, description: dict,
         wall_time_sec=last.get("wall_time_sec"),
         status=done.get("status", "unfinished"))
     rows.append(row)
+  if any(v is not None for g in gaps for v in g.values()):
+    for row, gap in zip(rows, gaps):
+      row.update(gap)
   return rows
 
 
 def _evaluated(workdir: str) -> dict[str, Any]:
-  """test_log_px and its stderr from eval.json (experiments/evaluate.py),
-  when the member has one."""
+  """test_log_px, its stderr and the gaps from eval.json
+  (experiments/evaluate.py), those the member has."""
   path = os.path.join(workdir, "eval.json")
   try:
     with open(path) as f:
       report = json.load(f)
-    return {k: float(report[k]) for k in ("test_log_px",
-                                          "test_log_px_stderr")}
-  except (OSError, ValueError, KeyError, TypeError):
+  except (OSError, ValueError):
     return {}
+  found = {}
+  for k in ("test_log_px", "test_log_px_stderr") + _GAP_COLUMNS:
+    try:
+      found[k] = float(report[k])
+    except (KeyError, TypeError, ValueError):
+      pass
+  return found
 
 
 def _text(value: Any) -> str:

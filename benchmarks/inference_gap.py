@@ -1,0 +1,113 @@
+r"""Speed and convergence of the gap split (`vae_jax.inference_gap`).
+
+    python benchmarks/inference_gap.py --workdir=runs/paper      # a trained run
+    python benchmarks/inference_gap.py                           # untrained default model
+
+On the first --num_examples test images of the run's best checkpoint (or of
+a freshly initialised default MLP VAE on synthetic images, when no
+--workdir is given: the speed only), after compilation, each part of
+`decompose` as its own compiled program:
+
+  optimise      Adam on q's parameters per image until it stops (q*)
+  L[q], L[q*]   the two ELBOs with `final_samples` draws each
+  log p̂ (q)     importance sampling with the encoder's q, K draws
+  log p̂ (q*)    the same with q*
+
+It prints images/s of the whole split, each part's share of the time, the
+steps used, and the projected time of 1000 images. Then the convergence
+check: q* found again with the step cap doubled, and the change of the mean
+L[q*] on the same draws (it should be below 0.05 nats).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app
+from absl import flags
+
+from vae_jax import inference_gap as ig
+
+_WORKDIR = flags.DEFINE_string("workdir", "", "A trained run (best "
+                               "checkpoint); empty: an untrained model.")
+_N = flags.DEFINE_integer("num_examples", 100, "Test images.")
+_K = flags.DEFINE_integer("num_importance_samples", 5000, "K of log p̂(x).")
+_MAX_STEPS = flags.DEFINE_integer("max_steps", ig.GapSettings().max_steps,
+                                  "The step cap; the check doubles it.")
+
+
+def _model_and_images(workdir: str, n: int):
+  if workdir:
+    from vae_jax.run import load  # pylint: disable=g-import-not-at-top
+    run = load.load_run(workdir)
+    from vae_jax.data.prepared import prepare_data  # pylint: disable=g-import-not-at-top
+    images = prepare_data(run.config).test[:n]
+    return run.model, run.params, jnp.asarray(images, jnp.float32)
+  from vae_jax.nets.mlp import make_mlp_vae  # pylint: disable=g-import-not-at-top
+  model = make_mlp_vae(latent_dim=40, hidden_dims=(300, 300), activation="glu")
+  params = model.init(jax.random.key(0))
+  images = (jax.random.uniform(jax.random.key(1), (n, 784)) < 0.3)
+  return model, params, images.astype(jnp.float32)
+
+
+def _timed(fn, *args):
+  jax.block_until_ready(fn(*args))  # compile
+  start = time.perf_counter()
+  out = jax.block_until_ready(fn(*args))
+  return out, time.perf_counter() - start
+
+
+def main(argv):
+  del argv
+  model, params, images = _model_and_images(_WORKDIR.value, _N.value)
+  n, k = int(images.shape[0]), _K.value
+  settings = ig.GapSettings(max_steps=_MAX_STEPS.value)
+  keys = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.key(0),
+                                                 jnp.arange(n))
+  per_image = lambda fn: jax.jit(jax.vmap(fn))
+
+  def optimise(s):
+    return per_image(lambda x, key: ig.optimize_posterior(model, params, x,
+                                                          key, s))
+  encoder_q = per_image(lambda x: ig.encoder_posterior(model, params, x))
+  elbo = per_image(lambda x, q, key: ig.local_elbo(
+      model, params, x, q, key, settings.final_samples)[0])
+  log_px = per_image(lambda x, q, key: ig.log_px_with_proposal(
+      model, params, x, q, key, k))
+
+  found, t_opt = _timed(optimise(settings), images, keys)
+  q = encoder_q(images)
+  (_, t_elbo_q) = _timed(elbo, images, q, keys)
+  elbo_star, t_elbo_star = _timed(elbo, images, found.q, keys)
+  _, t_px_q = _timed(log_px, images, q, keys)
+  _, t_px_star = _timed(log_px, images, found.q, keys)
+  parts = {"optimise": t_opt, "L[q]": t_elbo_q, "L[q*]": t_elbo_star,
+           "log p̂ (q)": t_px_q, "log p̂ (q*)": t_px_star}
+  total = sum(parts.values())
+  steps = np.asarray(found.steps)
+  print(f"{n} images, K = {k}, S = {settings.num_samples}, "
+        f"{'run ' + _WORKDIR.value if _WORKDIR.value else 'untrained model'}; "
+        f"{jax.devices()[0].device_kind}")
+  print(f"  {n / total:.2f} images/s; 1000 images in {1000 * total / n:.0f} s")
+  for name, t in parts.items():
+    print(f"  {name:12s} {t:8.2f} s  {100 * t / total:5.1f}%")
+  print(f"  steps: mean {steps.mean():.0f}, max {steps.max()} "
+        f"(cap {settings.max_steps})")
+
+  doubled = settings._replace(max_steps=2 * settings.max_steps)
+  found2, _ = _timed(optimise(doubled), images, keys)
+  elbo_star2 = elbo(images, found2.q, keys)
+  change = float(np.mean(np.asarray(elbo_star2, np.float64)
+                         - np.asarray(elbo_star, np.float64)))
+  print(f"convergence: mean L[q*] {float(np.mean(elbo_star)):.3f} with cap "
+        f"{settings.max_steps}, {float(np.mean(elbo_star2)):.3f} with cap "
+        f"{doubled.max_steps}: change {change:+.4f} nats (goal: |change| < "
+        f"0.05); steps max {int(np.max(found2.steps))}")
+
+
+if __name__ == "__main__":
+  app.run(main)
