@@ -14,9 +14,11 @@ a freshly initialised default MLP VAE on synthetic images, when no
   log p̂ (q*)    the same with q*
 
 It prints images/s of the whole split, each part's share of the time, the
-steps used, and the projected time of 1000 images. Then the convergence
-check: q* found again with the step cap doubled, and the change of the mean
-L[q*] on the same draws (it should be below 0.05 nats).
+steps used, the projected time of 1000 images and the mean gaps. Then the
+convergence checks: q* found again with the step cap doubled, and with a
+stricter stop (windows twice as long, two more halvings, the cap doubled),
+and the change of the mean L[q*] on the same draws (goal: below 0.05
+nats).
 """
 
 from __future__ import annotations
@@ -98,15 +100,30 @@ def main(argv):
   print(f"  steps: mean {steps.mean():.0f}, max {steps.max()} "
         f"(cap {settings.max_steps})")
 
-  doubled = settings._replace(max_steps=2 * settings.max_steps)
-  found2, _ = _timed(optimise(doubled), images, keys)
-  elbo_star2 = elbo(images, found2.q, keys)
-  change = float(np.mean(np.asarray(elbo_star2, np.float64)
-                         - np.asarray(elbo_star, np.float64)))
-  print(f"convergence: mean L[q*] {float(np.mean(elbo_star)):.3f} with cap "
-        f"{settings.max_steps}, {float(np.mean(elbo_star2)):.3f} with cap "
-        f"{doubled.max_steps}: change {change:+.4f} nats (goal: |change| < "
-        f"0.05); steps max {int(np.max(found2.steps))}")
+  px_q = np.asarray(log_px(images, q, keys), np.float64)
+  px_star = np.asarray(log_px(images, found.q, keys), np.float64)
+  l_q = np.asarray(elbo(images, q, keys), np.float64)
+  l_star = np.asarray(elbo_star, np.float64)
+  print(f"  gaps (nats, mean over the images): approximation "
+        f"{np.mean(px_star - l_star):.3f}, amortisation "
+        f"{np.mean(l_star - l_q):.3f}, inference {np.mean(px_star - l_q):.3f};"
+        f" log p̂ with q* − with q: {np.mean(px_star - px_q):+.3f}")
+
+  # Convergence: (a) the cap doubled, as the issue asks; (b) a stricter
+  # stop, which (a) cannot test when no image reaches the cap: windows
+  # twice as long and two more halvings, the cap doubled too.
+  for name, longer in (
+      ("cap doubled", settings._replace(max_steps=2 * settings.max_steps)),
+      ("stricter stop", settings._replace(
+          max_steps=2 * settings.max_steps, window=2 * settings.window,
+          num_reductions=settings.num_reductions + 2))):
+    found2, seconds = _timed(optimise(longer), images, keys)
+    l_star2 = np.asarray(elbo(images, found2.q, keys), np.float64)
+    print(f"convergence, {name}: mean L[q*] {np.mean(l_star):.3f} → "
+          f"{np.mean(l_star2):.3f}, change {np.mean(l_star2 - l_star):+.4f} "
+          f"nats (goal: |change| < 0.05); steps mean "
+          f"{np.mean(found2.steps):.0f}, max {int(np.max(found2.steps))}, "
+          f"{seconds:.1f} s")
 
 
 if __name__ == "__main__":
