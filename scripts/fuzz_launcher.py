@@ -20,7 +20,9 @@ Each case is a fresh launcher process:
 - `experiments.evaluate` on a copy of a real one-epoch run (trained once at
   the start on tiny random IDX data) with one edit: a config.json setting
   changed to a random value, config.json or a checkpoint file damaged, or a
-  random `--checkpoint`/`--num_importance_samples`. It may succeed (exit 0,
+  random `--checkpoint`/`--num_importance_samples`, sometimes with the gap
+  split's flags (`--gap_decomposition`, `--gap_examples`, `--gap_max_steps`,
+  `--gap_init`, good and bad). It may succeed (exit 0,
   eval.json written) or fail with exit 2 and one `error:` line; never a
   traceback or another status.
 
@@ -124,6 +126,9 @@ def _sweep_case(rng: random.Random) -> list[str]:
   return argv
 
 
+_GAP_EXAMPLES = ("-1", "0", "1", "3", "2147483648", "1e3", "")
+
+
 def _evaluate_case(rng: random.Random) -> tuple[list[str], str]:
   argv = ["experiments.evaluate", "--figures=false", "--quiet"]
   checkpoint, samples = rng.choice(_EVAL_CHECKPOINTS), rng.choice(
@@ -131,6 +136,15 @@ def _evaluate_case(rng: random.Random) -> tuple[list[str], str]:
   if checkpoint is not None:
     argv.append(f"--checkpoint={checkpoint}")
   argv.append(f"--num_importance_samples={samples or 10}")
+  if rng.random() < 0.3:  # the gap split, small enough to finish when valid
+    argv += ["--gap_decomposition",
+             f"--gap_max_steps={rng.choice(['0', '-3', '1', '5', 'x'])}"]
+    if rng.random() < 0.7:
+      argv.append(f"--gap_examples={rng.choice(_GAP_EXAMPLES)}")
+    if rng.random() < 0.3:
+      argv.append(f"--gap_init={rng.choice(['encoder', 'prior', 'mode'])}")
+  elif rng.random() < 0.05:  # a gap flag without --gap_decomposition
+    argv.append("--gap_examples=2")
   edit = rng.choice(["setting", "setting", "setting", "config_torn",
                      "config_gone", "checkpoint_file", "none"])
   if edit == "setting":

@@ -58,7 +58,8 @@ def _environment(devices: int) -> dict:
   path = os.pathsep.join([str(REPO_ROOT / "tests"), str(REPO_ROOT),
                           os.environ.get("PYTHONPATH", "")])
   return dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=path,
-              XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+              XLA_FLAGS=os.environ.get("XLA_FLAGS", "")
+              + f" --xla_force_host_platform_device_count={devices}")
 
 
 def _free_port() -> int:

@@ -70,7 +70,8 @@ def test_member_axis_over_four_devices_equals_one(idx_data_dir, tmp_path):
        str(tmp_path)], cwd=REPO_ROOT, capture_output=True, text=True,
       timeout=300, env=dict(
           os.environ, JAX_PLATFORMS="cpu",
-          XLA_FLAGS="--xla_force_host_platform_device_count=4"))
+          XLA_FLAGS=os.environ.get("XLA_FLAGS", "")
+          + " --xla_force_host_platform_device_count=4"))
   assert result.returncode == 0, result.stderr[-3000:]
   assert result.stdout.strip().splitlines()[-1] == "same"
 
