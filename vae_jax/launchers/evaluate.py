@@ -14,9 +14,10 @@ dimension and the active units; then redraws WORKDIR/figures. With
 --gap_decomposition it also splits the gap, on the first --gap_examples test
 images, into the approximation gap log p(x) − L[q*] and the amortisation gap
 L[q*] − L[q], q* being q optimised for each image alone
-(vae_jax/inference_gap.py). --checkpoint=best is the best by validation ELBO (the default
-when there is one), latest the last one saved, or a step number. A missing
-run, checkpoint or data file ends with one `error:` line and exit status 2.
+(vae_jax/inference_gap.py). --checkpoint=best is the best by validation
+ELBO (the default when there is one), latest the last one saved, or a step
+number. A missing run, checkpoint or data file ends with one `error:` line
+and exit status 2.
 """
 
 from __future__ import annotations
