@@ -60,6 +60,10 @@ def test_eval_json_has_the_gap_keys_and_they_add_up(trained, evaluated):
   assert record["amortisation_gap"] > -3 * record["amortisation_gap_stderr"]
   assert os.path.getsize(os.path.join(trained, "figures",
                                       "gap_decomposition.png")) > 10_000
+  with open(os.path.join(trained, evaluate.GAP_PER_IMAGE_FILE)) as f:
+    rows = f.read().splitlines()
+  assert rows[0] == "image,elbo,elbo_optimized,log_px_q,log_px_q_star,steps"
+  assert len(rows) == 1 + 12
 
 
 def test_a_sweep_summary_takes_the_gap_columns(trained, evaluated):

@@ -27,10 +27,13 @@ from vae_jax.run import workdir as workdir_lib
 from vae_jax.run.outputs import write_figures
 from vae_jax.viz import render
 
-__all__ = ["evaluate_run", "GapRequest", "PER_IMAGE_FILE"]
+__all__ = ["evaluate_run", "GapRequest", "PER_IMAGE_FILE",
+           "GAP_PER_IMAGE_FILE"]
 
 # log p̂_K(x_n) and ELBO(x_n) of every test image evaluated, in split order.
 PER_IMAGE_FILE = "eval_per_image.csv"
+# The gap split's per-image terms (--gap_decomposition).
+GAP_PER_IMAGE_FILE = "eval_gap_per_image.csv"
 
 
 class GapRequest(NamedTuple):
@@ -204,6 +207,8 @@ def evaluate_run(workdir: str, checkpoint: Optional[str] = None,
                                 gap.settings, k, progress)
     record.update(gap_lib.gap_record(result, gap.settings))
     record["gap_num_importance_samples"] = k
+    workdir_lib.write_text_atomic(os.path.join(workdir, GAP_PER_IMAGE_FILE),
+                                  gap_lib.per_image_csv(result))
     logging.info(
         "gap split over %d images: inference %.2f = approximation %.2f + "
         "amortisation %.2f nats (L[q*] %.2f, log p(x) with q* %.2f), %.0f s",

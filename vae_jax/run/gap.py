@@ -33,7 +33,8 @@ from vae_jax import inference_gap
 from vae_jax.run import likelihood
 from vae_jax.viz.gap_figure import save_gap_decomposition
 
-__all__ = ["GapResult", "gap_report", "gap_record", "save_figure"]
+__all__ = ["GapResult", "gap_report", "gap_record", "per_image_csv",
+           "save_figure"]
 
 _BLOCK = 50  # images per compiled call: a progress-bar tick
 
@@ -112,6 +113,15 @@ def gap_record(result: GapResult, settings: inference_gap.GapSettings
       gap_final_samples=settings.final_samples,
       gap_seconds=result.seconds)
   return record
+
+
+def per_image_csv(result: GapResult) -> str:
+  """eval_gap_per_image.csv's text: one row per image, nats."""
+  t = result.terms
+  rows = zip(t.elbo, t.elbo_optimized, t.log_px, t.log_px_q_star, t.steps)
+  return "image,elbo,elbo_optimized,log_px_q,log_px_q_star,steps\n" + "".join(
+      f"{n},{a:.4f},{b:.4f},{c:.4f},{d:.4f},{int(e)}\n"
+      for n, (a, b, c, d, e) in enumerate(rows))
 
 
 def save_figure(result: GapResult, path: str) -> str:
