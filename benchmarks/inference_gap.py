@@ -23,7 +23,6 @@ nats).
 
 from __future__ import annotations
 
-import functools
 import time
 
 import jax
@@ -83,10 +82,10 @@ def main(argv):
 
   found, t_opt = _timed(optimise(settings), images, keys)
   q = encoder_q(images)
-  (_, t_elbo_q) = _timed(elbo, images, q, keys)
+  elbo_q, t_elbo_q = _timed(elbo, images, q, keys)
   elbo_star, t_elbo_star = _timed(elbo, images, found.q, keys)
-  _, t_px_q = _timed(log_px, images, q, keys)
-  _, t_px_star = _timed(log_px, images, found.q, keys)
+  px_q, t_px_q = _timed(log_px, images, q, keys)
+  px_star, t_px_star = _timed(log_px, images, found.q, keys)
   parts = {"optimise": t_opt, "L[q]": t_elbo_q, "L[q*]": t_elbo_star,
            "log p̂ (q)": t_px_q, "log p̂ (q*)": t_px_star}
   total = sum(parts.values())
@@ -100,10 +99,8 @@ def main(argv):
   print(f"  steps: mean {steps.mean():.0f}, max {steps.max()} "
         f"(cap {settings.max_steps})")
 
-  px_q = np.asarray(log_px(images, q, keys), np.float64)
-  px_star = np.asarray(log_px(images, found.q, keys), np.float64)
-  l_q = np.asarray(elbo(images, q, keys), np.float64)
-  l_star = np.asarray(elbo_star, np.float64)
+  px_q, px_star, l_q, l_star = (np.asarray(a, np.float64) for a in
+                                 (px_q, px_star, elbo_q, elbo_star))
   print(f"  gaps (nats, mean over the images): approximation "
         f"{np.mean(px_star - l_star):.3f}, amortisation "
         f"{np.mean(l_star - l_q):.3f}, inference {np.mean(px_star - l_q):.3f};"

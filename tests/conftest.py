@@ -25,10 +25,10 @@ import shutil
 import tempfile
 
 # The tests compile hundreds of small programs, each run a few times: LLVM's
-# optimisation of XLA's generated code costs them more time than it saves
-# (the suite takes about 40% less without it). XLA's own passes, which decide
-# what is computed and fused, run as usual. Set before JAX starts, and
-# inherited by the launchers the tests run as subprocesses.
+# optimisation of XLA's generated code costs them more time than it saves.
+# XLA's own passes, which decide what is computed and fused, run as usual.
+# Set before JAX starts, and inherited by the launchers the tests run as
+# subprocesses.
 _FAST_COMPILE = "--xla_backend_optimization_level=0"
 if _FAST_COMPILE not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = " ".join(

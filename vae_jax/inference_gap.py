@@ -186,10 +186,17 @@ def optimize_posterior(model: VAEModel, params: Any, x: chex.Array,
   parameters receive gradients: `params` (decoder, prior, encoder) are
   constants of the loop.
   """
-  check_model(model)
+  return _optimize(model, params, x, rng, settings,
+                   encoder_posterior(model, params, x))
+
+
+def _optimize(model, params, x, rng, settings: GapSettings,
+              encoder_q: LocalPosterior) -> OptimizedPosterior:
+  """`optimize_posterior`, given the encoder's q of x (`decompose` needs it
+  too, so it is computed once)."""
   if settings.init not in INITS:
     raise ValueError(f"init={settings.init!r}: it must be one of {INITS}")
-  start = encoder_posterior(model, params, x)
+  start = encoder_q
   if settings.init == "prior":
     start = jax.tree_util.tree_map(jnp.zeros_like, start)
   params = jax.lax.stop_gradient(params)
@@ -244,8 +251,8 @@ def decompose(model: VAEModel, params: Any, x: chex.Array, rng: chex.PRNGKey,
   proposals.
   """
   keys = [jax.random.fold_in(rng, i) for i in range(3)]
-  found = optimize_posterior(model, params, x, keys[0], settings)
   q = encoder_posterior(model, params, x)
+  found = _optimize(model, params, x, keys[0], settings, q)
   elbo, elbo_se = local_elbo(model, params, x, q, keys[1],
                              settings.final_samples)
   elbo_star, elbo_star_se = local_elbo(model, params, x, found.q, keys[1],

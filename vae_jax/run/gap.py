@@ -18,7 +18,6 @@ is reported beside it as `gap_log_px_q`. Image n uses key fold_in(rng, n).
 from __future__ import annotations
 
 import functools
-import math
 import sys
 import time
 from typing import Any, NamedTuple, Optional
@@ -84,10 +83,6 @@ def gap_report(model, params, images, rng: jax.Array,
   return GapResult(terms=terms, seconds=time.perf_counter() - start)
 
 
-def _mean_se(values: np.ndarray) -> tuple[float, float]:
-  return float(values.mean()), float(values.std() / math.sqrt(len(values)))
-
-
 def gap_record(result: GapResult, settings: inference_gap.GapSettings
                ) -> dict[str, Any]:
   """eval.json's gap keys (module docstring), JSON-ready."""
@@ -101,7 +96,7 @@ def gap_record(result: GapResult, settings: inference_gap.GapSettings
       ("log_px_q_star", t.log_px_q_star),
       ("gap_elbo", t.elbo),
       ("gap_log_px_q", t.log_px)):
-    record[key], record[f"{key}_stderr"] = _mean_se(values)
+    record[key], record[f"{key}_stderr"] = likelihood.mean_and_stderr(values)
   record.update(
       gap_log_px_proposal="q_star",
       gap_examples=int(len(t.elbo)),

@@ -39,7 +39,7 @@ from vae_jax.math.model import top_layer
 
 __all__ = ["importance_sampled_log_px", "likelihood_report", "chunk_size_for",
            "LayerUsage", "LatentUsage", "latent_usage", "usage_record",
-           "warn_if_collapsed",
+           "warn_if_collapsed", "mean_and_stderr",
            "bound_vs_k", "BOUND_KS"]
 
 BOUND_KS = (1, 5, 50, 500, 5000)  # the K of figures/bound_vs_k.png
@@ -101,7 +101,7 @@ def importance_sampled_log_px(model, params, images, rng: jax.Array,
   return np.concatenate(out)[:n]
 
 
-def _mean_and_stderr(values: np.ndarray) -> tuple[float, float]:
+def mean_and_stderr(values: np.ndarray) -> tuple[float, float]:
   values = np.asarray(values, np.float64)
   return float(values.mean()), float(values.std() / math.sqrt(len(values)))
 
@@ -193,8 +193,8 @@ def bound_vs_k(model, params, images, rng: jax.Array, ks, elbo: np.ndarray,
   for k in ks:
     values = importance_sampled_log_px(model, params, images, rng, k, progress)
     estimates.append(float(np.mean(values)))
-    stderrs.append(_mean_and_stderr(values - elbo)[1])  # paired with the ELBO
-  elbo_mean, elbo_se = _mean_and_stderr(elbo)
+    stderrs.append(mean_and_stderr(values - elbo)[1])  # paired with the ELBO
+  elbo_mean, elbo_se = mean_and_stderr(elbo)
   return {"ks": [int(k) for k in ks], "log_px": estimates, "stderr": stderrs,
           "elbo": elbo_mean, "elbo_stderr": elbo_se,
           "num_examples": int(images.shape[0])}
@@ -213,9 +213,9 @@ def likelihood_report(model, params, images, rng: jax.Array,
                         num_samples=elbo_num_samples, analytic_kl=True)
   elbo = np.asarray(parts.elbo, np.float64)
   latent = latent_usage(model, params, images, batch_size)
-  log_px_mean, log_px_se = _mean_and_stderr(log_px)
-  elbo_mean, elbo_se = _mean_and_stderr(elbo)
-  gap_mean, gap_se = _mean_and_stderr(log_px - elbo)
+  log_px_mean, log_px_se = mean_and_stderr(log_px)
+  elbo_mean, elbo_se = mean_and_stderr(elbo)
+  gap_mean, gap_se = mean_and_stderr(log_px - elbo)
   return {
       "test_log_px": log_px_mean,
       "test_log_px_stderr": log_px_se,
