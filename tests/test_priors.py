@@ -34,11 +34,14 @@ def logsumexp(a, axis):
 
 
 def _log_normal_terms(z, means, logvars):
-  """float64 terms of log N(z_k; m_c, diag e^ℓ_c): `[K, C, D]`, and |terms|."""
+  """float64 terms of log N(z_k; m_c, diag e^ℓ_c): `[K, C, D]`, and the
+  magnitudes float32 rounds: mixture_log_prob expands (z − m)² e^{−ℓ} into
+  z² e^{−ℓ} − 2 z m e^{−ℓ} + m² e^{−ℓ}, whose parts can be far larger."""
   z = np.asarray(z, np.float64)[:, None, :]
   m, lv = (np.asarray(a, np.float64)[None] for a in (means, logvars))
   terms = -0.5 * (_LOG_2PI + lv + (z - m) ** 2 * np.exp(-lv))
-  return terms, np.abs(terms)
+  expanded = (z ** 2 + 2 * np.abs(z * m) + m ** 2) * np.exp(-lv)
+  return terms, 0.5 * (_LOG_2PI + np.abs(lv) + expanded)
 
 
 def _mixture_reference(z, means, logvars, log_weights):
