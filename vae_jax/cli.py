@@ -22,6 +22,7 @@ from absl import flags
 from absl import logging
 
 from vae_jax import configs
+from vae_jax import settings
 
 __all__ = ["define_config_flag", "parse_flags", "fail", "use_cpu_if_alone",
            "run"]
@@ -52,7 +53,9 @@ def define_config_flag(name: str = "config"):
     return config_flags.DEFINE_config_file(
         name, configs.path("default"),
         "A config file (vae_jax/configs/*.py: default, smoke, paper, or your "
-        "own); override any setting with --config.NAME=VALUE.",
+        "own); override any setting with --config.NAME=VALUE. The settings "
+        "(vae_jax/settings.py), NAME=DEFAULT [role]:\n"
+        + settings.help_text(),
         lock_config=True)
   except Exception as e:  # pylint: disable=broad-except
     _definition_error = e
@@ -98,8 +101,7 @@ def _with_config_resolved(argv: list[str]) -> list[str]:
 
 
 def _setting_names() -> list[str]:
-  from vae_jax.configs import default  # pylint: disable=g-import-not-at-top
-  return list(default.get_config().keys())
+  return list(settings.BY_NAME)
 
 
 def _did_you_mean(name: str) -> str:

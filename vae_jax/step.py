@@ -62,12 +62,13 @@ import optax
 from vae_jax.math import objectives
 from vae_jax.math import threefry
 from vae_jax.math.model import VAEModel
-from vae_jax.names import LR_SCHEDULES, OBJECTIVES
+from vae_jax.names import LR_SCHEDULES, OBJECTIVES, implementation
 
 __all__ = ["Hyperparams", "TrainState", "StepMetrics", "StepConfig",
            "LR_SCHEDULES", "make_optimizer", "lr_factor", "kl_weight_at",
            "init_train_state", "evaluation_params", "averaged_params",
-           "training_objective", "train_step",
+           "training_objective", "elbo_objective", "iwae_objective",
+           "train_step",
            "checked_train_step", "nonfinite_state", "NONFINITE_QUANTITIES"]
 
 # optax's cosine_onecycle_schedule's div_factor: one-cycle starts at 1/25.
@@ -267,12 +268,18 @@ def training_objective(model: VAEModel, config: StepConfig, params: Any,
       objectives.example_terms, model, params, batch, rng,
       num_samples=config.num_samples, analytic_kl=config.analytic_kl,
       kl_weight=kl_weight)
-  parts = terms.parts  # [B] each
-  if config.objective == "iwae":
-    return jnp.mean(terms.iwae), parts
+  objective = implementation(OBJECTIVES, config.objective)
+  return objective(terms, kl_weight, free_bits), terms.parts
+
+
+def elbo_objective(terms: objectives.ExampleTerms, kl_weight: chex.Numeric,
+                   free_bits: chex.Numeric) -> chex.Array:
+  """The β-weighted ELBO of a batch, with λ = free_bits floored per
+  dimension (a scalar; `terms` of a batch, `[B]` each)."""
+  parts = terms.parts
   plain = jnp.mean(parts.log_likelihood - kl_weight * parts.kl)
   if terms.kl_per_dim is None:
-    return plain, parts
+    return plain
   # λ floors the batch-mean KL of each dimension of each layer.
   floored_kl = sum(jnp.sum(jnp.maximum(free_bits, jnp.mean(kl, axis=0)))
                    for kl in terms.kl_per_dim.values())
@@ -280,7 +287,14 @@ def training_objective(model: VAEModel, config: StepConfig, params: Any,
   # where, not max(λ, ·) alone: with λ = 0 a Monte-Carlo KL per dimension
   # may be negative and must not be clipped; the plain form also keeps
   # λ = 0 the exact computation of the plain objective.
-  return jnp.where(free_bits > 0, floored, plain), parts
+  return jnp.where(free_bits > 0, floored, plain)
+
+
+def iwae_objective(terms: objectives.ExampleTerms, kl_weight: chex.Numeric,
+                   free_bits: chex.Numeric) -> chex.Array:
+  """The importance-weighted bound of a batch (β inside `terms.iwae`)."""
+  del kl_weight, free_bits
+  return jnp.mean(terms.iwae)
 
 
 def train_step(model: VAEModel, config: StepConfig, state: TrainState,

@@ -17,40 +17,21 @@ import math
 import warnings
 from typing import Any
 
+from vae_jax import settings
 from vae_jax.errors import ConfigError
-from vae_jax.names import ACTIVATIONS, BINARIZATIONS, BINARY_LIKELIHOODS
-from vae_jax.names import COMPUTE_DTYPES, ELEMENTWISE_ACTIVATIONS
-from vae_jax.names import FLOORED_SCHEDULES, LR_BATCH_SCALINGS
-from vae_jax.names import LAYOUTS, LIKELIHOODS, LR_SCHEDULES, MODEL_LAYOUTS
-from vae_jax.names import OBJECTIVES
+from vae_jax.names import BINARY_LIKELIHOODS, ELEMENTWISE_ACTIVATIONS
+from vae_jax.names import FLOORED_SCHEDULES, LIKELIHOODS, MODEL_LAYOUTS
 from vae_jax.names import resolve_image_layout
 
 __all__ = ["validate", "check_likelihood_fits", "to_json_dict",
-           "batch_scale", "RESUMABLE_FIELDS", "INT32_MAX"]
+           "batch_scale", "INT32_MAX"]
 
-# The settings a resumed run may change: a larger `epochs` extends the run;
-# `streaming` feeds the same batches, bit for bit, either way; so does
-# `skip_nonfinite_updates` until a step is not finite (then it lets a run
-# that stopped at one go on); `num_devices` only reorders the batch sum (a
-# checkpoint restores onto any mesh).
-RESUMABLE_FIELDS = ("epochs", "streaming", "skip_nonfinite_updates",
-                    "num_devices")
-
-INT32_MAX = 2**31 - 1
-# Sizes past these would not fit in memory on any machine this runs on; they
-# are refused here rather than hanging in initialisation.
-_MAX_WIDTH = 1 << 16
-_MAX_SAMPLES = 1 << 20
+INT32_MAX = settings.INT32_MAX
 
 
 def _bad(name: str, value: Any, must: str) -> ConfigError:
-  return ConfigError(f"--config.{name}={_show(value)} is invalid: {must}")
-
-
-def _show(value: Any) -> str:
-  if isinstance(value, (tuple, list)):
-    return ",".join(_show(v) for v in value)
-  return repr(value) if isinstance(value, str) else str(value)
+  return ConfigError(f"--config.{name}={settings.show(value)} is invalid: "
+                     f"{must}")
 
 
 def _fields(config) -> dict[str, Any]:
@@ -59,7 +40,9 @@ def _fields(config) -> dict[str, Any]:
 
 
 def validate(config):
-  """Checks every setting that can be checked without the data.
+  """Checks every setting that can be checked without the data: each
+  against its declaration (`vae_jax.settings`: type and bounds), then the
+  relations between settings, then the optimizer.
 
   Returns:
     `config`, unchanged.
@@ -67,83 +50,43 @@ def validate(config):
   Raises:
     ConfigError: naming the setting, its bad value, and what it must be.
   """
-  from vae_jax.configs import default  # pylint: disable=g-import-not-at-top
-  expected = _fields(default.get_config())
   given = _fields(config)
-  unknown = sorted(set(given) - set(expected))
+  unknown = sorted(set(given) - set(settings.BY_NAME))
   if unknown:
     raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; the settings "
                       "are those of vae_jax/configs/default.py")
-  missing = sorted(set(expected) - set(given))
+  missing = sorted(set(settings.BY_NAME) - set(given))
   if missing:
     raise ConfigError(f"the config lacks setting(s) {', '.join(missing)}; "
                       "start from vae_jax/configs/default.py's get_config()")
-  for name, default_value in expected.items():
-    _check_type(name, given[name], default_value)
-  c = config
+  for setting in settings.SETTINGS:
+    _check_type(setting.name, given[setting.name], setting.default)
+  for setting in settings.SETTINGS:
+    must = setting.check(given[setting.name]) if setting.check else ""
+    if must:
+      raise _bad(setting.name, given[setting.name], must)
+  _check_relations(config)
+  _check_optimizer(config.optimizer)  # last: the only check that imports JAX
+  return config
+
+
+def _check_relations(c) -> None:
+  """What a setting must be given the others."""
 
   def need(ok: bool, name: str, must: str) -> None:
     if not ok:
       raise _bad(name, getattr(c, name), must)
 
-  def integer(name: str, low: int, high: int = INT32_MAX) -> None:
-    need(low <= getattr(c, name) <= high, name,
-         f"it must be an integer from {low} to {high}")
-
-  def number(name: str, low: float, inclusive: bool = True,
-             high: float = 1e30) -> None:
-    value = getattr(c, name)
-    ok = math.isfinite(value) and (value >= low if inclusive else value > low)
-    need(ok and value <= high, name,
-         f"it must be a finite number {'>=' if inclusive else '>'} {low}"
-         + (f" and <= {high:g}" if high < 1e30 else ""))
-
-  from vae_jax.nets import registry  # pylint: disable=g-import-not-at-top
-  registry.check_model_name(c.model)
-  registry.check_prior_name(c.prior)
-  integer("latent_dim", 1, _MAX_WIDTH)
-  need(len(c.latent_dims) >= 1
-       and all(1 <= d <= _MAX_WIDTH for d in c.latent_dims), "latent_dims",
-       f"give the layer sizes from 1 to {_MAX_WIDTH}, the bottom layer "
-       "first, e.g. --config.latent_dims=40,20,10")
   need(c.model != "ladder" or len(c.latent_dims) >= 2, "latent_dims",
        "the ladder has two or more layers, e.g. --config.latent_dims=40,20,10")
-  integer("num_pseudo_inputs", 1, _MAX_WIDTH)
-  integer("num_components", 1, _MAX_WIDTH)
-  need(len(c.hidden_dims) >= 1
-       and all(1 <= h <= _MAX_WIDTH for h in c.hidden_dims), "hidden_dims",
-       f"give one or more widths from 1 to {_MAX_WIDTH}, e.g. "
-       "--config.hidden_dims=500 or 300,300")
-  need(c.activation in ACTIVATIONS, "activation",
-       f"choose one of {list(ACTIVATIONS)}")
   need(c.model != "conv" or c.activation in ELEMENTWISE_ACTIVATIONS,
        "activation", "the conv model's layers take an elementwise one: "
        f"choose one of {list(ELEMENTWISE_ACTIVATIONS)} (glu is for mlp)")
-  need(len(c.conv_channels) >= 1
-       and all(1 <= ch <= _MAX_WIDTH for ch in c.conv_channels),
-       "conv_channels", f"give one or more channel counts from 1 to {_MAX_WIDTH}, e.g. "
-       "--config.conv_channels=32,64")
-  need(c.likelihood in LIKELIHOODS, "likelihood",
-       f"choose one of {list(LIKELIHOODS)}")
-  need(c.compute_dtype in COMPUTE_DTYPES, "compute_dtype",
-       f"choose one of {list(COMPUTE_DTYPES)}")
-  number("gaussian_variance", 0.0, inclusive=False)
-  number("min_log_variance", -1e3, high=1e3)
-  need(c.binarization in BINARIZATIONS, "binarization",
-       f"choose one of {list(BINARIZATIONS)}")
-  integer("validation_size", 0)
-  need(bool(c.train_split), "train_split", "name a split, e.g. train")
-  need(bool(c.test_split), "test_split", "name a split, e.g. test")
-  need(c.image_layout in ("",) + LAYOUTS, "image_layout",
-       f"choose one of {list(LAYOUTS)}, or '' for the model's own")
   layout = resolve_image_layout(c.model, c.image_layout)
   for model, own in MODEL_LAYOUTS.items():
     need(not (c.model == model and layout != own), "image_layout",
          f"--config.model={model} takes the {own} layout: set "
          f"--config.image_layout={own} or leave it unset ('')")
-  need(c.objective in OBJECTIVES, "objective",
-       f"choose one of {list(OBJECTIVES)}")
-  number("free_bits", 0.0, high=1e6)
   need(not (c.free_bits > 0 and c.objective != "elbo"), "free_bits",
        f"free bits floor the KL of each latent dimension, which "
        f"--config.objective={c.objective} does not have: use "
@@ -151,45 +94,17 @@ def validate(config):
   need(not (c.streaming and c.steps_per_chunk == 0), "steps_per_chunk",
        "--config.streaming sends the data a chunk of steps at a time: set "
        "--config.steps_per_chunk, e.g. 50")
-  integer("num_samples", 1, _MAX_SAMPLES)
-  integer("eval_num_samples", 1, _MAX_SAMPLES)
-  number("kl_weight", 0.0, high=1e6)
-  number("kl_warmup_epochs", 0.0, high=1e9)
-  number("learning_rate", 0.0, inclusive=False, high=1e3)
-  need(c.lr_batch_scaling in LR_BATCH_SCALINGS, "lr_batch_scaling",
-       f"choose one of {list(LR_BATCH_SCALINGS)}")
-  integer("lr_reference_batch_size", 1, _MAX_SAMPLES)
-  need(c.lr_schedule in LR_SCHEDULES, "lr_schedule",
-       f"choose one of {list(LR_SCHEDULES)}")
-  number("lr_warmup_epochs", 0.0, high=1e9)
-  number("lr_schedule_epochs", 0.0, high=1e9)
-  number("lr_floor", 0.0, high=1.0)
-  need(c.lr_floor == 0 or c.lr_schedule in FLOORED_SCHEDULES, "lr_floor",
-       f"--config.lr_schedule={c.lr_schedule} has no floor: choose one of "
-       f"{list(FLOORED_SCHEDULES)} or --config.lr_floor=0")
-  number("grad_clip_norm", 0.0)
-  need(math.isfinite(c.ema_decay) and 0 <= c.ema_decay < 1, "ema_decay",
-       "it must be a number >= 0 and < 1 (0 turns the average off), e.g. "
-       "0.999")
-  integer("batch_size", 1, _MAX_SAMPLES)
   scaled = c.learning_rate * batch_scale(
       c.lr_batch_scaling, c.batch_size, c.lr_reference_batch_size)
   need(scaled <= 1e3, "learning_rate",
        f"with --config.lr_batch_scaling={c.lr_batch_scaling} the rate used "
        f"is {scaled:g}: it must be <= 1000")
-  integer("epochs", 1, 10**7)
-  integer("steps_per_chunk", 0)
-  integer("early_stopping_patience", 0)
+  need(c.lr_floor == 0 or c.lr_schedule in FLOORED_SCHEDULES, "lr_floor",
+       f"--config.lr_schedule={c.lr_schedule} has no floor: choose one of "
+       f"{list(FLOORED_SCHEDULES)} or --config.lr_floor=0")
   need(not (c.early_stopping_patience > 0 and c.validation_size == 0),
        "early_stopping_patience",
        "early stopping needs a validation split: set --config.validation_size")
-  integer("eval_batch_size", 1, _MAX_SAMPLES)
-  integer("final_importance_samples", 0, _MAX_SAMPLES)
-  integer("seed", 0, INT32_MAX)
-  integer("keep_checkpoints", 1, 1000)
-  integer("num_devices", 0, 1 << 16)
-  _check_optimizer(c.optimizer)  # last: the only check that imports JAX
-  return config
 
 
 def batch_scale(scaling: str, batch_size: int, reference: int) -> float:

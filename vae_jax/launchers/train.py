@@ -87,7 +87,7 @@ def main(argv):
       print(f"run directory: {workdir}", flush=True)
     loop.train_and_evaluate(config, workdir, progress_bar=None if not
                             FLAGS.quiet and primary else False,
-                            config_file=config_file)
+                            config_file=config_file, checked=True)
   except UserError as e:
     cli.fail(str(e))
   except NonFiniteError as e:

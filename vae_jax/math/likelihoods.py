@@ -22,15 +22,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any, Callable, NamedTuple
 
 import chex
 import jax
 import jax.numpy as jnp
 
+from vae_jax import names
 from vae_jax.math import distributions
 from vae_jax.names import LIKELIHOODS
 
-__all__ = ["LIKELIHOODS", "Likelihood", "DEFAULT_MIN_LOG_VARIANCE"]
+__all__ = ["LIKELIHOODS", "Likelihood", "Family", "DEFAULT_MIN_LOG_VARIANCE",
+           "BERNOULLI", "GAUSSIAN", "GAUSSIAN_LEARNED_VARIANCE",
+           "CONTINUOUS_BERNOULLI"]
 
 # log 1e-3: a standard deviation of 0.03 on [0, 1] pixels. Fashion-MNIST has
 # pixels that are exactly 0 in every image of a class; without a floor the
@@ -52,37 +56,54 @@ class Likelihood:
                        f"{list(LIKELIHOODS)}")
 
   @property
+  def family(self) -> "Family":
+    return names.implementation(LIKELIHOODS, self.name)
+
+  @property
   def outputs_per_value(self) -> int:
     """Decoder outputs per value of x: 2 for (mean, log-variance), else 1."""
-    return 2 if self.name == "gaussian_learned_variance" else 1
-
-  def _mean_and_logvar(self, decoder_output):
-    mean, raw = jnp.split(decoder_output, 2, axis=-1)
-    # A soft floor: ≥ the floor everywhere, ≈ raw well above it, and its
-    # gradient never vanishes the way max(floor, raw)'s does below the floor.
-    floor = self.min_log_variance
-    return mean, floor + jax.nn.softplus(raw - floor)
+    return self.family.outputs_per_value
 
   def log_prob(self, decoder_output: chex.Array, x: chex.Array) -> chex.Array:
     """log p(x|z), a scalar summed over every axis of x."""
-    if self.name == "bernoulli":
-      return distributions.bernoulli_log_likelihood(decoder_output, x)
-    if self.name == "continuous_bernoulli":
-      return distributions.continuous_bernoulli_log_likelihood(decoder_output,
-                                                               x)
-    if self.name == "gaussian_learned_variance":
-      mean, logvar = self._mean_and_logvar(decoder_output)
-      return distributions.gaussian_learned_variance_log_likelihood(
-          mean, logvar, x)
-    return distributions.gaussian_log_likelihood(decoder_output, x,
-                                                 self.gaussian_variance)
+    return self.family.log_prob(self, decoder_output, x)
 
   def mean(self, decoder_output: chex.Array) -> chex.Array:
     """E[x|z], the shape of x: probabilities, the CB's mean, or the mean."""
-    if self.name == "bernoulli":
-      return jax.nn.sigmoid(decoder_output)
-    if self.name == "continuous_bernoulli":
-      return distributions.continuous_bernoulli_mean(decoder_output)
-    if self.name == "gaussian_learned_variance":
-      return self._mean_and_logvar(decoder_output)[0]
-    return decoder_output
+    return self.family.mean(self, decoder_output)
+
+
+class Family(NamedTuple):
+  """One observation model, registered by name in `names.LIKELIHOODS`."""
+
+  outputs_per_value: int  # decoder outputs per value of x
+  # (likelihood, decoder output, x) → log p(x|z), summed over x's axes.
+  log_prob: Callable[[Likelihood, Any, Any], Any]
+  # (likelihood, decoder output) → E[x|z].
+  mean: Callable[[Likelihood, Any], Any]
+
+
+def _mean_and_logvar(likelihood: Likelihood, decoder_output):
+  mean, raw = jnp.split(decoder_output, 2, axis=-1)
+  # A soft floor: ≥ the floor everywhere, ≈ raw well above it, and its
+  # gradient never vanishes the way max(floor, raw)'s does below the floor.
+  floor = likelihood.min_log_variance
+  return mean, floor + jax.nn.softplus(raw - floor)
+
+
+BERNOULLI = Family(
+    1, lambda _, output, x: distributions.bernoulli_log_likelihood(output, x),
+    lambda _, output: jax.nn.sigmoid(output))
+CONTINUOUS_BERNOULLI = Family(
+    1, lambda _, output, x: distributions.continuous_bernoulli_log_likelihood(
+        output, x),
+    lambda _, output: distributions.continuous_bernoulli_mean(output))
+GAUSSIAN = Family(
+    1, lambda lik, output, x: distributions.gaussian_log_likelihood(
+        output, x, lik.gaussian_variance),
+    lambda _, output: output)
+GAUSSIAN_LEARNED_VARIANCE = Family(
+    2, lambda lik, output, x: distributions.
+    gaussian_learned_variance_log_likelihood(*_mean_and_logvar(lik, output),
+                                             x),
+    lambda lik, output: _mean_and_logvar(lik, output)[0])

@@ -78,7 +78,7 @@ def train_and_evaluate(
     config, workdir: str, data: Optional[PreparedData] = None,
     progress_bar: Optional[bool] = None,
     after_chunk: Optional[Callable[[step_lib.TrainState], None]] = None,
-    figures: bool = True, config_file: str = "",
+    figures: bool = True, config_file: str = "", checked: bool = False,
 ) -> list[dict]:
   """Trains `config` in WORKDIR, resuming the run there if there is one.
 
@@ -95,11 +95,14 @@ def train_and_evaluate(
     figures: write WORKDIR/figures at the end (TensorBoard gets its image
       grids every epoch regardless).
     config_file: the config file the run started from, for config.json.
+    checked: the caller has validated `config` already (the launchers do,
+      before JAX starts), so it is not validated twice.
 
   Returns:
     The records of metrics.jsonl, one dict per epoch, from the first epoch.
   """
-  validation.validate(config)
+  if not checked:
+    validation.validate(config)
   workdir_lib.check_workdir(workdir)
   place = mesh.placement(config.num_devices)
   mesh.check_batch_size(config.batch_size, place)
@@ -209,7 +212,7 @@ def _train(config, workdir, stored, data, model, progress_bar, after_chunk,
                                   first_chunk=start_chunk,
                                   device=None if place is None else
                                   place.streamed_chunk)
-    next_input = (lambda: next(stream)) if data.streaming else (
+    next_input = (lambda: next(stream)) if stream is not None else (
         lambda: train_split)
 
     compile_start = time.perf_counter()

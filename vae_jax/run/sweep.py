@@ -22,13 +22,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 import jax
 from absl import logging
 
 from vae_jax.data.prepared import prepare_data
 from vae_jax.errors import ConfigError, NonFiniteError
+from vae_jax.math.model import VAEModel
 from vae_jax.run import checkpoints as checkpoints_lib
 from vae_jax.run import likelihood
 from vae_jax.run import loop
@@ -118,7 +119,7 @@ def _check(plan: SweepPlan, sweep_dir: str, vectorized: bool):
       sweep_group.resolve_devices(config.num_devices)
     except ValueError as e:
       raise ConfigError(str(e)) from None
-    by_model = {}
+    by_model: dict[VAEModel, list[int]] = {}
     for i in group:
       model = stages.check_model(plan.members[i].config, data)
       by_model.setdefault(model, []).append(i)
@@ -158,6 +159,7 @@ def run_sweep(plan: SweepPlan, sweep_dir: str, vectorize: str = "auto",
         continue
       configs = [plan.members[i].config for i in pending]
       workdirs = [_member_dir(sweep_dir, plan.members[i]) for i in pending]
+      outcomes: Iterable[sweep_group.Outcome]
       if vectorized and len(pending) > 1 and not configs[0].streaming:
         logging.info("training %d members as one vmapped program: %s",
                      len(pending), ", ".join(plan.members[i].name
@@ -196,7 +198,7 @@ def _train_alone(config, workdir, data, progress_bar, after_chunk, figures,
     history = loop.train_and_evaluate(
         config, workdir, data=data, progress_bar=progress_bar,
         after_chunk=counted if after_chunk is not None else None,
-        figures=figures, config_file=config_file)
+        figures=figures, config_file=config_file, checked=True)
   except NonFiniteError as e:
     logging.warning("%s diverged (the others go on): %s", workdir, e)
     return sweep_group.Outcome("diverged", str(e))

@@ -8,10 +8,11 @@ A member is named by its settings, `kl_weight=0.5,learning_rate=0.001,seed=1`
 (a tuple value joins its items with `-`: `hidden_dims=300-300`), and trains
 in SWEEP_DIR/<name>/, a run directory like any other.
 
-Members that differ only in the step's traced inputs (`STEP_INPUTS`: the
-fields of vae_jax.step.Hyperparams, the seed, and how long they train)
-compile to the same program and form one group; the others (a latent size,
-hidden widths, a batch size) form groups of their own.
+Members that differ only in the step's traced inputs and in their
+per-member settings (the seed, and how long they train), as
+`vae_jax.settings` declares them, compile to the same program and form one
+group; the others (a latent size, hidden widths, a batch size) form groups
+of their own.
 
 Pure Python, no JAX: every mistake of a sweep's command line is found before
 JAX starts and before anything is written.
@@ -25,12 +26,13 @@ import json
 import os
 from typing import Any, NamedTuple
 
+from vae_jax import settings as settings_lib
 from vae_jax import validation
 from vae_jax.errors import ConfigError
 from vae_jax.run import workdir as workdir_lib
 
 __all__ = ["SweepPlan", "plan_sweep", "MAX_MEMBERS", "LARGEST_SWEEP",
-           "STEP_INPUTS", "Axis",
+           "Axis",
            "Member", "parse_axis", "make_members", "group_members",
            "describe", "check_sweep_dir", "SWEEP_JSON"]
 
@@ -40,17 +42,6 @@ MAX_MEMBERS = 64  # more needs --allow_large_sweep
 # in --seeds) would hang the command without a word.
 LARGEST_SWEEP = 4096
 SWEEP_JSON = "sweep.json"
-# What members of one compiled program may differ in: the traced step inputs
-# (learning rate and its scaling to the batch size, KL weight, warm-ups,
-# schedule length and floor, free bits, the average's decay), the seed (the keys), and when a member stops
-# (epochs, early stopping: a member that is done is frozen while the others
-# go on). Whether the average is kept at all is static (group_key).
-STEP_INPUTS = ("learning_rate", "lr_batch_scaling", "lr_reference_batch_size",
-               "kl_weight", "kl_warmup_epochs", "lr_warmup_epochs",
-               "lr_schedule_epochs", "lr_floor", "free_bits", "ema_decay",
-               "seed", "epochs", "early_stopping_patience")
-
-
 @dataclasses.dataclass(frozen=True)
 class Axis:
   """One `--sweep=NAME=V1,V2,…`: a setting and its values, in order."""
@@ -190,7 +181,7 @@ def _settings_json(config) -> dict[str, Any]:
 def group_key(config) -> str:
   """Equal for members that compile to the same program."""
   settings = _settings_json(config)
-  key = {k: v for k, v in settings.items() if k not in STEP_INPUTS}
+  key = {k: settings[k] for k in settings_lib.shared_by_sweep_program()}
   key["ema"] = settings["ema_decay"] > 0  # StepConfig.ema: the state's shape
   return json.dumps(key, sort_keys=True)
 
@@ -224,7 +215,7 @@ def _settings_json_value(value: Any) -> Any:
 
 # What a resumed sweep may change, as a resumed run: not `epochs`, since a
 # finished member is not trained again.
-_MAY_CHANGE = tuple(f for f in validation.RESUMABLE_FIELDS if f != "epochs")
+_MAY_CHANGE = tuple(f for f in settings_lib.resumable() if f != "epochs")
 
 
 def _identity(members: list) -> list:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 import os
 import time
 from typing import Callable, NamedTuple, Optional
@@ -113,7 +114,7 @@ def _unstack_states(states: TrainState, count: int) -> list[TrainState]:
   sharding), fetched in one transfer."""
   impl = jax.random.key_impl(states.rng)
   host = jax.device_get(states.replace(rng=jax.random.key_data(states.rng)))
-  return [jax.tree_util.tree_map(lambda x: x[i], host).replace(
+  return [jax.tree_util.tree_map(operator.itemgetter(i), host).replace(
       rng=jax.random.wrap_key_data(host.rng[i], impl=impl))
           for i in range(count)]
 
@@ -178,7 +179,7 @@ def train_group(configs: list, workdirs: list[str], data, model,
   checkpoint; returns how each ended.
 
   Args:
-    configs: the members' configs (equal but for `sweep_grid.STEP_INPUTS`).
+    configs: the members' configs (equal but for their traced and per-member settings, `vae_jax.settings`).
     workdirs: their run directories (locked by the caller).
     data: the prepared data of the group.
     model: `stages.check_model` of the group.

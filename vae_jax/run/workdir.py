@@ -28,6 +28,7 @@ from typing import Any, Optional
 import ml_collections
 from absl import logging
 
+from vae_jax import settings
 from vae_jax import validation
 from vae_jax.errors import ConfigError
 from vae_jax.names import resolve_image_layout
@@ -129,16 +130,15 @@ def load_config(workdir: str) -> Optional[ml_collections.ConfigDict]:
 def _differences(stored, config) -> list[str]:
   diffs = []
   for name in sorted(set(stored.keys()) | set(config.keys())):
-    if name in validation.RESUMABLE_FIELDS:
+    if name in settings.resumable():
       continue
     old, new = stored.get(name), config.get(name)
     if name == "image_layout":  # '' and the model's own layout are one
       old = resolve_image_layout(stored.get("model"), old)
       new = resolve_image_layout(config.get("model"), new)
     if old != new:
-      show = validation._show  # pylint: disable=protected-access
-      diffs.append(f"--config.{name}: the run has {show(old)}, this command "
-                   f"{show(new)}")
+      diffs.append(f"--config.{name}: the run has {settings.show(old)}, this "
+                   f"command {settings.show(new)}")
   return diffs
 
 
@@ -147,7 +147,7 @@ def check_resumable(config, workdir: str) -> Optional[ml_collections.ConfigDict]
 
   Raises:
     ConfigError: naming every setting whose value differs from the stored
-      run's, with both values; only RESUMABLE_FIELDS may differ.
+      run's, with both values; only the resumable settings may differ.
   """
   stored = load_config(workdir)
   if stored is None:
@@ -157,7 +157,7 @@ def check_resumable(config, workdir: str) -> Optional[ml_collections.ConfigDict]
     raise ConfigError(
         f"--workdir={workdir} holds a run with other settings, so it cannot "
         f"resume it ({'; '.join(diffs)}); only "
-        f"{', '.join('--config.' + n for n in validation.RESUMABLE_FIELDS)}, "
+        f"{', '.join('--config.' + n for n in settings.resumable())}, "
         "--quiet and the logging flags may change on resume: repeat the "
         "run's settings, or choose a new --workdir")
   return stored
