@@ -94,7 +94,7 @@ def main(argv):
     jax.block_until_ready(compiled(params, images))  # warm-up
   for repeat in range(_REPEATS.value):
     order = list(rows.items())
-    for name, row in order if repeat % 2 == 0 else order[::-1]:
+    for _, row in order if repeat % 2 == 0 else order[::-1]:
       start = time.perf_counter()
       jax.block_until_ready(row["run"](params, images))
       row["rates"].append(steps * batch / (time.perf_counter() - start))

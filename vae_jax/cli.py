@@ -25,7 +25,7 @@ from vae_jax import configs
 from vae_jax import settings
 
 __all__ = ["define_config_flag", "parse_flags", "fail", "use_cpu_if_alone",
-           "run"]
+           "config_file", "run"]
 
 FLAGS = flags.FLAGS
 _definition_error: Optional[BaseException] = None
@@ -161,8 +161,14 @@ def parse_flags(argv: list[str]) -> list[str]:
     try:
       FLAGS.config.get("seed")  # a file that failed to load raises here
     except Exception as e:  # pylint: disable=broad-except
-      fail(f"--config={FLAGS['config'].config_filename}: {_describe(e)}")
+      fail(f"--config={config_file()}: {_describe(e)}")
   return rest
+
+
+def config_file(name: str = "config") -> str:
+  """The file `--config` loaded."""
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  return config_flags.get_config_filename(FLAGS[name])
 
 
 def use_cpu_if_alone() -> None:

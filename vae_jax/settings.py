@@ -217,7 +217,7 @@ def _declare() -> Tuple[Setting, ...]:
     Choice(names.ACTIVATIONS))
   s("likelihood", "bernoulli", STATIC, "p(x|z): bernoulli (binary data) | "
     "gaussian (fixed variance) | gaussian_learned_variance | "
-    "continuous_bernoulli (data in [0, 1]).", Choice(names.LIKELIHOODS))
+    "continuous_bernoulli (data in [0, 1]).", Choice(tuple(names.LIKELIHOODS)))
   s("gaussian_variance", 1.0, STATIC, "gaussian: the fixed variance.",
     Number(0.0, inclusive=False))
   s("min_log_variance", math.log(1e-3), STATIC, "gaussian_learned_variance: "
@@ -228,7 +228,7 @@ def _declare() -> Tuple[Setting, ...]:
 
   section = "Objective"
   s("objective", "elbo", STATIC, "elbo | iwae (Burda et al., K = "
-    "num_samples).", Choice(names.OBJECTIVES))
+    "num_samples).", Choice(tuple(names.OBJECTIVES)))
   s("num_samples", 1, STATIC, "K: z draws per example in the training "
     "objective.", Integer(1, MAX_SAMPLES))
   s("analytic_kl", True, STATIC, "The ELBO's KL in closed form where the "

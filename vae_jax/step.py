@@ -96,8 +96,7 @@ class Hyperparams(NamedTuple):
   free_bits: chex.Numeric = 0.0
 
 
-@flax.struct.dataclass
-class TrainState:
+class TrainState(flax.struct.PyTreeNode):
   """Everything that changes during training, as one pytree."""
 
   params: Any

@@ -163,7 +163,8 @@ def _check_optimizer(name: str) -> None:
   import optax  # pylint: disable=g-import-not-at-top
   fn = getattr(optax, name, None) if not name.startswith("_") else None
   try:
-    takes_rate = "learning_rate" in inspect.signature(fn).parameters
+    takes_rate = fn is not None and (
+        "learning_rate" in inspect.signature(fn).parameters)
   except (TypeError, ValueError):
     takes_rate = False
   if not (inspect.isfunction(fn) and takes_rate):

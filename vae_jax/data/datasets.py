@@ -137,7 +137,9 @@ def _find(directory: str, stem: str) -> Optional[str]:
 
 
 def _has_idx_files(directory: Optional[str]) -> bool:
-  return bool(directory) and os.path.isdir(directory) and any(
+  if not directory:
+    return False
+  return os.path.isdir(directory) and any(
       _find(directory, stem) for stem in _IDX_FILES.values())
 
 
@@ -170,16 +172,18 @@ def load_idx_directory(directory: str) -> tuple[Split, Split]:
     raise DataError(
         f"data directory not found: {directory}; pass --config.data_dir=DIR with the "
         "IDX files, or install Debian's package dataset-fashion-mnist")
-  paths = {k: _find(directory, v) for k, v in _IDX_FILES.items()}
+  # The files found, in _IDX_FILES' order (labels are optional).
+  paths = {k: p for k, v in _IDX_FILES.items()
+           if (p := _find(directory, v)) is not None}
   for key in ("train_images", "test_images"):
-    if paths[key] is None:
+    if key not in paths:
       raise DataError(
           f"{directory} has no {_IDX_FILES[key]}[.gz]; a data directory needs "
           f"the MNIST-format files {', '.join(_IDX_FILES.values())}")
-  arrays = {k: (read_idx(p) if p else None) for k, p in paths.items()}
-  train = _check_split(arrays["train_images"], arrays["train_labels"],
+  arrays = {k: read_idx(p) for k, p in paths.items()}
+  train = _check_split(arrays["train_images"], arrays.get("train_labels"),
                        paths["train_images"])
-  test = _check_split(arrays["test_images"], arrays["test_labels"],
+  test = _check_split(arrays["test_images"], arrays.get("test_labels"),
                       paths["test_images"])
   if train.images.shape[1:] != test.images.shape[1:]:
     raise DataError(
@@ -239,6 +243,7 @@ def data_source(name: str, split: str, data_dir: Optional[str] = None):
   """The examples of one split, as a sequence like `tfds.data_source`'s."""
   source = resolve_source(name, data_dir)
   if source.kind == "idx":
+    assert source.location is not None  # an IDX source is a directory
     if split not in _IDX_SPLITS:
       raise DataError(f"split {split!r} does not exist in {source.location}: "
                       "IDX directories have the splits train and test")
@@ -285,6 +290,7 @@ def load_dataset(name: str, data_dir: Optional[str] = None,
   source = resolve_source(name, data_dir)
   requested = {"train_split": train_split, "test_split": test_split}
   if source.kind == "idx":
+    assert source.location is not None  # an IDX source is a directory
     for flag, split in requested.items():
       if split not in _IDX_SPLITS:
         raise DataError(

@@ -20,7 +20,7 @@ from vae_jax.errors import DataError
 
 __all__ = ["read_idx", "write_idx"]
 
-_DTYPES = {
+_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(np.uint8),
     0x09: np.dtype(np.int8),
     0x0B: np.dtype(">i2"),

@@ -54,7 +54,7 @@ def main(argv):
     from vae_jax.run import sweep_grid  # pylint: disable=g-import-not-at-top
     plan = sweep_grid.plan_sweep(_CONFIG.value, FLAGS.sweep, FLAGS.seeds,
                       FLAGS.allow_large_sweep,
-                      FLAGS["config"].config_filename)
+                      cli.config_file())
     sweep_grid.check_sweep_dir(FLAGS.sweep_dir, plan.description)
     from vae_jax.run import sweep  # pylint: disable=g-import-not-at-top
     if not FLAGS.quiet:
@@ -68,7 +68,7 @@ def main(argv):
     cli.fail(f"writing in --sweep_dir={FLAGS.sweep_dir} failed: {e}; rerun "
              "the same command to resume once it is fixed")
   if not FLAGS.quiet:
-    counts = {}
+    counts: dict[str, int] = {}
     for entry in status.values():
       counts[entry["status"]] = counts.get(entry["status"], 0) + 1
     print(f"done: {', '.join(f'{n} {s}' for s, n in sorted(counts.items()))};"

@@ -63,7 +63,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
   workdir = FLAGS.workdir or os.path.join(
       "runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
-  config_file = FLAGS["config"].config_filename
+  config_file = cli.config_file()
   try:
     from vae_jax import validation  # pylint: disable=g-import-not-at-top
     # pylint: disable-next=g-import-not-at-top

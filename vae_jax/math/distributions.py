@@ -184,7 +184,7 @@ def _softplus(logits: chex.Array) -> chex.Array:
 
 
 def gaussian_log_likelihood(
-    mean: chex.Array, x: chex.Array, variance: float = 1.0
+    mean: chex.Array, x: chex.Array, variance: chex.Numeric = 1.0
 ) -> chex.Array:
   """log N(x; mean, variance · I) = −½ Σ_i [log 2π v + (x_i − mean_i)² / v].
 

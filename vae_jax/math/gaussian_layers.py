@@ -46,7 +46,7 @@ wanted) cost nothing.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Dict, Mapping, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Tuple
 
 import chex
 import jax
@@ -60,6 +60,8 @@ __all__ = ["GaussianLayers", "Pick", "kl_per_dimension"]
 
 # pick(layer, mean, logvar) → the layer's z `[K, *shape]`
 Pick = Callable[[str, chex.Array, chex.Array], chex.Array]
+# {layer: (mean, logvar)} of Gaussian layers
+Stats = Dict[str, Tuple[chex.Array, chex.Array]]
 
 
 def kl_per_dimension(mean_q, logvar_q, mean_p=0.0, logvar_p=0.0):
@@ -86,6 +88,28 @@ class GaussianLayers:
 
   prior: Any = None  # a prior component on the top layer; None: N(0, I)
 
+  if TYPE_CHECKING:  # What the subclass gives (see the module docstring).
+
+    @property
+    def latent_shapes(self) -> Dict[str, Tuple[int, ...]]: ...
+
+    @property
+    def event_shape(self) -> Tuple[int, ...]: ...
+
+    def init_networks(self, rng: chex.PRNGKey) -> Any: ...
+
+    def infer(self, params: Any, x: chex.Array, pick: Pick) -> Stats: ...
+
+    def generate(self, params: Any, z_top: chex.Array,
+                 pick: Pick) -> Tuple[Stats, Any]: ...
+
+    def encode_top(self, params: Any,
+                   u: chex.Array) -> Tuple[chex.Array, chex.Array]: ...
+
+    def log_likelihood(self, output: Any, x: chex.Array) -> chex.Array: ...
+
+    def mean_of_output(self, output: Any) -> chex.Array: ...
+
   @property
   def _top(self) -> str:
     return next(iter(self.latent_shapes))
@@ -111,7 +135,8 @@ class GaussianLayers:
       return prior_params, lambda u: self.encode_top(params, u)
     return (prior_params,)
 
-  def _draws(self, params, x, eps):
+  def _draws(self, params, x, eps
+             ) -> Tuple[Dict[str, chex.Array], Stats, chex.Array]:
     """(z, {layer: (mean, logvar)} of q, log q(z|x) `[K]`) from noise ε."""
     chex.assert_shape(x, tuple(self.event_shape))
     z = {}
@@ -186,6 +211,8 @@ class GaussianLayers:
     """Each layer's (mean, logvar) `[*shape]` given one draw of its parents
     (draw 0 of `rng`)."""
     _, stats, _ = self._draws(params, x, self._noise(rng, 1, 0))
-    return {name: tuple(jnp.broadcast_to(a, (1, *shape))[0]
-                        for a in stats[name])
-            for name, shape in self.latent_shapes.items()}
+    out = {}
+    for name, shape in self.latent_shapes.items():
+      mean, logvar = (jnp.broadcast_to(a, (1, *shape))[0] for a in stats[name])
+      out[name] = (mean, logvar)
+    return out

@@ -13,7 +13,7 @@ chooses the prior; a prior's parameters go under params["prior"].
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple
 
 import chex
 import jax
@@ -33,6 +33,23 @@ class GaussianVAE:
 
   latent_dim: int
   prior: Any = None  # a prior component; None: N(0, I)
+
+  if TYPE_CHECKING:  # What the subclass gives (see the module docstring).
+
+    @property
+    def event_shape(self) -> Tuple[int, ...]: ...
+
+    def init_networks(self, rng: chex.PRNGKey) -> Any: ...
+
+    def encode(self, params: Any,
+               x: chex.Array) -> Tuple[chex.Array, chex.Array]: ...
+
+    def decode(self, params: Any, z: chex.Array) -> Any: ...
+
+    def log_likelihood(self, decoder_output: Any,
+                       x: chex.Array) -> chex.Array: ...
+
+    def mean_of_output(self, decoder_output: Any) -> chex.Array: ...
 
   @property
   def latent_shapes(self) -> Dict[str, Tuple[int, ...]]:

@@ -83,7 +83,8 @@ class Family(NamedTuple):
   mean: Callable[[Likelihood, Any], Any]
 
 
-def _mean_and_logvar(likelihood: Likelihood, decoder_output):
+def _mean_and_logvar(likelihood: Likelihood, decoder_output
+                     ) -> tuple[chex.Array, chex.Array]:
   mean, raw = jnp.split(decoder_output, 2, axis=-1)
   # A soft floor: ≥ the floor everywhere, ≈ raw well above it, and its
   # gradient never vanishes the way max(floor, raw)'s does below the floor.

@@ -166,11 +166,11 @@ class LinearGaussianVAE(GaussianVAE):
     down to 0.5; b ~ N(0, I).
     """
     q_rng, b_rng = jax.random.split(rng)
-    if scales is None:
-      scales = jnp.linspace(2.0, 0.5, self.latent_dim)
+    s = jnp.asarray(jnp.linspace(2.0, 0.5, self.latent_dim) if scales is None
+                    else scales, jnp.float32)
     q, _ = jnp.linalg.qr(jax.random.normal(
         q_rng, (self.data_dim, self.latent_dim)))
-    decoder = {"weight": q * jnp.asarray(scales, jnp.float32),
+    decoder = {"weight": q * s,
                "bias": jax.random.normal(b_rng, (self.data_dim,))}
     return {"encoder": self.best_encoder({"decoder": decoder}),
             "decoder": decoder}

@@ -178,7 +178,8 @@ class VampPrior:
                              + _PSEUDO_INPUT_STD * jax.random.normal(rng,
                                                                      shape)}
 
-  def _components(self, prior_params, encode: Encode):
+  def _components(self, prior_params, encode: Encode
+                  ) -> Tuple[chex.Array, chex.Array, chex.Array]:
     means, logvars = encode(pseudo_inputs(prior_params))  # [K, D] each
     chex.assert_shape([means, logvars],
                       (self.num_pseudo_inputs, self.latent_dim))

@@ -226,7 +226,8 @@ class ConvVAE(FlaxVAE):
 
   @property
   def _decoder(self) -> ConvDecoder:
-    return ConvDecoder(tuple(self.event_shape), self.conv_channels,
+    height, width, channels = self.event_shape
+    return ConvDecoder((height, width, channels), self.conv_channels,
                        self.hidden_dims, self.likelihood.outputs_per_value,
                        self.activation)
 

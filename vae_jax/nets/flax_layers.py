@@ -16,7 +16,7 @@ mixed precision (as `FlaxVAE._apply`) and the likelihood's methods.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import chex
 import flax.linen as nn
@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from vae_jax.math.gaussian_layers import GaussianLayers
+from vae_jax.math.likelihoods import Likelihood
 from vae_jax.nets.modules import DenseParams, gaussian_heads, hidden_layer
 
 __all__ = ["joined_layer", "trunk", "GaussianNet", "DenseNet",
@@ -98,6 +99,9 @@ class DenseNet(nn.Module):
 class FlaxGaussianLayers(GaussianLayers):
   """`GaussianLayers` with flax networks: `_apply` of a module, the
   `likelihood`'s log density and mean."""
+
+  if TYPE_CHECKING:
+    likelihood: Likelihood  # the subclass's field
 
   def _apply(self, module: nn.Module, params: Any, *inputs: chex.Array):
     """module.apply in `compute_dtype`, outputs in float32 (as

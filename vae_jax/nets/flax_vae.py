@@ -10,19 +10,33 @@ the protocol's methods of them. Parameters are `{"encoder": ..., "decoder":
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Tuple
 
 import chex
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from vae_jax.math.gaussian_vae import GaussianVAE
+from vae_jax.math.likelihoods import Likelihood
 
 __all__ = ["FlaxVAE"]
 
 
 class FlaxVAE(GaussianVAE):
   """init_networks/encode/decode/log_likelihood/mean_of_output via flax."""
+
+  if TYPE_CHECKING:  # What the subclass gives (see the module docstring).
+    likelihood: Likelihood
+
+    @property
+    def _encoder(self) -> nn.Module: ...
+
+    @property
+    def _decoder(self) -> nn.Module: ...
+
+    @property
+    def _encoder_input_shape(self) -> Tuple[int, ...]: ...
 
   def init_networks(self, rng: chex.PRNGKey) -> Any:
     enc_rng, dec_rng = jax.random.split(rng)

@@ -86,7 +86,7 @@ class HVAE(FlaxGaussianLayers):
   def init_networks(self, rng: chex.PRNGKey) -> Any:
     nets = self._networks()
     keys = jax.random.split(rng, 5)
-    x = jnp.zeros((1, *self.event_shape))
+    x: chex.Array = jnp.zeros((1, *self.event_shape))
     z = jnp.zeros((1, self.latent_dim))
     encoder = {}
     if self._features is not None:
@@ -180,6 +180,7 @@ class ConvHVAE(HVAE):
 
   @property
   def _decoder_output(self) -> nn.Module:
-    return _ImageOutput(tuple(self.event_shape), self.conv_channels,
+    height, width, channels = self.event_shape
+    return _ImageOutput((height, width, channels), self.conv_channels,
                         tuple(reversed(self.hidden_dims)),
                         self.likelihood.outputs_per_value, self.activation)

@@ -60,7 +60,8 @@ def check_flags(coordinator_address: Optional[str],
         f"together (got {coordinator_address!r}, {num_processes}, "
         f"{process_id}): give all three, or none on a cluster that JAX "
         "detects (SLURM, Cloud TPU)")
-  if coordinator_address is not None:
+  if (coordinator_address is not None and num_processes is not None
+      and process_id is not None):  # all three or none, as checked above
     host, _, port = coordinator_address.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
       raise UserError(f"--coordinator_address={coordinator_address} is "

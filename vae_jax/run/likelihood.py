@@ -128,7 +128,8 @@ class LatentUsage(NamedTuple):
   def kl_per_dim(self) -> Optional[np.ndarray]:
     """All layers' KL per dimension, in order; None if one lacks it."""
     parts = [u.kl_per_dim for u in self.layers.values()]
-    return None if any(p is None for p in parts) else np.concatenate(parts)
+    found = [p for p in parts if p is not None]
+    return np.concatenate(found) if len(found) == len(parts) else None
 
 
 def latent_usage(model, params, images, batch_size: int = 1000

@@ -137,6 +137,7 @@ def restore_params(workdir: str, checkpoint=None):
         choose_checkpoint(ckpts, checkpoint, workdir))
   finally:
     ckpts.close()
+  assert restored is not None  # choose_checkpoint names at least one
   return restored.which, restored.step, restored.state
 
 

@@ -79,7 +79,8 @@ def run_keys(config) -> tuple[jax.Array, jax.Array, jax.Array]:
   state's rng and step.)
   """
   root = jax.random.key(config.seed)
-  return tuple(jax.random.fold_in(root, i) for i in range(3))
+  fold = lambda i: jax.random.fold_in(root, i)
+  return fold(0), fold(1), fold(2)
 
 
 init_state = jax.jit(step_lib.init_train_state, static_argnums=(0, 1))

@@ -262,9 +262,12 @@ def _stats_in_chunks(model: VAEModel, params, images: np.ndarray, rng,
   parts = [_posterior_stats(model, params, images[start:start + chunk],
                             keys[start:start + chunk])
            for start in range(0, padded, chunk)]
-  return {name: tuple(np.asarray(jnp.concatenate([p[name][i] for p in parts])
-                                 )[:n].astype(np.float32) for i in (0, 1))
-          for name in parts[0]}
+
+  def joined(name: str, i: int) -> np.ndarray:
+    return np.asarray(jnp.concatenate([p[name][i] for p in parts])
+                      )[:n].astype(np.float32)
+
+  return {name: (joined(name, 0), joined(name, 1)) for name in parts[0]}
 
 
 def _decode_means(model: VAEModel, params, z) -> np.ndarray:

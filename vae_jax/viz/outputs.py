@@ -89,7 +89,7 @@ def save_figures(data: FigureData,
           data.posterior_means, data.labels, path("latent_space"),
           label_names=label_names),
   }
-  if data.manifold is not None:
+  if data.manifold is not None and data.manifold_values is not None:
     paths["manifold"] = render.save_manifold(
         data.manifold, data.manifold_values, path("manifold"))
   paths["latent_traversals"] = render.save_latent_traversals(
@@ -128,7 +128,7 @@ def images_for_tensorboard(data: FigureData) -> dict[str, np.ndarray]:
   d, s = data.traversals.shape[:2]
   out["latent_traversals"] = grids.image_grid(
       data.traversals.reshape(d * s, *data.traversals.shape[2:]), d, s, pad=1)
-  if data.manifold is not None:
+  if data.manifold is not None and data.manifold_values is not None:
     n = len(data.manifold_values)
     out["manifold"] = grids.image_grid(data.manifold, n, n, pad=1)
   return {k: np.clip(v, 0.0, 1.0) for k, v in out.items()}

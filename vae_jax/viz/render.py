@@ -181,12 +181,12 @@ def save_training_curves(history: Sequence[Mapping[str, Optional[float]]],
   """
   if not history:
     raise ValueError("save_training_curves needs at least one epoch")
-  epochs = np.array([float(r.get("epoch", i + 1))
+  epochs = np.array([float(i + 1 if (e := r.get("epoch")) is None else e)
                      for i, r in enumerate(history)])
   fig, axes = _figure(1500, 460, ncols=3)
   for ax, (panel, series) in zip(axes, _CURVES):
     for key, split in series:
-      values = np.array([np.nan if r.get(key) is None else float(r[key])
+      values = np.array([np.nan if (v := r.get(key)) is None else float(v)
                          for r in history])
       if np.all(np.isnan(values)):
         continue
@@ -228,29 +228,28 @@ def save_bound_vs_k(ks: Sequence[int], estimates: Sequence[float],
 
   760×520 pixels.
   """
-  ks = np.asarray(ks, dtype=np.float64)
-  estimates = np.asarray(estimates, dtype=np.float64)
-  stderrs = np.asarray(stderrs, dtype=np.float64)
-  if ks.ndim != 1 or len(ks) == 0 or estimates.shape != ks.shape or (
-      stderrs.shape != ks.shape):
+  x = np.asarray(ks, dtype=np.float64)
+  y = np.asarray(estimates, dtype=np.float64)
+  yerr = np.asarray(stderrs, dtype=np.float64)
+  if x.ndim != 1 or len(x) == 0 or y.shape != x.shape or yerr.shape != x.shape:
     raise ValueError(
-        f"ks, estimates and stderrs must be [M] with M > 0, got {ks.shape}, "
-        f"{estimates.shape} and {stderrs.shape}")
-  if np.any(ks < 1):
-    raise ValueError(f"every K must be >= 1, got {ks.tolist()}")
-  order = np.argsort(ks, kind="stable")  # the line runs left to right
-  ks, estimates, stderrs = ks[order], estimates[order], stderrs[order]
+        f"ks, estimates and stderrs must be [M] with M > 0, got {x.shape}, "
+        f"{y.shape} and {yerr.shape}")
+  if np.any(x < 1):
+    raise ValueError(f"every K must be >= 1, got {x.tolist()}")
+  order = np.argsort(x, kind="stable")  # the line runs left to right
+  x, y, yerr = x[order], y[order], yerr[order]
   fig, ax = _figure(760, 520)
   ax.axhline(elbo, color="tab:orange", linestyle="--", linewidth=1.5,
              label=f"ELBO = {elbo:.2f} ± {elbo_stderr:.2f}")
-  ax.errorbar(ks, estimates, yerr=stderrs, color="tab:blue", marker="o",
+  ax.errorbar(x, y, yerr=yerr, color="tab:blue", marker="o",
               markersize=4, capsize=3, linewidth=1.5,
               label=r"$\log \hat{p}_K(x)$ ± s.e. of its difference to the "
               "ELBO (paired over examples)")
   ax.set_xscale("log")
-  ax.set_xticks(ks, [f"{k:g}" for k in ks])
+  ax.set_xticks(x, [f"{k:g}" for k in x])
   ax.minorticks_off()
-  k_max, best = ks[-1], estimates[-1]
+  k_max, best = x[-1], y[-1]
   gap = best - elbo
   ax.annotate("", xy=(k_max, best), xytext=(k_max, elbo),
               arrowprops=dict(arrowstyle="<->", color="black", linewidth=1))
