@@ -9,7 +9,7 @@ WORKDIR ?= runs/$(shell date +%Y%m%d-%H%M%S)
 DATA_DIR ?=
 ARGS ?=
 
-.PHONY: train test setup data clean
+.PHONY: train test test-fast lint setup data clean
 
 train: setup
 ifeq ($(DATA_DIR),)
@@ -19,11 +19,29 @@ else
 	$(PY) -m experiments.train --workdir=$(WORKDIR) --config.data_dir=$(DATA_DIR) $(ARGS)
 endif
 
-# Two pytest workers, each taking whole test files, so that a file's shared
-# training run (a module fixture) is computed once.
-test: setup
+# Lint, format and types first (seconds), then two pytest workers, each
+# taking whole test files, so that a file's shared training run (a module
+# fixture) is computed once.
+test: setup lint
 	@bash scripts/ensure_data.sh --optional
 	$(PY) -m pytest -q -n 2 --dist loadfile tests
+
+# ruff (pyproject.toml's rules and format) and mypy on vae_jax/.
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+# The fast tier, for the edit-test loop: the suite less the tests marked
+# `slow` (launcher subprocesses, kill/resume, notebooks, sweeps, device
+# meshes, training runs, statistical checks; tests/conftest.py), meant to
+# take under a minute on an idle 2-core machine (about 80 s of CPU time over
+# the two workers). It keeps the math, the objectives, the train step, the
+# models and one tiny in-process run. With a core taken by a training run,
+# `$(PY) -m pytest -q -m "not slow" tests` (one process) is quicker.
+# `make test` (what CI runs) still runs everything.
+test-fast: setup
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not slow" tests
 
 setup: $(STAMP)
 
@@ -37,4 +55,4 @@ data:
 	@bash scripts/ensure_data.sh
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -6,7 +6,7 @@ r"""Throughput of the importance-sampled log p(x), against the machine's limit.
 
 Measures, in one process, after compilation:
 
-  estimator     `vae_jax.run.likelihood.importance_sampled_log_px` (what
+  estimator     `vae_jax.evaluation.dataset.dataset_log_px` (what
                 experiments/evaluate.py runs) on --num_examples binary
                 images at K = --num_samples: images/s, and the projected
                 time of the full 10,000-image test set at K = 5000;
@@ -42,7 +42,7 @@ from absl import app
 from absl import flags
 
 from vae_jax.nets.mlp import make_mlp_vae
-from vae_jax.run import likelihood
+from vae_jax.evaluation import dataset
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import op_profile  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -102,14 +102,14 @@ def main(argv):
   images = (np.random.default_rng(0).uniform(size=(n, 784)) < 0.3).astype(
       np.float32)
   rng = jax.random.key(1)
-  chunk = likelihood.chunk_size_for(k)
+  chunk = dataset.chunk_size_for(k)
   steps = max(1, k * n // chunk // 4)  # a loop of about a quarter the work
   matmuls = _matmul_loop(model, params, chunk, steps)
   with_likelihood = _matmul_loop(model, params, chunk, steps,
                                  jnp.asarray(images[0]))
   flops_per_image = 2 * _decoder_macs(_LATENT.value, hidden, 784) * k
 
-  estimate = lambda: likelihood.importance_sampled_log_px(
+  estimate = lambda: dataset.dataset_log_px(
       model, params, images, rng, k, progress=False)
   estimate()  # compile
   _time(matmuls, jnp.float32(0))
@@ -147,9 +147,9 @@ def main(argv):
         f"(limit: {10_000 * 5000 / k / limit / 60:.1f} min)")
   if _PROFILE.value:
     # The program of one call over all n images (n ≤ 200,000 / K: one block).
-    hlo = likelihood._log_px_program.lower(  # pylint: disable=protected-access
+    hlo = dataset._log_px_program.lower(  # pylint: disable=protected-access
         model, params, jnp.asarray(images), rng, num_samples=k,
-        chunk_size=chunk, batch_size=max(1, likelihood._DECODER_ROWS // k),
+        chunk_size=chunk, batch_size=max(1, dataset._DECODER_ROWS // k),
         offset=0
     ).compile().as_text()
     print(f"\nestimator: {n} images at K = {k}, XLA:CPU's per-op trace "

@@ -14,7 +14,7 @@ the machine's load falls on all of them alike:
   on-device/50    the same, in chunks of --steps_per_chunk steps;
   streaming/50    the split on the host; a background thread gathers chunks
                   of --steps_per_chunk steps and puts them on the device while
-                  the previous chunk trains (`chunks.train_chunk_streamed`).
+                  the previous chunk trains (a streamed `feeds.BatchFeed`).
 
 Both paths train on bit-identical batches (tests/test_data_*.py), so the
 difference is the cost of the input path alone.
@@ -33,7 +33,9 @@ from absl import flags
 from vae_jax import chunks as chunks_lib
 from vae_jax import step as step_lib
 from vae_jax.configs import default
+from vae_jax.data import feeds
 from vae_jax.data import prepared
+from vae_jax.data import streaming as streaming_lib
 from vae_jax.nets.mlp import make_mlp_vae
 
 _DATASET = flags.DEFINE_string("dataset", "fashion_mnist", "Dataset name.")
@@ -52,12 +54,11 @@ def _chunk_lengths(steps_per_epoch: int, chunk: int) -> list[int]:
 
 def _compile(data, model, chunks, streaming):
   """{steps: jitted chunk of that many steps} of one input path."""
-  fn = (chunks_lib.train_chunk_streamed if streaming
-        else chunks_lib.train_chunk)
-  batch = chunks_lib.BatchConfig(_BATCH.value, data.dynamic_binarization,
-                                 data.pixel_max)
-  return {n: jax.jit(functools.partial(fn, model, step_lib.StepConfig(), batch,
-                                       n), donate_argnums=(0,))
+  feed = feeds.BatchFeed(_BATCH.value, data.dynamic_binarization,
+                         data.pixel_max, streamed=streaming)
+  return {n: jax.jit(functools.partial(chunks_lib.train_chunk, model,
+                                       step_lib.StepConfig(), feed, n),
+                     donate_argnums=(0,))
           for n in set(chunks)}
 
 
@@ -81,8 +82,9 @@ def _epoch(data, compiled, state, hparams, chunks, stream):
 def main(argv):
   del argv
   on_device = prepared.prepare_data(_config())
-  streamed = prepared.PreparedData(on_device.dataset, _config(
-      streaming=True, steps_per_chunk=_CHUNK.value))
+  streamed = prepared.PreparedData(on_device.dataset,
+                                   on_device.binarization, on_device.layout,
+                                   streaming=True)
   steps_per_epoch = on_device.num_train // _BATCH.value
   examples = _EPOCHS.value * steps_per_epoch * _BATCH.value
   model = make_mlp_vae(on_device.data_dim)
@@ -107,11 +109,14 @@ def main(argv):
     compiled = _compile(data, model, chunks, streaming)
     state = step_lib.init_train_state(model, step_lib.StepConfig(),
                                       jax.random.key(0))
-    warm_up = (data.stream_chunks(state.rng, _BATCH.value, chunks, 0, 1)
+    warm_up = (streaming_lib.stream_chunks(data.train, state.rng,
+                                           _BATCH.value, chunks, 0, 1)
                if streaming else None)
     state, _ = _epoch(data, compiled, state, hparams, chunks, warm_up)
-    stream = (data.stream_chunks(state.rng, _BATCH.value, chunks, 1,
-                                 _EPOCHS.value, prefetch=_PREFETCH.value)
+    stream = (streaming_lib.stream_chunks(data.train, state.rng,
+                                          _BATCH.value, chunks, 1,
+                                          _EPOCHS.value,
+                                          prefetch=_PREFETCH.value)
               if streaming else None)
     runs.append([name, data, compiled, state, chunks, stream, 0.0])
   for _ in range(_EPOCHS.value):

@@ -11,7 +11,7 @@ Fashion-MNIST, with the training split on the device:
 
   sequential  each member's compiled chunk (vae_jax.run.programs), one
               member after another: what --vectorize=off does
-  vmapped     vae_jax.run.sweep_group.group_chunk, all members in one
+  vmapped     vae_jax.run.sweep.group.group_chunk, all members in one
               program: what --vectorize=on does
 
 Compilation is done before timing. Repeats alternate the two modes (so a
@@ -56,7 +56,8 @@ def main(argv):
   from vae_jax.nets import registry  # pylint: disable=g-import-not-at-top
   from vae_jax.run import programs  # pylint: disable=g-import-not-at-top
   from vae_jax.run import sweep  # pylint: disable=g-import-not-at-top
-  from vae_jax.run import sweep_group  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from vae_jax.run.sweep import group as sweep_group
 
   config = default.get_config()
   config.hidden_dims = tuple(int(h) for h in FLAGS.hidden_dims)
@@ -65,7 +66,7 @@ def main(argv):
   data = prepare_data(config)
   model = registry.build_model(config, data.train.shape[1:])
   step_cfg = programs.step_config(config)
-  batch_cfg = programs.batch_config(config, data)
+  feed = programs.batch_feed(config, data)
   steps_per_epoch = data.num_train // config.batch_size
   n = min(FLAGS.steps, steps_per_epoch)
   states, hparams = [], []
@@ -75,14 +76,14 @@ def main(argv):
     states.append(programs.init_state(model, step_cfg,
                                       programs.run_keys(member)[0]))
     hparams.append(programs.hyperparams(member, steps_per_epoch))
-  single = programs.compile_chunk(model, step_cfg, batch_cfg, n, False,
-                                  states[0], data.train, hparams[0])
+  single = programs.compile_chunk(model, step_cfg, feed, n, states[0],
+                                  data.train, hparams[0])
   stack = lambda trees: jax.tree_util.tree_map(lambda *x: jnp.stack(x),
                                                *trees)
   group_states, group_hparams = stack(states), stack(hparams)
   active = jnp.ones(FLAGS.members, bool)
   group = sweep_group.group_chunk.lower(
-      model, step_cfg, batch_cfg, n, group_states, data.train, group_hparams,
+      model, step_cfg, feed, n, group_states, data.train, group_hparams,
       active).compile()
 
   def sequential():

@@ -144,12 +144,12 @@ def _trainer_row(config, data, name: str = "trainer") -> _Row:
   steps = data.num_train // config.batch_size
   step_cfg = programs.step_config(config)
   hparams = programs.hyperparams(config, steps)
-  batch_cfg = programs.batch_config(config, data)
+  feed = programs.batch_feed(config, data)
   init_rng, _, _ = programs.run_keys(config)
   box = [programs.init_state(model, step_cfg, init_rng)]
   start = time.perf_counter()
-  compiled = programs.compile_chunk(model, step_cfg, batch_cfg, steps, False,
-                                    box[0], data.train, hparams)
+  compiled = programs.compile_chunk(model, step_cfg, feed, steps, box[0],
+                                    data.train, hparams)
   compile_s = time.perf_counter() - start
 
   def run():

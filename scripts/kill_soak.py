@@ -96,8 +96,9 @@ def _final_state(workdir: str) -> list[np.ndarray]:
   # pylint: disable=g-import-not-at-top
   import jax
   from vae_jax.nets import registry
-  from vae_jax.run import checkpoints, programs
-  from vae_jax.run import workdir as workdir_lib
+  from vae_jax.run import programs
+  from vae_jax.run.store import checkpoints
+  from vae_jax.run.store import workdir as workdir_lib
   config = workdir_lib.load_config(workdir)
   template = programs.init_state(registry.build_model(config, (784,)),
                                  programs.step_config(config),
@@ -112,7 +113,7 @@ def _final_state(workdir: str) -> list[np.ndarray]:
 
 def _records(workdir: str) -> list[dict]:
   # pylint: disable-next=g-import-not-at-top
-  from vae_jax.run import workdir as workdir_lib
+  from vae_jax.run.store import workdir as workdir_lib
   return [{k: v for k, v in r.items() if k not in _TIME_KEYS}
           for r in workdir_lib.read_metrics(workdir)]
 

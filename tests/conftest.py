@@ -1,5 +1,28 @@
 """Shared fixtures and helpers of the tests.
 
+One style. Tests are pytest functions: `pytest.mark.parametrize` for cases,
+pytest fixtures for shared setup, plain `assert` and `pytest.raises`. A
+`chex.TestCase` class is used only to hold tests decorated with
+`@chex.variants(with_jit=True, without_jit=True)`, which run one body jitted
+and not and need a unittest class; inside such a class, cases are
+`absl.testing.parameterized` (pytest's parametrize does not reach unittest
+methods), and any test of the file without variants stays a function beside
+it, its setup in a module helper that the class's `setUp` and a fixture
+both call. Why: one way to write a test, pytest's fixtures, ids and
+assertion messages everywhere, and the class only where it buys something.
+
+Two tiers. `make test` (CI) runs everything; `make test-fast` runs
+`pytest -m "not slow"`, meant to take under a minute on an idle two-core
+machine, and keeps a few tests of each part: the math, the objectives, the train step,
+the models and one tiny in-process run (test_variants.py's IWAE run). Mark
+`slow` what starts launcher subprocesses, kills and resumes, runs
+notebooks, sweeps or device meshes, trains, or checks statistics over many
+draws or cases: `pytestmark = pytest.mark.slow` for a file,
+`@pytest.mark.slow` for a test, `pytest.param(..., marks=pytest.mark.slow)`
+for a case. In a chex.TestCase the mark goes under `@chex.variants` (and
+under `parameterized`), never over it. `--strict-markers` (pyproject.toml)
+refuses a misspelt marker.
+
 * Small synthetic image datasets in the MNIST IDX layout. Nothing here
   touches the network or an installed Fashion-MNIST: every test that needs
   image data gets a directory of IDX files written by

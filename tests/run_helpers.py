@@ -20,7 +20,7 @@ from tolerances import sum_atol
 from vae_jax.math import objectives
 from vae_jax.configs import default
 from vae_jax.nets import registry
-from vae_jax.run import checkpoints as checkpoints_lib
+from vae_jax.run.store import checkpoints as checkpoints_lib
 from vae_jax.run import loop
 from vae_jax.run import programs
 

@@ -30,6 +30,9 @@ from conftest import write_idx_directory
 from run_helpers import error_lines, small_config, snapshot, train
 from vae_jax.data.idx import write_idx
 
+# Launcher subprocesses and training runs.
+pytestmark = pytest.mark.slow
+
 # Flags of a tiny run that would be valid on the tiny data below.
 _SMALL_RUN = ("--config.dataset=idx", "--config.epochs=1",
               "--config.hidden_dims=8", "--config.latent_dim=2",

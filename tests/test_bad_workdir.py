@@ -20,6 +20,9 @@ import pytest
 
 from conftest import REPO_ROOT
 
+# Launcher subprocesses.
+pytestmark = pytest.mark.slow
+
 _LONG_NAME = "x" * 300  # past NAME_MAX (255) of every Linux file system
 
 

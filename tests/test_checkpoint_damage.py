@@ -19,9 +19,12 @@ import pytest
 from run_helpers import (assert_same_state, copy_run, error_lines, launch,
                          make_reference, saved_state, small_config, template,
                          train, without_times)
-from vae_jax.run import checkpoints as checkpoints_lib
+from vae_jax.run.store import checkpoints as checkpoints_lib
 from vae_jax.run import load
-from vae_jax.run import workdir as workdir_lib
+from vae_jax.run.store import workdir as workdir_lib
+
+# Training runs, damaged and resumed.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

@@ -22,10 +22,10 @@ from vae_jax.configs import default
 from vae_jax.errors import ConfigError
 from vae_jax.nets import conv
 from vae_jax.nets import registry
-from vae_jax.run import checkpoints as checkpoints_lib
+from vae_jax.run.store import checkpoints as checkpoints_lib
 from vae_jax.run import loop
 from vae_jax.run import programs
-from vae_jax.run import workdir as workdir_lib
+from vae_jax.run.store import workdir as workdir_lib
 
 _TIME_KEYS = ("examples_per_sec", "wall_time_sec")
 _EPS = float(np.finfo(np.float32).eps)
@@ -62,7 +62,9 @@ def _without_times(records):
 
 
 @pytest.mark.parametrize("shape, kernel, stride", [
-    ((2, 28, 28, 3), 4, 2), ((2, 7, 7, 5), 3, 1), ((1, 9, 9, 2), 4, 2)])
+    pytest.param((2, 28, 28, 3), 4, 2, marks=pytest.mark.slow),
+    pytest.param((2, 7, 7, 5), 3, 1, marks=pytest.mark.slow),
+    ((1, 9, 9, 2), 4, 2)])
 def test_patch_conv_is_flax_conv_with_same_padding(shape, kernel, stride):
   x = jax.random.normal(jax.random.key(0), shape)
   reference = nn.Conv(6, (kernel, kernel), strides=stride, padding="SAME")
@@ -107,6 +109,7 @@ def reference(idx_data_dir, tmp_path_factory):
   return config, workdir, _train(config, workdir)
 
 
+@pytest.mark.slow
 def test_the_conv_model_learns(reference):
   _, workdir, history = reference
   assert [r["epoch"] for r in history] == [1, 2]
@@ -119,6 +122,7 @@ def test_the_conv_model_learns(reference):
   assert history[1]["train_elbo"] > history[0]["train_elbo"]
 
 
+@pytest.mark.slow
 def test_a_stopped_conv_run_resumes_bit_for_bit(reference, tmp_path):
   config, ref_dir, ref_history = reference
 

@@ -122,6 +122,7 @@ def test_every_public_name_is_importable_from_datasets():
 _FASHION = datasets.DEBIAN_FASHION_MNIST_DIR
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not os.path.isfile(os.path.join(_FASHION, _TRAIN + ".gz")),
     reason=f"Fashion-MNIST not installed in {_FASHION} (apt-get install "

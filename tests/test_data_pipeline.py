@@ -20,10 +20,12 @@ from tolerances import rounding_atol
 from vae_jax import validation
 from vae_jax.configs import default
 from vae_jax.data import datasets
+from vae_jax.data import feeds
 from vae_jax.data import pipeline
 from vae_jax.data import prepared
 from vae_jax.data import streaming
 from vae_jax.errors import ConfigError
+from vae_jax.names import resolve_image_layout
 
 _N, _B, _D = 40, 8, 12  # 5 steps per epoch
 
@@ -36,6 +38,14 @@ def _config(**overrides):
   config = default.get_config()
   config.update(overrides)
   return config
+
+
+def _prepared(dataset, **overrides):
+  """PreparedData as `prepare_data` makes it from the config's settings."""
+  c = _config(**overrides)
+  return prepared.PreparedData(
+      dataset, c.binarization, resolve_image_layout(c.model, c.image_layout),
+      c.streaming)
 
 
 def _images(n=_N, d=_D, seed=0):
@@ -116,8 +126,8 @@ def test_binarisation_does_not_depend_on_layout():
 
 def test_static_binarisation_is_fixed_whatever_the_run_seed():
   ds = _dataset()
-  a = prepared.PreparedData(ds, _config(binarization="static", seed=0))
-  b = prepared.PreparedData(ds, _config(binarization="static", seed=9))
+  a = _prepared(ds, binarization="static", seed=0)
+  b = _prepared(ds, binarization="static", seed=9)
   np.testing.assert_array_equal(a.train, b.train)
   assert set(np.unique(np.asarray(a.train))) <= {0, 1}
   assert a.pixel_max == 1 and not a.dynamic_binarization
@@ -125,8 +135,7 @@ def test_static_binarisation_is_fixed_whatever_the_run_seed():
 
 def test_no_binarisation_scales_by_the_pixel_range():
   ds = _dataset()
-  data = prepared.PreparedData(ds, _config(binarization="none",
-                                           likelihood="gaussian"))
+  data = _prepared(ds, binarization="none", likelihood="gaussian")
   expected = ds.test.images.reshape(16, -1) / 255.0
   # One float32 division per pixel.
   assert_close(np.asarray(data.test), expected, rounding_atol(1, expected))
@@ -210,24 +219,26 @@ def test_prefetcher_close_stops_its_thread():
 
 def test_prepared_data_on_device_and_streaming():
   ds = _dataset()
-  on_device = prepared.PreparedData(ds, _config())
+  on_device = _prepared(ds)
   assert isinstance(on_device.train, jax.Array)
   assert on_device.train.dtype == jnp.uint8 and on_device.train.shape == (40, 12)
-  assert on_device.train_spec(3, _B) is on_device.train
-  stream = prepared.PreparedData(ds, _config(streaming=True,
-                                             steps_per_chunk=2))
+  feed = feeds.BatchFeed(_B, True, 255)
+  assert feed.source_spec(on_device.train, 3) is on_device.train
+  stream = _prepared(ds, streaming=True, steps_per_chunk=2)
   assert isinstance(stream.train, np.ndarray)  # stays on the host
-  assert stream.train_spec(3, _B) == jax.ShapeDtypeStruct((3, _B, 12),
-                                                          jnp.uint8)
+  streamed = feeds.BatchFeed(_B, True, 255, streamed=True)
+  assert streamed.source_spec(stream.train, 3) == jax.ShapeDtypeStruct(
+      (3, _B, 12), jnp.uint8)
   assert stream.describe()["input_path"] == "streaming"
-  with stream.stream_chunks(jax.random.key(0), _B, [2, 3]) as chunks:
+  with streaming.stream_chunks(stream.train, jax.random.key(0), _B,
+                               [2, 3]) as chunks:
     assert [c.shape[0] for c in chunks] == [2, 3]
 
 
 def test_image_layout_keeps_nhwc():
   ds = _dataset()
   config = _config(image_layout="image")
-  data = prepared.PreparedData(ds, config)
+  data = _prepared(ds, image_layout="image")
   assert data.train.shape == (40, 3, 4, 1) and data.test.shape == (16, 3, 4, 1)
   assert data.data_dim == 12 and data.describe()["layout"] == "image"
   with pytest.raises(ConfigError, match="image_layout"):
@@ -235,7 +246,7 @@ def test_image_layout_keeps_nhwc():
 
 
 def test_describe_records_source_and_preprocessing():
-  d = prepared.PreparedData(_dataset(), _config()).describe()
+  d = _prepared(_dataset()).describe()
   assert d["source"] == "/synthetic" and d["source_kind"] == "idx"
   assert d["binarization"] == "dynamic" and d["layout"] == "flat"
   assert d["pixel_max"] == 255 and d["input_path"] == "on_device"
@@ -249,7 +260,7 @@ def test_streaming_needs_chunks_of_steps():
 
 def test_an_invalid_layout_is_refused_by_the_data_too():
   with pytest.raises(ConfigError, match="image_layout='nchw'"):
-    prepared.PreparedData(_dataset(), _config(image_layout="nchw"))
+    _prepared(_dataset(), image_layout="nchw")
 
 
 @pytest.mark.parametrize("data_dir", ["", None])

@@ -31,7 +31,9 @@ from vae_jax import chunks
 from vae_jax import step
 from vae_jax.configs import default
 from vae_jax.data import datasets
+from vae_jax.data import feeds
 from vae_jax.data import prepared
+from vae_jax.data import streaming
 from vae_jax.data.idx import write_idx
 from vae_jax.errors import DataError
 from vae_jax.nets.mlp import make_mlp_vae
@@ -113,8 +115,7 @@ def test_binarized_mnist_is_used_as_is(tmp_path):
     ds = datasets.load_dataset("binarized_mnist", str(tmp_path))
   assert ds.already_binary and ds.train.labels is None
   for binarization in ("dynamic", "static"):
-    data = prepared.PreparedData(
-        ds, _config(dataset="binarized_mnist", binarization=binarization))
+    data = prepared.PreparedData(ds, binarization, "flat")
     assert not data.dynamic_binarization and data.pixel_max == 1
     np.testing.assert_array_equal(np.asarray(data.train),
                                   ds.train.images.reshape(10, -1))
@@ -188,6 +189,7 @@ def test_unprepared_dataset_names_the_extra(tmp_path):
   assert "not prepared in" in message
 
 
+@pytest.mark.slow
 def test_mnist_trains_identically_on_device_and_streaming(tmp_path):
   """`--dataset=mnist` on mock data: prepared, then trained on both paths."""
   config = _config(dataset="mnist", data_dir=str(tmp_path), batch_size=8,
@@ -202,12 +204,13 @@ def test_mnist_trains_identically_on_device_and_streaming(tmp_path):
   hparams = step.Hyperparams(np.float32(1e-2), np.float32(1.0))
   state = step.init_train_state(model, step_config, jax.random.key(2))
   steps = 5  # one chunk per epoch of 40 // 8 steps
-  batches = chunks.BatchConfig(8, data.dynamic_binarization, data.pixel_max)
-  bind = lambda fn: jax.jit(functools.partial(  # pylint: disable=g-long-lambda
-      fn, model, step_config, batches, steps))
-  on_device = bind(chunks.train_chunk)
-  streamed = bind(chunks.train_chunk_streamed)
-  stream = data.stream_chunks(state.rng, 8, [steps], num_epochs=2)
+  bind = lambda streamed: jax.jit(functools.partial(  # pylint: disable=g-long-lambda
+      chunks.train_chunk, model, step_config, feeds.BatchFeed(
+          8, data.dynamic_binarization, data.pixel_max, streamed=streamed),
+      steps))
+  on_device, streamed = bind(False), bind(True)
+  stream = streaming.stream_chunks(np.asarray(data.train), state.rng, 8,
+                                   [steps], num_epochs=2)
   # Both paths run the same steps on bit-identical batches: on CPU, which
   # compiles both the same, bit for bit. Elsewhere two programs may fuse
   # differently, and no a-priori float32 bound survives Adam steps (÷√v̂
@@ -242,6 +245,7 @@ _NO_TENSORFLOW_RUN = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_default_training_never_imports_tensorflow(tmp_path):
   data = tmp_path / "idx"
   os.makedirs(data)

@@ -12,7 +12,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO_ROOT
+
+# The device check's every step, as subprocesses.
+pytestmark = pytest.mark.slow
 
 _SCRIPT = REPO_ROOT / "benchmarks" / "device_check.sh"
 _BENCHMARKS = {"train_step": ("trainer-bf16", "matmuls-bf16", "plain"),

@@ -19,6 +19,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from tolerances import F64_EPS
 from tolerances import assert_close
@@ -103,6 +104,7 @@ class SampleDiagonalGaussianTest(chex.TestCase):
     self.assertFalse(np.any(np.asarray(other) == np.asarray(z)))
 
   @chex.variants(with_jit=True, without_jit=True)
+  @pytest.mark.slow
   def test_moments(self):
     """Sample mean → μ and mean of (z − μ)² → σ², within 4 standard errors."""
     mean, logvar = _random_gaussian(2, (5,))
@@ -145,24 +147,25 @@ class DiagonalGaussianLogProbTest(chex.TestCase):
     assert_close(log_prob(z, zeros, zeros), standard, atol)
     assert_close(distributions.standard_normal_log_prob(z), standard, atol)
 
-  def test_integrates_to_one_in_one_dimension(self):
-    grid = np.linspace(-12.0, 14.0, 20_001)
-    logvar = np.float32(math.log(4.0))  # σ = 2 up to rounding: N(1, e^logvar)
-    log_prob = distributions.diagonal_gaussian_log_prob(
-        jnp.asarray(grid[:, None], jnp.float32), jnp.asarray([1.0]),
-        jnp.asarray([logvar]))
-    density = np.exp(np.asarray(log_prob, np.float64))
-    total = _trapezoid(density, grid)
-    # The density is exp(log_prob): an error δ of the float32 log_prob is a
-    # relative error δ of the density, so the integral errs by at most
-    # ∫ density · δ. δ is the rounding bound, where the grid's rounding to
-    # float32 is one more operation. The trapezoid rule is exact to
-    # exp(−2π²σ²/h²) on a Gaussian; the mass outside [−12, 14], 6.5σ from the
-    # mean, is 2Φ(−6.5) ≈ 8e-11.
-    rounding = sum_atol(1, _log_normal_magnitude(grid[:, None], 1.0, logvar),
-                        ops_per_term=7)
-    tails = math.erfc(6.5 / math.sqrt(2.0))
-    assert_close(total, 1.0, _trapezoid(density * rounding, grid) + tails)
+
+def test_diagonal_gaussian_log_prob_integrates_to_one_in_one_dimension():
+  grid = np.linspace(-12.0, 14.0, 20_001)
+  logvar = np.float32(math.log(4.0))  # σ = 2 up to rounding: N(1, e^logvar)
+  log_prob = distributions.diagonal_gaussian_log_prob(
+      jnp.asarray(grid[:, None], jnp.float32), jnp.asarray([1.0]),
+      jnp.asarray([logvar]))
+  density = np.exp(np.asarray(log_prob, np.float64))
+  total = _trapezoid(density, grid)
+  # The density is exp(log_prob): an error δ of the float32 log_prob is a
+  # relative error δ of the density, so the integral errs by at most
+  # ∫ density · δ. δ is the rounding bound, where the grid's rounding to
+  # float32 is one more operation. The trapezoid rule is exact to
+  # exp(−2π²σ²/h²) on a Gaussian; the mass outside [−12, 14], 6.5σ from the
+  # mean, is 2Φ(−6.5) ≈ 8e-11.
+  rounding = sum_atol(1, _log_normal_magnitude(grid[:, None], 1.0, logvar),
+                      ops_per_term=7)
+  tails = math.erfc(6.5 / math.sqrt(2.0))
+  assert_close(total, 1.0, _trapezoid(density * rounding, grid) + tails)
 
 
 class KlToStandardNormalTest(chex.TestCase):
@@ -261,6 +264,7 @@ def _monte_carlo_kl_atol(z, per_sample, mean_q, logvar_q, mean_p, logvar_p):
           + np.mean(per_draw, axis=0))
 
 
+@pytest.mark.slow
 class MonteCarloKlTest(chex.TestCase):
 
   @chex.variants(with_jit=True, without_jit=True)

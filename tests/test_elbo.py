@@ -21,6 +21,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from absl.testing import parameterized
 
 from conftest import make_linear_gaussian
@@ -61,14 +62,47 @@ def _q_params(mean, logvar):
           "logvar": jnp.asarray(logvar, jnp.float32)}
 
 
+def _example():
+  """The model of every test here, and its example x: float64 `[P]`."""
+  lg = make_linear_gaussian()
+  return lg, lg.sample_x(np.random.default_rng(42), 1)[0]
+
+
+@pytest.fixture(scope="module")
+def example():
+  return _example()
+
+
+def test_closed_form_gap_is_kl_to_the_posterior(example):
+  """log p(x) − [E_q log p(x|z) − KL(q ‖ p(z))] = KL(q ‖ p(z|x)), exactly."""
+  lg, x = example
+  log_px = float(lg.log_marginal(x))
+  rng = np.random.default_rng(0)
+  q_mean = rng.normal(size=(8, 3)) * 1.5
+  q_logvar = rng.uniform(-2.0, 1.0, size=(8, 3))
+  post_mean, post_logvar = lg.posterior(x)
+  expected_ll = lg.expected_log_likelihood(x, q_mean, q_logvar)
+  kl_prior = distributions.kl_to_standard_normal(
+      jnp.asarray(q_mean, jnp.float32), jnp.asarray(q_logvar, jnp.float32))
+  closed_form_elbo = expected_ll - np.asarray(kl_prior, np.float64)
+  kl_posterior = distributions.kl_diagonal_gaussians(
+      *(jnp.asarray(a, jnp.float32) for a in (
+          q_mean, q_logvar, np.broadcast_to(post_mean, (8, 3)),
+          np.broadcast_to(post_logvar, (8, 3)))))
+  # The two KLs are float32, from float64 inputs rounded once; the rest is
+  # float64, whose rounding (~1e-15) is negligible.
+  assert_close(log_px - closed_form_elbo, kl_posterior,
+               kl_diagonal_atol(q_mean, q_logvar)
+               + kl_diagonal_atol(q_mean, q_logvar, post_mean, post_logvar))
+  assert np.all(log_px - closed_form_elbo > 0)
+
+
 class LinearGaussianElboTest(chex.TestCase):
 
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.lg = make_linear_gaussian()
-    rng = np.random.default_rng(42)
-    cls.x = cls.lg.sample_x(rng, 1)[0]  # float64 [P]
+    cls.lg, cls.x = _example()  # x: float64 [P]
     cls.x32 = jnp.asarray(cls.x, jnp.float32)
     cls.log_px = float(cls.lg.log_marginal(cls.x))
     # An arbitrary diagonal q, away from the posterior, of float32 values:
@@ -76,30 +110,10 @@ class LinearGaussianElboTest(chex.TestCase):
     cls.q_mean = np.float32([0.8, -1.1, 0.4]).astype(np.float64)
     cls.q_logvar = np.float32([-0.5, 0.3, -1.2]).astype(np.float64)
 
-  def test_closed_form_gap_is_kl_to_the_posterior(self):
-    """log p(x) − [E_q log p(x|z) − KL(q ‖ p(z))] = KL(q ‖ p(z|x)), exactly."""
-    rng = np.random.default_rng(0)
-    q_mean = rng.normal(size=(8, 3)) * 1.5
-    q_logvar = rng.uniform(-2.0, 1.0, size=(8, 3))
-    post_mean, post_logvar = self.lg.posterior(self.x)
-    expected_ll = self.lg.expected_log_likelihood(self.x, q_mean, q_logvar)
-    kl_prior = distributions.kl_to_standard_normal(
-        jnp.asarray(q_mean, jnp.float32), jnp.asarray(q_logvar, jnp.float32))
-    closed_form_elbo = expected_ll - np.asarray(kl_prior, np.float64)
-    kl_posterior = distributions.kl_diagonal_gaussians(
-        *(jnp.asarray(a, jnp.float32) for a in (
-            q_mean, q_logvar, np.broadcast_to(post_mean, (8, 3)),
-            np.broadcast_to(post_logvar, (8, 3)))))
-    # The two KLs are float32, from float64 inputs rounded once; the rest is
-    # float64, whose rounding (~1e-15) is negligible.
-    assert_close(self.log_px - closed_form_elbo, kl_posterior,
-                 kl_diagonal_atol(q_mean, q_logvar)
-                 + kl_diagonal_atol(q_mean, q_logvar, post_mean, post_logvar))
-    self.assertTrue(np.all(self.log_px - closed_form_elbo > 0))
-
   @chex.variants(with_jit=True, without_jit=True)
   @parameterized.named_parameters(("analytic_kl", True),
                                   ("monte_carlo_kl", False))
+  @pytest.mark.slow
   def test_elbo_matches_closed_form_in_expectation(self, analytic_kl):
     """ELBO(q) averaged over many z agrees with the closed form within 4 s.e."""
     model = self.lg.model()
@@ -147,6 +161,7 @@ class LinearGaussianElboTest(chex.TestCase):
                                      post_logvar))
 
   @chex.variants(with_jit=True, without_jit=True)
+  @pytest.mark.slow
   def test_elbo_of_the_true_posterior_is_log_px_for_every_sample(self):
     """log p(x|z) + log p(z) − log q(z|x) = log p(x) for all z if q = p(z|x)."""
     model = self.lg.model()
@@ -183,6 +198,7 @@ class LinearGaussianElboTest(chex.TestCase):
                                analytic_kl=True))
 
   @chex.variants(with_jit=True, without_jit=True)
+  @pytest.mark.slow
   def test_batch_elbo_with_exact_posterior_encoder(self):
     """An encoder returning p(z|x) makes every example's ELBO equal log p(x)."""
     model = self.lg.exact_posterior_model()

@@ -24,9 +24,12 @@ import vae_jax
 from vae_jax import configs
 from vae_jax import validation
 from vae_jax.errors import ConfigError
-from vae_jax.run import checkpoints as checkpoints_lib
+from vae_jax.run.store import checkpoints as checkpoints_lib
 from vae_jax.run import evaluate as evaluate_lib
-from vae_jax.run import workdir as workdir_lib
+from vae_jax.run.store import workdir as workdir_lib
+
+# The launchers end to end: subprocesses and training runs.
+pytestmark = pytest.mark.slow
 
 # The keys the issue names for every line of metrics.jsonl.
 METRIC_KEYS = ("epoch", "step", "train_elbo", "train_kl", "train_log_likelihood",

@@ -27,11 +27,14 @@ from vae_jax import step as step_lib
 from vae_jax.configs import default
 from vae_jax.errors import ConfigError
 from vae_jax.nets import registry
-from vae_jax.run import checkpoints as checkpoints_lib
+from vae_jax.run.store import checkpoints as checkpoints_lib
 from vae_jax.run import loop
 from vae_jax.run import programs
 from vae_jax.run import tensorboard as summary_writer
-from vae_jax.run import workdir as workdir_lib
+from vae_jax.run.store import workdir as workdir_lib
+
+# Runs stopped, killed and resumed.
+pytestmark = pytest.mark.slow
 
 STEPS_PER_EPOCH = 14  # (512 − 64 validation) // 32, in chunks of 5, 5, 4
 BATCH_SIZE = 32

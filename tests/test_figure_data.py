@@ -64,6 +64,7 @@ def _test_split():
 _STANDARD_PRIOR_FIGURES = set(figure_data.FIGURE_NAMES) - {"pseudo_inputs"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "latent_dim, with_labels, num_pseudo_inputs, expected", [
     (2, True, 0, _STANDARD_PRIOR_FIGURES),
@@ -139,6 +140,7 @@ def _decoded_atol(model, params, z_abs, z_roundings):
           + rounding_atol(2, 1.0))
 
 
+@pytest.mark.slow
 def test_figure_data_are_probabilities_of_sampled_latents():
   model, params = _tiny_model(3)
   images, labels = _test_split()
@@ -172,6 +174,7 @@ def test_figure_data_are_probabilities_of_sampled_latents():
   assert "μ(x) of test image 0" in data.traversal_title
 
 
+@pytest.mark.slow
 def test_traversals_around_zero_and_of_the_most_active_dimensions():
   model, params = _tiny_model(3)
   images, labels = _test_split()
@@ -232,6 +235,7 @@ class _OneImageModel(GaussianVAE):
     return self.mlp.mean_of_output(output)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", ["flat", "image"])
 def test_figure_data_of_a_model_of_one_image(layout):
   """vmap over examples: images flat or [N, H, W, C], the model sees one."""
@@ -266,6 +270,7 @@ def test_figure_data_checks_the_size_of_an_example():
                                     None, (8, 7, 1), jax.random.key(0))
 
 
+@pytest.mark.slow
 def test_images_for_tensorboard_shapes():
   model, params = _tiny_model(2)
   images, labels = _test_split()
@@ -283,6 +288,7 @@ def test_images_for_tensorboard_shapes():
     assert grid.dtype == np.float32 and grid.min() >= 0 and grid.max() <= 1
 
 
+@pytest.mark.slow
 def test_figure_data_of_every_epoch_compiles_nothing_new():
   """The trainer computes the figures' data each epoch: only the first call
   of a model and input shape may trace and compile."""

@@ -9,9 +9,7 @@ test_figure_data.py, which uses `png_size` and `history` from here.
 
 from __future__ import annotations
 
-import functools
 import math
-import os
 import struct
 
 import numpy as np

@@ -21,7 +21,10 @@ from vae_jax import inference_gap
 from vae_jax.errors import ConfigError
 from vae_jax.nets import registry
 from vae_jax.run import evaluate
-from vae_jax.run import sweep_summary
+from vae_jax.run.sweep import summary as sweep_summary
+
+# A trained run and the evaluate launcher.
+pytestmark = pytest.mark.slow
 
 _SETTINGS = inference_gap.GapSettings(max_steps=60, window=10,
                                       final_samples=40)

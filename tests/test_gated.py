@@ -1,11 +1,11 @@
 """activation=glu: the gated dense layers of the VampPrior reference code."""
 
-from absl.testing import absltest
 import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from vae_jax.nets import modules
 from vae_jax.nets.mlp import MLPVAE
@@ -49,43 +49,44 @@ class GatedTest(chex.TestCase):
     atol = value_err + np.abs(value) * gate_err
     tolerances.assert_close(got, want, atol)
 
-  def test_elementwise_activation_unchanged(self):
-    h = jax.random.normal(jax.random.key(0), (4, 5))
-    layer = _Hidden(3, "relu")
-    params = layer.init(jax.random.key(1), h)
-    reference = nn.Dense(3)
-    want = jax.nn.relu(reference.apply(
-        {"params": params["params"]["hidden"]}, h))
-    np.testing.assert_array_equal(layer.apply(params, h), want)
 
-  def test_gated_mlp_vae_trains(self):
-    model = MLPVAE(event_shape=(12,), latent_dim=3, hidden_dims=(8, 6),
-                   activation="glu")
-    params = model.init(jax.random.key(0))
-    self.assertEqual(params["encoder"]["hidden_1"]["kernel"].shape, (8, 12))
-    self.assertEqual(params["decoder"]["hidden_0"]["kernel"].shape, (3, 12))
-    x = (jax.random.uniform(jax.random.key(1), (32, 12)) > 0.5).astype(
-        jnp.float32)
-
-    def loss(p, key):
-      mean, logvar = model.encode(p, x)
-      z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape)
-      return -jnp.mean(model.log_likelihood(model.decode(p, z), x))
-
-    grads = jax.grad(loss)(params, jax.random.key(2))
-    # Every gate and value column gets a gradient: both halves are used.
-    for layer in ("hidden_0", "hidden_1"):
-      for net in ("encoder", "decoder"):
-        g = np.abs(np.asarray(grads[net][layer]["kernel"]))
-        width = g.shape[1] // 2
-        self.assertGreater(g[:, :width].sum(), 0.0)
-        self.assertGreater(g[:, width:].sum(), 0.0)
-
-  def test_conv_model_refuses_glu(self):
-    from vae_jax.nets.conv import ConvVAE  # pylint: disable=g-import-not-at-top
-    with self.assertRaisesRegex(ValueError, "glu is for the MLP"):
-      ConvVAE(activation="glu")
+@pytest.mark.slow
+def test_elementwise_activation_unchanged():
+  h = jax.random.normal(jax.random.key(0), (4, 5))
+  layer = _Hidden(3, "relu")
+  params = layer.init(jax.random.key(1), h)
+  reference = nn.Dense(3)
+  want = jax.nn.relu(reference.apply(
+      {"params": params["params"]["hidden"]}, h))
+  np.testing.assert_array_equal(layer.apply(params, h), want)
 
 
-if __name__ == "__main__":
-  absltest.main()
+@pytest.mark.slow
+def test_gated_mlp_vae_trains():
+  model = MLPVAE(event_shape=(12,), latent_dim=3, hidden_dims=(8, 6),
+                 activation="glu")
+  params = model.init(jax.random.key(0))
+  assert params["encoder"]["hidden_1"]["kernel"].shape == (8, 12)
+  assert params["decoder"]["hidden_0"]["kernel"].shape == (3, 12)
+  x = (jax.random.uniform(jax.random.key(1), (32, 12)) > 0.5).astype(
+      jnp.float32)
+
+  def loss(p, key):
+    mean, logvar = model.encode(p, x)
+    z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape)
+    return -jnp.mean(model.log_likelihood(model.decode(p, z), x))
+
+  grads = jax.grad(loss)(params, jax.random.key(2))
+  # Every gate and value column gets a gradient: both halves are used.
+  for layer in ("hidden_0", "hidden_1"):
+    for net in ("encoder", "decoder"):
+      g = np.abs(np.asarray(grads[net][layer]["kernel"]))
+      width = g.shape[1] // 2
+      assert g[:, :width].sum() > 0.0
+      assert g[:, width:].sum() > 0.0
+
+
+def test_conv_model_refuses_glu():
+  from vae_jax.nets.conv import ConvVAE  # pylint: disable=g-import-not-at-top
+  with pytest.raises(ValueError, match="glu is for the MLP"):
+    ConvVAE(activation="glu")

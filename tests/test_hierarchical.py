@@ -19,6 +19,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from tolerances import F32_EPS, assert_close, assert_within_standard_errors
 from tolerances import kl_diagonal_atol, rounding_atol
@@ -184,28 +185,27 @@ def _case():
   return model, params, x, oracle
 
 
+def _hierarchy():
+  """(model, params, x, x32, oracle, rng) of `_case`, x in float32 and as the
+  float64 values of those float32 numbers (what the model sees)."""
+  model, params, x, oracle = _case()
+  x32 = jnp.asarray(x, jnp.float32)
+  return (model, params, np.asarray(x32, np.float64), x32, oracle,
+          jax.random.key(2))
+
+
+@pytest.fixture
+def hierarchy():
+  return _hierarchy()
+
+
+@pytest.mark.slow
 class TwoLayerLinearGaussianTest(chex.TestCase):
 
   def setUp(self):
     super().setUp()
-    self.model, self.params, self.x, self.oracle = _case()
-    self.x32 = jnp.asarray(self.x, jnp.float32)
-    self.x = np.asarray(self.x32, np.float64)  # what the model sees
-    self.rng = jax.random.key(2)
-
-  def test_is_a_hashable_vae_model_with_the_top_layer_first(self):
-    self.assertIsInstance(self.model, VAEModel)
-    self.assertEqual(hash(self.model),
-                     hash(TwoLayerLinearGaussian(_P, _D1, _D2, _VARIANCE)))
-    self.assertEqual(list(self.model.latent_shapes), ["z2", "z1"])
-
-  def test_log_px_is_the_joint_gaussians_marginal(self):
-    cov = (self.oracle.h @ self.oracle.prior_cov @ self.oracle.h.T
-           + _VARIANCE * np.eye(_P))
-    want = self.oracle.log_px(self.x)
-    # slogdet and solve in float32: relative errors of order P·cond·eps.
-    atol = rounding_atol(_P * np.linalg.cond(cov), abs(want) + _P * _LOG_2PI)
-    assert_close(self.model.log_px(self.params, self.x32), want, atol)
+    (self.model, self.params, self.x, self.x32, self.oracle,
+     self.rng) = _hierarchy()
 
   @chex.variants(with_jit=True, without_jit=True)
   def test_log_weights_of_the_draws_are_the_oracles(self):
@@ -222,102 +222,123 @@ class TwoLayerLinearGaussianTest(chex.TestCase):
         self.x, *(np.asarray(z[n], np.float64) for n in ("z2", "z1")))
     assert_close(weights, want, atol)
 
-  def test_importance_sampling_converges_to_the_exact_log_px(self):
-    q_mean, q_cov = self.oracle.q_joint(self.x)
-    _, post_cov = self.oracle.posterior(self.x)
-    self.assertGreater(np.linalg.eigvalsh(2 * np.linalg.inv(post_cov)
-                                          - np.linalg.inv(q_cov)).min(), 0)
-    estimate = jax.jit(objectives.importance_sampled_log_px,
-                       static_argnums=(0, 4, 5))(
-                           self.model, self.params, self.x32, self.rng, _K,
-                           2000)
-    z, _ = self.model.sample_posterior(self.params, self.x32, self.rng, _K)
-    weights, atol = self.oracle.log_weights(
-        self.x, *(np.asarray(z[n], np.float64) for n in ("z2", "z1")))
-    # log of a mean of K weights: s.e. ≈ std(w)/(√K mean(w)) (delta method),
-    # bias ≈ −s.e.²/2; rounding: each weight's, the K-term sum, the log.
-    ratios = np.exp(weights - weights.max())
-    rel_se = ratios.std(ddof=1) / (math.sqrt(_K) * ratios.mean())
-    log_px = self.oracle.log_px(self.x)
-    tolerance = (4 * rel_se + rel_se ** 2 + atol.max() + (_K + 4) * F32_EPS
-                 + rounding_atol(2, abs(log_px)))
-    assert_close(estimate, log_px, tolerance)
-    self.assertLess(rel_se, 0.01)  # a test that can tell
 
-  def test_log_px_is_the_elbo_plus_the_kl_to_the_posterior(self):
-    q_mean, q_cov = self.oracle.q_joint(self.x)
-    post_mean, post_cov = self.oracle.posterior(self.x)
-    kl = _gaussian_kl(q_mean, q_cov, post_mean, post_cov)
-    self.assertGreater(kl, 0.05)  # q is not the posterior
-    weights = jax.jit(functools.partial(
-        objectives.log_weights, self.model, num_samples=_K))(
-            self.params, self.x32, self.rng)
-    z, _ = self.model.sample_posterior(self.params, self.x32, self.rng, _K)
-    _, atol = self.oracle.log_weights(
-        self.x, *(np.asarray(z[n], np.float64) for n in ("z2", "z1")))
-    elbo = objectives.elbo(self.model, self.params, self.x32, self.rng, _K,
-                           analytic_kl=False).elbo
-    weights = np.asarray(weights, np.float64)
-    mean_atol = atol.mean() + rounding_atol(_K + 1, np.abs(weights).mean())
-    assert_close(elbo, weights.mean(), 2 * mean_atol)
-    assert_within_standard_errors(elbo, weights,
-                                  self.oracle.log_px(self.x) - kl,
-                                  atol=2 * mean_atol)
+def test_is_a_hashable_vae_model_with_the_top_layer_first(hierarchy):
+  model = hierarchy[0]
+  assert isinstance(model, VAEModel)
+  assert hash(model) == hash(TwoLayerLinearGaussian(_P, _D1, _D2, _VARIANCE))
+  assert list(model.latent_shapes) == ["z2", "z1"]
 
-  def test_the_closed_form_kl_per_layer_is_its_expectation(self):
-    z, log_q, kl = jax.jit(self.model.sample_posterior_with_kl,
-                           static_argnums=(3,))(self.params, self.x32,
-                                                self.rng, _K)
-    chex.assert_shape([kl["z2"], kl["z1"]], [(_D2,), (_D1,)])
-    exact = self.oracle.kl_per_layer(self.x)
-    # The decomposition over layers is KL(q(z|x) ‖ p(z)) of the joints.
-    q_mean, q_cov = self.oracle.q_joint(self.x)
-    total = _gaussian_kl(q_mean, q_cov, self.oracle.prior_mean,
-                         self.oracle.prior_cov)
-    np.testing.assert_allclose(sum(v.sum() for v in exact.values()), total,
-                               rtol=1e-9)
-    # z2 has no parents: its KL is the closed form of its (μ, logvar).
-    mean, logvar = self.model.posterior_stats(self.params, self.x32,
-                                              self.rng)["z2"]
-    assert_close(kl["z2"], exact["z2"],
-                 kl_diagonal_atol(np.asarray(mean)[:, None],
-                                  np.asarray(logvar)[:, None])
-                 + rounding_atol(2 * _P + 4, np.abs(mean) * (
-                     np.abs(self.oracle.b_) @ np.abs(self.x)
-                     + np.abs(self.oracle.c_))))
-    # z1: the mean over the K draws of z2 of the conditional closed form.
-    per_draw = self.oracle.kl_z1_per_draw(self.x,
-                                          np.asarray(z["z2"], np.float64))
-    assert_within_standard_errors(kl["z1"], per_draw, exact["z1"],
-                                  atol=rounding_atol(_K + 30, per_draw.mean(0)))
-    # The Monte-Carlo KL of the same draws agrees within its own errors.
-    _, log_prior = self.model.log_joint(self.params, self.x32, z)
-    mc = np.asarray(log_q, np.float64) - np.asarray(log_prior, np.float64)
-    assert_within_standard_errors(mc.mean(), mc, total,
-                                  atol=rounding_atol(_K + 30,
-                                                     np.abs(mc).mean()))
 
-  def test_posterior_stats_condition_on_draw_zero(self):
-    stats = self.model.posterior_stats(self.params, self.x32, self.rng)
-    z, _ = self.model.sample_posterior(self.params, self.x32, self.rng, 1)
-    z2 = np.asarray(z["z2"][0], np.float64)
-    want = self.oracle.c1 @ self.x + self.oracle.e1 @ z2 + self.oracle.bias1
-    atol = rounding_atol(_P + _D2 + 2, np.abs(self.oracle.c1) @ np.abs(self.x)
-                         + np.abs(self.oracle.e1) @ np.abs(z2)
-                         + np.abs(self.oracle.bias1))
-    assert_close(stats["z1"][0], want, atol)
-    assert_close(stats["z1"][1], self.oracle.l1, 0.0)
+def test_log_px_is_the_joint_gaussians_marginal(hierarchy):
+  model, params, x, x32, oracle, _ = hierarchy
+  cov = oracle.h @ oracle.prior_cov @ oracle.h.T + _VARIANCE * np.eye(_P)
+  want = oracle.log_px(x)
+  # slogdet and solve in float32: relative errors of order P·cond·eps.
+  atol = rounding_atol(_P * np.linalg.cond(cov), abs(want) + _P * _LOG_2PI)
+  assert_close(model.log_px(params, x32), want, atol)
 
-  def test_ancestral_prior_samples_have_the_prior_moments(self):
-    num = 20_000
-    z = jax.jit(self.model.sample_prior, static_argnums=(2,))(
-        self.params, jax.random.key(3), num)
-    chex.assert_shape([z["z2"], z["z1"]], [(num, _D2), (num, _D1)])
-    joint = np.concatenate([np.asarray(z["z2"], np.float64),
-                            np.asarray(z["z1"], np.float64)], axis=1)
-    assert_within_standard_errors(joint.mean(0), joint,
-                                  self.oracle.prior_mean)
-    centred = joint - self.oracle.prior_mean
-    products = centred[:, :, None] * centred[:, None, :]
-    assert_within_standard_errors(products.mean(0), products,
-                                  self.oracle.prior_cov)
+
+@pytest.mark.slow
+def test_importance_sampling_converges_to_the_exact_log_px(hierarchy):
+  model, params, x, x32, oracle, rng = hierarchy
+  q_mean, q_cov = oracle.q_joint(x)
+  _, post_cov = oracle.posterior(x)
+  assert np.linalg.eigvalsh(2 * np.linalg.inv(post_cov)
+                            - np.linalg.inv(q_cov)).min() > 0
+  estimate = jax.jit(objectives.importance_sampled_log_px,
+                     static_argnums=(0, 4, 5))(model, params, x32, rng, _K,
+                                               2000)
+  z, _ = model.sample_posterior(params, x32, rng, _K)
+  weights, atol = oracle.log_weights(
+      x, *(np.asarray(z[n], np.float64) for n in ("z2", "z1")))
+  # log of a mean of K weights: s.e. ≈ std(w)/(√K mean(w)) (delta method),
+  # bias ≈ −s.e.²/2; rounding: each weight's, the K-term sum, the log.
+  ratios = np.exp(weights - weights.max())
+  rel_se = ratios.std(ddof=1) / (math.sqrt(_K) * ratios.mean())
+  log_px = oracle.log_px(x)
+  tolerance = (4 * rel_se + rel_se ** 2 + atol.max() + (_K + 4) * F32_EPS
+               + rounding_atol(2, abs(log_px)))
+  assert_close(estimate, log_px, tolerance)
+  assert rel_se < 0.01  # a test that can tell
+
+
+@pytest.mark.slow
+def test_log_px_is_the_elbo_plus_the_kl_to_the_posterior(hierarchy):
+  model, params, x, x32, oracle, rng = hierarchy
+  q_mean, q_cov = oracle.q_joint(x)
+  post_mean, post_cov = oracle.posterior(x)
+  kl = _gaussian_kl(q_mean, q_cov, post_mean, post_cov)
+  assert kl > 0.05  # q is not the posterior
+  weights = jax.jit(functools.partial(
+      objectives.log_weights, model, num_samples=_K))(params, x32, rng)
+  z, _ = model.sample_posterior(params, x32, rng, _K)
+  _, atol = oracle.log_weights(
+      x, *(np.asarray(z[n], np.float64) for n in ("z2", "z1")))
+  elbo = objectives.elbo(model, params, x32, rng, _K, analytic_kl=False).elbo
+  weights = np.asarray(weights, np.float64)
+  mean_atol = atol.mean() + rounding_atol(_K + 1, np.abs(weights).mean())
+  assert_close(elbo, weights.mean(), 2 * mean_atol)
+  assert_within_standard_errors(elbo, weights, oracle.log_px(x) - kl,
+                                atol=2 * mean_atol)
+
+
+@pytest.mark.slow
+def test_the_closed_form_kl_per_layer_is_its_expectation(hierarchy):
+  model, params, x, x32, oracle, rng = hierarchy
+  z, log_q, kl = jax.jit(model.sample_posterior_with_kl,
+                         static_argnums=(3,))(params, x32, rng, _K)
+  chex.assert_shape([kl["z2"], kl["z1"]], [(_D2,), (_D1,)])
+  exact = oracle.kl_per_layer(x)
+  # The decomposition over layers is KL(q(z|x) ‖ p(z)) of the joints.
+  q_mean, q_cov = oracle.q_joint(x)
+  total = _gaussian_kl(q_mean, q_cov, oracle.prior_mean, oracle.prior_cov)
+  np.testing.assert_allclose(sum(v.sum() for v in exact.values()), total,
+                             rtol=1e-9)
+  # z2 has no parents: its KL is the closed form of its (μ, logvar).
+  mean, logvar = model.posterior_stats(params, x32, rng)["z2"]
+  assert_close(kl["z2"], exact["z2"],
+               kl_diagonal_atol(np.asarray(mean)[:, None],
+                                np.asarray(logvar)[:, None])
+               + rounding_atol(2 * _P + 4, np.abs(mean) * (
+                   np.abs(oracle.b_) @ np.abs(x)
+                   + np.abs(oracle.c_))))
+  # z1: the mean over the K draws of z2 of the conditional closed form.
+  per_draw = oracle.kl_z1_per_draw(x, np.asarray(z["z2"], np.float64))
+  assert_within_standard_errors(kl["z1"], per_draw, exact["z1"],
+                                atol=rounding_atol(_K + 30, per_draw.mean(0)))
+  # The Monte-Carlo KL of the same draws agrees within its own errors.
+  _, log_prior = model.log_joint(params, x32, z)
+  mc = np.asarray(log_q, np.float64) - np.asarray(log_prior, np.float64)
+  assert_within_standard_errors(mc.mean(), mc, total,
+                                atol=rounding_atol(_K + 30, np.abs(mc).mean()))
+
+
+def test_posterior_stats_condition_on_draw_zero(hierarchy):
+  model, params, x, x32, oracle, rng = hierarchy
+  stats = model.posterior_stats(params, x32, rng)
+  z, _ = model.sample_posterior(params, x32, rng, 1)
+  z2 = np.asarray(z["z2"][0], np.float64)
+  want = oracle.c1 @ x + oracle.e1 @ z2 + oracle.bias1
+  atol = rounding_atol(_P + _D2 + 2, np.abs(oracle.c1) @ np.abs(x)
+                       + np.abs(oracle.e1) @ np.abs(z2)
+                       + np.abs(oracle.bias1))
+  assert_close(stats["z1"][0], want, atol)
+  assert_close(stats["z1"][1], oracle.l1, 0.0)
+
+
+@pytest.mark.slow
+def test_ancestral_prior_samples_have_the_prior_moments(hierarchy):
+  model, params, _, _, oracle, _ = hierarchy
+  num = 20_000
+  z = jax.jit(model.sample_prior, static_argnums=(2,))(
+      params, jax.random.key(3), num)
+  chex.assert_shape([z["z2"], z["z1"]], [(num, _D2), (num, _D1)])
+  joint = np.concatenate([np.asarray(z["z2"], np.float64),
+                          np.asarray(z["z1"], np.float64)], axis=1)
+  assert_within_standard_errors(joint.mean(0), joint,
+                                oracle.prior_mean)
+  centred = joint - oracle.prior_mean
+  products = centred[:, :, None] * centred[:, None, :]
+  assert_within_standard_errors(products.mean(0), products,
+                                oracle.prior_cov)

@@ -54,8 +54,7 @@ _MODELS = {
     "hvae_bfloat16": HVAE(event_shape=_FLAT, latent_dim=3, hidden_dims=(8, 8),
                           compute_dtype="bfloat16"),
 }
-_MAIN = [("hvae",), ("conv_hvae_vamp",), ("ladder",)]  # every objective
-_ALL = [(name,) for name in _MODELS]
+_MAIN = ["hvae", "conv_hvae_vamp", "ladder"]  # every objective
 _K = 64  # draws of the chunked estimate
 
 
@@ -115,16 +114,8 @@ def _gradients(name):
       lambda p: tuple(jax.grad(loss)(p) for loss in losses))(params))
 
 
-class ObjectivesTest(chex.TestCase, parameterized.TestCase):
-
-  @parameterized.parameters(*_ALL)
-  def test_is_a_hashable_model_with_named_layers_top_first(self, name):
-    model = _MODELS[name]
-    self.assertIsInstance(model, VAEModel)
-    self.assertEqual(hash(model), hash(type(model)(**{
-        f: getattr(model, f) for f in model.__dataclass_fields__})))
-    layers = list(model.latent_shapes)
-    self.assertEqual(layers, sorted(layers, reverse=True))  # z_L … z_1
+@pytest.mark.slow
+class ObjectivesTest(chex.TestCase):
 
   @chex.variants(with_jit=True, without_jit=True)
   @parameterized.parameters(("hvae",))
@@ -135,94 +126,118 @@ class ObjectivesTest(chex.TestCase, parameterized.TestCase):
     want = _bounds(name)["elbo"]
     assert_close(parts.elbo, want.elbo, _roundoff(64, want.elbo))
 
-  @parameterized.parameters(*_MAIN)
-  def test_elbo_iwae_and_log_px_per_example(self, name):
-    found = _bounds(name)
-    elbo, iwae, log_px = found["elbo"], found["iwae"], found["log_px"]
-    chex.assert_shape([elbo.elbo, elbo.kl, iwae, *log_px.values()], (3,))
-    chex.assert_tree_all_finite((elbo, iwae, log_px))
-    assert_close(elbo.elbo, elbo.log_likelihood - elbo.kl,
-                 rounding_atol(2, np.abs(elbo.log_likelihood)
-                               + np.abs(elbo.kl)))
-    # Example n's result depends on its key fold_in(rng, n) alone.
-    one = found["iwae_of_example_1"]
-    assert_close(iwae[1], one, _roundoff(2 * _K, one))
 
-  @parameterized.parameters(*_MAIN)
-  def test_the_chunked_estimate_equals_the_unchunked_bound(self, name):
-    found = _bounds(name)
-    for estimate in found["log_px"].values():
-      # Same draws; a running logsumexp over chunks rounds differently.
-      assert_close(estimate, found["iwae"], _roundoff(2 * _K, found["iwae"]))
-
-  @parameterized.parameters(*_MAIN)
-  def test_iwae_with_one_draw_is_the_monte_carlo_elbo(self, name):
-    found = _bounds(name)
-    # The same z, the same three terms, added in another order.
-    assert_close(found["iwae_1"], found["mc_elbo_1"],
-                 rounding_atol(4, np.abs(found["terms_1"]).sum()))
-
-  @parameterized.parameters(*_MAIN, ("hvae_bfloat16",))
-  def test_gradients_are_finite_and_reach_every_network(self, name):
-    for grads in _gradients(name):
-      chex.assert_tree_all_finite(grads)
-      networks = [*grads["encoder"].values(), *grads["decoder"].values()]
-      for part in networks + ([grads["prior"]] if "prior" in grads else []):
-        top = max(float(np.abs(g).max())
-                  for g in jax.tree_util.tree_leaves(part))
-        self.assertGreater(top, 0.0)
-
-  @parameterized.parameters(("hvae",), ("ladder",))
-  def test_the_closed_form_kl_is_the_monte_carlo_kl_in_expectation(self,
-                                                                   name):
-    """Per draw, KL_closed − (log q − log p) has mean 0 (paired draws)."""
-    model, params, x = _case(name)
-    keys = jax.random.split(jax.random.key(6), 4000)
-
-    def per_draw(key):
-      z, log_q, kl = model.sample_posterior_with_kl(params, x[0], key, 1)
-      _, log_prior = model.log_joint(params, x[0], z)
-      closed = sum(jnp.sum(v) for v in kl.values())
-      return closed, log_q[0] - log_prior[0], kl
-
-    closed, mc, kl = jax.jit(jax.vmap(per_draw))(keys)
-    self.assertEqual(set(kl), set(model.latent_shapes))
-    for layer, shape in model.latent_shapes.items():
-      chex.assert_shape(kl[layer], (len(keys), *shape))
-    closed, mc = (np.asarray(a, np.float64) for a in (closed, mc))
-    assert_within_standard_errors(
-        np.mean(closed - mc), closed - mc, 0.0,
-        atol=rounding_atol(len(keys) + 50, np.mean(np.abs(closed)
-                                                   + np.abs(mc))))
-    # The ELBO's closed-form KL is the sum of the layers'.
-    parts = objectives.elbo(model, params, x[0], keys[0], 1)
-    assert_close(parts.kl, closed[0], _roundoff(8, closed[0]))
-
-  @parameterized.parameters(("hvae_vamp",), ("conv_hvae_vamp",),
-                            ("ladder_mog",))
-  def test_a_learned_prior_has_no_closed_form_kl(self, name):
-    model, params, x = _case(name)
-    self.assertFalse(objectives.uses_closed_form_kl(model, params, x[0]))
-    self.assertIn("prior", params)
-
-  @parameterized.parameters(*_MAIN, ("ladder_mog",))
-  def test_prior_samples_decode_and_posterior_stats(self, name):
-    model, params, x = _case(name)
-
-    @jax.jit
-    def run(params, x):
-      z = model.sample_prior(params, jax.random.key(7), 5)
-      mean = model.decode_mean(params, {n: v[0] for n, v in z.items()})
-      return z, mean, model.posterior_stats(params, x, jax.random.key(8))
-
-    z, mean, stats = run(params, x[0])
-    for layer, shape in model.latent_shapes.items():
-      chex.assert_shape(z[layer], (5, *shape))
-      chex.assert_shape(list(stats[layer]), shape)
-    chex.assert_shape(mean, model.event_shape)
-    self.assertTrue(bool(jnp.all((mean >= 0) & (mean <= 1))))
+@pytest.mark.parametrize("name", list(_MODELS))
+def test_is_a_hashable_model_with_named_layers_top_first(name):
+  model = _MODELS[name]
+  assert isinstance(model, VAEModel)
+  assert hash(model) == hash(type(model)(**{
+      f: getattr(model, f) for f in model.__dataclass_fields__}))
+  layers = list(model.latent_shapes)
+  assert layers == sorted(layers, reverse=True)  # z_L … z_1
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("name", _MAIN)
+def test_elbo_iwae_and_log_px_per_example(name):
+  found = _bounds(name)
+  elbo, iwae, log_px = found["elbo"], found["iwae"], found["log_px"]
+  chex.assert_shape([elbo.elbo, elbo.kl, iwae, *log_px.values()], (3,))
+  chex.assert_tree_all_finite((elbo, iwae, log_px))
+  assert_close(elbo.elbo, elbo.log_likelihood - elbo.kl,
+               rounding_atol(2, np.abs(elbo.log_likelihood)
+                             + np.abs(elbo.kl)))
+  # Example n's result depends on its key fold_in(rng, n) alone.
+  one = found["iwae_of_example_1"]
+  assert_close(iwae[1], one, _roundoff(2 * _K, one))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", _MAIN)
+def test_the_chunked_estimate_equals_the_unchunked_bound(name):
+  found = _bounds(name)
+  for estimate in found["log_px"].values():
+    # Same draws; a running logsumexp over chunks rounds differently.
+    assert_close(estimate, found["iwae"], _roundoff(2 * _K, found["iwae"]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", _MAIN)
+def test_iwae_with_one_draw_is_the_monte_carlo_elbo(name):
+  found = _bounds(name)
+  # The same z, the same three terms, added in another order.
+  assert_close(found["iwae_1"], found["mc_elbo_1"],
+               rounding_atol(4, np.abs(found["terms_1"]).sum()))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [*_MAIN, "hvae_bfloat16"])
+def test_gradients_are_finite_and_reach_every_network(name):
+  for grads in _gradients(name):
+    chex.assert_tree_all_finite(grads)
+    networks = [*grads["encoder"].values(), *grads["decoder"].values()]
+    for part in networks + ([grads["prior"]] if "prior" in grads else []):
+      top = max(float(np.abs(g).max())
+                for g in jax.tree_util.tree_leaves(part))
+      assert top > 0.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["hvae", "ladder"])
+def test_the_closed_form_kl_is_the_monte_carlo_kl_in_expectation(name):
+  """Per draw, KL_closed − (log q − log p) has mean 0 (paired draws)."""
+  model, params, x = _case(name)
+  keys = jax.random.split(jax.random.key(6), 4000)
+
+  def per_draw(key):
+    z, log_q, kl = model.sample_posterior_with_kl(params, x[0], key, 1)
+    _, log_prior = model.log_joint(params, x[0], z)
+    closed = sum(jnp.sum(v) for v in kl.values())
+    return closed, log_q[0] - log_prior[0], kl
+
+  closed, mc, kl = jax.jit(jax.vmap(per_draw))(keys)
+  assert set(kl) == set(model.latent_shapes)
+  for layer, shape in model.latent_shapes.items():
+    chex.assert_shape(kl[layer], (len(keys), *shape))
+  closed, mc = (np.asarray(a, np.float64) for a in (closed, mc))
+  assert_within_standard_errors(
+      np.mean(closed - mc), closed - mc, 0.0,
+      atol=rounding_atol(len(keys) + 50, np.mean(np.abs(closed)
+                                                 + np.abs(mc))))
+  # The ELBO's closed-form KL is the sum of the layers'.
+  parts = objectives.elbo(model, params, x[0], keys[0], 1)
+  assert_close(parts.kl, closed[0], _roundoff(8, closed[0]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["hvae_vamp", "conv_hvae_vamp",
+                                  "ladder_mog"])
+def test_a_learned_prior_has_no_closed_form_kl(name):
+  model, params, x = _case(name)
+  assert not objectives.uses_closed_form_kl(model, params, x[0])
+  assert "prior" in params
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [*_MAIN, "ladder_mog"])
+def test_prior_samples_decode_and_posterior_stats(name):
+  model, params, x = _case(name)
+
+  @jax.jit
+  def run(params, x):
+    z = model.sample_prior(params, jax.random.key(7), 5)
+    mean = model.decode_mean(params, {n: v[0] for n, v in z.items()})
+    return z, mean, model.posterior_stats(params, x, jax.random.key(8))
+
+  z, mean, stats = run(params, x[0])
+  for layer, shape in model.latent_shapes.items():
+    chex.assert_shape(z[layer], (5, *shape))
+    chex.assert_shape(list(stats[layer]), shape)
+  chex.assert_shape(mean, model.event_shape)
+  assert bool(jnp.all((mean >= 0) & (mean <= 1)))
+
+
+@pytest.mark.slow
 def test_the_vamp_prior_takes_the_top_layers_posterior():
   model, params, _ = _case("hvae_vamp")
   u = priors.pseudo_inputs(params["prior"])
@@ -282,6 +297,7 @@ def _launch(*args):
                         capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_a_bad_latent_dims_is_one_error_line(tmp_path):
   result = _launch("experiments.train", "--config=vae_jax/configs/smoke.py",
                    "--config.latent_dims=40,0",
@@ -292,6 +308,7 @@ def test_a_bad_latent_dims_is_one_error_line(tmp_path):
   assert not os.path.exists(tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_an_hvae_trains_and_is_evaluated_per_layer(idx_data_dir, tmp_path):
   workdir = str(tmp_path / "run")
   result = _launch("experiments.train", "--config=vae_jax/configs/smoke.py",

@@ -24,6 +24,9 @@ from tolerances import assert_close, sum_atol
 from vae_jax import inference_gap as ig
 from vae_jax.math.linear_gaussian import LinearGaussianVAE
 
+# Per-example posterior optimisation, compiled for each case.
+pytestmark = pytest.mark.slow
+
 _MODEL = LinearGaussianVAE(data_dim=6, latent_dim=3, variance=0.5)
 _NUM = 8  # examples
 _TOL = 2 * ig.RESOLUTION  # the optimiser's excess KL per example, nats

@@ -24,7 +24,10 @@ import pytest
 from conftest import REPO_ROOT
 from run_helpers import (assert_same_state, flags_of, make_reference,
                          saved_state, without_times)
-from vae_jax.run import workdir as workdir_lib
+from vae_jax.run.store import workdir as workdir_lib
+
+# kill -9 and resume of launcher subprocesses.
+pytestmark = pytest.mark.slow
 
 _KILLS = 4
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO_ROOT
+
+# Fresh interpreters, as subprocesses.
+pytestmark = pytest.mark.slow
 
 _HEAVY = ("flax", "optax", "orbax", "matplotlib", "tensorboardX", "tensorflow",
           "tensorflow_datasets")

@@ -16,6 +16,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from conftest import make_linear_gaussian
 from vae_jax import step as step_lib
@@ -64,21 +65,26 @@ def _as64(params):
           np.asarray(dec["bias"], np.float64))
 
 
+def _closed_form_case():
+  """(model, params, x `[8, P]`, q_mean, q_logvar `[8, D]`): a general W."""
+  model, params = _general_params()
+  x = model.sample(jax.random.key(1), params, 8)  # [8, P]
+  rng = np.random.default_rng(0)
+  q_mean = jnp.asarray(rng.normal(size=(8, _D)), jnp.float32)
+  q_logvar = jnp.asarray(rng.uniform(-2.0, 1.0, size=(8, _D)), jnp.float32)
+  return model, params, x, q_mean, q_logvar
+
+
+@pytest.fixture
+def closed_form_case():
+  return _closed_form_case()
+
+
 class ClosedFormTest(chex.TestCase):
 
   def setUp(self):
     super().setUp()
-    self.model, self.params = _general_params()
-    self.x = self.model.sample(jax.random.key(1), self.params, 8)  # [8, P]
-    rng = np.random.default_rng(0)
-    self.q_mean = jnp.asarray(rng.normal(size=(8, _D)), jnp.float32)
-    self.q_logvar = jnp.asarray(rng.uniform(-2.0, 1.0, size=(8, _D)),
-                                jnp.float32)
-
-  def test_is_a_vae_model_that_compares_by_value(self):
-    self.assertIsInstance(self.model, VAEModel)
-    self.assertEqual(self.model, LinearGaussianVAE(_P, _D, _VARIANCE))
-    self.assertEqual(hash(self.model), hash(LinearGaussianVAE(_P, _D, _VARIANCE)))
+    self.model, self.params, self.x, _, _ = _closed_form_case()
 
   @chex.variants(with_jit=True, without_jit=True)
   def test_log_px_and_posterior_match_float64_linear_algebra(self):
@@ -93,99 +99,120 @@ class ClosedFormTest(chex.TestCase):
     self.assertGreater(np.max(np.abs(ref_cov - np.diag(np.diag(ref_cov)))),
                        0.01)  # a posterior no diagonal q can match
 
-  def test_kl_to_posterior_matches_float64(self):
-    w, b = _as64(self.params)
-    kl = self.model.kl_to_posterior(self.params, self.x, self.q_mean,
-                                    self.q_logvar)
-    ref_mean, ref_cov = _np_posterior(w, b, _VARIANCE, self.x)
-    expected = _np_kl(np.asarray(self.q_mean, np.float64),
-                      np.exp(np.asarray(self.q_logvar, np.float64)),
-                      ref_mean, ref_cov)
-    np.testing.assert_allclose(kl, expected, rtol=1e-4, atol=1e-5)
 
-  def test_log_px_is_the_elbo_plus_the_kl_to_the_posterior(self):
-    """log p(x) = ELBO(q) + KL(q ‖ p(z|x)) for any q, term by term exact."""
-    parts = self.model.closed_form_elbo(self.params, self.x, self.q_mean,
-                                        self.q_logvar)
-    kl = self.model.kl_to_posterior(self.params, self.x, self.q_mean,
-                                    self.q_logvar)
-    log_px = self.model.log_px(self.params, self.x)
-    chex.assert_shape([parts.elbo, kl, log_px], (8,))
-    np.testing.assert_allclose(parts.elbo, parts.log_likelihood - parts.kl,
-                               rtol=1e-6)
-    np.testing.assert_allclose(parts.elbo + kl, log_px, rtol=1e-5, atol=1e-4)
-    self.assertTrue(np.all(kl > 0))
-
-  def test_closed_form_elbo_is_the_expectation_of_the_sampled_one(self):
-    """`objectives.elbo` with the encoder's q agrees within 4 standard errors."""
-    num_samples = 20_000
-    x = self.x[0]
-    mean, logvar = self.model.encode(self.params, x)
-    exact = self.model.closed_form_elbo(self.params, x, mean, logvar)
-    weights = jax.jit(functools.partial(
-        objectives.log_weights, self.model, num_samples=num_samples))(
-            self.params, x, jax.random.key(2))
-    weights = np.asarray(weights, np.float64)
-    stderr = weights.std() / math.sqrt(num_samples)
-    self.assertLess(abs(weights.mean() - float(exact.elbo)), 4 * stderr)
-    # The analytic-KL form differs only in how the KL is estimated.
-    parts = objectives.elbo(self.model, self.params, x, jax.random.key(2),
-                            num_samples=num_samples, analytic_kl=True)
-    np.testing.assert_allclose(parts.kl, exact.kl, rtol=1e-6)
-
-  def test_best_encoder_minimises_the_kl_and_is_exact_when_it_can_be(self):
-    params = dict(self.params, encoder=self.model.best_encoder(self.params))
-    mean, logvar = self.model.encode(params, self.x)
-    post_mean, post_cov = self.model.posterior(self.params, self.x)
-    np.testing.assert_allclose(mean, post_mean, rtol=1e-4, atol=1e-5)
-    kl = functools.partial(self.model.kl_to_posterior, self.params, self.x)
-    grads = jax.grad(lambda m, l: jnp.sum(kl(m, l)), argnums=(0, 1))(
-        mean, logvar)
-    chex.assert_trees_all_close(grads, (jnp.zeros_like(mean),
-                                        jnp.zeros_like(logvar)), atol=1e-4)
-    self.assertTrue(np.all(kl(mean, logvar) > 1e-3))  # W not orthogonal
-    self.assertTrue(np.all(kl(mean, logvar) < kl(self.q_mean, self.q_logvar)))
-    # Orthogonal columns: the diagonal posterior, reached exactly.
-    truth = self.model.ground_truth(jax.random.key(3))
-    w = truth["decoder"]["weight"]
-    gram = np.asarray(w.T @ w)
-    np.testing.assert_allclose(gram, np.diag(np.diag(gram)), atol=1e-5)
-    x = self.model.sample(jax.random.key(4), truth, 8)
-    mean, logvar = self.model.encode(truth, x)
-    np.testing.assert_allclose(
-        self.model.kl_to_posterior(truth, x, mean, logvar), 0.0, atol=1e-5)
-    np.testing.assert_allclose(np.exp(logvar[0]),
-                               np.diag(self.model.posterior(truth, x)[1]),
-                               rtol=1e-5)
-
-  def test_the_oracle_of_conftest_agrees(self):
-    """The float64 reference of the other tests is the same model."""
-    lg = make_linear_gaussian(_P, _D, _VARIANCE)
-    decoder = {"weight": jnp.asarray(lg.weight, jnp.float32),
-               "bias": jnp.asarray(lg.bias, jnp.float32)}
-    params = {"encoder": self.model.best_encoder({"decoder": decoder}),
-              "decoder": decoder}
-    x = lg.sample_x(np.random.default_rng(0), 5)
-    x32 = jnp.asarray(x, jnp.float32)
-    np.testing.assert_allclose(self.model.log_px(params, x32),
-                               lg.log_marginal(x), rtol=1e-5)
-    mean, logvar = self.model.encode(params, x32)
-    ref_mean, ref_logvar = lg.posterior(x)
-    np.testing.assert_allclose(mean, ref_mean, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(logvar, ref_logvar, rtol=1e-5)
-    np.testing.assert_allclose(
-        self.model.closed_form_elbo(params, x32, mean, logvar).log_likelihood,
-        lg.expected_log_likelihood(x, mean, logvar), rtol=1e-5)
-
-  def test_samples_have_the_marginal_covariance(self):
-    x = np.asarray(self.model.sample(jax.random.key(5), self.params, 50_000),
-                   np.float64)
-    w, b = _as64(self.params)
-    np.testing.assert_allclose(x.mean(0), b, atol=0.05)
-    np.testing.assert_allclose(np.cov(x.T), w @ w.T + _VARIANCE * np.eye(_P),
-                               atol=0.08)
+def test_is_a_vae_model_that_compares_by_value(closed_form_case):
+  model = closed_form_case[0]
+  assert isinstance(model, VAEModel)
+  assert model == LinearGaussianVAE(_P, _D, _VARIANCE)
+  assert hash(model) == hash(LinearGaussianVAE(_P, _D, _VARIANCE))
 
 
+def test_kl_to_posterior_matches_float64(closed_form_case):
+  model, params, x, q_mean, q_logvar = closed_form_case
+  w, b = _as64(params)
+  kl = model.kl_to_posterior(params, x, q_mean, q_logvar)
+  ref_mean, ref_cov = _np_posterior(w, b, _VARIANCE, x)
+  expected = _np_kl(np.asarray(q_mean, np.float64),
+                    np.exp(np.asarray(q_logvar, np.float64)),
+                    ref_mean, ref_cov)
+  np.testing.assert_allclose(kl, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_log_px_is_the_elbo_plus_the_kl_to_the_posterior(closed_form_case):
+  """log p(x) = ELBO(q) + KL(q ‖ p(z|x)) for any q, term by term exact."""
+  model, params, x, q_mean, q_logvar = closed_form_case
+  parts = model.closed_form_elbo(params, x, q_mean, q_logvar)
+  kl = model.kl_to_posterior(params, x, q_mean, q_logvar)
+  log_px = model.log_px(params, x)
+  chex.assert_shape([parts.elbo, kl, log_px], (8,))
+  np.testing.assert_allclose(parts.elbo, parts.log_likelihood - parts.kl,
+                             rtol=1e-6)
+  np.testing.assert_allclose(parts.elbo + kl, log_px, rtol=1e-5, atol=1e-4)
+  assert np.all(kl > 0)
+
+
+@pytest.mark.slow
+def test_closed_form_elbo_is_the_expectation_of_the_sampled_one(
+    closed_form_case):
+  """`objectives.elbo` with the encoder's q agrees within 4 standard errors."""
+  model, params, x, _, _ = closed_form_case
+  num_samples = 20_000
+  x = x[0]
+  mean, logvar = model.encode(params, x)
+  exact = model.closed_form_elbo(params, x, mean, logvar)
+  weights = jax.jit(functools.partial(
+      objectives.log_weights, model, num_samples=num_samples))(
+          params, x, jax.random.key(2))
+  weights = np.asarray(weights, np.float64)
+  stderr = weights.std() / math.sqrt(num_samples)
+  assert abs(weights.mean() - float(exact.elbo)) < 4 * stderr
+  # The analytic-KL form differs only in how the KL is estimated.
+  parts = objectives.elbo(model, params, x, jax.random.key(2),
+                          num_samples=num_samples, analytic_kl=True)
+  np.testing.assert_allclose(parts.kl, exact.kl, rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_best_encoder_minimises_the_kl_and_is_exact_when_it_can_be(
+    closed_form_case):
+  model, params, x, q_mean, q_logvar = closed_form_case
+  best = dict(params, encoder=model.best_encoder(params))
+  mean, logvar = model.encode(best, x)
+  post_mean, post_cov = model.posterior(params, x)
+  np.testing.assert_allclose(mean, post_mean, rtol=1e-4, atol=1e-5)
+  kl = functools.partial(model.kl_to_posterior, params, x)
+  grads = jax.grad(lambda m, l: jnp.sum(kl(m, l)), argnums=(0, 1))(
+      mean, logvar)
+  chex.assert_trees_all_close(grads, (jnp.zeros_like(mean),
+                                      jnp.zeros_like(logvar)), atol=1e-4)
+  assert np.all(kl(mean, logvar) > 1e-3)  # W not orthogonal
+  assert np.all(kl(mean, logvar) < kl(q_mean, q_logvar))
+  # Orthogonal columns: the diagonal posterior, reached exactly.
+  truth = model.ground_truth(jax.random.key(3))
+  w = truth["decoder"]["weight"]
+  gram = np.asarray(w.T @ w)
+  np.testing.assert_allclose(gram, np.diag(np.diag(gram)), atol=1e-5)
+  x = model.sample(jax.random.key(4), truth, 8)
+  mean, logvar = model.encode(truth, x)
+  np.testing.assert_allclose(
+      model.kl_to_posterior(truth, x, mean, logvar), 0.0, atol=1e-5)
+  np.testing.assert_allclose(np.exp(logvar[0]),
+                             np.diag(model.posterior(truth, x)[1]),
+                             rtol=1e-5)
+
+
+def test_the_oracle_of_conftest_agrees(closed_form_case):
+  """The float64 reference of the other tests is the same model."""
+  model = closed_form_case[0]
+  lg = make_linear_gaussian(_P, _D, _VARIANCE)
+  decoder = {"weight": jnp.asarray(lg.weight, jnp.float32),
+             "bias": jnp.asarray(lg.bias, jnp.float32)}
+  params = {"encoder": model.best_encoder({"decoder": decoder}),
+            "decoder": decoder}
+  x = lg.sample_x(np.random.default_rng(0), 5)
+  x32 = jnp.asarray(x, jnp.float32)
+  np.testing.assert_allclose(model.log_px(params, x32),
+                             lg.log_marginal(x), rtol=1e-5)
+  mean, logvar = model.encode(params, x32)
+  ref_mean, ref_logvar = lg.posterior(x)
+  np.testing.assert_allclose(mean, ref_mean, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(logvar, ref_logvar, rtol=1e-5)
+  np.testing.assert_allclose(
+      model.closed_form_elbo(params, x32, mean, logvar).log_likelihood,
+      lg.expected_log_likelihood(x, mean, logvar), rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_samples_have_the_marginal_covariance(closed_form_case):
+  model, params, _, _, _ = closed_form_case
+  x = np.asarray(model.sample(jax.random.key(5), params, 50_000), np.float64)
+  w, b = _as64(params)
+  np.testing.assert_allclose(x.mean(0), b, atol=0.05)
+  np.testing.assert_allclose(np.cov(x.T), w @ w.T + _VARIANCE * np.eye(_P),
+                             atol=0.08)
+
+
+@pytest.mark.slow
 def test_joint_sgd_on_phi_and_theta_closes_the_gap():
   """The train step raises log p(x; θ) and shrinks KL(q ‖ p(z|x)) together."""
   model = LinearGaussianVAE(_P, 2, _VARIANCE)

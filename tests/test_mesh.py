@@ -45,8 +45,11 @@ from vae_jax.data import pipeline
 from vae_jax.data.prepared import prepare_data
 from vae_jax.nets import registry
 from vae_jax.run import programs
-from vae_jax.run import workdir as workdir_lib
-from vae_jax.run.lock import WorkdirLock
+from vae_jax.run.store import workdir as workdir_lib
+from vae_jax.run.store.lock import WorkdirLock
+
+# Meshes of host devices and processes, as subprocesses.
+pytestmark = pytest.mark.slow
 
 _FOUR_DEVICES = "--xla_force_host_platform_device_count=4"
 _TIMEOUT_S = 180  # per launch; together they took up to 74 s on a busy 2-core CPU

@@ -29,6 +29,9 @@ import pytest
 
 from conftest import REPO_ROOT
 
+# Notebooks executed in a Jupyter kernel.
+pytestmark = pytest.mark.slow
+
 _spec = importlib.util.spec_from_file_location(
     "notebook_tools", REPO_ROOT / "scripts" / "notebooks.py")
 notebook_tools = importlib.util.module_from_spec(_spec)

@@ -88,6 +88,7 @@ class _Extreme(GaussianVAE):
     return jax.nn.sigmoid(decoder_output)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mean", [1e4, -1e4])
 @pytest.mark.parametrize("logvar", [50.0, -50.0])
 @pytest.mark.parametrize("pixels", [0.0, 1.0])

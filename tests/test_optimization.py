@@ -30,13 +30,13 @@ from vae_jax.configs import default
 from vae_jax.data.prepared import prepare_data
 from vae_jax.errors import ConfigError
 from vae_jax.nets import registry
-from vae_jax.run import checkpoints as checkpoints_lib
-from vae_jax.run import likelihood
+from vae_jax.run.store import checkpoints as checkpoints_lib
+from vae_jax.evaluation import dataset as likelihood
 from vae_jax.run import load
 from vae_jax.run import programs
 from vae_jax.run import sweep
-from vae_jax.run import sweep_grid
-from vae_jax.run import workdir as workdir_lib
+from vae_jax.run.sweep import grid as sweep_grid
+from vae_jax.run.store import workdir as workdir_lib
 from vae_jax.names import FLOORED_SCHEDULES, LR_SCHEDULES
 
 _TOTAL, _WARMUP, _FLOOR = 40, 8, 0.1
@@ -164,6 +164,7 @@ def _f64(tree):
   return jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), tree)
 
 
+@pytest.mark.slow
 def test_average_is_the_hand_computed_average():
   config = step_lib.StepConfig(optimizer="sgd", ema=True)
   hparams = step_lib.Hyperparams(learning_rate=jnp.float32(0.5),
@@ -194,6 +195,7 @@ def test_average_is_the_hand_computed_average():
   assert step_lib.evaluation_params(states[-1]) is states[-1].ema_params
 
 
+@pytest.mark.slow
 def test_average_off_keeps_the_state_and_the_training_of_before():
   """ema=False: no leaf more than (params, opt_state, step, rng), the
   optimizer's own state; and the average, when on, changes no bit of the
@@ -220,6 +222,7 @@ def test_average_off_keeps_the_state_and_the_training_of_before():
                               on_states[-1].opt_state)
 
 
+@pytest.mark.slow
 def test_average_decay_is_traced_and_vmaps():
   """Members with other decays and floors: one program, each its own."""
   config = step_lib.StepConfig(ema=True, lr_schedule="linear")
@@ -257,6 +260,7 @@ def _ema_config(data_dir, **overrides):
                                   **overrides)
 
 
+@pytest.mark.slow
 def test_a_run_evaluates_checkpoints_and_resumes_with_the_average(
     idx_data_dir, tmp_path):
   config = _ema_config(idx_data_dir)
@@ -341,6 +345,7 @@ def test_traced_settings_share_a_group_and_the_average_is_static():
           for g in plan.groups] == [[0.0], [0.9, 0.99]]
 
 
+@pytest.mark.slow
 def test_a_vmapped_sweep_over_the_new_settings_equals_its_members_alone(
     idx_data_dir, tmp_path):
   """ema_decay × lr_floor (a linear schedule), one vmapped program: each

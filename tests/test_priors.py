@@ -58,7 +58,8 @@ def _mixture_reference(z, means, logvars, log_weights):
   return result, atol
 
 
-@pytest.mark.parametrize("num_pseudo_inputs", [1, 7])
+@pytest.mark.parametrize(
+    "num_pseudo_inputs", [1, pytest.param(7, marks=pytest.mark.slow)])
 def test_vamp_log_prob_is_a_logsumexp_over_the_encoded_pseudo_inputs(
     num_pseudo_inputs):
   model = MLPVAE(event_shape=(12,), latent_dim=3, hidden_dims=(8,),
@@ -77,6 +78,7 @@ def test_vamp_log_prob_is_a_logsumexp_over_the_encoded_pseudo_inputs(
   assert_close(got, want, atol)
 
 
+@pytest.mark.slow
 def test_vamp_gradients_reach_the_pseudo_inputs_and_the_encoder():
   model = MLPVAE(event_shape=(12,), latent_dim=3, hidden_dims=(8,),
                  prior=priors.VampPrior(3, (12,), 4))
@@ -88,6 +90,7 @@ def test_vamp_gradients_reach_the_pseudo_inputs_and_the_encoder():
   assert float(jnp.abs(grads["decoder"]["output"]["kernel"]).max()) == 0
 
 
+@pytest.mark.slow
 def test_mixture_log_prob_and_samples():
   prior = priors.MixtureOfGaussians(latent_dim=2, num_components=3)
   params = prior.init(jax.random.key(0))
@@ -130,6 +133,7 @@ def test_a_bad_prior_is_a_config_error(name, message, monkeypatch):
     registry.build_model(config, (784,))
 
 
+@pytest.mark.slow
 def test_a_user_prior_trains_through_the_launcher(idx_data_dir, tmp_path):
   workdir = str(tmp_path / "run")
   env = dict(os.environ, JAX_PLATFORMS="cpu",
@@ -162,6 +166,7 @@ def test_a_user_prior_trains_through_the_launcher(idx_data_dir, tmp_path):
   assert type(model.prior_component).__name__ == "LearnedGaussian"
 
 
+@pytest.mark.slow
 def test_analytic_kl_without_a_closed_form_is_the_monte_carlo_kl():
   """analytic_kl=True with the VampPrior: the Monte-Carlo KL, no error; the
   IWAE bound with K = 1 is then the same number as the ELBO."""

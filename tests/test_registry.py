@@ -40,6 +40,7 @@ def custom_run(idx_data_dir, tmp_path_factory):
   return workdir
 
 
+@pytest.mark.slow
 def test_a_custom_model_writes_a_normal_run_directory(custom_run):
   names = set(os.listdir(custom_run))
   assert {"config.json", "metrics.jsonl", "checkpoints", "figures",
@@ -55,6 +56,7 @@ def test_a_custom_model_writes_a_normal_run_directory(custom_run):
           "manifold.png", "training_curves.png"} <= figures
 
 
+@pytest.mark.slow
 def test_a_custom_model_is_evaluated_and_loaded(custom_run, monkeypatch):
   result = _run("experiments.evaluate", f"--workdir={custom_run}",
                 "--checkpoint=latest", "--nofigures", "--quiet",

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 from conftest import REPO_ROOT
@@ -22,12 +23,16 @@ from run_helpers import (assert_same_state, copy_run, error_lines, flags_of,
                          launch, make_reference, saved_state, small_config,
                          snapshot, template, train, without_times)
 from toy_models import DIVERGING_STEP
+from vae_jax.chunks import ChunkHealth
 from vae_jax.errors import NonFiniteError
-from vae_jax.run import checkpoints as checkpoints_lib
+from vae_jax.run.store import checkpoints as checkpoints_lib
 from vae_jax.run import evaluate as evaluate_lib
 from vae_jax.run import stages
-from vae_jax.run import workdir as workdir_lib
-from vae_jax.run.lock import WorkdirBusy, WorkdirLock
+from vae_jax.run.store import workdir as workdir_lib
+from vae_jax.run.store.lock import WorkdirBusy, WorkdirLock
+
+# Faults done for real: subprocesses and training runs.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +47,7 @@ def test_a_second_trainer_is_refused_and_touches_nothing(reference, tmp_path):
   workdir = copy_run(reference, tmp_path)
   holder = subprocess.Popen(
       [sys.executable, "-c", "import sys, time\n"
-       "from vae_jax.run.lock import WorkdirLock\n"
+       "from vae_jax.run.store.lock import WorkdirLock\n"
        "WorkdirLock(sys.argv[1]); print('locked', flush=True)\n"
        "time.sleep(300)", workdir], cwd=REPO_ROOT, stdout=subprocess.PIPE,
       text=True)
@@ -144,8 +149,9 @@ def test_skipping_stops_a_run_whose_updates_keep_failing(reference,
 
 
 def _health(first_bad_step=-1, quantity=0, skipped=0):
-  return {"first_bad_step": first_bad_step, "first_bad_quantity": quantity,
-          "skipped_updates": skipped}
+  """A chunk's health as the host gets it (numpy scalars)."""
+  return ChunkHealth(np.int32(first_bad_step), np.int32(quantity),
+                     np.int32(skipped))
 
 
 @pytest.mark.parametrize("health, skipped_before, skip, stops", [

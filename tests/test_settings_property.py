@@ -18,12 +18,16 @@ import os
 import shutil
 import types
 
+import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from vae_jax import validation
 from vae_jax.configs import default
 from vae_jax.errors import ConfigError
-from vae_jax.run import workdir as workdir_lib
+from vae_jax.run.store import workdir as workdir_lib
+
+# Property tests (hypothesis): many generated cases.
+pytestmark = pytest.mark.slow
 
 # Deterministic (CI reruns the same cases) and writes no .hypothesis/.
 _SETTINGS = settings(

@@ -20,13 +20,16 @@ from run_helpers import (assert_runs_close, assert_same_state, small_config,
                          snapshot, without_times)
 from tolerances import sum_atol
 from vae_jax.nets import registry
-from vae_jax.run import checkpoints as checkpoints_lib
+from vae_jax.run.store import checkpoints as checkpoints_lib
 from vae_jax.run import evaluate as evaluate_lib
 from vae_jax.run import load
 from vae_jax.run import programs
 from vae_jax.run import sweep
-from vae_jax.run import sweep_grid
-from vae_jax.run import workdir as workdir_lib
+from vae_jax.run.sweep import grid as sweep_grid
+from vae_jax.run.store import workdir as workdir_lib
+
+# Sweeps: vmapped groups trained, interrupted and resumed.
+pytestmark = pytest.mark.slow
 
 _SPECS = ["kl_weight=0.5,1", "latent_dim=2,3"]
 _RUN_FILES = {"config.json", "metrics.jsonl", "checkpoints", "figures",

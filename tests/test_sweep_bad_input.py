@@ -24,7 +24,10 @@ from vae_jax.errors import ConfigError
 from vae_jax.nets import registry
 from vae_jax.run import memory
 from vae_jax.run import sweep
-from vae_jax.run import sweep_grid
+from vae_jax.run.sweep import grid as sweep_grid
+
+# The sweep launcher, as subprocesses.
+pytestmark = pytest.mark.slow
 
 _BASE = ("--config=smoke", "--config.dataset=idx", "--quiet")
 

@@ -16,12 +16,17 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from conftest import REPO_ROOT
 from run_helpers import assert_same_state, flags_of, saved_state
 from run_helpers import small_config, without_times
 from vae_jax.run import sweep
-from vae_jax.run import sweep_grid
-from vae_jax.run import workdir as workdir_lib
+from vae_jax.run.sweep import grid as sweep_grid
+from vae_jax.run.store import workdir as workdir_lib
+
+# kill -9 of a sweep subprocess, then resume.
+pytestmark = pytest.mark.slow
 
 _SPECS = ["kl_weight=0.5,1"]
 

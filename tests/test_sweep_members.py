@@ -14,12 +14,17 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO_ROOT
 from run_helpers import small_config
-from vae_jax.run import checkpoints as checkpoints_lib
+from vae_jax.run.store import checkpoints as checkpoints_lib
 from vae_jax.run import sweep
-from vae_jax.run import sweep_grid
-from vae_jax.run import workdir as workdir_lib
+from vae_jax.run.sweep import grid as sweep_grid
+from vae_jax.run.store import workdir as workdir_lib
+
+# Sweep members over a mesh of host devices, as subprocesses.
+pytestmark = pytest.mark.slow
 
 _COMPARE = r"""
 import os, sys
@@ -28,8 +33,10 @@ sys.path.insert(0, os.path.join(sys.argv[1], "tests"))
 from run_helpers import (assert_runs_close, saved_state, small_config,
                          without_times)
 from vae_jax.nets import registry
-from vae_jax.run import sweep, sweep_grid, workdir as workdir_lib
-from vae_jax.run import sweep_group
+from vae_jax.run import sweep
+from vae_jax.run.store import workdir as workdir_lib
+from vae_jax.run.sweep import grid as sweep_grid
+from vae_jax.run.sweep import group as sweep_group
 assert jax.device_count() == 4, jax.devices()
 shardings = []
 

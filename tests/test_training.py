@@ -31,6 +31,7 @@ from vae_jax import chunks
 from vae_jax import evaluation
 from vae_jax import step as training
 from vae_jax.configs import default
+from vae_jax.data import feeds
 from vae_jax.math import distributions
 from vae_jax.math import objectives as elbo_lib
 from vae_jax.math import model as model_lib
@@ -269,44 +270,46 @@ class TrainStepTest(chex.TestCase):
       assert_close(getattr(metrics, name), value, atol, err_msg=name)
     self.assertGreater(float(metrics.grad_norm), 0.0)
 
-  def test_vmap_over_states_and_learning_rates(self):
-    """One vmapped step over stacked (state, hparams) = separate steps."""
-    step = functools.partial(training.train_step, _MODEL, _ADAM)
-    states = [_init_state(_ADAM, seed) for seed in (1, 2)]
-    hparams = [training.Hyperparams(jnp.float32(lr), jnp.float32(beta))
-               for lr, beta in ((1e-3, 1.0), (3e-2, 0.5))]
-    batch = _binary_batch(1)
 
-    swept_state, swept_metrics = jax.jit(jax.vmap(step, in_axes=(0, None, 0)))(
-        _stack(*states), batch, _stack(*hparams))
-    chex.assert_shape(list(swept_metrics), (2,))
-    separate = jax.jit(step)
-    for i in range(2):
-      state_i, metrics_i = separate(states[i], batch, hparams[i])
-      learning_rate = float(hparams[i].learning_rate)
-      kl_weight = float(hparams[i].kl_weight)
-      metrics, grads, grads_a = _reference_step(states[i], batch, kl_weight)
-      moves, moves_atol = _adam_first_moves(states[i].params, grads, grads_a,
-                                            learning_rate)
-      # Two float32 computations, each within the bound of the exact step.
-      jax.tree_util.tree_map(
-          lambda swept, alone, atol: assert_close(swept, alone, 2 * atol),
-          _index(swept_state.params, i), state_i.params, moves_atol)
-      atols = {name: _atol(magnitude)
-               for name, (_, magnitude) in metrics.items()}
-      atols["grad_norm"] = _grad_norm_atol(grads, grads_a)
-      for name, value in _index(swept_metrics, i)._asdict().items():
-        assert_close(value, getattr(metrics_i, name),
-                     2 * atols.get(name, 0.0), err_msg=name)
-    # The rate is applied: Adam's first step moves each parameter by
-    # lr · |g| / (|g| + ε) ≈ lr; the largest move is the largest of these.
-    first = jax.tree_util.tree_map(lambda new, old: jnp.max(jnp.abs(new - old)),
-                                   _index(swept_state.params, 1),
-                                   states[1].params)
-    assert_close(max(jax.tree_util.tree_leaves(first)),
-                 max(np.max(m) for m in jax.tree_util.tree_leaves(moves)),
-                 max(np.max(a) for a in jax.tree_util.tree_leaves(
-                     moves_atol)))
+@pytest.mark.slow
+def test_vmap_over_states_and_learning_rates():
+  """One vmapped step over stacked (state, hparams) = separate steps."""
+  step = functools.partial(training.train_step, _MODEL, _ADAM)
+  states = [_init_state(_ADAM, seed) for seed in (1, 2)]
+  hparams = [training.Hyperparams(jnp.float32(lr), jnp.float32(beta))
+             for lr, beta in ((1e-3, 1.0), (3e-2, 0.5))]
+  batch = _binary_batch(1)
+
+  swept_state, swept_metrics = jax.jit(jax.vmap(step, in_axes=(0, None, 0)))(
+      _stack(*states), batch, _stack(*hparams))
+  chex.assert_shape(list(swept_metrics), (2,))
+  separate = jax.jit(step)
+  for i in range(2):
+    state_i, metrics_i = separate(states[i], batch, hparams[i])
+    learning_rate = float(hparams[i].learning_rate)
+    kl_weight = float(hparams[i].kl_weight)
+    metrics, grads, grads_a = _reference_step(states[i], batch, kl_weight)
+    moves, moves_atol = _adam_first_moves(states[i].params, grads, grads_a,
+                                          learning_rate)
+    # Two float32 computations, each within the bound of the exact step.
+    jax.tree_util.tree_map(
+        lambda swept, alone, atol: assert_close(swept, alone, 2 * atol),
+        _index(swept_state.params, i), state_i.params, moves_atol)
+    atols = {name: _atol(magnitude)
+             for name, (_, magnitude) in metrics.items()}
+    atols["grad_norm"] = _grad_norm_atol(grads, grads_a)
+    for name, value in _index(swept_metrics, i)._asdict().items():
+      assert_close(value, getattr(metrics_i, name),
+                   2 * atols.get(name, 0.0), err_msg=name)
+  # The rate is applied: Adam's first step moves each parameter by
+  # lr · |g| / (|g| + ε) ≈ lr; the largest move is the largest of these.
+  first = jax.tree_util.tree_map(lambda new, old: jnp.max(jnp.abs(new - old)),
+                                 _index(swept_state.params, 1),
+                                 states[1].params)
+  assert_close(max(jax.tree_util.tree_leaves(first)),
+               max(np.max(m) for m in jax.tree_util.tree_leaves(moves)),
+               max(np.max(a) for a in jax.tree_util.tree_leaves(
+                   moves_atol)))
 
 
 _ADAM_B1, _ADAM_B2, _ADAM_EPS = 0.9, 0.999, 1e-8  # optax.adam's defaults
@@ -342,48 +345,47 @@ def _adam_first_moves(params, grads, grads_a, learning_rate):
           jax.tree_util.tree_map(atol, params, grads, grads_a))
 
 
-class TrainChunkTest(chex.TestCase):
+@pytest.mark.slow
+def test_splitting_an_epoch_into_chunks_is_bitwise_identical():
+  rng = np.random.default_rng(3)
+  images = jnp.asarray(rng.integers(0, 256, size=(64, _DATA_DIM)), jnp.uint8)
+  batch_size, steps_per_epoch, epochs = 8, 8, 2
+  hparams = training.Hyperparams(jnp.float32(1e-2), jnp.float32(1.0))
 
-  def test_splitting_an_epoch_into_chunks_is_bitwise_identical(self):
-    rng = np.random.default_rng(3)
-    images = jnp.asarray(rng.integers(0, 256, size=(64, _DATA_DIM)), jnp.uint8)
-    batch_size, steps_per_epoch, epochs = 8, 8, 2
-    hparams = training.Hyperparams(jnp.float32(1e-2), jnp.float32(1.0))
+  def chunk(num_steps):
+    return jax.jit(functools.partial(
+        chunks.train_chunk, _MODEL, _ADAM,
+        feeds.BatchFeed(batch_size, True, 255), num_steps))
 
-    def chunk(num_steps):
-      return jax.jit(functools.partial(
-          chunks.train_chunk, _MODEL, _ADAM,
-          chunks.BatchConfig(batch_size, True, 255), num_steps))
-
-    state0 = _init_state(_ADAM, 4)
-    whole, halves = chunk(steps_per_epoch), chunk(steps_per_epoch // 2)
-    state_a, state_b = state0, state0
-    # On accelerators, two programs may fuse differently, and no a-priori
-    # float32 bound survives Adam steps (÷√v̂ amplifies the rounding of small
-    # gradients): only the CPU, which compiles both the same, is checked.
-    same_steps = jax.default_backend() == "cpu"
-    for _ in range(epochs):
-      state_a, metrics_a, _ = whole(state_a, images, hparams)
-      state_b, first, _ = halves(state_b, images, hparams)
-      state_b, second, _ = halves(state_b, images, hparams)
-      if same_steps:
-        # The same 8 steps; only the averaging differs: one mean of 8 per
-        # metric against the mean of two means of 4. Each errs by at most
-        # sum_atol over the 8 values, which have one sign per metric.
-        for name, value in metrics_a._asdict().items():
-          halves_mean = (np.float64(getattr(first, name))
-                         + np.float64(getattr(second, name))) / 2
-          assert_close(halves_mean, value,
-                       2 * sum_atol(steps_per_epoch, abs(float(value)),
-                                    ops_per_term=2), err_msg=name)
-    self.assertEqual(int(state_a.step), epochs * steps_per_epoch)
-    self.assertEqual(int(state_b.step), epochs * steps_per_epoch)
-    if same_steps:  # bit for bit
-      chex.assert_trees_all_equal(state_a.params, state_b.params)
-      chex.assert_trees_all_equal(state_a.opt_state, state_b.opt_state)
-    # Training moved the parameters.
-    self.assertFalse(np.array_equal(state_a.params["decoder"]["bias"],
-                                    state0.params["decoder"]["bias"]))
+  state0 = _init_state(_ADAM, 4)
+  whole, halves = chunk(steps_per_epoch), chunk(steps_per_epoch // 2)
+  state_a, state_b = state0, state0
+  # On accelerators, two programs may fuse differently, and no a-priori
+  # float32 bound survives Adam steps (÷√v̂ amplifies the rounding of small
+  # gradients): only the CPU, which compiles both the same, is checked.
+  same_steps = jax.default_backend() == "cpu"
+  for _ in range(epochs):
+    state_a, metrics_a, _ = whole(state_a, images, hparams)
+    state_b, first, _ = halves(state_b, images, hparams)
+    state_b, second, _ = halves(state_b, images, hparams)
+    if same_steps:
+      # The same 8 steps; only the averaging differs: one mean of 8 per
+      # metric against the mean of two means of 4. Each errs by at most
+      # sum_atol over the 8 values, which have one sign per metric.
+      for name, value in metrics_a._asdict().items():
+        halves_mean = (np.float64(getattr(first, name))
+                       + np.float64(getattr(second, name))) / 2
+        assert_close(halves_mean, value,
+                     2 * sum_atol(steps_per_epoch, abs(float(value)),
+                                  ops_per_term=2), err_msg=name)
+  assert int(state_a.step) == epochs * steps_per_epoch
+  assert int(state_b.step) == epochs * steps_per_epoch
+  if same_steps:  # bit for bit
+    chex.assert_trees_all_equal(state_a.params, state_b.params)
+    chex.assert_trees_all_equal(state_a.opt_state, state_b.opt_state)
+  # Training moved the parameters.
+  assert not np.array_equal(state_a.params["decoder"]["bias"],
+                            state0.params["decoder"]["bias"])
 
 
 @functools.lru_cache(maxsize=None)
@@ -444,6 +446,7 @@ def _stderr_atol(values, values_atol):
 class EvaluateTest(chex.TestCase):
 
   @chex.variants(with_jit=True, without_jit=True)
+  @pytest.mark.slow
   def test_elbo_of_exact_posterior_is_mean_log_px(self):
     """With q = p(z|x) and the Monte-Carlo KL, every example scores log p(x)."""
     lg, _, model = _linear_gaussian_models()
@@ -473,6 +476,7 @@ class EvaluateTest(chex.TestCase):
                           ops_per_term=2))
 
   @chex.variants(with_jit=True, without_jit=True)
+  @pytest.mark.slow
   def test_matches_per_example_elbo_with_fold_in_keys(self):
     """Example n uses key fold_in(rng, n), so batching does not matter."""
     lg, model, _ = _linear_gaussian_models()
@@ -532,6 +536,7 @@ def runs(idx_data_dir, tmp_path_factory):
   return out
 
 
+@pytest.mark.slow
 def test_training_raises_the_test_elbo(runs):
   _, history = runs["first"]
   assert [r["epoch"] for r in history] == list(range(1, _EPOCHS + 1))
@@ -555,6 +560,7 @@ def test_training_raises_the_test_elbo(runs):
   assert history[-1]["train_elbo"] > history[0]["train_elbo"] + 50.0
 
 
+@pytest.mark.slow
 def test_metrics_jsonl_config_json_and_figures(runs, idx_data_dir):
   workdir, history = runs["first"]
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
@@ -584,6 +590,7 @@ def _without_timing(history):
           for record in history]
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics(runs):
   _, first = runs["first"]
   _, repeat = runs["repeat"]
@@ -591,6 +598,7 @@ def test_same_seed_same_metrics(runs):
   assert all(set(_TIMING_FIELDS) <= set(r) for r in repeat)
 
 
+@pytest.mark.slow
 def test_other_seed_other_metrics(runs):
   _, first = runs["first"]
   _, other = runs["other_seed"]

@@ -9,8 +9,11 @@ Layers, each importing only those before it:
     vae_jax.math        distributions, likelihoods, the model protocol,
                         objectives (jax, chex and numpy only)
     vae_jax.nets        flax networks and the model registry
-    vae_jax.step, .chunks, .evaluation    the pure train step and evaluation
-    vae_jax.run         the loop, run directory, checkpoints, load_run
+    vae_jax.step, .chunks    the pure train step and its compiled chunks
+    vae_jax.evaluation  per example (pure JAX) and per data set: the ELBO,
+                        log p(x), the gap, latent usage
+    vae_jax.run         the loop, run directory (run.store), checkpoints,
+                        sweeps (run.sweep), load_run
     vae_jax.launchers   the absl mains (experiments/*.py)
 
 The names below are imported on first use (PEP 562), so `import vae_jax`

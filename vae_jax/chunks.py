@@ -1,10 +1,12 @@
 """Chunks of train steps: one compiled `lax.scan` per dispatch, data on device.
 
 A chunk runs `num_steps` steps of `vae_jax.step.train_step` without
-returning to Python. Its batches are gathered, shuffled and binarised inside
-the program (`train_chunk`, the training split on the device), or arrive as
-one uint8 array per chunk (`train_chunk_streamed`); both make bit-identical
-batches, since every random choice is a function of (key, epoch, step).
+returning to Python. Its batches come from a feed, a static object of the
+data layer (`vae_jax.data.feeds.BatchFeed`) that turns the chunk's data
+argument into a pure batch function i → batch: gathered, shuffled and
+binarised inside the program from the training split on the device, or
+indexed from the chunk's streamed batches and binarised. One chunk function
+serves both.
 
 Each step is `vae_jax.step.checked_train_step`: a chunk reports the first
 step with a non-finite loss or gradient in `ChunkHealth`, checked on the
@@ -17,37 +19,28 @@ a non-finite parameter makes the next loss non-finite anyway).
 
 from __future__ import annotations
 
-import dataclasses
-from typing import NamedTuple, Optional
+from typing import Callable, NamedTuple, Protocol
 
 import chex
 import jax
 import jax.numpy as jnp
 
-from vae_jax.data import pipeline
 from vae_jax.math.model import VAEModel
 from vae_jax.step import Hyperparams, StepConfig, StepMetrics, TrainState
 from vae_jax.step import checked_train_step, nonfinite_state
 
-__all__ = ["BatchConfig", "ChunkHealth", "train_chunk", "train_chunk_streamed"]
+__all__ = ["Feed", "ChunkHealth", "train_chunk"]
 
 
-@dataclasses.dataclass(frozen=True)
-class BatchConfig:
-  """Static settings of how a chunk makes its batches."""
+class Feed(Protocol):
+  """What a chunk needs of the data layer (vae_jax.data.feeds.BatchFeed):
+  hashable, since compiled chunks are keyed by it."""
 
   batch_size: int
-  dynamic_binarization: bool  # x ~ Bernoulli(pixel / pixel_max) per step
-  pixel_max: int  # uint8 pixels / pixel_max lie in [0, 1]
-  # A mesh's batch sharding (vae_jax.run.mesh), constraining each batch;
-  # None on one device: no annotation at all.
-  batch_sharding: Optional[jax.sharding.Sharding] = None
 
-
-def _placed(raw: chex.Array, data: BatchConfig) -> chex.Array:
-  if data.batch_sharding is None:
-    return raw
-  return jax.lax.with_sharding_constraint(raw, data.batch_sharding)
+  def batches(self, source: chex.Array, rng: chex.PRNGKey, step: chex.Array,
+              num_steps: int) -> Callable[[chex.Array], chex.Array]:
+    ...
 
 
 class ChunkHealth(NamedTuple):
@@ -100,57 +93,28 @@ def _finish(carry: _Carry, outputs) -> tuple[TrainState, StepMetrics,
   return carry.state, mean, health
 
 
-def train_chunk(model: VAEModel, step_config: StepConfig, data: BatchConfig,
-                num_steps: int, state: TrainState, images: chex.Array,
+def train_chunk(model: VAEModel, step_config: StepConfig, feed: Feed,
+                num_steps: int, state: TrainState, source: chex.Array,
                 hparams: Hyperparams
                 ) -> tuple[TrainState, StepMetrics, ChunkHealth]:
   """`num_steps` train steps in one `lax.scan`, batches made on the device.
 
   Args:
-    images: the training split, uint8 `[N, *event_shape]`, on the device.
+    feed: how batches are made (static).
+    source: the chunk's data argument, as `feed` takes it: the training
+      split uint8 `[N, *event_shape]` on the device, or the chunk's streamed
+      batches `[num_steps, B, *event_shape]`.
 
-  The chunk must lie inside one epoch (steps_per_epoch = N // batch_size):
-  the permutation of that epoch is computed once, from (key, epoch).
+  The chunk must lie inside one epoch (steps_per_epoch = N // batch_size).
 
   Returns:
     (state, metrics averaged over the steps taken, `ChunkHealth`).
   """
-  steps_per_epoch = images.shape[0] // data.batch_size
-  epoch = state.step // steps_per_epoch
-  shuffle_key, binarize_key = pipeline.data_keys(state.rng)
-  permutation = pipeline.epoch_permutation(shuffle_key, epoch, images.shape[0])
-  first = state.step % steps_per_epoch
+  batch_at = feed.batches(source, state.rng, state.step, num_steps)
 
   def body(carry, i):
-    raw = _placed(images[pipeline.batch_indices(permutation, first + i,
-                                                data.batch_size)], data)
-    # The step of the data, not of the state: a halted state stops counting.
-    batch = pipeline.finish_batch(raw, binarize_key, state.step + i,
-                                  data.dynamic_binarization, data.pixel_max)
+    batch = batch_at(i)
+    chex.assert_shape(batch, (feed.batch_size, *model.event_shape))
     return _checked(model, step_config, carry, batch, hparams)
 
   return _finish(*jax.lax.scan(body, _start(state), jnp.arange(num_steps)))
-
-
-def train_chunk_streamed(model: VAEModel, step_config: StepConfig,
-                         data: BatchConfig, num_steps: int, state: TrainState,
-                         batches: chex.Array, hparams: Hyperparams
-                         ) -> tuple[TrainState, StepMetrics, ChunkHealth]:
-  """`train_chunk` for the streaming path: the chunk's batches come in.
-
-  `batches` is the chunk's uint8 pixels `[num_steps, batch_size, ...]`,
-  gathered on the host by `vae_jax.data.streaming` in the order `train_chunk`
-  would gather them; binarisation happens here with the same per-step key.
-  """
-  chex.assert_shape(batches, (num_steps, data.batch_size, *model.event_shape))
-  _, binarize_key = pipeline.data_keys(state.rng)
-
-  def body(carry, inputs):
-    raw, i = inputs
-    raw = _placed(raw, data)
-    batch = pipeline.finish_batch(raw, binarize_key, state.step + i,
-                                  data.dynamic_binarization, data.pixel_max)
-    return _checked(model, step_config, carry, batch, hparams)
-
-  return _finish(*jax.lax.scan(body, _start(state),
-                               (batches, jnp.arange(num_steps))))

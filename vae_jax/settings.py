@@ -13,7 +13,7 @@ Roles (`Role`):
 
   traced   a traced input of the train step (`vae_jax.step.Hyperparams`):
            the members of one vmapped sweep program may differ in it;
-  static   shapes a compiled program (a `StepConfig`, `BatchConfig` or
+  static   shapes a compiled program (a `StepConfig`, `BatchFeed` or
            model field, the data's shape, the evaluation's batch);
   run      the run's alone; it never reaches a compiled program.
 

@@ -15,23 +15,21 @@ Preprocessing, chosen by the config and recorded by `describe()`:
 
 Input path: the training split is placed on the device once as uint8
 (`train`), and shuffling, batching and binarisation happen inside the
-compiled chunk (`vae_jax.chunks.train_chunk`); or, with `streaming`, it
-stays on the host and `stream_chunks` feeds `chunks.train_chunk_streamed`
-from a prefetching thread.
+compiled chunk (`vae_jax.data.feeds`); or, with `streaming`, it stays on the
+host and `vae_jax.data.streaming` sends the chunks' batches from a
+prefetching thread.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import chex
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from vae_jax.data import datasets
 from vae_jax.data import pipeline
-from vae_jax.data import streaming
 from vae_jax.errors import ConfigError
 from vae_jax.names import LAYOUTS, resolve_image_layout
 
@@ -49,26 +47,25 @@ class PreparedData:
     dynamic_binarization: whether the compiled step draws the binary batch.
   """
 
-  def __init__(self, dataset: datasets.ImageDataset, config: Any):
-    """`config`: the run's config; reads binarization, image_layout (''
-    = the model's own, so model too) and streaming (a ConfigDict, or any
-    object with those attributes)."""
+  def __init__(self, dataset: datasets.ImageDataset, binarization: str,
+               layout: str, streaming: bool = False):
+    """binarization: dynamic | static | none; layout: flat | image;
+    streaming: keep the training split on the host."""
     self.dataset = dataset
     self.image_shape = dataset.image_shape
-    self.binarization = config.binarization
-    self.layout = resolve_image_layout(getattr(config, "model", "mlp"),
-                                       config.image_layout)
-    self.streaming = config.streaming
+    self.binarization = binarization
+    self.layout = layout
+    self.streaming = streaming
     if self.layout not in LAYOUTS:
       raise ConfigError(f"--config.image_layout={self.layout!r} is invalid: "
                         f"choose one of {list(LAYOUTS)}")
     train = self._layout(dataset.train.images)
     pixel_max = dataset.pixel_max
-    if config.binarization == "static" and not dataset.already_binary:
+    if binarization == "static" and not dataset.already_binary:
       train = pipeline.binarize_once(train, pixel_max,
                                      seed=pipeline.TRAIN_BINARIZATION_SEED)
       pixel_max = 1
-    self.dynamic_binarization = (config.binarization == "dynamic"
+    self.dynamic_binarization = (binarization == "dynamic"
                                  and not dataset.already_binary)
     self.pixel_max = pixel_max
     # uint8 [N, D] or [N, H, W, C]: on the device once, or on the host.
@@ -95,45 +92,6 @@ class PreparedData:
   @property
   def num_train(self) -> int:
     return int(self.train.shape[0])
-
-  def train_spec(self, num_steps: int, batch_size: int):
-    """What a compiled chunk of `num_steps` steps takes as its data argument.
-
-    On-device path: the training split itself. Streaming path: the shape of
-    one streamed chunk, uint8 `[num_steps, batch_size, ...]`. Use with
-    `jax.jit(...).lower(state, data.train_spec(n, B), hparams)`.
-    """
-    if not self.streaming:
-      return self.train
-    return jax.ShapeDtypeStruct((num_steps, batch_size, *self.train.shape[1:]),
-                                jnp.uint8)
-
-  def stream_chunks(self, rng: chex.PRNGKey, batch_size: int,
-                    chunk_lengths: Sequence[int], first_epoch: int = 0,
-                    num_epochs: int = 1, prefetch: int = 2,
-                    first_chunk: int = 0, device=None
-                    ) -> streaming.Prefetcher:
-    """The streamed chunks of epochs first_epoch.., in training order.
-
-    Args:
-      rng: the run's root training key, `TrainState.rng` (taken before the
-        first donated chunk).
-      chunk_lengths: the steps of each chunk of an epoch (the trainer's
-        chunking), summing to N // batch_size.
-      first_chunk: the chunk of `first_epoch` to start at (resume inside an
-        epoch).
-      device: where each chunk goes: a device or a sharding (a mesh's
-        `streamed_chunk`: each process puts only its devices' rows); None:
-        the default device.
-
-    Returns:
-      An iterator of uint8 device arrays `[n, batch_size, ...]`, one per
-      chunk; `close()` it when stopping early.
-    """
-    host = np.asarray(self.train)
-    return streaming.stream_chunks(host, rng, batch_size, chunk_lengths,
-                                   first_epoch, num_epochs, prefetch,
-                                   device=device, first_chunk=first_chunk)
 
   def describe(self) -> dict:
     """The resolved source and preprocessing, for logs and config.json."""
@@ -169,7 +127,8 @@ def prepare_data(config: Any) -> PreparedData:
   """Loads and checks the run's data; raises DataError or ConfigError.
 
   Reads dataset, data_dir ('' or None: not given), validation_size,
-  train_split, test_split and batch_size, then what `PreparedData` reads.
+  train_split, test_split, batch_size, binarization, streaming and the
+  layout (image_layout; '' = the model's own).
   """
   dataset = datasets.load_dataset(
       config.dataset, config.data_dir or None, config.validation_size,
@@ -180,4 +139,5 @@ def prepare_data(config: Any) -> PreparedData:
         f"--config.batch_size={config.batch_size} is invalid: the training "
         f"split has only {len(dataset.train)} examples; use a batch size <= "
         f"{len(dataset.train)}")
-  return PreparedData(dataset, config)
+  layout = resolve_image_layout(config.model, config.image_layout)
+  return PreparedData(dataset, config.binarization, layout, config.streaming)

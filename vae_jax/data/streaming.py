@@ -7,9 +7,9 @@ epoch), and puts them on the device while the current chunk trains:
 
     chunk c of epoch e: uint8 [n_c, B, D] = images[perm_e[s_c·B : (s_c + n_c)·B]]
 
-`training.train_chunk_streamed` then binarises each batch inside its compiled
-scan with the same per-step key as `training.train_chunk`, so both paths
-train on bit-identical batches. Epoch e's chunks depend only on (key, e):
+`chunks.train_chunk` with a streamed `feeds.BatchFeed` then binarises each
+batch inside its compiled scan with the same per-step key as the on-device
+feed, so both paths train on bit-identical batches. Epoch e's chunks depend only on (key, e):
 a resumed run streams from its first epoch without replaying the others.
 """
 

@@ -69,7 +69,7 @@ def main(argv):
       raise UserError("--workdir is required: the run directory that "
                       "experiments/train.py wrote")
     # pylint: disable-next=g-import-not-at-top
-    from vae_jax.run import workdir as workdir_lib
+    from vae_jax.run.store import workdir as workdir_lib
     workdir_lib.check_workdir(FLAGS.workdir, for_training=False)
     if FLAGS.num_importance_samples < 1:
       raise UserError(f"--num_importance_samples="

@@ -51,7 +51,8 @@ def main(argv):
   if not FLAGS.sweep_dir:
     cli.fail("--sweep_dir is required: the directory of the sweep's runs")
   try:
-    from vae_jax.run import sweep_grid  # pylint: disable=g-import-not-at-top
+    # pylint: disable-next=g-import-not-at-top
+    from vae_jax.run.sweep import grid as sweep_grid
     plan = sweep_grid.plan_sweep(_CONFIG.value, FLAGS.sweep, FLAGS.seeds,
                       FLAGS.allow_large_sweep,
                       cli.config_file())

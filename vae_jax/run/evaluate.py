@@ -15,16 +15,16 @@ import jax
 import numpy as np
 from absl import logging
 
+from vae_jax import evaluation
 from vae_jax import inference_gap
 from vae_jax.data.prepared import prepare_data
 from vae_jax.errors import ConfigError
+from vae_jax.evaluation import gap as gap_lib
 from vae_jax.nets import registry
-from vae_jax.run import gap as gap_lib
-from vae_jax.run import likelihood
 from vae_jax.run import load
 from vae_jax.run import programs
-from vae_jax.run import workdir as workdir_lib
 from vae_jax.run.outputs import write_figures
+from vae_jax.run.store import workdir as workdir_lib
 from vae_jax.viz import render
 
 __all__ = ["evaluate_run", "GapRequest", "PER_IMAGE_FILE",
@@ -86,8 +86,8 @@ def _bound_vs_k_figure(model, params, images, rng, num_samples: int,
   """figures/bound_vs_k.png on the first examples: the K of BOUND_KS up to
   `num_samples`, and `num_samples` itself (reusing its estimates)."""
   n = min(_BOUND_EXAMPLES, int(images.shape[0]))
-  ks = [k for k in likelihood.BOUND_KS if k < num_samples]
-  curve = likelihood.bound_vs_k(model, params, images[:n], rng, ks, elbo[:n],
+  ks = [k for k in evaluation.BOUND_KS if k < num_samples]
+  curve = evaluation.bound_vs_k(model, params, images[:n], rng, ks, elbo[:n],
                                 progress)
   mean = float(np.mean(log_px[:n]))
   curve["ks"].append(int(num_samples))
@@ -119,11 +119,11 @@ def evaluate_run(workdir: str, checkpoint: Optional[str] = None,
       last record of metrics.jsonl).
     figures: regenerate WORKDIR/figures from this checkpoint.
     num_importance_samples: K of the importance-sampled log p(x) and the
-      gap (`vae_jax.run.likelihood`); None: the ELBO only.
+      gap (`vae_jax.evaluation.dataset`); None: the ELBO only.
     max_examples: evaluate the first N test examples only (quick looks).
     progress: a progress bar over the examples; None: if stderr is a tty.
     gap: split the gap into approximation and amortisation gaps
-      (`vae_jax.run.gap`) on the first `gap.examples` test images, with
+      (`vae_jax.evaluation.gap`) on the first `gap.examples` test images, with
       K = `num_importance_samples` (5000 when None); None: no split.
 
   Returns:
@@ -171,7 +171,7 @@ def evaluate_run(workdir: str, checkpoint: Optional[str] = None,
       "num_samples": num_samples,
   }
   if num_importance_samples is not None:
-    report = likelihood.likelihood_report(
+    report = evaluation.likelihood_report(
         model, params, images, eval_rng, num_importance_samples,
         elbo_num_samples=num_samples, batch_size=config.eval_batch_size,
         progress=progress)
@@ -190,7 +190,7 @@ def evaluate_run(workdir: str, checkpoint: Optional[str] = None,
         "image,log_px,elbo\n" + "".join(
             f"{n},{a:.4f},{b:.4f}\n" for n, (a, b) in enumerate(zip(log_px,
                                                                     elbo))))
-    likelihood.warn_if_collapsed(usage)
+    evaluation.warn_if_collapsed(usage)
     logging.info("test log p(x) %.2f ± %.2f (K = %d), gap to the ELBO %.2f "
                  "± %.2f, %d active units, %.0f s", report["test_log_px"],
                  report["test_log_px_stderr"], num_importance_samples,

@@ -3,7 +3,7 @@
 `train_and_evaluate(config, workdir)` is what `experiments/train.py` runs.
 All numerical work happens in the pure functions of `vae_jax.step` and
 `vae_jax.chunks`; this module orders them, measures time and writes the run
-directory (`vae_jax.run.workdir` holds its contract).
+directory (`vae_jax.run.store.workdir` holds its contract).
 
 Resume. A checkpoint is taken at the end of every compiled chunk of steps
 (one per epoch unless `steps_per_chunk` is set). Running again with an
@@ -18,8 +18,9 @@ schedule spans `lr_schedule_epochs`, or `epochs` when that is 0: extending
 such a run with a decaying schedule stretches the schedule, so set
 `lr_schedule_epochs` when a run may be extended.
 
-Reliability. One training process per WORKDIR (`vae_jax.run.lock`); the
-newest checkpoint that restores intact is resumed (`vae_jax.run.resume`);
+Reliability. One training process per WORKDIR (`vae_jax.run.store.lock`);
+the newest checkpoint that restores intact is resumed
+(`vae_jax.run.store.resume`);
 a run with no checkpoint starts over. Every step is checked for non-finite
 numbers on the device: the first one stops the run with `NonFiniteError`
 before anything non-finite is saved, or, with `skip_nonfinite_updates`, its
@@ -45,33 +46,28 @@ import time
 from typing import Callable, Optional
 
 import jax
+import numpy as np
 import tqdm
 from absl import logging
 
 from vae_jax import step as step_lib
 from vae_jax import validation
+from vae_jax.data import streaming
 from vae_jax.data.prepared import PreparedData, prepare_data
-from vae_jax.errors import ConfigError, NonFiniteError
-from vae_jax.names import LR_SCHEDULES
-from vae_jax.run import checkpoints as checkpoints_lib
+from vae_jax.errors import NonFiniteError
 from vae_jax.run import distributed
 from vae_jax.run import mesh
 from vae_jax.run import programs
-from vae_jax.run import resume
 from vae_jax.run import stages
 from vae_jax.run import tensorboard
-from vae_jax.run import workdir as workdir_lib
 from vae_jax.run.early_stopping import EarlyStopping
-from vae_jax.run.lock import WorkdirLock
 from vae_jax.run.outputs import write_figures
+from vae_jax.run.store import checkpoints as checkpoints_lib
+from vae_jax.run.store import resume
+from vae_jax.run.store import workdir as workdir_lib
+from vae_jax.run.store.lock import WorkdirLock
 
 __all__ = ["train_and_evaluate"]
-
-_DECAYING_SCHEDULES = tuple(s for s in LR_SCHEDULES if s != "constant")
-
-
-def _to_float(tree) -> dict:
-  return {k: float(v) for k, v in tree._asdict().items()}
 
 
 def train_and_evaluate(
@@ -153,7 +149,6 @@ def _train(config, workdir, stored, data, model, progress_bar, after_chunk,
 
   steps_per_epoch = data.num_train // config.batch_size
   chunks = programs.chunk_lengths(steps_per_epoch, config.steps_per_chunk)
-  chunk_starts = [sum(chunks[:i]) for i in range(len(chunks))]
   step_cfg = programs.step_config(config)
   hparams = programs.hyperparams(config, steps_per_epoch)
   init_rng, eval_rng, figure_rng = programs.run_keys(config)
@@ -171,34 +166,11 @@ def _train(config, workdir, stored, data, model, progress_bar, after_chunk,
   try:
     start = resume.start(ckpts, fresh_state, outputs)
     state, progress, history = start.state, start.progress, start.history
-    latest = start.restored_step
-    if latest is not None:
-      logging.info("resuming %s from its checkpoint at step %d (epoch %d of "
-                   "%d)", workdir, latest, latest // steps_per_epoch + 1,
-                   config.epochs)
-      if (stored is not None and stored.epochs != config.epochs
-          and config.lr_schedule in _DECAYING_SCHEDULES
-          and not config.lr_schedule_epochs):
-        logging.warning(
-            "epochs changed from %d to %d: the %s learning-rate schedule now "
-            "spans %d epochs, so the remaining steps get other learning rates "
-            "than the first run planned (set lr_schedule_epochs to fix the "
-            "schedule's length)", stored.epochs, config.epochs,
-            config.lr_schedule, config.epochs)
+    start_epoch, start_chunk = resume.resume_point(
+        config, stored, start, workdir, steps_per_epoch, chunks)
     start_step = int(state.step)
-    start_epoch, position = divmod(start_step, steps_per_epoch)
-    if config.epochs < start_epoch:
-      raise ConfigError(
-          f"--config.epochs={config.epochs} is invalid: the run in {workdir} "
-          f"already has {start_epoch} epochs; pass epochs >= {start_epoch} (a "
-          "larger value extends the run)")
-    if position not in chunk_starts:
-      raise RuntimeError(
-          f"checkpoint at step {start_step} is not at a chunk boundary of "
-          f"chunks {chunks}; the run's chunking changed")
     workdir_lib.write_config(outputs, config, config_file, data.describe(),
                              stages.describe_model(config, model))
-    start_chunk = chunk_starts.index(position)
     stopping = EarlyStopping(config.early_stopping_patience, history)
 
     if data.streaming and start_epoch < config.epochs:
@@ -206,23 +178,21 @@ def _train(config, workdir, stored, data, model, progress_bar, after_chunk,
       # gathered on the host nor sent to the device.
       # (This process's copy of the key: the host draws the order.)
       rng = state.rng if place is None else mesh.local_copy(state.rng)
-      stream = data.stream_chunks(rng, config.batch_size, chunks,
-                                  first_epoch=start_epoch,
-                                  num_epochs=config.epochs - start_epoch,
-                                  first_chunk=start_chunk,
-                                  device=None if place is None else
-                                  place.streamed_chunk)
+      stream = streaming.stream_chunks(
+          np.asarray(data.train), rng, config.batch_size, chunks,
+          first_epoch=start_epoch, num_epochs=config.epochs - start_epoch,
+          first_chunk=start_chunk,
+          device=None if place is None else place.streamed_chunk)
     next_input = (lambda: next(stream)) if stream is not None else (
         lambda: train_split)
 
     compile_start = time.perf_counter()
-    batch_cfg = programs.batch_config(config, data, place)
+    feed = programs.batch_feed(config, data, place)
     # Lowered for the fresh state, so a resumed run (whose restored arrays
     # are committed to the device) finds the programs a first run compiled.
     compiled = {n: programs.compile_chunk(
-        model, step_cfg, batch_cfg, n, data.streaming, fresh_state,
-        data.train_spec(n, config.batch_size) if data.streaming else
-        train_split, hparams, place) for n in sorted(set(chunks))}
+        model, step_cfg, feed, n, fresh_state, train_split, hparams, place)
+        for n in sorted(set(chunks))}
     logging.info("compiled %d chunk program(s) in %.1fs", len(compiled),
                  time.perf_counter() - compile_start)
 
@@ -233,7 +203,7 @@ def _train(config, workdir, stored, data, model, progress_bar, after_chunk,
     writer = tensorboard.SummaryWriter(
         tensorboard_dir, purge_step=start_step + 1 if os.path.isdir(
             tensorboard_dir) else None)
-    run_start = time.perf_counter() - progress.get("wall_time_sec", 0.0)
+    run_start = time.perf_counter() - progress.wall_time_sec
     done_chunks = min(start_epoch * len(chunks) + start_chunk,
                       config.epochs * len(chunks))
     if progress_bar is None:
@@ -253,28 +223,27 @@ def _train(config, workdir, stored, data, model, progress_bar, after_chunk,
         if stopping.should_stop:
           break
         resumed_mid_epoch = epoch == start_epoch and start_chunk > 0
-        # (steps, metrics) of each chunk of the epoch; train seconds so far.
-        done = ([(n, m) for n, m in progress["epoch_chunks"]]
-                if resumed_mid_epoch else [])
-        train_seconds = (progress["epoch_train_seconds"] if resumed_mid_epoch
+        # The epoch's chunks so far, and their train seconds.
+        done = list(progress.epoch_chunks) if resumed_mid_epoch else []
+        train_seconds = (progress.epoch_train_seconds if resumed_mid_epoch
                          else 0.0)
         for c in range(start_chunk if epoch == start_epoch else 0, len(chunks)):
           n = chunks[c]
           chunk_start = time.perf_counter()
           state, metrics, health = compiled[n](state, next_input(), hparams)
-          metrics = _to_float(metrics)  # waits for the chunk
-          health = _to_float(health)
+          # The records themselves, on the host (waits for the chunk).
+          metrics, health = jax.device_get((metrics, health))
           failure = stages.chunk_failure(
-              health, sum(m["skipped_updates"] for _, m in done),
+              health, sum(c.skipped_updates for c in done),
               config.skip_nonfinite_updates, steps_per_epoch, config.epochs,
               ckpts)
           if failure:
             raise NonFiniteError(failure)
-          metrics["skipped_updates"] = int(health["skipped_updates"])
           train_seconds += time.perf_counter() - chunk_start
-          done.append((n, metrics))
-          running = sum(k * m["elbo"] for k, m in done) / sum(
-              k for k, _ in done)
+          done.append(resume.ChunkRecord(n, metrics,
+                                         int(health.skipped_updates)))
+          running = sum(c.steps * float(c.metrics.elbo) for c in done) / sum(
+              c.steps for c in done)
           bar.set_postfix_str(f"epoch {epoch + 1}/{config.epochs} "
                               f"ELBO {running:.2f}", refresh=False)
           bar.update(1)

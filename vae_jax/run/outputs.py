@@ -9,7 +9,8 @@ from absl import logging
 from vae_jax import step as step_lib
 from vae_jax.data.prepared import PreparedData
 from vae_jax.run import programs
-from vae_jax.run.workdir import EpochRecord
+from vae_jax.run.store.resume import ChunkRecord
+from vae_jax.run.store.workdir import EpochRecord
 from vae_jax.viz import figure_data
 
 __all__ = ["epoch_record", "log_epoch", "tensorboard_images", "write_figures",
@@ -24,19 +25,21 @@ def _evaluate(config, model, params, images, rng):
       num_samples=config.eval_num_samples, analytic_kl=True)
 
 
-def epoch_record(epoch: int, state: step_lib.TrainState, chunks: list,
+def epoch_record(epoch: int, state: step_lib.TrainState,
+                 chunks: list[ChunkRecord],
                  steps_per_epoch: int, config, data: PreparedData, model,
                  eval_rng: jax.Array, train_seconds: float,
                  wall_time_sec: float) -> EpochRecord:
   """The metrics.jsonl record of the epoch that ends at `state`.
 
   Args:
-    chunks: (steps, metrics dict) of each chunk of the epoch; the metrics
-      are means over the chunk's steps whose update was taken.
+    chunks: the epoch's chunks; their metrics are means over the chunk's
+      steps whose update was taken.
   """
-  taken = [n - m.get("skipped_updates", 0) for n, m in chunks]
+  taken = [c.steps - c.skipped_updates for c in chunks]
   total = sum(taken)
-  train = {k: (sum(t * m[k] for t, (_, m) in zip(taken, chunks)) / total
+  train = {k: (sum(t * float(getattr(c.metrics, k))
+                   for t, c in zip(taken, chunks)) / total
                if total else float("nan"))
            for k in step_lib.StepMetrics._fields}
   params = step_lib.evaluation_params(state)  # the average, if kept

@@ -1,15 +1,14 @@
 """From a run's config to what the compiled programs take: plain values.
 
-A config becomes a `StepConfig` and a `BatchConfig` (static: they shape the
+A config becomes a `StepConfig` and a `BatchFeed` (static: they shape the
 program), `Hyperparams` (traced), the chunking of an epoch and the run's keys.
 The programs are module-level `jax.jit`s whose static arguments (model,
-StepConfig, BatchConfig, sizes) compare by value, so equal settings reuse
+StepConfig, BatchFeed, sizes) compare by value, so equal settings reuse
 the programs JAX compiled before — no caches of our own.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Optional
 
 import jax
@@ -19,9 +18,10 @@ from vae_jax import chunks
 from vae_jax import evaluation
 from vae_jax import step as step_lib
 from vae_jax import validation
+from vae_jax.data.feeds import BatchFeed
 from vae_jax.run import mesh
 
-__all__ = ["step_config", "hyperparams", "batch_config", "chunk_lengths",
+__all__ = ["step_config", "hyperparams", "batch_feed", "chunk_lengths",
            "run_keys", "compile_chunk", "evaluate_program", "init_state"]
 
 
@@ -56,11 +56,12 @@ def hyperparams(config, steps_per_epoch: int) -> step_lib.Hyperparams:
       free_bits=jnp.float32(config.free_bits))
 
 
-def batch_config(config, data, place: Optional[mesh.Placement] = None
-                 ) -> chunks.BatchConfig:
-  return chunks.BatchConfig(config.batch_size, data.dynamic_binarization,
-                            data.pixel_max,
-                            None if place is None else place.batch)
+def batch_feed(config, data, place: Optional[mesh.Placement] = None
+               ) -> BatchFeed:
+  """How the run's chunks make their batches (static)."""
+  return BatchFeed(config.batch_size, data.dynamic_binarization,
+                   data.pixel_max, streamed=data.streaming,
+                   batch_sharding=None if place is None else place.batch)
 
 
 def chunk_lengths(steps_per_epoch: int, steps_per_chunk: int) -> list[int]:
@@ -86,50 +87,36 @@ def run_keys(config) -> tuple[jax.Array, jax.Array, jax.Array]:
 init_state = jax.jit(step_lib.init_train_state, static_argnums=(0, 1))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3), donate_argnums=(4,))
-def _on_device_chunk(model, step_cfg, batch_cfg, num_steps, state, images,
-                     hparams):
-  return chunks.train_chunk(model, step_cfg, batch_cfg, num_steps, state,
-                            images, hparams)
+_chunk = jax.jit(chunks.train_chunk, static_argnums=(0, 1, 2, 3),
+                 donate_argnums=(4,))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3), donate_argnums=(4,))
-def _streamed_chunk(model, step_cfg, batch_cfg, num_steps, state, batches,
-                    hparams):
-  return chunks.train_chunk_streamed(model, step_cfg, batch_cfg, num_steps,
-                                     state, batches, hparams)
-
-
-def _sharded_chunk(streaming: bool, place: mesh.Placement):
+def _sharded_chunk(feed: BatchFeed, place: mesh.Placement):
   """The chunk under `jax.jit` with the mesh's shardings: state, hparams and
   outputs replicated; the on-device split replicated, streamed chunks
   sharded along the data axis (the batches themselves are constrained
-  inside, by `BatchConfig.batch_sharding`)."""
-  fn = (chunks.train_chunk_streamed if streaming else chunks.train_chunk)
-  data = place.streamed_chunk if streaming else place.replicated
-  return jax.jit(fn, static_argnums=(0, 1, 2, 3), donate_argnums=(4,),
+  inside, by `BatchFeed.batch_sharding`)."""
+  data = place.streamed_chunk if feed.streamed else place.replicated
+  return jax.jit(chunks.train_chunk, static_argnums=(0, 1, 2, 3),
+                 donate_argnums=(4,),
                  in_shardings=(place.replicated, data, place.replicated),
                  out_shardings=place.replicated)
 
 
-def compile_chunk(model, step_cfg, batch_cfg, num_steps: int,
-                  streaming: bool, state, data_spec, hparams,
-                  place: Optional[mesh.Placement] = None):
+def compile_chunk(model, step_cfg, feed: BatchFeed, num_steps: int, state,
+                  train, hparams, place: Optional[mesh.Placement] = None):
   """The compiled chunk of `num_steps` steps: f(state, data, hparams).
 
-  `state` (donated) and `hparams` give the shapes; `data_spec` is the
-  training split on the device, or the shape of one chunk's streamed
-  batches. Compiled ahead of time, so the run can time it apart from the
-  training steps; equal arguments reuse JAX's cached program. With a mesh
-  (`place`), the program is sharded over it (`batch_cfg` must be
-  `batch_config(..., place)`).
+  `state` (donated) and `hparams` give the shapes; `train` is the training
+  split (on the device, or on the host when `feed.streamed`: then the chunk
+  takes one chunk's streamed batches, `feed.source_spec`). Compiled ahead
+  of time, so the run can time it apart from the training steps; equal
+  arguments reuse JAX's cached program. With a mesh (`place`), the program
+  is sharded over it (`feed` must be `batch_feed(..., place)`).
   """
-  if place is None:
-    fn = _streamed_chunk if streaming else _on_device_chunk
-  else:
-    fn = _sharded_chunk(streaming, place)
-  return fn.lower(model, step_cfg, batch_cfg, num_steps, state, data_spec,
-                  hparams).compile()
+  fn = _chunk if place is None else _sharded_chunk(feed, place)
+  return fn.lower(model, step_cfg, feed, num_steps, state,
+                  feed.source_spec(train, num_steps), hparams).compile()
 
 
 evaluate_program = jax.jit(

@@ -1,6 +1,6 @@
 """The stages of a run that a single run and a sweep's members share.
 
-`vae_jax.run.loop` (one run) and `vae_jax.run.sweep_group` (a vmapped group
+`vae_jax.run.loop` (one run) and `vae_jax.run.sweep.group` (a vmapped group
 of runs) order them differently; each stage does one thing the same way for
 both: check the model against the data and memory, end an epoch (the
 metrics.jsonl record, the log line, TensorBoard, the best checkpoint),
@@ -19,16 +19,17 @@ from absl import logging
 
 from vae_jax import step as step_lib
 from vae_jax import validation
+from vae_jax.chunks import ChunkHealth
 from vae_jax.data.prepared import PreparedData
 from vae_jax.errors import ConfigError, NonFiniteError
+from vae_jax.evaluation import dataset as likelihood
 from vae_jax.math import objectives
 from vae_jax.nets import registry
-from vae_jax.run import checkpoints as checkpoints_lib
-from vae_jax.run import likelihood
 from vae_jax.run import memory
-from vae_jax.run import resume
-from vae_jax.run import workdir as workdir_lib
 from vae_jax.run.outputs import epoch_record, log_epoch, tensorboard_images
+from vae_jax.run.store import checkpoints as checkpoints_lib
+from vae_jax.run.store import resume
+from vae_jax.run.store import workdir as workdir_lib
 
 __all__ = ["check_model", "MAX_SKIPPED_SHARE", "chunk_failure",
            "nonfinite_message", "EpochEnd", "end_epoch", "final_measurements"]
@@ -46,13 +47,12 @@ def _last_good(ckpts: checkpoints_lib.RunCheckpoints) -> str:
           if last is not None else "no checkpoint was saved before it")
 
 
-def nonfinite_message(health: dict, steps_per_epoch: int, epochs: int,
+def nonfinite_message(health: ChunkHealth, steps_per_epoch: int, epochs: int,
                       ckpts: checkpoints_lib.RunCheckpoints) -> str:
   """What a run stopped by a non-finite step says: the step, the quantity
-  and the last good checkpoint (`health`: a chunk's ChunkHealth as floats)."""
-  step = int(health["first_bad_step"])
-  quantity = step_lib.NONFINITE_QUANTITIES[int(health["first_bad_quantity"])
-                                           - 1]
+  and the last good checkpoint (`health`: a chunk's, on the host)."""
+  step = int(health.first_bad_step)
+  quantity = step_lib.NONFINITE_QUANTITIES[int(health.first_bad_quantity) - 1]
   epoch = step // steps_per_epoch + 1
   return (
       f"non-finite {quantity} at step {step} (epoch {epoch} of {epochs}): "
@@ -62,7 +62,7 @@ def nonfinite_message(health: dict, steps_per_epoch: int, epochs: int,
       "--config.learning_rate")
 
 
-def chunk_failure(health: dict, skipped_before: int, skip: bool,
+def chunk_failure(health: ChunkHealth, skipped_before: int, skip: bool,
                   steps_per_epoch: int, epochs: int,
                   ckpts: checkpoints_lib.RunCheckpoints) -> Optional[str]:
   """Why a trained chunk stops its run, or None when it may go on.
@@ -72,13 +72,13 @@ def chunk_failure(health: dict, skipped_before: int, skip: bool,
   MAX_SKIPPED_SHARE of an epoch's updates skipped (`skipped_before` in the
   epoch's earlier chunks).
   """
-  if health["first_bad_step"] >= 0 and (
-      not skip or health["first_bad_quantity"] >= 3):
+  if health.first_bad_step >= 0 and (
+      not skip or health.first_bad_quantity >= 3):
     return nonfinite_message(health, steps_per_epoch, epochs, ckpts)
-  skipped = skipped_before + int(health["skipped_updates"])
+  skipped = skipped_before + int(health.skipped_updates)
   if skipped <= MAX_SKIPPED_SHARE * steps_per_epoch:
     return None
-  step = int(health["first_bad_step"])
+  step = int(health.first_bad_step)
   epoch = step // steps_per_epoch + 1
   return (
       f"{skipped} of the {steps_per_epoch} updates of epoch {epoch} of "
@@ -155,7 +155,7 @@ class EpochEnd(NamedTuple):
 
 
 def end_epoch(run: EpochEnd, epoch: int, state: step_lib.TrainState,
-              done: list, steps_per_epoch: int, train_seconds: float,
+              done: list[resume.ChunkRecord], steps_per_epoch: int, train_seconds: float,
               wall_time_sec: float, history: list[dict], writer, stopping,
               ckpts: checkpoints_lib.RunCheckpoints,
               local: Optional[step_lib.TrainState] = None) -> None:

@@ -12,7 +12,9 @@ Each member keeps everything a single run keeps, in its own run directory:
 config.json, metrics.jsonl, checkpoints (latest at every chunk boundary,
 best by validation ELBO), TensorBoard and figures, written by the single
 run's own pieces (`vae_jax.run.stages.end_epoch`, `resume.start`, …), so a
-member resumes on its own, and even through `train_and_evaluate`.
+member resumes on its own, and even through `train_and_evaluate`. The
+member axis (stacking the states, the mask of who trains) is
+`vae_jax.run.sweep.stack`.
 
 Who trains. Each dispatch runs the chunk at the earliest step among the
 members still training; the members at that step train, every other member
@@ -30,7 +32,6 @@ from __future__ import annotations
 
 import functools
 import math
-import operator
 import os
 import time
 from typing import Callable, NamedTuple, Optional
@@ -43,15 +44,15 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from vae_jax import chunks as chunks_lib
 from vae_jax.errors import NonFiniteError
-from vae_jax.run import checkpoints as checkpoints_lib
 from vae_jax.run import programs
-from vae_jax.run import resume
 from vae_jax.run import stages
 from vae_jax.run import tensorboard
-from vae_jax.run import workdir as workdir_lib
 from vae_jax.run.early_stopping import EarlyStopping
 from vae_jax.run.outputs import write_figures
-from vae_jax.step import TrainState
+from vae_jax.run.store import checkpoints as checkpoints_lib
+from vae_jax.run.store import resume
+from vae_jax.run.store import workdir as workdir_lib
+from vae_jax.run.sweep import stack as stack_lib
 
 __all__ = ["group_chunk", "train_group", "resolve_devices", "Outcome"]
 
@@ -73,7 +74,7 @@ def resolve_devices(num_devices: int) -> list:
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2, 3), donate_argnums=(4,))
-def group_chunk(model, step_cfg, batch_cfg, num_steps, states, images,
+def group_chunk(model, step_cfg, feed, num_steps, states, images,
                 hparams, active):
   """A chunk of `num_steps` steps for every member: f(states, images,
   hparams, active) → (states, metrics, health), each with a member axis.
@@ -84,7 +85,7 @@ def group_chunk(model, step_cfg, batch_cfg, num_steps, states, images,
 
   def one(state, hp, train):
     new, metrics, health = chunks_lib.train_chunk(
-        model, step_cfg, batch_cfg, num_steps, state, images, hp)
+        model, step_cfg, feed, num_steps, state, images, hp)
     finite = (health.first_bad_step < 0) | (
         step_cfg.skip_nonfinite_updates & (health.first_bad_quantity < 3))
     keep = train & finite
@@ -93,30 +94,6 @@ def group_chunk(model, step_cfg, batch_cfg, num_steps, states, images,
     return new, metrics, health
 
   return jax.vmap(one)(states, hparams, active)
-
-
-def _stack(trees):
-  """Stacked on a new leading axis, on the host (one transfer, no program
-  per leaf)."""
-  return jax.tree_util.tree_map(lambda *xs: np.stack(
-      [np.asarray(jax.device_get(x)) for x in xs]), *trees)
-
-
-def _stack_states(states: list[TrainState]) -> TrainState:
-  impl = jax.random.key_impl(states[0].rng)
-  stacked = _stack([s.replace(rng=jax.random.key_data(s.rng))
-                    for s in states])
-  return stacked.replace(rng=jax.random.wrap_key_data(stacked.rng, impl=impl))
-
-
-def _unstack_states(states: TrainState, count: int) -> list[TrainState]:
-  """The first `count` members' states, on the host (whatever the
-  sharding), fetched in one transfer."""
-  impl = jax.random.key_impl(states.rng)
-  host = jax.device_get(states.replace(rng=jax.random.key_data(states.rng)))
-  return [jax.tree_util.tree_map(operator.itemgetter(i), host).replace(
-      rng=jax.random.wrap_key_data(host.rng[i], impl=impl))
-          for i in range(count)]
 
 
 class _Run:
@@ -136,9 +113,9 @@ class _Run:
     self.step = int(self.state.step)
     progress = start.progress
     mid = self.step % steps_per_epoch > 0
-    self.done = [(n, m) for n, m in progress["epoch_chunks"]] if mid else []
-    self.train_seconds = progress["epoch_train_seconds"] if mid else 0.0
-    self.wall_before = progress.get("wall_time_sec", 0.0)
+    self.done = list(progress.epoch_chunks) if mid else []
+    self.train_seconds = progress.epoch_train_seconds if mid else 0.0
+    self.wall_before = progress.wall_time_sec
     self.run_start = time.perf_counter() - self.wall_before
     self.stopping = EarlyStopping(config.early_stopping_patience,
                                   self.history)
@@ -194,13 +171,13 @@ def train_group(configs: list, workdirs: list[str], data, model,
                                          first.steps_per_chunk)
   chunk_starts = [sum(chunk_lengths[:i]) for i in range(len(chunk_lengths))]
   step_cfg = programs.step_config(first)
-  batch_cfg = programs.batch_config(first, data)
+  feed = programs.batch_feed(first, data)
   runs = []
   try:
     for config, workdir in zip(configs, workdirs):
       runs.append(_Run(config, workdir, data, model, step_cfg,
                        steps_per_epoch, config_file))
-    _train(runs, data, model, step_cfg, batch_cfg, steps_per_epoch,
+    _train(runs, data, model, step_cfg, feed, steps_per_epoch,
            chunk_lengths, chunk_starts, first.num_devices, after_chunk)
     for run in runs:
       if run.diverged is not None:
@@ -217,19 +194,19 @@ def train_group(configs: list, workdirs: list[str], data, model,
       run.close()
 
 
-def _active(flags: list[bool], members) -> jax.Array:
-  active = jnp.asarray(flags)
-  return active if members is None else jax.device_put(active, members)
+def _member(tree, i: int):
+  """Member i's slice of a group's host-side record."""
+  return jax.tree_util.tree_map(lambda a: a[i], tree)
 
 
-def _train(runs, data, model, step_cfg, batch_cfg, steps_per_epoch,
+def _train(runs, data, model, step_cfg, feed, steps_per_epoch,
            chunk_lengths, chunk_starts, num_devices, after_chunk):
   """The group's chunks, until no member trains."""
   devices = resolve_devices(num_devices)
   padded = math.ceil(len(runs) / len(devices)) * len(devices)
   pad = [runs[0]] * (padded - len(runs))  # never active
-  states = _stack_states([r.state for r in runs + pad])
-  hparams = _stack([r.hparams for r in runs + pad])
+  states = stack_lib.stack_states([r.state for r in runs + pad])
+  hparams = stack_lib.stack([r.hparams for r in runs + pad])
   images = data.train
   if len(devices) > 1:
     mesh = Mesh(np.array(devices), ("members",))
@@ -240,8 +217,8 @@ def _train(runs, data, model, step_cfg, batch_cfg, steps_per_epoch,
     members = None
   # Compiled ahead, so that no member's examples/s counts the compilation.
   compiled = {n: group_chunk.lower(
-      model, step_cfg, batch_cfg, n, states, images, hparams,
-      _active([False] * padded, members)).compile()
+      model, step_cfg, feed, n, states, images, hparams,
+      stack_lib.active_mask([False] * padded, members)).compile()
               for n in sorted(set(chunk_lengths))}
   for run in runs:  # as a single run, the wall time starts after compiling
     run.run_start = time.perf_counter() - run.wall_before
@@ -260,34 +237,32 @@ def _train(runs, data, model, step_cfg, batch_cfg, steps_per_epoch,
     active = [t and r.step == step for r, t in zip(runs, training)]
     chunk_start = time.perf_counter()
     states, metrics, health = compiled[n](
-        states, images, hparams, _active(active + [False] * len(pad),
-                                         members))
+        states, images, hparams,
+        stack_lib.active_mask(active + [False] * len(pad), members))
     if members is not None:  # as the compiled program takes them
       states = jax.device_put(states, members)
     metrics, health = jax.device_get((metrics, health))
     now = time.perf_counter()  # every member's wall time: the group's
     seconds = now - chunk_start
-    members_now = _unstack_states(states, len(runs))
+    members_now = stack_lib.unstack_states(states, len(runs))
     logging.info("group of %d: chunk of %d steps at step %d for %d member(s) "
                  "in %.2fs", len(runs), n, step, sum(active), seconds)
     for i, run in enumerate(runs):
       if not active[i]:
         continue
-      bad = {k: float(getattr(health, k)[i]) for k in health._fields}
+      bad = _member(health, i)
       run.diverged = stages.chunk_failure(
-          bad, sum(m["skipped_updates"] for _, m in run.done),
+          bad, sum(c.skipped_updates for c in run.done),
           step_cfg.skip_nonfinite_updates, steps_per_epoch, run.config.epochs,
           run.ckpts)
       if run.diverged:
         logging.warning("%s diverged (frozen; the others go on): %s",
                         run.workdir, run.diverged)
         continue
-      chunk_metrics = {k: float(getattr(metrics, k)[i])
-                       for k in metrics._fields}
-      chunk_metrics["skipped_updates"] = int(bad["skipped_updates"])
       run.state = members_now[i]
       run.step = int(run.state.step)
-      run.done.append((n, chunk_metrics))
+      run.done.append(resume.ChunkRecord(n, _member(metrics, i),
+                                         int(bad.skipped_updates)))
       run.train_seconds += seconds
       end_of_epoch = c == len(chunk_lengths) - 1
       if end_of_epoch:

@@ -1,4 +1,9 @@
-"""Dataset-level evaluation: the ELBO of every example, and its mean ± s.e.
+"""Per-example evaluation in JAX: the ELBO and log p̂(x) of every example.
+
+`elbo_per_example`, `log_px_per_example` and `posterior_stats_all` return
+one value per example (`[N]` arrays); `evaluate` summarises the ELBO as its
+mean ± s.e. (the per-epoch evaluation of a run). Pure functions, jitted
+by their callers (`vae_jax.evaluation.dataset` runs them over a data set).
 
 z is sampled (never the mean); example n uses key fold_in(rng, n), so a
 result does not depend on the batch size. The examples are processed

@@ -1,4 +1,9 @@
-"""How good is a trained VAE: log p(x), the gap to the ELBO, the latent usage.
+"""How good is a trained VAE on a data set: log p(x), the gap, latent usage.
+
+The per-data-set side of the evaluation: compiled programs of
+`vae_jax.evaluation.per_example` run over a data set, with host (numpy)
+results. `dataset_log_px` is log p̂_K(x_n) for every example of a data set;
+`vae_jax.math.objectives.importance_sampled_log_px` is that of one example.
 
 `likelihood_report(model, params, images, rng, K)` measures, on a dataset:
 
@@ -32,12 +37,12 @@ import numpy as np
 import tqdm
 from absl import logging
 
-from vae_jax import evaluation
+from vae_jax.evaluation import per_example
 from vae_jax.math import diagnostics
 from vae_jax.math import objectives
 from vae_jax.math.model import top_layer
 
-__all__ = ["importance_sampled_log_px", "likelihood_report", "chunk_size_for",
+__all__ = ["dataset_log_px", "likelihood_report", "chunk_size_for",
            "LayerUsage", "LatentUsage", "latent_usage", "usage_record",
            "warn_if_collapsed", "mean_and_stderr",
            "bound_vs_k", "BOUND_KS"]
@@ -54,24 +59,23 @@ def chunk_size_for(num_samples: int) -> int:
 
 
 _log_px_program = jax.jit(
-    evaluation.log_px_per_example,
+    per_example.log_px_per_example,
     static_argnames=("model", "num_samples", "chunk_size", "batch_size"))
 _elbo_program = jax.jit(
-    evaluation.elbo_per_example,
+    per_example.elbo_per_example,
     static_argnames=("model", "batch_size", "num_samples", "analytic_kl"))
-_stats_program = jax.jit(evaluation.posterior_stats_all,
+_stats_program = jax.jit(per_example.posterior_stats_all,
                          static_argnames=("model", "batch_size"))
 _kl_program = jax.jit(
-    lambda model, params, images, rng, batch_size: evaluation.map_examples(
+    lambda model, params, images, rng, batch_size: per_example.map_examples(
         lambda x, key: objectives.closed_form_kl(model, params, x, key),
         images, rng, batch_size),
     static_argnames=("model", "batch_size"))
 _USAGE_RNG = 0  # the key of the parents' draws of conditional layers
 
 
-def importance_sampled_log_px(model, params, images, rng: jax.Array,
-                              num_samples: int,
-                              progress: Optional[bool] = None) -> np.ndarray:
+def dataset_log_px(model, params, images, rng: jax.Array, num_samples: int,
+                   progress: Optional[bool] = None) -> np.ndarray:
   """log p̂_K(x_n) for every example, `[N]` float64 on the host.
 
   Args:
@@ -192,7 +196,7 @@ def bound_vs_k(model, params, images, rng: jax.Array, ks, elbo: np.ndarray,
   that of log p̂_K(x_n) − ELBO(x_n) over the examples (paired)."""
   estimates, stderrs = [], []
   for k in ks:
-    values = importance_sampled_log_px(model, params, images, rng, k, progress)
+    values = dataset_log_px(model, params, images, rng, k, progress)
     estimates.append(float(np.mean(values)))
     stderrs.append(mean_and_stderr(values - elbo)[1])  # paired with the ELBO
   elbo_mean, elbo_se = mean_and_stderr(elbo)
@@ -207,8 +211,7 @@ def likelihood_report(model, params, images, rng: jax.Array,
                       progress: Optional[bool] = None) -> dict[str, Any]:
   """The measurements of the module docstring, as JSON-ready values."""
   start = time.perf_counter()
-  log_px = importance_sampled_log_px(model, params, images, rng, num_samples,
-                                     progress)
+  log_px = dataset_log_px(model, params, images, rng, num_samples, progress)
   seconds = time.perf_counter() - start
   parts = _elbo_program(model, params, images, rng, batch_size=batch_size,
                         num_samples=elbo_num_samples, analytic_kl=True)

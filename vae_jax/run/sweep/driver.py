@@ -1,19 +1,20 @@
 """A sweep: its members trained group by group into SWEEP_DIR, then compared.
 
     SWEEP_DIR/sweep.json       the grid, its members' settings and the groups
-    SWEEP_DIR/<member>/        a run directory (vae_jax.run.workdir), one per
-                               member, read by every tool that reads a run
+    SWEEP_DIR/<member>/        a run directory (vae_jax.run.store.workdir),
+                               one per member, read by every tool that reads
+                               a run
     SWEEP_DIR/status.json      each finished member: done | early_stopped |
                                diverged, why, its active units
-    SWEEP_DIR/summary.csv, summary.md, comparison.png   (sweep_summary)
+    SWEEP_DIR/summary.csv, summary.md, comparison.png   (sweep.summary)
 
-A group runs vmapped (`vae_jax.run.sweep_group`) when vectorised, else its
+A group runs vmapped (`vae_jax.run.sweep.group`) when vectorised, else its
 members run one after another through `train_and_evaluate`: the same run
 directories either way, so a member resumes in either mode (bit for bit in
 the mode it began in). Running the same sweep again resumes every
 unfinished member from its checkpoint; a member in status.json is not
 trained again. Everything a command can get wrong is checked before the
-first write: the grid (`sweep_grid`), each member's run directory and
+first write: the grid (`sweep.grid`), each member's run directory and
 settings, the data, each group's model.
 """
 
@@ -27,20 +28,20 @@ from typing import Callable, Iterable, Optional
 import jax
 from absl import logging
 
+from vae_jax import evaluation
 from vae_jax.data.prepared import prepare_data
 from vae_jax.errors import ConfigError, NonFiniteError
 from vae_jax.math.model import VAEModel
-from vae_jax.run import checkpoints as checkpoints_lib
-from vae_jax.run import likelihood
 from vae_jax.run import loop
 from vae_jax.run import memory
 from vae_jax.run import stages
-from vae_jax.run import sweep_group
-from vae_jax.run import sweep_summary
-from vae_jax.run import workdir as workdir_lib
 from vae_jax.run.early_stopping import EarlyStopping
-from vae_jax.run.lock import WorkdirLock
-from vae_jax.run.sweep_grid import SWEEP_JSON, SweepPlan, check_sweep_dir
+from vae_jax.run.store import checkpoints as checkpoints_lib
+from vae_jax.run.store import workdir as workdir_lib
+from vae_jax.run.store.lock import WorkdirLock
+from vae_jax.run.sweep import group as sweep_group
+from vae_jax.run.sweep import summary as sweep_summary
+from vae_jax.run.sweep.grid import SWEEP_JSON, SweepPlan, check_sweep_dir
 
 __all__ = ["run_sweep", "vectorize_choice", "read_status", "STATUS_JSON"]
 
@@ -93,7 +94,7 @@ def _active_units(config, workdir: str, model, data) -> Optional[int]:
       steps = ckpts.steps(which)
       if steps:
         params = ckpts.restore_params(steps[-1], which)
-        return int(likelihood.latent_usage(model, params, data.test,
+        return int(evaluation.latent_usage(model, params, data.test,
                                            config.eval_batch_size
                                            ).active_units)
   return None

@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 from vae_jax import settings as settings_lib
 from vae_jax import validation
 from vae_jax.errors import ConfigError
-from vae_jax.run import workdir as workdir_lib
+from vae_jax.run.store import workdir as workdir_lib
 
 __all__ = ["SweepPlan", "plan_sweep", "MAX_MEMBERS", "LARGEST_SWEEP",
            "Axis",

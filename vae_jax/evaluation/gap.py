@@ -27,9 +27,9 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from vae_jax import evaluation
 from vae_jax import inference_gap
-from vae_jax.run import likelihood
+from vae_jax.evaluation import dataset
+from vae_jax.evaluation import per_example
 from vae_jax.viz.gap_figure import save_gap_decomposition
 
 __all__ = ["GapResult", "gap_report", "gap_record", "per_image_csv",
@@ -47,7 +47,7 @@ def _block_program(model, params, images, rng, offset, settings,
                           settings=settings,
                           num_importance_samples=num_importance_samples,
                           chunk_size=chunk_size)
-  return evaluation.map_examples(one, images, rng, images.shape[0], offset)
+  return per_example.map_examples(one, images, rng, images.shape[0], offset)
 
 
 class GapResult(NamedTuple):
@@ -67,7 +67,7 @@ def gap_report(model, params, images, rng: jax.Array,
   padded = jnp.pad(jnp.asarray(images, jnp.float32),
                    ((0, -(-n // block) * block - n),)
                    + ((0, 0),) * (images.ndim - 1))
-  chunk = likelihood.chunk_size_for(num_importance_samples)
+  chunk = dataset.chunk_size_for(num_importance_samples)
   if progress is None:
     progress = sys.stderr.isatty()
   parts, start = [], time.perf_counter()
@@ -96,7 +96,7 @@ def gap_record(result: GapResult, settings: inference_gap.GapSettings
       ("log_px_q_star", t.log_px_q_star),
       ("gap_elbo", t.elbo),
       ("gap_log_px_q", t.log_px)):
-    record[key], record[f"{key}_stderr"] = likelihood.mean_and_stderr(values)
+    record[key], record[f"{key}_stderr"] = dataset.mean_and_stderr(values)
   record.update(
       gap_log_px_proposal="q_star",
       gap_examples=int(len(t.elbo)),
