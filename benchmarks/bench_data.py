@@ -26,13 +26,17 @@ from vae_jax.data.idx import write_idx
 
 __all__ = ["apply", "describe"]
 
-_DATA_DIR = flags.DEFINE_string("data_dir", "", "Fashion-MNIST's four IDX "
-                                "files are in this directory.")
-_SYNTHETIC = flags.DEFINE_integer("synthetic", 0, "Train on N synthetic "
-                                  "images instead (tiny runs); 0 = off.")
+_DATA_DIR = flags.DEFINE_string(
+  "data_dir", "", "Fashion-MNIST's four IDX files are in this directory."
+)
+_SYNTHETIC = flags.DEFINE_integer(
+  "synthetic", 0, "Train on N synthetic images instead (tiny runs); 0 = off."
+)
 
-_NAMES = (("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-          ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"))
+_NAMES = (
+  ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+  ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+)
 _written: dict[int, str] = {}
 
 
@@ -44,15 +48,20 @@ def _synthetic_dir(num_train: int) -> str:
   atexit.register(shutil.rmtree, directory, ignore_errors=True)
   rng = np.random.default_rng(0)
   for (images_name, labels_name), n in zip(
-      _NAMES, (num_train, max(1, num_train // 4))):
+    _NAMES, (num_train, max(1, num_train // 4))
+  ):
     centres = rng.uniform(6, 22, size=(n, 2, 1, 1))
     yy, xx = np.mgrid[:28, :28]
-    blob = np.exp(-((yy - centres[:, 0]) ** 2 + (xx - centres[:, 1]) ** 2)
-                  / 20.0)
-    write_idx(os.path.join(directory, images_name),
-              (255 * blob).astype(np.uint8))
-    write_idx(os.path.join(directory, labels_name),
-              rng.integers(0, 10, n).astype(np.uint8))
+    blob = np.exp(
+      -((yy - centres[:, 0]) ** 2 + (xx - centres[:, 1]) ** 2) / 20.0
+    )
+    write_idx(
+      os.path.join(directory, images_name), (255 * blob).astype(np.uint8)
+    )
+    write_idx(
+      os.path.join(directory, labels_name),
+      rng.integers(0, 10, n).astype(np.uint8),
+    )
   _written[num_train] = directory
   return directory
 
@@ -75,8 +84,7 @@ def apply(config) -> None:
   if _SYNTHETIC.value:
     config.dataset, config.data_dir = "idx", _synthetic_dir(_SYNTHETIC.value)
     # A validation split that the tiny data can hold.
-    config.validation_size = min(config.validation_size,
-                                 _SYNTHETIC.value // 4)
+    config.validation_size = min(config.validation_size, _SYNTHETIC.value // 4)
   elif _DATA_DIR.value:
     config.dataset, config.data_dir = "idx", _DATA_DIR.value
 

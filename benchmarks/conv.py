@@ -44,8 +44,9 @@ class _Stack(nn.Module):
   def _layer(self, features, kernel, stride, name):
     if self.patch:
       return conv.PatchConv(features, kernel, stride, name=name)
-    return nn.Conv(features, (kernel, kernel), strides=stride,
-                   padding="SAME", name=name)
+    return nn.Conv(
+      features, (kernel, kernel), strides=stride, padding="SAME", name=name
+    )
 
   @nn.compact
   def __call__(self, x):
@@ -65,8 +66,9 @@ def _program(patch: bool, channels: tuple, steps: int):
 
   def body(params, x):
     grads = jax.grad(loss)(params, x)
-    return jax.tree_util.tree_map(lambda p, g: p - 1e-3 * g, params,
-                                  grads), None
+    return jax.tree_util.tree_map(
+      lambda p, g: p - 1e-3 * g, params, grads
+    ), None
 
   @jax.jit
   def run(params, images):  # images [steps, B, 28, 28, 1]
@@ -89,8 +91,9 @@ def main(argv):
       params = model.init(jax.random.key(1), images[0])
     start = time.perf_counter()
     compiled = run.lower(params, images).compile()
-    rows[name] = dict(run=compiled, compile_sec=time.perf_counter() - start,
-                      rates=[])
+    rows[name] = dict(
+      run=compiled, compile_sec=time.perf_counter() - start, rates=[]
+    )
     jax.block_until_ready(compiled(params, images))  # warm-up
   for repeat in range(_REPEATS.value):
     order = list(rows.items())
@@ -99,23 +102,37 @@ def main(argv):
       jax.block_until_ready(row["run"](params, images))
       row["rates"].append(steps * batch / (time.perf_counter() - start))
   medians = {k: statistics.median(r["rates"]) for k, r in rows.items()}
-  print(f"conv stack 28×28×1 → {channels[0]} → {channels[1]} → up, batch "
-        f"{batch}, {steps} steps per scan, {jax.default_backend()} "
-        f"({jax.devices()[0].device_kind}), median of {_REPEATS.value}")
+  print(
+    f"conv stack 28×28×1 → {channels[0]} → {channels[1]} → up, batch "
+    f"{batch}, {steps} steps per scan, {jax.default_backend()} "
+    f"({jax.devices()[0].device_kind}), median of {_REPEATS.value}"
+  )
   print(f"{'layers':<8} {'images/s':>10} {'÷ nn.Conv':>10} {'compile s':>10}")
   for name, row in rows.items():
-    print(f"{name:<8} {medians[name]:>10.0f} "
-          f"{medians[name] / medians['nn.Conv']:>10.2f} "
-          f"{row['compile_sec']:>10.2f}")
+    print(
+      f"{name:<8} {medians[name]:>10.0f} "
+      f"{medians[name] / medians['nn.Conv']:>10.2f} "
+      f"{row['compile_sec']:>10.2f}"
+    )
   for name, row in rows.items():
-    print(json.dumps(dict(layers=name, images_per_sec=medians[name],
-                          ratio_to_nn_conv=medians[name] / medians["nn.Conv"],
-                          compile_sec=row["compile_sec"], repeats=row["rates"],
-                          batch=batch, steps=steps,
-                          backend=jax.default_backend())))
+    print(
+      json.dumps(
+        dict(
+          layers=name,
+          images_per_sec=medians[name],
+          ratio_to_nn_conv=medians[name] / medians["nn.Conv"],
+          compile_sec=row["compile_sec"],
+          repeats=row["rates"],
+          batch=batch,
+          steps=steps,
+          backend=jax.default_backend(),
+        )
+      )
+    )
 
 
 if __name__ == "__main__":
   from vae_jax import cli  # pylint: disable=g-import-not-at-top
+
   cli.use_cpu_if_alone()
   app.run(main)

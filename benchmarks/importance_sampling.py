@@ -52,8 +52,9 @@ _N = flags.DEFINE_integer("num_examples", 200, "Images timed per repeat.")
 _LATENT = flags.DEFINE_integer("latent_dim", 20, "Latent size.")
 _HIDDEN = flags.DEFINE_list("hidden_dims", ["500"], "Hidden widths.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Alternating repeats.")
-_PROFILE = flags.DEFINE_bool("profile", False, "Also print the estimator's "
-                             "time op by op.")
+_PROFILE = flags.DEFINE_bool(
+  "profile", False, "Also print the estimator's time op by op."
+)
 
 
 def _decoder_macs(latent: int, hidden: list[int], out: int) -> int:
@@ -68,6 +69,7 @@ def _matmul_loop(model, params, chunk: int, steps: int, x=None):
   cannot hoist or merge the steps; no random numbers are drawn inside.
   With an image `x`, each step also sums log p(x|z) of its chunk.
   """
+
   def body(carry, _):
     out = model.decode(params, z + carry)  # [chunk, 784]
     if x is None:
@@ -100,17 +102,20 @@ def main(argv):
   params = model.init(jax.random.key(0))
   k, n = _K.value, _N.value
   images = (np.random.default_rng(0).uniform(size=(n, 784)) < 0.3).astype(
-      np.float32)
+    np.float32
+  )
   rng = jax.random.key(1)
   chunk = dataset.chunk_size_for(k)
   steps = max(1, k * n // chunk // 4)  # a loop of about a quarter the work
   matmuls = _matmul_loop(model, params, chunk, steps)
-  with_likelihood = _matmul_loop(model, params, chunk, steps,
-                                 jnp.asarray(images[0]))
+  with_likelihood = _matmul_loop(
+    model, params, chunk, steps, jnp.asarray(images[0])
+  )
   flops_per_image = 2 * _decoder_macs(_LATENT.value, hidden, 784) * k
 
   estimate = lambda: dataset.dataset_log_px(
-      model, params, images, rng, k, progress=False)
+    model, params, images, rng, k, progress=False
+  )
   estimate()  # compile
   _time(matmuls, jnp.float32(0))
   _time(with_likelihood, jnp.float32(0))
@@ -125,35 +130,58 @@ def main(argv):
   rate, flops = max(est_rates), max(gflops)
   limit = flops * 1e9 / flops_per_image
   median_pct = 100 * statistics.median(
-      e / (g * 1e9 / flops_per_image) for e, g in zip(est_rates, gflops))
+    e / (g * 1e9 / flops_per_image) for e, g in zip(est_rates, gflops)
+  )
   floor_median_pct = 100 * statistics.median(
-      e / f for e, f in zip(est_rates, floors))
-  print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}); "
-        f"model 784-{'-'.join(map(str, hidden))}-{_LATENT.value}, K = {k}, "
-        f"chunk {chunk}, {n} images, best of {_REPEATS.value} alternating "
-        "repeats")
+    e / f for e, f in zip(est_rates, floors)
+  )
+  print(
+    f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}); "
+    f"model 784-{'-'.join(map(str, hidden))}-{_LATENT.value}, K = {k}, "
+    f"chunk {chunk}, {n} images, best of {_REPEATS.value} alternating "
+    "repeats"
+  )
   print(f"decoder matmuls: {flops:8.1f} GFLOP/s at [{chunk}, ...] shapes")
-  print(f"limit:           {limit:8.1f} images/s "
-        f"({flops_per_image / 1e9:.2f} GFLOP per image)")
+  print(
+    f"limit:           {limit:8.1f} images/s "
+    f"({flops_per_image / 1e9:.2f} GFLOP per image)"
+  )
   floor = max(floors)
-  print(f"+ log p(x|z):    {floor:8.1f} images/s (the matmuls and the "
-        "likelihood's softplus sum, nothing else)")
-  print(f"estimator:       {rate:8.1f} images/s = {1e3 / rate:.2f} ms/image "
-        f"= {100 * rate / limit:.0f}% of the limit (median of the "
-        f"repeats' ratios: {median_pct:.0f}%); {100 * rate / floor:.0f}% of "
-        f"matmuls + log p(x|z) (median {floor_median_pct:.0f}%)")
+  print(
+    f"+ log p(x|z):    {floor:8.1f} images/s (the matmuls and the "
+    "likelihood's softplus sum, nothing else)"
+  )
+  print(
+    f"estimator:       {rate:8.1f} images/s = {1e3 / rate:.2f} ms/image "
+    f"= {100 * rate / limit:.0f}% of the limit (median of the "
+    f"repeats' ratios: {median_pct:.0f}%); {100 * rate / floor:.0f}% of "
+    f"matmuls + log p(x|z) (median {floor_median_pct:.0f}%)"
+  )
   full = 10_000 * 5000 / k / rate
-  print(f"projected: the 10,000 test images at K = 5000 in {full / 60:.1f} min "
-        f"(limit: {10_000 * 5000 / k / limit / 60:.1f} min)")
+  print(
+    f"projected: the 10,000 test images at K = 5000 in {full / 60:.1f} min "
+    f"(limit: {10_000 * 5000 / k / limit / 60:.1f} min)"
+  )
   if _PROFILE.value:
     # The program of one call over all n images (n ≤ 200,000 / K: one block).
-    hlo = dataset._log_px_program.lower(  # pylint: disable=protected-access
-        model, params, jnp.asarray(images), rng, num_samples=k,
-        chunk_size=chunk, batch_size=max(1, dataset._DECODER_ROWS // k),
-        offset=0
-    ).compile().as_text()
-    print(f"\nestimator: {n} images at K = {k}, XLA:CPU's per-op trace "
-          "(a step = an image)")
+    hlo = (
+      dataset._log_px_program.lower(  # pylint: disable=protected-access
+        model,
+        params,
+        jnp.asarray(images),
+        rng,
+        num_samples=k,
+        chunk_size=chunk,
+        batch_size=max(1, dataset._DECODER_ROWS // k),
+        offset=0,
+      )
+      .compile()
+      .as_text()
+    )
+    print(
+      f"\nestimator: {n} images at K = {k}, XLA:CPU's per-op trace "
+      "(a step = an image)"
+    )
     print(op_profile.table(op_profile.op_times(estimate), hlo, n))
 
 

@@ -42,8 +42,9 @@ _DATASET = flags.DEFINE_string("dataset", "fashion_mnist", "Dataset name.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Where its files are.")
 _EPOCHS = flags.DEFINE_integer("epochs", 3, "Timed epochs per path.")
 _BATCH = flags.DEFINE_integer("batch_size", 128, "Batch size.")
-_CHUNK = flags.DEFINE_integer("steps_per_chunk", 50,
-                              "Steps per streamed chunk.")
+_CHUNK = flags.DEFINE_integer(
+  "steps_per_chunk", 50, "Steps per streamed chunk."
+)
 _PREFETCH = flags.DEFINE_integer("prefetch", 2, "Chunks prefetched ahead.")
 
 
@@ -54,18 +55,30 @@ def _chunk_lengths(steps_per_epoch: int, chunk: int) -> list[int]:
 
 def _compile(data, model, chunks, streaming):
   """{steps: jitted chunk of that many steps} of one input path."""
-  feed = feeds.BatchFeed(_BATCH.value, data.dynamic_binarization,
-                         data.pixel_max, streamed=streaming)
-  return {n: jax.jit(functools.partial(chunks_lib.train_chunk, model,
-                                       step_lib.StepConfig(), feed, n),
-                     donate_argnums=(0,))
-          for n in set(chunks)}
+  feed = feeds.BatchFeed(
+    _BATCH.value, data.dynamic_binarization, data.pixel_max, streamed=streaming
+  )
+  return {
+    n: jax.jit(
+      functools.partial(
+        chunks_lib.train_chunk, model, step_lib.StepConfig(), feed, n
+      ),
+      donate_argnums=(0,),
+    )
+    for n in set(chunks)
+  }
 
 
 def _config(**overrides):
   config = default.get_config()
-  config.update(dict(dataset=_DATASET.value, data_dir=_DATA_DIR.value or "",
-                     batch_size=_BATCH.value), **overrides)
+  config.update(
+    dict(
+      dataset=_DATASET.value,
+      data_dir=_DATA_DIR.value or "",
+      batch_size=_BATCH.value,
+    ),
+    **overrides,
+  )
   return config
 
 
@@ -82,23 +95,33 @@ def _epoch(data, compiled, state, hparams, chunks, stream):
 def main(argv):
   del argv
   on_device = prepared.prepare_data(_config())
-  streamed = prepared.PreparedData(on_device.dataset,
-                                   on_device.binarization, on_device.layout,
-                                   streaming=True)
+  streamed = prepared.PreparedData(
+    on_device.dataset, on_device.binarization, on_device.layout, streaming=True
+  )
   steps_per_epoch = on_device.num_train // _BATCH.value
   examples = _EPOCHS.value * steps_per_epoch * _BATCH.value
   model = make_mlp_vae(on_device.data_dim)
   hparams = step_lib.Hyperparams(jnp.float32(1e-3), jnp.float32(1.0))
-  print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}); "
-        f"data: {on_device.dataset.source}, train {on_device.train.shape}, "
-        f"{steps_per_epoch} steps of {_BATCH.value} per epoch")
+  print(
+    f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}); "
+    f"data: {on_device.dataset.source}, train {on_device.train.shape}, "
+    f"{steps_per_epoch} steps of {_BATCH.value} per epoch"
+  )
 
   paths = [
-      ("on-device", on_device, [steps_per_epoch], False),
-      (f"on-device/{_CHUNK.value}", on_device,
-       _chunk_lengths(steps_per_epoch, _CHUNK.value), False),
-      (f"streaming/{_CHUNK.value}", streamed,
-       _chunk_lengths(steps_per_epoch, _CHUNK.value), True),
+    ("on-device", on_device, [steps_per_epoch], False),
+    (
+      f"on-device/{_CHUNK.value}",
+      on_device,
+      _chunk_lengths(steps_per_epoch, _CHUNK.value),
+      False,
+    ),
+    (
+      f"streaming/{_CHUNK.value}",
+      streamed,
+      _chunk_lengths(steps_per_epoch, _CHUNK.value),
+      True,
+    ),
   ]
   # Warm-up epoch 0 of each path (compilation), then the timed epochs 1..E,
   # the paths taking turns epoch by epoch so that a change in the machine's
@@ -107,17 +130,30 @@ def main(argv):
   runs = []
   for name, data, chunks, streaming in paths:
     compiled = _compile(data, model, chunks, streaming)
-    state = step_lib.init_train_state(model, step_lib.StepConfig(),
-                                      jax.random.key(0))
-    warm_up = (streaming_lib.stream_chunks(data.train, state.rng,
-                                           _BATCH.value, chunks, 0, 1)
-               if streaming else None)
+    state = step_lib.init_train_state(
+      model, step_lib.StepConfig(), jax.random.key(0)
+    )
+    warm_up = (
+      streaming_lib.stream_chunks(
+        data.train, state.rng, _BATCH.value, chunks, 0, 1
+      )
+      if streaming
+      else None
+    )
     state, _ = _epoch(data, compiled, state, hparams, chunks, warm_up)
-    stream = (streaming_lib.stream_chunks(data.train, state.rng,
-                                          _BATCH.value, chunks, 1,
-                                          _EPOCHS.value,
-                                          prefetch=_PREFETCH.value)
-              if streaming else None)
+    stream = (
+      streaming_lib.stream_chunks(
+        data.train,
+        state.rng,
+        _BATCH.value,
+        chunks,
+        1,
+        _EPOCHS.value,
+        prefetch=_PREFETCH.value,
+      )
+      if streaming
+      else None
+    )
     runs.append([name, data, compiled, state, chunks, stream, 0.0])
   for _ in range(_EPOCHS.value):
     for run in runs:
@@ -129,8 +165,11 @@ def main(argv):
     if stream is not None:
       stream.close()
     results[name] = examples / seconds
-    print(f"{name:>14}: {results[name]:10.0f} examples/s "
-          f"({_EPOCHS.value} epochs in {seconds:.2f}s)", flush=True)
+    print(
+      f"{name:>14}: {results[name]:10.0f} examples/s "
+      f"({_EPOCHS.value} epochs in {seconds:.2f}s)",
+      flush=True,
+    )
   reference = results["on-device"]
   for name in list(results)[1:]:
     print(f"{name:>14} / on-device: {results[name] / reference:.3f}")

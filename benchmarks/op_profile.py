@@ -44,9 +44,11 @@ import jax
 
 _TRACE_FLAG = "--xla_cpu_enable_xprof_traceme=true"
 # Events of the runtime and of Python, not of the program's ops.
-_NOT_OPS = re.compile(r"^\$|ThunkExecutor|Await|PjRt|Pjit|Handle |Wait for|"
-                      r"ThreadpoolListener|Allocate|ParseArguments|"
-                      r"PythonRefManager|^end: ")
+_NOT_OPS = re.compile(
+  r"^\$|ThunkExecutor|Await|PjRt|Pjit|Handle |Wait for|"
+  r"ThreadpoolListener|Allocate|ParseArguments|"
+  r"PythonRefManager|^end: "
+)
 
 
 def enable() -> None:
@@ -79,8 +81,9 @@ def op_times(run) -> OpTimes:
   with tempfile.TemporaryDirectory() as path:
     with jax.profiler.trace(path, create_perfetto_trace=True):
       run()
-    trace_file, = glob.glob(os.path.join(path, "**", "*.trace.json.gz"),
-                            recursive=True)
+    (trace_file,) = glob.glob(
+      os.path.join(path, "**", "*.trace.json.gz"), recursive=True
+    )
     with gzip.open(trace_file) as f:
       events = json.load(f)
   events = events["traceEvents"] if isinstance(events, dict) else events
@@ -123,8 +126,10 @@ def _innermost(thread: list) -> list[tuple[float, float, str]]:
 
 def _wall_shares(segments) -> dict[str, float]:
   """Each instant's length split evenly among the segments covering it."""
-  bounds = sorted([(s, 1, name) for s, _, name in segments]
-                  + [(e, -1, name) for _, e, name in segments])
+  bounds = sorted(
+    [(s, 1, name) for s, _, name in segments]
+    + [(e, -1, name) for _, e, name in segments]
+  )
   shares, running, last = collections.Counter(), collections.Counter(), None
   for time, change, name in bounds:
     count = sum(running.values())
@@ -159,15 +164,18 @@ def describe(hlo: str, op: str, param_shapes=frozenset()) -> tuple[str, str]:
 
   `param_shapes`: the parameters' shapes as tuples, for the `update` group.
   """
-  found = re.search(rf"%{re.escape(op)} = (\(.*?\)|\S+) ([a-z][\w-]*)\((.*)",
-                    hlo)
+  found = re.search(
+    rf"%{re.escape(op)} = (\(.*?\)|\S+) ([a-z][\w-]*)\((.*)", hlo
+  )
   if not found:
     return "other", "?"
   shape, kind, rest = found.groups()
   called = re.search(r"calls=%([\w.\-]+)", rest)
   body = _computations(hlo).get(called.group(1), "") if called else ""
-  ops = sorted(set(re.findall(r"= \S+ ([a-z][\w-]*)\(", body))
-               - {"parameter", "constant", "broadcast", "bitcast"}) or [kind]
+  ops = sorted(
+    set(re.findall(r"= \S+ ([a-z][\w-]*)\(", body))
+    - {"parameter", "constant", "broadcast", "bitcast"}
+  ) or [kind]
   text = " ".join(ops)
   if "dot" in ops or kind in ("dot", "convolution"):
     group = "matmul"
@@ -190,8 +198,9 @@ def _dims(shape: str) -> tuple[int, ...]:
   return tuple(int(d) for d in found.group(1).split(",") if d) if found else ()
 
 
-def table(times: OpTimes, hlo: str, steps: int, top: int = 12,
-          param_shapes=frozenset()) -> str:
+def table(
+  times: OpTimes, hlo: str, steps: int, top: int = 12, param_shapes=frozenset()
+) -> str:
   """The `top` ops by wall share and the groups' totals, µs per step.
 
   Columns: the op's share of the wall time, that as % of the wall time
@@ -204,14 +213,20 @@ def table(times: OpTimes, hlo: str, steps: int, top: int = 12,
     group, what = describe(hlo, op, param_shapes)
     groups[group] += seconds
     if len(rows) < top:
-      rows.append(f"  {1e6 * seconds / steps:8.1f} µs {100 * seconds / wall:5.1f}%"
-                  f" {1e6 * times.busy.get(op, 0.0) / steps:8.1f} µs"
-                  f"  {group:9} {op:28} {what}")
-  summary = "  ".join(f"{g} {100 * s / wall:.0f}%"
-                      for g, s in groups.most_common())
-  return "\n".join([
+      rows.append(
+        f"  {1e6 * seconds / steps:8.1f} µs {100 * seconds / wall:5.1f}%"
+        f" {1e6 * times.busy.get(op, 0.0) / steps:8.1f} µs"
+        f"  {group:9} {op:28} {what}"
+      )
+  summary = "  ".join(
+    f"{g} {100 * s / wall:.0f}%" for g, s in groups.most_common()
+  )
+  return "\n".join(
+    [
       f"  {1e6 * wall / steps:8.1f} µs of wall time per step with ops running "
       f"({1e6 * busy / steps:.1f} µs busy: {busy / wall:.2f} ops at once "
       f"on average): {summary}",
       "      wall share          busy",
-      *rows])
+      *rows,
+    ]
+  )

@@ -25,9 +25,17 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-__all__ = ["Sizes", "init", "plain_epoch", "naive_step", "matmul_step",
-           "matmul_adam_step", "init_adam_carry", "matmul_flops",
-           "binarize_epoch"]
+__all__ = [
+  "Sizes",
+  "init",
+  "plain_epoch",
+  "naive_step",
+  "matmul_step",
+  "matmul_adam_step",
+  "init_adam_carry",
+  "matmul_flops",
+  "binarize_epoch",
+]
 
 
 class Sizes(NamedTuple):
@@ -41,14 +49,17 @@ class Sizes(NamedTuple):
     """(in, out) of each matmul: encoder, both heads as one, decoder."""
     enc = [self.data, *self.hidden]
     dec = [self.latent, *reversed(self.hidden), self.data]
-    return ([*zip(enc[:-1], enc[1:]), (enc[-1], 2 * self.latent)]
-            + list(zip(dec[:-1], dec[1:])))
+    return [*zip(enc[:-1], enc[1:]), (enc[-1], 2 * self.latent)] + list(
+      zip(dec[:-1], dec[1:])
+    )
 
 
 def init(sizes: Sizes, key) -> list:
   keys = jax.random.split(key, len(sizes.layers))
-  return [(jax.random.normal(k, (a, b)) / np.sqrt(a), jnp.zeros(b))
-          for k, (a, b) in zip(keys, sizes.layers)]
+  return [
+    (jax.random.normal(k, (a, b)) / np.sqrt(a), jnp.zeros(b))
+    for k, (a, b) in zip(keys, sizes.layers)
+  ]
 
 
 def _mlp(layers, h):
@@ -71,10 +82,12 @@ def _elbo(sizes: Sizes, params, x, eps):
 
 def _step(sizes: Sizes, optimizer, carry, batch):
   params, opt_state, key, t = carry
-  eps = jax.random.normal(jax.random.fold_in(key, t), (sizes.batch,
-                                                       sizes.latent))
-  loss = lambda p: -jnp.mean(jax.vmap(functools.partial(_elbo, sizes, p))(
-      batch, eps))
+  eps = jax.random.normal(
+    jax.random.fold_in(key, t), (sizes.batch, sizes.latent)
+  )
+  loss = lambda p: (
+    -jnp.mean(jax.vmap(functools.partial(_elbo, sizes, p))(batch, eps))
+  )
   value, grads = jax.value_and_grad(loss)(params)
   updates, opt_state = optimizer.update(grads, opt_state, params)
   return (optax.apply_updates(params, updates), opt_state, key, t + 1), value
@@ -94,13 +107,15 @@ def plain_epoch(sizes: Sizes, learning_rate: float = 1e-3):
   def run(carry, batches):
     carry, losses = jax.lax.scan(step, carry, batches)
     return carry, -jnp.mean(losses)
+
   return run
 
 
 def naive_step(sizes: Sizes, learning_rate: float = 1e-3):
   """jit(carry, batch `[B, 784]`) → (carry, ELBO): one step per call."""
-  return jax.jit(functools.partial(_step, sizes, optax.adam(learning_rate)),
-                 donate_argnums=0)
+  return jax.jit(
+    functools.partial(_step, sizes, optax.adam(learning_rate)), donate_argnums=0
+  )
 
 
 def matmul_flops(sizes: Sizes) -> int:
@@ -120,7 +135,7 @@ def _matmul_grads(sizes: Sizes, params, x) -> list:
   for i, (w, _) in enumerate(params):
     h = acts[-1] @ w
     if i == n_enc - 1:
-      h = h[:, :sizes.latent]  # z ← μ (a slice, no arithmetic)
+      h = h[:, : sizes.latent]  # z ← μ (a slice, no arithmetic)
     acts.append(h)
   grad = acts[-1]
   grads = []
@@ -139,15 +154,18 @@ def matmul_step(sizes: Sizes, dtype=jnp.float32):
   forward and backward passes; a tiny update makes every step depend on
   the last. With `dtype` bfloat16, the matmuls take float32 parameters cast
   to it (what mixed precision does), the update stays float32."""
+
   def body(params, x):
     cast = [(w.astype(dtype), b) for w, b in params]
     grads = _matmul_grads(sizes, cast, x.astype(dtype))
-    return [(w - 1e-9 * g.astype(w.dtype), b)
-            for (w, b), g in zip(params, grads)], None
+    return [
+      (w - 1e-9 * g.astype(w.dtype), b) for (w, b), g in zip(params, grads)
+    ], None
 
   @jax.jit
   def run(params, batches):
     return jax.lax.scan(body, params, batches)[0]
+
   return run
 
 
@@ -164,14 +182,17 @@ def matmul_adam_step(sizes: Sizes, learning_rate: float = 1e-3):
 
   def body(carry, x):
     params, opt_state = carry
-    grads = [(1e-6 * g, jnp.zeros_like(b)) for (_, b), g in
-             zip(params, _matmul_grads(sizes, params, x))]
+    grads = [
+      (1e-6 * g, jnp.zeros_like(b))
+      for (_, b), g in zip(params, _matmul_grads(sizes, params, x))
+    ]
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return (optax.apply_updates(params, updates), opt_state), None
 
   @functools.partial(jax.jit, donate_argnums=0)
   def run(carry, batches):
     return jax.lax.scan(body, carry, batches)[0]
+
   return run
 
 
@@ -179,6 +200,6 @@ def binarize_epoch(images: np.ndarray, sizes: Sizes, seed: int) -> np.ndarray:
   """An epoch of shuffled, binarised batches `[S, B, 784]` on the host."""
   rng = np.random.default_rng(seed)
   steps = images.shape[0] // sizes.batch
-  order = rng.permutation(images.shape[0])[:steps * sizes.batch]
+  order = rng.permutation(images.shape[0])[: steps * sizes.batch]
   flat = images[order].reshape(steps, sizes.batch, -1).astype(np.float32)
   return (rng.uniform(size=flat.shape) < flat / 255.0).astype(np.float32)

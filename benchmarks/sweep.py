@@ -51,11 +51,13 @@ def main(argv):
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 
   from vae_jax.configs import default  # pylint: disable=g-import-not-at-top
+
   # pylint: disable-next=g-import-not-at-top
   from vae_jax.data.prepared import prepare_data
   from vae_jax.nets import registry  # pylint: disable=g-import-not-at-top
   from vae_jax.run import programs  # pylint: disable=g-import-not-at-top
   from vae_jax.run import sweep  # pylint: disable=g-import-not-at-top
+
   # pylint: disable-next=g-import-not-at-top
   from vae_jax.run.sweep import group as sweep_group
 
@@ -73,18 +75,19 @@ def main(argv):
   for i in range(FLAGS.members):
     member = config.copy_and_resolve_references()
     member.seed, member.learning_rate = i, 1e-3 * (1 + i / FLAGS.members)
-    states.append(programs.init_state(model, step_cfg,
-                                      programs.run_keys(member)[0]))
+    states.append(
+      programs.init_state(model, step_cfg, programs.run_keys(member)[0])
+    )
     hparams.append(programs.hyperparams(member, steps_per_epoch))
-  single = programs.compile_chunk(model, step_cfg, feed, n, states[0],
-                                  data.train, hparams[0])
-  stack = lambda trees: jax.tree_util.tree_map(lambda *x: jnp.stack(x),
-                                               *trees)
+  single = programs.compile_chunk(
+    model, step_cfg, feed, n, states[0], data.train, hparams[0]
+  )
+  stack = lambda trees: jax.tree_util.tree_map(lambda *x: jnp.stack(x), *trees)
   group_states, group_hparams = stack(states), stack(hparams)
   active = jnp.ones(FLAGS.members, bool)
   group = sweep_group.group_chunk.lower(
-      model, step_cfg, feed, n, group_states, data.train, group_hparams,
-      active).compile()
+    model, step_cfg, feed, n, group_states, data.train, group_hparams, active
+  ).compile()
 
   def sequential():
     for i in range(FLAGS.members):
@@ -93,8 +96,9 @@ def main(argv):
 
   def vmapped():
     nonlocal group_states
-    group_states, metrics, _ = group(group_states, data.train, group_hparams,
-                                     active)
+    group_states, metrics, _ = group(
+      group_states, data.train, group_hparams, active
+    )
     jax.block_until_ready(metrics)
 
   examples = FLAGS.members * n * config.batch_size
@@ -108,31 +112,49 @@ def main(argv):
   medians = {k: statistics.median(v) for k, v in rates.items()}
   auto = "vmapped" if sweep.vectorize_choice("auto") else "sequential"
   best = max(medians.values())
-  rows = [{"mode": k, "examples_per_sec": medians[k],
-           "speedup_vs_sequential": medians[k] / medians["sequential"],
-           "of_best": medians[k] / best, "repeats": v}
-          for k, v in rates.items()]
-  rows.append({"mode": f"auto ({auto})", "examples_per_sec": medians[auto],
-               "speedup_vs_sequential": medians[auto] / medians["sequential"],
-               "of_best": medians[auto] / best, "repeats": rates[auto]})
-  model_name = "-".join(map(str, (784, *config.hidden_dims,
-                                   config.latent_dim)))
-  print(f"{model_name} MLP, {bench_data.describe()}; "
-        f"{FLAGS.members} members × {n} steps × batch {config.batch_size}, "
-        f"{jax.default_backend()} ({jax.devices()[0].device_kind}), median "
-        f"of {FLAGS.repeats} alternating repeats")
-  print(f"{'mode':<18} {'examples/s':>12} {'vs sequential':>14} "
-        f"{'of best':>8}")
+  rows = [
+    {
+      "mode": k,
+      "examples_per_sec": medians[k],
+      "speedup_vs_sequential": medians[k] / medians["sequential"],
+      "of_best": medians[k] / best,
+      "repeats": v,
+    }
+    for k, v in rates.items()
+  ]
+  rows.append(
+    {
+      "mode": f"auto ({auto})",
+      "examples_per_sec": medians[auto],
+      "speedup_vs_sequential": medians[auto] / medians["sequential"],
+      "of_best": medians[auto] / best,
+      "repeats": rates[auto],
+    }
+  )
+  model_name = "-".join(map(str, (784, *config.hidden_dims, config.latent_dim)))
+  print(
+    f"{model_name} MLP, {bench_data.describe()}; "
+    f"{FLAGS.members} members × {n} steps × batch {config.batch_size}, "
+    f"{jax.default_backend()} ({jax.devices()[0].device_kind}), median "
+    f"of {FLAGS.repeats} alternating repeats"
+  )
+  print(f"{'mode':<18} {'examples/s':>12} {'vs sequential':>14} {'of best':>8}")
   for row in rows:
-    print(f"{row['mode']:<18} {row['examples_per_sec']:>12.0f} "
-          f"{row['speedup_vs_sequential']:>13.2f}× {row['of_best']:>8.2f}")
+    print(
+      f"{row['mode']:<18} {row['examples_per_sec']:>12.0f} "
+      f"{row['speedup_vs_sequential']:>13.2f}× {row['of_best']:>8.2f}"
+    )
   for row in rows:
-    print(json.dumps(dict(row, members=FLAGS.members, steps=n,
-                          backend=jax.default_backend())))
+    print(
+      json.dumps(
+        dict(row, members=FLAGS.members, steps=n, backend=jax.default_backend())
+      )
+    )
   sys.stdout.flush()
 
 
 if __name__ == "__main__":
   from vae_jax import cli  # pylint: disable=g-import-not-at-top
+
   cli.use_cpu_if_alone()
   app.run(main)

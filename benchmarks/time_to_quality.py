@@ -39,15 +39,22 @@ from absl import flags
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_data  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-_RUNS = flags.DEFINE_list("runs", ["paper=runs/paper", "fast=runs/fast"],
-                          "NAME=WORKDIR of each run; the first is the "
-                          "reference of the ratios.")
-_TRAIN = flags.DEFINE_bool("train", False, "Train (or resume) each run of "
-                           "vae_jax/configs/NAME.py in its WORKDIR first.")
-_THRESHOLDS = flags.DEFINE_list("thresholds", ["auto"], "Validation-ELBO "
-                                "thresholds in nats, or auto.")
-_OVERRIDES = flags.DEFINE_list("override", [], "K=V settings of the trained "
-                               "configs; tuples joined by '/'.")
+_RUNS = flags.DEFINE_list(
+  "runs",
+  ["paper=runs/paper", "fast=runs/fast"],
+  "NAME=WORKDIR of each run; the first is the reference of the ratios.",
+)
+_TRAIN = flags.DEFINE_bool(
+  "train",
+  False,
+  "Train (or resume) each run of vae_jax/configs/NAME.py in its WORKDIR first.",
+)
+_THRESHOLDS = flags.DEFINE_list(
+  "thresholds", ["auto"], "Validation-ELBO thresholds in nats, or auto."
+)
+_OVERRIDES = flags.DEFINE_list(
+  "override", [], "K=V settings of the trained configs; tuples joined by '/'."
+)
 _PLOT = flags.DEFINE_string("plot", "time_to_quality.png", "The figure.")
 
 
@@ -69,12 +76,15 @@ def read_curve(name: str, workdir: str) -> Curve:
         records.append(json.loads(line))
   if not records:
     raise ValueError(f"{workdir}/metrics.jsonl holds no epoch")
-  metric = ("val_elbo" if records[0].get("val_elbo") is not None
-            else "test_elbo")
+  metric = "val_elbo" if records[0].get("val_elbo") is not None else "test_elbo"
   log_px = records[-1].get("test_log_px")
-  return Curve(name, [r["wall_time_sec"] for r in records],
-               [r[metric] for r in records], metric,
-               None if log_px is None else -log_px)
+  return Curve(
+    name,
+    [r["wall_time_sec"] for r in records],
+    [r[metric] for r in records],
+    metric,
+    None if log_px is None else -log_px,
+  )
 
 
 def time_to(curve: Curve, threshold: float) -> Optional[float]:
@@ -102,15 +112,19 @@ def report(curves: list[Curve], thresholds: list[float]) -> dict:
   ratios = {}
   for c in curves[1:]:
     ratios[f"{first}/{c.name}"] = [
-        a / b if a is not None and b else None
-        for a, b in zip(times[first], times[c.name])]
-  return {"thresholds": thresholds, "seconds_to_threshold": times,
-          "ratios": ratios,
-          "best_elbo": {c.name: max(c.elbo) for c in curves},
-          "metric": {c.name: c.metric for c in curves},
-          "final_is_nll": {c.name: c.is_nll for c in curves},
-          "total_seconds": {c.name: c.seconds[-1] for c in curves},
-          "epochs": {c.name: len(c.elbo) for c in curves}}
+      a / b if a is not None and b else None
+      for a, b in zip(times[first], times[c.name])
+    ]
+  return {
+    "thresholds": thresholds,
+    "seconds_to_threshold": times,
+    "ratios": ratios,
+    "best_elbo": {c.name: max(c.elbo) for c in curves},
+    "metric": {c.name: c.metric for c in curves},
+    "final_is_nll": {c.name: c.is_nll for c in curves},
+    "total_seconds": {c.name: c.seconds[-1] for c in curves},
+    "epochs": {c.name: len(c.elbo) for c in curves},
+  }
 
 
 def _show(value: Optional[float], spec: str = ".0f") -> str:
@@ -119,25 +133,36 @@ def _show(value: Optional[float], spec: str = ".0f") -> str:
 
 def print_table(curves: list[Curve], result: dict) -> None:
   names = [c.name for c in curves]
-  print(f"{'ELBO ≥':>10} " + " ".join(f"{n + ' s':>12}" for n in names)
-        + " " + " ".join(f"{r:>12}" for r in result["ratios"]))
+  print(
+    f"{'ELBO ≥':>10} "
+    + " ".join(f"{n + ' s':>12}" for n in names)
+    + " "
+    + " ".join(f"{r:>12}" for r in result["ratios"])
+  )
   for i, threshold in enumerate(result["thresholds"]):
     cells = [_show(result["seconds_to_threshold"][n][i]) for n in names]
     ratios = [_show(v[i], ".2f") for v in result["ratios"].values()]
-    print(f"{threshold:>10.2f} " + " ".join(f"{c:>12}" for c in cells)
-          + " " + " ".join(f"{r:>12}" for r in ratios))
+    print(
+      f"{threshold:>10.2f} "
+      + " ".join(f"{c:>12}" for c in cells)
+      + " "
+      + " ".join(f"{r:>12}" for r in ratios)
+    )
   for c in curves:
     nll = result["final_is_nll"][c.name]
-    print(f"{c.name}: best {c.metric} {max(c.elbo):.2f} after {len(c.elbo)} "
-          f"epochs, {c.seconds[-1]:.0f} s; final IS-NLL "
-          + ("n/a (set final_importance_samples)" if nll is None
-             else f"{nll:.2f}"))
+    print(
+      f"{c.name}: best {c.metric} {max(c.elbo):.2f} after {len(c.elbo)} "
+      f"epochs, {c.seconds[-1]:.0f} s; final IS-NLL "
+      + ("n/a (set final_importance_samples)" if nll is None else f"{nll:.2f}")
+    )
 
 
 def draw(curves: list[Curve], thresholds: list[float], path: str) -> None:
   import matplotlib  # pylint: disable=g-import-not-at-top
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
   fig, ax = plt.subplots(figsize=(7, 4.5))
   for c in curves:
     ax.plot(c.seconds, c.elbo, marker=".", label=f"{c.name} ({c.metric})")
@@ -163,6 +188,7 @@ def _train(name: str, workdir: str) -> bool:
   is no such config file."""
   from vae_jax import configs  # pylint: disable=g-import-not-at-top
   from vae_jax.run import loop  # pylint: disable=g-import-not-at-top
+
   path = configs.path(name)
   if not os.path.exists(path):
     print(f"{name}: {path} does not exist; its run is skipped")
@@ -173,8 +199,9 @@ def _train(name: str, workdir: str) -> bool:
   config = module.get_config()
   bench_data.override(config, _OVERRIDES.value)
   bench_data.apply(config)
-  loop.train_and_evaluate(config, workdir, progress_bar=False,
-                          figures=False, config_file=path)
+  loop.train_and_evaluate(
+    config, workdir, progress_bar=False, figures=False, config_file=path
+  )
   return True
 
 
@@ -186,8 +213,7 @@ def main(argv):
     if _TRAIN.value and not _train(name, workdir):
       continue
     if not os.path.exists(os.path.join(workdir, "metrics.jsonl")):
-      print(f"{name}: no metrics.jsonl in {workdir}; pass --train to train "
-            "it")
+      print(f"{name}: no metrics.jsonl in {workdir}; pass --train to train it")
       continue
     curves.append(read_curve(name, workdir))
   if not curves:

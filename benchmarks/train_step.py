@@ -72,24 +72,40 @@ import bench_data  # pylint: disable=g-import-not-at-top,wrong-import-position
 import op_profile  # pylint: disable=g-import-not-at-top,wrong-import-position
 import plain_vae  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-_MODELS = flags.DEFINE_list("models", ["default", "paper"],
-                            "Configs whose models are measured.")
+_MODELS = flags.DEFINE_list(
+  "models", ["default", "paper"], "Configs whose models are measured."
+)
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Interleaved repeats.")
-_USERS = flags.DEFINE_bool("users", False,
-                           "3-epoch runs of the launcher vs plain instead.")
-_PLAIN_RUN = flags.DEFINE_integer("plain_run", 0, "(internal) run plain for "
-                                  "N epochs, print the best epoch's ex/s.")
-_PROFILE = flags.DEFINE_bool("profile", False, "Also print where the trainer "
-                              "and plain spend an epoch, op by op.")
+_USERS = flags.DEFINE_bool(
+  "users", False, "3-epoch runs of the launcher vs plain instead."
+)
+_PLAIN_RUN = flags.DEFINE_integer(
+  "plain_run",
+  0,
+  "(internal) run plain for N epochs, print the best epoch's ex/s.",
+)
+_PROFILE = flags.DEFINE_bool(
+  "profile",
+  False,
+  "Also print where the trainer and plain spend an epoch, op by op.",
+)
 _CONFIG_OVERRIDES = flags.DEFINE_list(
-    "override", [], "--config.K=V settings of the trainer row, e.g. "
-    "compute_dtype=bfloat16; tuples joined by '/', hidden_dims=32/16.")
+  "override",
+  [],
+  "--config.K=V settings of the trainer row, e.g. "
+  "compute_dtype=bfloat16; tuples joined by '/', hidden_dims=32/16.",
+)
 _ROWS = ["trainer", "plain", "naive", "matmuls", "mm+adam"]
-_ROWS_TIMED = flags.DEFINE_list("rows", _ROWS, "The rows timed (plain and "
-                                "matmuls always).")
-_DTYPES = flags.DEFINE_list("compute_dtypes", [], "Also these compute "
-                            "dtypes: a trainer and a matmuls row for each, "
-                            "e.g. bfloat16.")
+_ROWS_TIMED = flags.DEFINE_list(
+  "rows", _ROWS, "The rows timed (plain and matmuls always)."
+)
+_DTYPES = flags.DEFINE_list(
+  "compute_dtypes",
+  [],
+  "Also these compute "
+  "dtypes: a trainer and a matmuls row for each, "
+  "e.g. bfloat16.",
+)
 
 
 def _config(name: str):
@@ -101,20 +117,26 @@ def _config(name: str):
 
 
 def _sizes(config) -> plain_vae.Sizes:
-  return plain_vae.Sizes(tuple(config.hidden_dims), config.latent_dim,
-                         config.batch_size)
+  return plain_vae.Sizes(
+    tuple(config.hidden_dims), config.latent_dim, config.batch_size
+  )
 
 
 def _machine() -> str:
   cpu = platform.processor() or platform.machine()
   try:
     with open("/proc/cpuinfo") as f:
-      cpu = next(line.split(":", 1)[1].strip() for line in f
-                 if line.startswith("model name"))
+      cpu = next(
+        line.split(":", 1)[1].strip()
+        for line in f
+        if line.startswith("model name")
+      )
   except (OSError, StopIteration):
     pass
-  return (f"{jax.devices()[0].device_kind} ({jax.default_backend()}, "
-          f"{os.cpu_count()} cores: {cpu}), jax {jax.__version__}")
+  return (
+    f"{jax.devices()[0].device_kind} ({jax.default_backend()}, "
+    f"{os.cpu_count()} cores: {cpu}), jax {jax.__version__}"
+  )
 
 
 def _memory_mb(compiled) -> float:
@@ -140,6 +162,7 @@ class _Row:
 def _trainer_row(config, data, name: str = "trainer") -> _Row:
   from vae_jax.nets import registry  # pylint: disable=g-import-not-at-top
   from vae_jax.run import programs  # pylint: disable=g-import-not-at-top
+
   model = registry.build_model(config, data.train.shape[1:])
   steps = data.num_train // config.batch_size
   step_cfg = programs.step_config(config)
@@ -148,15 +171,23 @@ def _trainer_row(config, data, name: str = "trainer") -> _Row:
   init_rng, _, _ = programs.run_keys(config)
   box = [programs.init_state(model, step_cfg, init_rng)]
   start = time.perf_counter()
-  compiled = programs.compile_chunk(model, step_cfg, feed, steps, box[0],
-                                    data.train, hparams)
+  compiled = programs.compile_chunk(
+    model, step_cfg, feed, steps, box[0], data.train, hparams
+  )
   compile_s = time.perf_counter() - start
 
   def run():
     box[0], metrics, _ = compiled(box[0], data.train, hparams)
     jax.block_until_ready(metrics)
-  return _Row(name, run, steps * config.batch_size, compile_s,
-              _memory_mb(compiled), compiled.as_text())
+
+  return _Row(
+    name,
+    run,
+    steps * config.batch_size,
+    compile_s,
+    _memory_mb(compiled),
+    compiled.as_text(),
+  )
 
 
 def _compile(jitted, *args):
@@ -171,12 +202,16 @@ def _matmul_row(config, batches, dtype: str) -> _Row:
   sizes = _sizes(config)
   params = plain_vae.init(sizes, jax.random.key(0))
   compiled, compile_s = _compile(
-      plain_vae.matmul_step(sizes, getattr(jax.numpy, dtype)), params,
-      batches)
+    plain_vae.matmul_step(sizes, getattr(jax.numpy, dtype)), params, batches
+  )
   run = lambda: jax.block_until_ready(compiled(params, batches))
-  return _Row(f"matmuls-{_short(dtype)}", run,
-              batches.shape[0] * sizes.batch, compile_s,
-              _memory_mb(compiled))
+  return _Row(
+    f"matmuls-{_short(dtype)}",
+    run,
+    batches.shape[0] * sizes.batch,
+    compile_s,
+    _memory_mb(compiled),
+  )
 
 
 def _short(dtype: str) -> str:
@@ -190,64 +225,97 @@ def _plain_rows(config, images: np.ndarray, timed: set) -> list[_Row]:
   batches = jax.device_put(plain_vae.binarize_epoch(images, sizes, 0))
   examples = batches.shape[0] * sizes.batch
   box = [plain_vae.init_carry(sizes, lr)]
-  compiled, compile_s = _compile(plain_vae.plain_epoch(sizes, lr), box[0],
-                                 batches)
+  compiled, compile_s = _compile(
+    plain_vae.plain_epoch(sizes, lr), box[0], batches
+  )
 
   def run_plain():
     box[0], elbo = compiled(box[0], batches)
     jax.block_until_ready(elbo)
-  rows = [_Row("plain", run_plain, examples, compile_s, _memory_mb(compiled),
-               compiled.as_text())]
+
+  rows = [
+    _Row(
+      "plain",
+      run_plain,
+      examples,
+      compile_s,
+      _memory_mb(compiled),
+      compiled.as_text(),
+    )
+  ]
 
   if "naive" in timed:
     naive_box = [plain_vae.init_carry(sizes, lr)]
     rng = np.random.default_rng(1)
     order = np.arange(examples)
     naive_compiled, naive_compile_s = _compile(
-        plain_vae.naive_step(sizes, lr), naive_box[0], batches[0])
+      plain_vae.naive_step(sizes, lr), naive_box[0], batches[0]
+    )
 
     def run_naive():
       rng.shuffle(order)
       for s in range(examples // sizes.batch):
-        raw = images[order[s * sizes.batch:(s + 1) * sizes.batch]]
-        batch = (rng.uniform(size=raw.shape) < raw / 255.0).astype(
-            np.float32)
+        raw = images[order[s * sizes.batch : (s + 1) * sizes.batch]]
+        batch = (rng.uniform(size=raw.shape) < raw / 255.0).astype(np.float32)
         naive_box[0], elbo = naive_compiled(naive_box[0], batch)
       jax.block_until_ready(elbo)
-    rows.append(_Row("naive", run_naive, examples, naive_compile_s,
-                     _memory_mb(naive_compiled)))
+
+    rows.append(
+      _Row(
+        "naive",
+        run_naive,
+        examples,
+        naive_compile_s,
+        _memory_mb(naive_compiled),
+      )
+    )
 
   params = plain_vae.init(sizes, jax.random.key(0))
-  matmul_compiled, matmul_compile_s = _compile(plain_vae.matmul_step(sizes),
-                                               params, batches)
+  matmul_compiled, matmul_compile_s = _compile(
+    plain_vae.matmul_step(sizes), params, batches
+  )
   run_matmuls = lambda: jax.block_until_ready(matmul_compiled(params, batches))
-  rows.append(_Row("matmuls", run_matmuls, examples, matmul_compile_s,
-                   _memory_mb(matmul_compiled)))
+  rows.append(
+    _Row(
+      "matmuls",
+      run_matmuls,
+      examples,
+      matmul_compile_s,
+      _memory_mb(matmul_compiled),
+    )
+  )
 
   if "mm+adam" in timed:
     adam_box = [plain_vae.init_adam_carry(sizes, lr)]
     adam_compiled, adam_compile_s = _compile(
-        plain_vae.matmul_adam_step(sizes, lr), adam_box[0], batches)
+      plain_vae.matmul_adam_step(sizes, lr), adam_box[0], batches
+    )
 
     def run_adam():
       adam_box[0] = adam_compiled(adam_box[0], batches)
       jax.block_until_ready(adam_box[0])
-    rows.append(_Row("mm+adam", run_adam, examples, adam_compile_s,
-                     _memory_mb(adam_compiled)))
+
+    rows.append(
+      _Row(
+        "mm+adam", run_adam, examples, adam_compile_s, _memory_mb(adam_compiled)
+      )
+    )
   return rows
 
 
 def _measure(name: str) -> None:
   from vae_jax.data.prepared import prepare_data  # pylint: disable=g-import-not-at-top
+
   config = _config(name)
   config.validation_size = 0  # the whole training split, as the rows' epoch
   data = prepare_data(config)
   images = np.asarray(data.train)
   timed = set(_ROWS_TIMED.value) | {"plain", "matmuls"}
-  rows = [*([_trainer_row(config, data)] if "trainer" in timed else []),
-          *_plain_rows(config, images, timed)]
-  batches = jax.device_put(plain_vae.binarize_epoch(images, _sizes(config),
-                                                    0))
+  rows = [
+    *([_trainer_row(config, data)] if "trainer" in timed else []),
+    *_plain_rows(config, images, timed),
+  ]
+  batches = jax.device_put(plain_vae.binarize_epoch(images, _sizes(config), 0))
   for dtype in _DTYPES.value:
     if dtype == config.compute_dtype:
       continue
@@ -268,42 +336,61 @@ def _measure(name: str) -> None:
   limit = statistics.median(by_name["matmuls"].rates)
   gflops = limit * flops / 1e9
   model = f"784-{'-'.join(map(str, sizes.hidden))}-{sizes.latent}"
-  print(f"\n{name}: {model}, batch {sizes.batch}, {config.optimizer}, "
-        f"trainer in {config.compute_dtype}, {bench_data.describe()}; "
-        f"{flops / 1e6:.2f} MFLOP of matmuls per training example; matmuls "
-        f"at {gflops:.1f} GFLOP/s; medians of {_REPEATS.value} interleaved "
-        "repeats")
-  print(f"{'row':13} {'examples/s':>11} {'% limit':>8} {'× plain':>8} "
-        f"{'compile s':>10} {'memory MB':>10}")
+  print(
+    f"\n{name}: {model}, batch {sizes.batch}, {config.optimizer}, "
+    f"trainer in {config.compute_dtype}, {bench_data.describe()}; "
+    f"{flops / 1e6:.2f} MFLOP of matmuls per training example; matmuls "
+    f"at {gflops:.1f} GFLOP/s; medians of {_REPEATS.value} interleaved "
+    "repeats"
+  )
+  print(
+    f"{'row':13} {'examples/s':>11} {'% limit':>8} {'× plain':>8} "
+    f"{'compile s':>10} {'memory MB':>10}"
+  )
   plain_rates = by_name["plain"].rates
   for row in rows:
     rate = statistics.median(row.rates)
     ratio = statistics.median(r / p for r, p in zip(row.rates, plain_rates))
-    print(f"{row.name:13} {rate:11.0f} {100 * rate / limit:7.1f}% "
-          f"{ratio:8.3f} {row.compile_s:10.2f} {row.memory_mb:10.1f}")
+    print(
+      f"{row.name:13} {rate:11.0f} {100 * rate / limit:7.1f}% "
+      f"{ratio:8.3f} {row.compile_s:10.2f} {row.memory_mb:10.1f}"
+    )
     row.summary = dict(
-        config=name, model=model, batch=sizes.batch, row=row.name,
-        examples_per_sec=rate, percent_of_limit=100 * rate / limit,
-        ratio_to_plain=ratio, compile_sec=row.compile_s,
-        memory_mb=row.memory_mb, repeats=[round(r) for r in row.rates],
-        matmul_gflops=gflops, machine=_machine())
+      config=name,
+      model=model,
+      batch=sizes.batch,
+      row=row.name,
+      examples_per_sec=rate,
+      percent_of_limit=100 * rate / limit,
+      ratio_to_plain=ratio,
+      compile_sec=row.compile_s,
+      memory_mb=row.memory_mb,
+      repeats=[round(r) for r in row.rates],
+      matmul_gflops=gflops,
+      machine=_machine(),
+    )
   for row in rows:
     print(json.dumps(row.summary))
   if _PROFILE.value:
     heads = (sizes.hidden[-1], sizes.latent)  # the trainer's: two
-    shapes = frozenset(d for layer in [*sizes.layers, heads]
-                       for d in (layer, layer[1:]))
+    shapes = frozenset(
+      d for layer in [*sizes.layers, heads] for d in (layer, layer[1:])
+    )
     for row in rows:
       if row.hlo:
         steps = row.examples // sizes.batch
         print(f"\n{name} {row.name}: one epoch, XLA:CPU's per-op trace")
-        print(op_profile.table(op_profile.op_times(row.run), row.hlo, steps,
-                               param_shapes=shapes))
+        print(
+          op_profile.table(
+            op_profile.op_times(row.run), row.hlo, steps, param_shapes=shapes
+          )
+        )
 
 
 def _plain_run(epochs: int) -> None:
   """Three epochs of `plain` as a user runs it: binarise, then the scan."""
   from vae_jax.data.prepared import prepare_data  # pylint: disable=g-import-not-at-top
+
   config = _config("default")
   images = np.asarray(prepare_data(config).train)
   sizes = _sizes(config)
@@ -324,25 +411,46 @@ def _users() -> None:
   trainer, plain = [], []
   for _ in range(5):
     with tempfile.TemporaryDirectory() as workdir:
-      subprocess.run([sys.executable, "-m", "experiments.train",
-                      f"--workdir={workdir}", "--config.epochs=3",
-                      *[f"--config.{o}" for o in _CONFIG_OVERRIDES.value]],
-                     check=True, env=env, capture_output=True)
+      subprocess.run(
+        [
+          sys.executable,
+          "-m",
+          "experiments.train",
+          f"--workdir={workdir}",
+          "--config.epochs=3",
+          *[f"--config.{o}" for o in _CONFIG_OVERRIDES.value],
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+      )
       with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        trainer.append(max(json.loads(line)["examples_per_sec"]
-                           for line in f))
-    out = subprocess.run([sys.executable, __file__, "--plain_run=3"],
-                         check=True, env=env, capture_output=True, text=True)
-    plain.append(json.loads(out.stdout.strip().splitlines()[-1])[
-        "best_examples_per_sec"])
-    print(f"trainer {trainer[-1]:8.0f}   plain {plain[-1]:8.0f} examples/s",
-          flush=True)
+        trainer.append(max(json.loads(line)["examples_per_sec"] for line in f))
+    out = subprocess.run(
+      [sys.executable, __file__, "--plain_run=3"],
+      check=True,
+      env=env,
+      capture_output=True,
+      text=True,
+    )
+    plain.append(
+      json.loads(out.stdout.strip().splitlines()[-1])["best_examples_per_sec"]
+    )
+    print(
+      f"trainer {trainer[-1]:8.0f}   plain {plain[-1]:8.0f} examples/s",
+      flush=True,
+    )
   ratio = statistics.median(t / p for t, p in zip(trainer, plain))
-  print(f"medians: trainer {statistics.median(trainer):.0f}, plain "
-        f"{statistics.median(plain):.0f} examples/s; trainer / plain "
-        f"{ratio:.3f} (median of the 5 pairs); {_machine()}")
-  print(json.dumps(dict(trainer=trainer, plain=plain, ratio=ratio,
-                        machine=_machine())))
+  print(
+    f"medians: trainer {statistics.median(trainer):.0f}, plain "
+    f"{statistics.median(plain):.0f} examples/s; trainer / plain "
+    f"{ratio:.3f} (median of the 5 pairs); {_machine()}"
+  )
+  print(
+    json.dumps(
+      dict(trainer=trainer, plain=plain, ratio=ratio, machine=_machine())
+    )
+  )
 
 
 def main(argv):

@@ -57,17 +57,22 @@ from absl import logging
 
 _QUICK = flags.DEFINE_bool("quick", False, "A tiny run of every row.")
 _EPOCHS = flags.DEFINE_integer("epochs", 20, "Epochs of every row.")
-_IMPORTANCE = flags.DEFINE_integer("importance_samples", 1000,
-                                   "K of the IS-NLL.")
-_EVAL_EXAMPLES = flags.DEFINE_integer("eval_examples", 2000,
-                                      "First N test images evaluated.")
-_FREE_BITS = flags.DEFINE_float("free_bits", 0.5,
-                                "λ of the free-bits row, nats per dimension.")
-_DATA_DIR = flags.DEFINE_string("data_dir", "/usr/share/datasets/fashion-mnist",
-                                "Fashion-MNIST's IDX files.")
+_IMPORTANCE = flags.DEFINE_integer(
+  "importance_samples", 1000, "K of the IS-NLL."
+)
+_EVAL_EXAMPLES = flags.DEFINE_integer(
+  "eval_examples", 2000, "First N test images evaluated."
+)
+_FREE_BITS = flags.DEFINE_float(
+  "free_bits", 0.5, "λ of the free-bits row, nats per dimension."
+)
+_DATA_DIR = flags.DEFINE_string(
+  "data_dir", "/usr/share/datasets/fashion-mnist", "Fashion-MNIST's IDX files."
+)
 _ROWS = flags.DEFINE_list("rows", None, "Run only these rows (their names).")
-_WORKDIR = flags.DEFINE_string("workdir", None,
-                               "Where the runs go; default: a temporary one.")
+_WORKDIR = flags.DEFINE_string(
+  "workdir", None, "Where the runs go; default: a temporary one."
+)
 
 _QUICK_TRAIN, _QUICK_TEST = 2000, 500
 _QUICK_IMPORTANCE, _QUICK_EVAL = 100, 200
@@ -82,11 +87,11 @@ class Row:
 
 def _rows(free_bits: float) -> list[Row]:
   return [
-      Row("mlp-elbo", {}),
-      Row("mlp-iwae5", {"objective": "iwae", "num_samples": 5}),
-      Row("mlp-iwae50", {"objective": "iwae", "num_samples": 50}),
-      Row("mlp-freebits", {"free_bits": free_bits}),
-      Row("conv-elbo", {"model": "conv"}),
+    Row("mlp-elbo", {}),
+    Row("mlp-iwae5", {"objective": "iwae", "num_samples": 5}),
+    Row("mlp-iwae50", {"objective": "iwae", "num_samples": 50}),
+    Row("mlp-freebits", {"free_bits": free_bits}),
+    Row("conv-elbo", {"model": "conv"}),
   ]
 
 
@@ -106,6 +111,7 @@ class Result:
 def _quick_data(source: str, directory: str) -> None:
   """The first images of `source`'s IDX files, written to `directory`."""
   from vae_jax.data import idx  # pylint: disable=g-import-not-at-top
+
   for prefix, count in (("train", _QUICK_TRAIN), ("t10k", _QUICK_TEST)):
     for kind in ("images-idx3-ubyte", "labels-idx1-ubyte"):
       name = f"{prefix}-{kind}"
@@ -116,31 +122,51 @@ def _quick_data(source: str, directory: str) -> None:
 
 def _config(row: Row, data_dir: str, epochs: int):
   from vae_jax.configs import default  # pylint: disable=g-import-not-at-top
+
   config = default.get_config()
-  config.update(dict(dataset="idx", data_dir=data_dir, epochs=epochs,
-                     **row.settings))
+  config.update(
+    dict(dataset="idx", data_dir=data_dir, epochs=epochs, **row.settings)
+  )
   return config
 
 
-def _run_row(row: Row, data_dir: str, root: str, epochs: int,
-             importance: int, eval_examples: int) -> Result:
+def _run_row(
+  row: Row,
+  data_dir: str,
+  root: str,
+  epochs: int,
+  importance: int,
+  eval_examples: int,
+) -> Result:
   from vae_jax.run import evaluate  # pylint: disable=g-import-not-at-top
   from vae_jax.run import loop  # pylint: disable=g-import-not-at-top
+
   workdir = os.path.join(root, row.name)
   start = time.perf_counter()
-  history = loop.train_and_evaluate(_config(row, data_dir, epochs), workdir,
-                                    progress_bar=False, figures=False)
+  history = loop.train_and_evaluate(
+    _config(row, data_dir, epochs), workdir, progress_bar=False, figures=False
+  )
   train_seconds = time.perf_counter() - start
-  record = evaluate.evaluate_run(workdir, checkpoint="latest", figures=False,
-                                 num_importance_samples=importance,
-                                 max_examples=eval_examples, progress=False)
+  record = evaluate.evaluate_run(
+    workdir,
+    checkpoint="latest",
+    figures=False,
+    num_importance_samples=importance,
+    max_examples=eval_examples,
+    progress=False,
+  )
   last = history[-1]
   return Result(
-      row=row, test_elbo=record["test_elbo"], nll=-record["test_log_px"],
-      nll_stderr=record["test_log_px_stderr"], gap=record["test_gap"],
-      active_units=record["active_units"], train_seconds=train_seconds,
-      eval_seconds=record["importance_seconds"],
-      examples_per_sec=last["examples_per_sec"])
+    row=row,
+    test_elbo=record["test_elbo"],
+    nll=-record["test_log_px"],
+    nll_stderr=record["test_log_px_stderr"],
+    gap=record["test_gap"],
+    active_units=record["active_units"],
+    train_seconds=train_seconds,
+    eval_seconds=record["importance_seconds"],
+    examples_per_sec=last["examples_per_sec"],
+  )
 
 
 def _row_minutes(r: Result, importance: int, eval_examples: int) -> float:
@@ -151,24 +177,36 @@ def _row_minutes(r: Result, importance: int, eval_examples: int) -> float:
   return (train + evaluation) / 60
 
 
-def _table(results: list[Result], epochs: int, importance: int,
-           eval_examples: int, estimate: bool) -> str:
+def _table(
+  results: list[Result],
+  epochs: int,
+  importance: int,
+  eval_examples: int,
+  estimate: bool,
+) -> str:
   lines = [
-      f"epochs {epochs}, IS-NLL with K = {importance} on the first "
-      f"{eval_examples} test images (nats; lower is better)", "",
-      "| row | settings | IS-NLL | test ELBO | gap | active units | train s "
-      "| eval s | train ex/s |" + (" grid min |" if estimate else ""),
-      "|---|---|---|---|---|---|---|---|---|" + ("---|" if estimate else "")]
+    f"epochs {epochs}, IS-NLL with K = {importance} on the first "
+    f"{eval_examples} test images (nats; lower is better)",
+    "",
+    "| row | settings | IS-NLL | test ELBO | gap | active units | train s "
+    "| eval s | train ex/s |" + (" grid min |" if estimate else ""),
+    "|---|---|---|---|---|---|---|---|---|" + ("---|" if estimate else ""),
+  ]
   for r in results:
-    settings = ", ".join(f"{k}={v}" for k, v in r.row.settings.items()) or \
-        "default"
+    settings = (
+      ", ".join(f"{k}={v}" for k, v in r.row.settings.items()) or "default"
+    )
     lines.append(
-        f"| {r.row.name} | {settings} | {r.nll:.2f} ± {r.nll_stderr:.2f} | "
-        f"{r.test_elbo:.2f} | {r.gap:.2f} | {r.active_units} | "
-        f"{r.train_seconds:.1f} | {r.eval_seconds:.1f} | "
-        f"{r.examples_per_sec:.0f} |"
-        + (f" {_row_minutes(r, importance, eval_examples):.0f} |"
-           if estimate else ""))
+      f"| {r.row.name} | {settings} | {r.nll:.2f} ± {r.nll_stderr:.2f} | "
+      f"{r.test_elbo:.2f} | {r.gap:.2f} | {r.active_units} | "
+      f"{r.train_seconds:.1f} | {r.eval_seconds:.1f} | "
+      f"{r.examples_per_sec:.0f} |"
+      + (
+        f" {_row_minutes(r, importance, eval_examples):.0f} |"
+        if estimate
+        else ""
+      )
+    )
   return "\n".join(lines)
 
 
@@ -179,8 +217,11 @@ def main(argv):
   epochs = 1 if quick else _EPOCHS.value
   importance = _QUICK_IMPORTANCE if quick else _IMPORTANCE.value
   eval_examples = _QUICK_EVAL if quick else _EVAL_EXAMPLES.value
-  rows = [r for r in _rows(_FREE_BITS.value)
-          if not _ROWS.value or r.name in _ROWS.value]
+  rows = [
+    r
+    for r in _rows(_FREE_BITS.value)
+    if not _ROWS.value or r.name in _ROWS.value
+  ]
   with tempfile.TemporaryDirectory(prefix="vae_jax_variants_") as tmp:
     root = _WORKDIR.value or tmp
     data_dir = _DATA_DIR.value
@@ -191,15 +232,18 @@ def main(argv):
     results = []
     for row in rows:
       print(f"{row.name} ...", file=sys.stderr, flush=True)
-      results.append(_run_row(row, data_dir, root, epochs, importance,
-                              eval_examples))
+      results.append(
+        _run_row(row, data_dir, root, epochs, importance, eval_examples)
+      )
   print(_table(results, epochs, importance, eval_examples, quick))
   if quick:
     total = sum(_row_minutes(r, importance, eval_examples) for r in results)
-    print(f"\ngrid min: each row's time in the default grid "
-          f"({_EPOCHS.default} epochs of 60000 images, K = 1000 on 2000 "
-          f"images), from its throughput here; {total:.0f} min in all, "
-          "plus compilation")
+    print(
+      f"\ngrid min: each row's time in the default grid "
+      f"({_EPOCHS.default} epochs of 60000 images, K = 1000 on 2000 "
+      f"images), from its throughput here; {total:.0f} min in all, "
+      "plus compilation"
+    )
 
 
 if __name__ == "__main__":

@@ -62,25 +62,99 @@ from vae_jax.configs import default  # pylint: disable=g-import-not-at-top
 from vae_jax.data import idx  # pylint: disable=g-import-not-at-top
 
 _NAMES = sorted(default.get_config().keys()) + ["nosuch", "Latent_dim", ""]
-_VALUES = ["0", "-1", "1", "2", "3", "2147483647", "2147483648", "1e308",
-           "-1e308", "1e-320", "inf", "-inf", "nan", "1e6", "1e3", "0.5",
-           "abc", "", " ", "true", "false", "None", "[]", "1,2", "8,-1",
-           "999999999", "99999999999999999999999", "adam", "chain",
-           "__class__", "identity", "lookahead", "mlp", "nosuch:f",
-           "toy_models:linear_image_vae", "cosine", "image", "gaussian",
-           "none", "static", "train[:50%]", "0x10", "1_000", "∞", "'x'",
-           # The optimisers, factories, priors and models of the protocol.
-           "lbfgs", "noisy_sgd", "sgd", "adamw", "os:getcwd", "os:path",
-           "vamp", "mog", "standard_normal", "hvae", "conv_hvae", "ladder",
-           "conv", "40,20,10", "40", "40,0", "0.999", "linear", "onecycle",
-           "sqrt", "warmup_cosine", "toy_models:diverging_vae"]
+_VALUES = [
+  "0",
+  "-1",
+  "1",
+  "2",
+  "3",
+  "2147483647",
+  "2147483648",
+  "1e308",
+  "-1e308",
+  "1e-320",
+  "inf",
+  "-inf",
+  "nan",
+  "1e6",
+  "1e3",
+  "0.5",
+  "abc",
+  "",
+  " ",
+  "true",
+  "false",
+  "None",
+  "[]",
+  "1,2",
+  "8,-1",
+  "999999999",
+  "99999999999999999999999",
+  "adam",
+  "chain",
+  "__class__",
+  "identity",
+  "lookahead",
+  "mlp",
+  "nosuch:f",
+  "toy_models:linear_image_vae",
+  "cosine",
+  "image",
+  "gaussian",
+  "none",
+  "static",
+  "train[:50%]",
+  "0x10",
+  "1_000",
+  "∞",
+  "'x'",
+  # The optimisers, factories, priors and models of the protocol.
+  "lbfgs",
+  "noisy_sgd",
+  "sgd",
+  "adamw",
+  "os:getcwd",
+  "os:path",
+  "vamp",
+  "mog",
+  "standard_normal",
+  "hvae",
+  "conv_hvae",
+  "ladder",
+  "conv",
+  "40,20,10",
+  "40",
+  "40,0",
+  "0.999",
+  "linear",
+  "onecycle",
+  "sqrt",
+  "warmup_cosine",
+  "toy_models:diverging_vae",
+]
 _SWEEP_SEEDS = ["1", "2", "0", "-1", "100000", "2147483648", "abc"]
 _EVAL_CHECKPOINTS = [None, "latest", "best", "nosuch", "0", "999", "-1"]
 _EVAL_SAMPLES = [None, "0", "-1", "1", "10", "2147483648", "abc"]
-_EXTRA = ["--epochs=3", "--config=nosuch.py", "--config", "--workdir",
-          "--quiet=maybe", "positional", "--config.=1", "--help=maybe"]
-_WORKDIRS = ["new", "file", "under_file", "proc", "config_null",
-             "config_list", "checkpoints_file", "metrics_dir"]
+_EXTRA = [
+  "--epochs=3",
+  "--config=nosuch.py",
+  "--config",
+  "--workdir",
+  "--quiet=maybe",
+  "positional",
+  "--config.=1",
+  "--help=maybe",
+]
+_WORKDIRS = [
+  "new",
+  "file",
+  "under_file",
+  "proc",
+  "config_null",
+  "config_list",
+  "checkpoints_file",
+  "metrics_dir",
+]
 
 
 def _workdir(kind: str, root: str) -> str:
@@ -103,8 +177,13 @@ def _workdir(kind: str, root: str) -> str:
 
 
 def _train_case(rng: random.Random) -> list[str]:
-  argv = ["experiments.train", "--config.dataset=idx",
-          "--config.data_dir=/nonexistent", "--config.epochs=1", "--quiet"]
+  argv = [
+    "experiments.train",
+    "--config.dataset=idx",
+    "--config.data_dir=/nonexistent",
+    "--config.epochs=1",
+    "--quiet",
+  ]
   for _ in range(rng.randint(1, 4)):
     argv.append(f"--config.{rng.choice(_NAMES)}={rng.choice(_VALUES)}")
   if rng.random() < 0.15:
@@ -113,9 +192,14 @@ def _train_case(rng: random.Random) -> list[str]:
 
 
 def _sweep_case(rng: random.Random) -> list[str]:
-  argv = ["experiments.sweep", "--config.dataset=idx",
-          "--config.data_dir=/nonexistent", "--config.epochs=1", "--quiet",
-          f"--seeds={rng.choice(_SWEEP_SEEDS)}"]
+  argv = [
+    "experiments.sweep",
+    "--config.dataset=idx",
+    "--config.data_dir=/nonexistent",
+    "--config.epochs=1",
+    "--quiet",
+    f"--seeds={rng.choice(_SWEEP_SEEDS)}",
+  ]
   for _ in range(rng.randint(0, 2)):
     values = ",".join(rng.choice(_VALUES) for _ in range(rng.randint(1, 3)))
     argv.append(f"--sweep={rng.choice(_NAMES)}={values}")
@@ -131,22 +215,32 @@ _GAP_EXAMPLES = ("-1", "0", "1", "3", "2147483648", "1e3", "")
 
 def _evaluate_case(rng: random.Random) -> tuple[list[str], str]:
   argv = ["experiments.evaluate", "--figures=false", "--quiet"]
-  checkpoint, samples = rng.choice(_EVAL_CHECKPOINTS), rng.choice(
-      _EVAL_SAMPLES)
+  checkpoint, samples = rng.choice(_EVAL_CHECKPOINTS), rng.choice(_EVAL_SAMPLES)
   if checkpoint is not None:
     argv.append(f"--checkpoint={checkpoint}")
   argv.append(f"--num_importance_samples={samples or 10}")
   if rng.random() < 0.3:  # the gap split, small enough to finish when valid
-    argv += ["--gap_decomposition",
-             f"--gap_max_steps={rng.choice(['0', '-3', '1', '5', 'x'])}"]
+    argv += [
+      "--gap_decomposition",
+      f"--gap_max_steps={rng.choice(['0', '-3', '1', '5', 'x'])}",
+    ]
     if rng.random() < 0.7:
       argv.append(f"--gap_examples={rng.choice(_GAP_EXAMPLES)}")
     if rng.random() < 0.3:
       argv.append(f"--gap_init={rng.choice(['encoder', 'prior', 'mode'])}")
   elif rng.random() < 0.05:  # a gap flag without --gap_decomposition
     argv.append("--gap_examples=2")
-  edit = rng.choice(["setting", "setting", "setting", "config_torn",
-                     "config_gone", "checkpoint_file", "none"])
+  edit = rng.choice(
+    [
+      "setting",
+      "setting",
+      "setting",
+      "config_torn",
+      "config_gone",
+      "checkpoint_file",
+      "none",
+    ]
+  )
   if edit == "setting":
     edit = f"setting:{rng.choice(_NAMES)}={rng.choice(_VALUES)}"
   return argv, edit
@@ -176,7 +270,7 @@ def _edited_run(edit: str, reference: str, root: str) -> str:
   shutil.copytree(reference, path)
   config_path = os.path.join(path, "config.json")
   if edit.startswith("setting:"):
-    name, value = edit[len("setting:"):].split("=", 1)
+    name, value = edit[len("setting:") :].split("=", 1)
     with open(config_path) as f:
       stored = json.load(f)
     stored["config"][name] = _value(value)
@@ -188,9 +282,11 @@ def _edited_run(edit: str, reference: str, root: str) -> str:
   elif edit == "config_gone":
     os.remove(config_path)
   elif edit == "checkpoint_file":
-    files = sorted(os.path.join(d, name) for d, _, names
-                   in os.walk(os.path.join(path, "checkpoints"))
-                   for name in names)
+    files = sorted(
+      os.path.join(d, name)
+      for d, _, names in os.walk(os.path.join(path, "checkpoints"))
+      for name in names
+    )
     with open(files[len(files) // 2], "r+b") as f:
       f.truncate(0)
   return path
@@ -202,18 +298,33 @@ def _reference_run(root: str) -> str:
   os.makedirs(data)
   rng = np.random.default_rng(0)
   for prefix, num in (("train", 256), ("t10k", 128)):
-    idx.write_idx(os.path.join(data, f"{prefix}-images-idx3-ubyte.gz"),
-                  rng.integers(0, 256, (num, 28, 28), dtype=np.uint8))
-    idx.write_idx(os.path.join(data, f"{prefix}-labels-idx1-ubyte.gz"),
-                  rng.integers(0, 10, (num,), dtype=np.uint8))
+    idx.write_idx(
+      os.path.join(data, f"{prefix}-images-idx3-ubyte.gz"),
+      rng.integers(0, 256, (num, 28, 28), dtype=np.uint8),
+    )
+    idx.write_idx(
+      os.path.join(data, f"{prefix}-labels-idx1-ubyte.gz"),
+      rng.integers(0, 10, (num,), dtype=np.uint8),
+    )
   workdir = os.path.join(root, "reference")
   subprocess.run(
-      [sys.executable, "-m", "experiments.train",
-       "--config=vae_jax/configs/smoke.py", "--config.dataset=idx",
-       f"--config.data_dir={data}", "--config.epochs=1",
-       "--config.validation_size=64", "--config.batch_size=32", "--quiet",
-       f"--workdir={workdir}"], cwd=_REPO, check=True,
-      env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    [
+      sys.executable,
+      "-m",
+      "experiments.train",
+      "--config=vae_jax/configs/smoke.py",
+      "--config.dataset=idx",
+      f"--config.data_dir={data}",
+      "--config.epochs=1",
+      "--config.validation_size=64",
+      "--config.batch_size=32",
+      "--quiet",
+      f"--workdir={workdir}",
+    ],
+    cwd=_REPO,
+    check=True,
+    env=dict(os.environ, JAX_PLATFORMS="cpu"),
+  )
   return workdir
 
 
@@ -221,15 +332,22 @@ def _run(index: int, argv: list[str], kind: str, root: str, reference: str):
   case_root = os.path.join(root, str(index))
   os.makedirs(case_root)
   evaluating = kind.startswith("run:")
-  workdir = (_edited_run(kind[len("run:"):], reference, case_root)
-             if evaluating else _workdir(kind, case_root))
+  workdir = (
+    _edited_run(kind[len("run:") :], reference, case_root)
+    if evaluating
+    else _workdir(kind, case_root)
+  )
   launcher, *flags_ = argv
   where = "--sweep_dir" if launcher == "experiments.sweep" else "--workdir"
   try:
     result = subprocess.run(
-        [sys.executable, "-m", launcher, *flags_, f"{where}={workdir}"],
-        cwd=_REPO, capture_output=True, text=True, timeout=120,
-        env=dict(os.environ, JAX_PLATFORMS="cpu"))
+      [sys.executable, "-m", launcher, *flags_, f"{where}={workdir}"],
+      cwd=_REPO,
+      capture_output=True,
+      text=True,
+      timeout=120,
+      env=dict(os.environ, JAX_PLATFORMS="cpu"),
+    )
     created = kind == "new" and os.path.lexists(workdir)
   except subprocess.TimeoutExpired:
     return "timed out", None
@@ -246,8 +364,9 @@ def _run(index: int, argv: list[str], kind: str, root: str, reference: str):
     problems.append(f"{len(errors)} error lines")
   if created or (kind == "proc" and os.path.lexists(workdir)):
     problems.append("created the work directory")
-  return (("; ".join(problems) + " | " + result.stderr[-400:]) if problems
-          else None), result.returncode
+  return (
+    ("; ".join(problems) + " | " + result.stderr[-400:]) if problems else None
+  ), result.returncode
 
 
 def main(argv):
@@ -258,8 +377,10 @@ def main(argv):
   start, failed = time.monotonic(), 0
   reference = _reference_run(root)
   with concurrent.futures.ThreadPoolExecutor(_WORKERS.value) as pool:
-    futures = {pool.submit(_run, i, a, k, root, reference): (a, k)
-               for i, (a, k) in enumerate(cases)}
+    futures = {
+      pool.submit(_run, i, a, k, root, reference): (a, k)
+      for i, (a, k) in enumerate(cases)
+    }
     tally = collections.Counter()  # (launcher, exit status)
     for future in concurrent.futures.as_completed(futures):
       problem, status = future.result()
@@ -269,11 +390,19 @@ def main(argv):
         failed += 1
         print(f"FAILED ({kind}) {' '.join(argv)}: {problem}", flush=True)
   shutil.rmtree(root, ignore_errors=True)
-  print("exit statuses: " + ", ".join(
-      f"{launcher} {status}: {n}" for (launcher, status), n
-      in sorted(tally.items(), key=str)), flush=True)
-  print(f"cases {len(cases)}, passed {len(cases) - failed}, failed {failed}, "
-        f"in {time.monotonic() - start:.0f} s", flush=True)
+  print(
+    "exit statuses: "
+    + ", ".join(
+      f"{launcher} {status}: {n}"
+      for (launcher, status), n in sorted(tally.items(), key=str)
+    ),
+    flush=True,
+  )
+  print(
+    f"cases {len(cases)}, passed {len(cases) - failed}, failed {failed}, "
+    f"in {time.monotonic() - start:.0f} s",
+    flush=True,
+  )
   return 1 if failed else 0
 
 

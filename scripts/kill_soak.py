@@ -42,32 +42,50 @@ _TIME_KEYS = ("examples_per_sec", "wall_time_sec")
 
 def _write_data(directory: str) -> None:
   from vae_jax.data.idx import write_idx  # pylint: disable=g-import-not-at-top
+
   rng = np.random.default_rng(0)
   os.makedirs(directory, exist_ok=True)
   for prefix, num in (("train", 512), ("t10k", 256)):
     images = (rng.uniform(size=(num, 28, 28)) < 0.3).astype(np.uint8) * 255
-    write_idx(os.path.join(directory, f"{prefix}-images-idx3-ubyte.gz"),
-              images)
+    write_idx(os.path.join(directory, f"{prefix}-images-idx3-ubyte.gz"), images)
 
 
 def _args(data_dir: str, workdir: str) -> list[str]:
-  return [sys.executable, "-m", "experiments.train", "--quiet",
-          "--config.dataset=idx", f"--config.data_dir={data_dir}",
-          "--config.epochs=3", "--config.batch_size=32",
-          "--config.hidden_dims=16", "--config.latent_dim=2",
-          "--config.steps_per_chunk=7", "--config.eval_batch_size=128",
-          f"--workdir={workdir}"]
+  return [
+    sys.executable,
+    "-m",
+    "experiments.train",
+    "--quiet",
+    "--config.dataset=idx",
+    f"--config.data_dir={data_dir}",
+    "--config.epochs=3",
+    "--config.batch_size=32",
+    "--config.hidden_dims=16",
+    "--config.latent_dim=2",
+    "--config.steps_per_chunk=7",
+    "--config.eval_batch_size=128",
+    f"--workdir={workdir}",
+  ]
 
 
 def _steps(workdir: str) -> set[str]:
   latest = os.path.join(workdir, "checkpoints", "latest")
-  return ({n for n in os.listdir(latest) if n.isdigit()}
-          if os.path.isdir(latest) else set())
+  return (
+    {n for n in os.listdir(latest) if n.isdigit()}
+    if os.path.isdir(latest)
+    else set()
+  )
 
 
 def _launch(args, env) -> subprocess.Popen:
-  return subprocess.Popen(args, cwd=_REPO, env=env, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True)
+  return subprocess.Popen(
+    args,
+    cwd=_REPO,
+    env=env,
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
 
 
 def _kill_once(args, env, workdir, rng) -> bool:
@@ -99,23 +117,38 @@ def _final_state(workdir: str) -> list[np.ndarray]:
   from vae_jax.run import programs
   from vae_jax.run.store import checkpoints
   from vae_jax.run.store import workdir as workdir_lib
+
   config = workdir_lib.load_config(workdir)
-  template = programs.init_state(registry.build_model(config, (784,)),
-                                 programs.step_config(config),
-                                 jax.random.key(0))
-  with checkpoints.RunCheckpoints(os.path.join(workdir, "checkpoints"),
-                                  read_only=True) as ckpts:
+  template = programs.init_state(
+    registry.build_model(config, (784,)),
+    programs.step_config(config),
+    jax.random.key(0),
+  )
+  with checkpoints.RunCheckpoints(
+    os.path.join(workdir, "checkpoints"), read_only=True
+  ) as ckpts:
     state, _ = ckpts.restore(ckpts.latest_step(), template)
-  return [np.asarray(x) for x in jax.tree_util.tree_leaves(
-      (state.params, state.opt_state, state.step,
-       jax.random.key_data(state.rng)))]
+  return [
+    np.asarray(x)
+    for x in jax.tree_util.tree_leaves(
+      (
+        state.params,
+        state.opt_state,
+        state.step,
+        jax.random.key_data(state.rng),
+      )
+    )
+  ]
 
 
 def _records(workdir: str) -> list[dict]:
   # pylint: disable-next=g-import-not-at-top
   from vae_jax.run.store import workdir as workdir_lib
-  return [{k: v for k, v in r.items() if k not in _TIME_KEYS}
-          for r in workdir_lib.read_metrics(workdir)]
+
+  return [
+    {k: v for k, v in r.items() if k not in _TIME_KEYS}
+    for r in workdir_lib.read_metrics(workdir)
+  ]
 
 
 def main(argv):
@@ -127,8 +160,10 @@ def main(argv):
   _write_data(data_dir)
   reference = os.path.join(root, "reference")
   subprocess.run(_args(data_dir, reference), cwd=_REPO, env=env, check=True)
-  expected_state, expected_records = _final_state(reference), _records(
-      reference)
+  expected_state, expected_records = (
+    _final_state(reference),
+    _records(reference),
+  )
   kills = runs = survived = 0
   while kills < _KILLS.value:
     runs += 1
@@ -140,21 +175,28 @@ def main(argv):
         break
       run_kills += 1
       kills += 1
-    final = subprocess.run(args, cwd=_REPO, env=env, capture_output=True,
-                           text=True)
+    final = subprocess.run(
+      args, cwd=_REPO, env=env, capture_output=True, text=True
+    )
     ok = final.returncode == 0
     if ok:
       state = _final_state(workdir)
-      ok = (len(state) == len(expected_state)
-            and all(np.array_equal(a, b)
-                    for a, b in zip(state, expected_state))
-            and _records(workdir) == expected_records)
+      ok = (
+        len(state) == len(expected_state)
+        and all(np.array_equal(a, b) for a, b in zip(state, expected_state))
+        and _records(workdir) == expected_records
+      )
     survived += ok
-    print(f"run {runs}: {run_kills} kills, "
-          f"{'survived' if ok else 'LOST: ' + final.stderr[-500:]}",
-          flush=True)
-  print(f"kills {kills}, runs {runs}, survived {survived}, "
-        f"lost {runs - survived} (in {root})", flush=True)
+    print(
+      f"run {runs}: {run_kills} kills, "
+      f"{'survived' if ok else 'LOST: ' + final.stderr[-500:]}",
+      flush=True,
+    )
+  print(
+    f"kills {kills}, runs {runs}, survived {survived}, "
+    f"lost {runs - survived} (in {root})",
+    flush=True,
+  )
   return 0 if survived == runs else 1
 
 

@@ -29,7 +29,9 @@ _VALID_URL = re.compile(r"https://github\.com/[\w.-]+/[\w.-]+")
 
 def colab_url(repo_url: str, notebook: str, branch: str = "main") -> str:
   """The link that opens notebooks/`notebook` of `repo_url` in Colab."""
-  return f"{_COLAB}{repo_url[len(_GITHUB):]}/blob/{branch}/notebooks/{notebook}"
+  return (
+    f"{_COLAB}{repo_url[len(_GITHUB) :]}/blob/{branch}/notebooks/{notebook}"
+  )
 
 
 def notebook_paths(root: pathlib.Path = ROOT) -> list[pathlib.Path]:
@@ -60,8 +62,10 @@ def strip(root: pathlib.Path = ROOT) -> None:
 def set_repo_url(new: str, root: pathlib.Path = ROOT) -> None:
   new = new.rstrip("/")
   if not _VALID_URL.fullmatch(new):
-    raise SystemExit(f"error: {new!r} is not https://github.com/OWNER/NAME "
-                     "(Colab opens notebooks from GitHub)")
+    raise SystemExit(
+      f"error: {new!r} is not https://github.com/OWNER/NAME "
+      "(Colab opens notebooks from GitHub)"
+    )
   old = repo_url(root)
   old_colab, new_colab = colab_url(old, ""), colab_url(new, "")
   for path in notebook_paths(root) + [root / "README.md"]:
@@ -72,12 +76,18 @@ def set_repo_url(new: str, root: pathlib.Path = ROOT) -> None:
 
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--root", type=pathlib.Path, default=ROOT,
-                      help="the repository (default: this one)")
+  parser.add_argument(
+    "--root",
+    type=pathlib.Path,
+    default=ROOT,
+    help="the repository (default: this one)",
+  )
   commands = parser.add_subparsers(dest="command", required=True)
   commands.add_parser("strip", help="remove outputs and execution counts")
-  setter = commands.add_parser("set-repo-url", help="point REPO_URL and the "
-                               "Colab badges at a GitHub repository")
+  setter = commands.add_parser(
+    "set-repo-url",
+    help="point REPO_URL and the Colab badges at a GitHub repository",
+  )
   setter.add_argument("url")
   args = parser.parse_args(argv)
   if args.command == "strip":

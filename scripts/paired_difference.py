@@ -19,8 +19,10 @@ import sys
 
 def _read(path: str) -> dict[int, tuple[float, float]]:
   with open(path, newline="") as f:
-    return {int(r["image"]): (float(r["log_px"]), float(r["elbo"]))
-            for r in csv.DictReader(f)}
+    return {
+      int(r["image"]): (float(r["log_px"]), float(r["elbo"]))
+      for r in csv.DictReader(f)
+    }
 
 
 def paired(a: dict, b: dict, column: int) -> tuple[float, float, int]:
@@ -34,8 +36,11 @@ def paired(a: dict, b: dict, column: int) -> tuple[float, float, int]:
 
 def main(argv: list[str]) -> int:
   if len(argv) != 3:
-    print("error: usage: paired_difference.py A.csv B.csv (two "
-          "eval_per_image.csv files)", file=sys.stderr)
+    print(
+      "error: usage: paired_difference.py A.csv B.csv (two "
+      "eval_per_image.csv files)",
+      file=sys.stderr,
+    )
     return 2
   try:
     a, b = _read(argv[1]), _read(argv[2])
@@ -47,8 +52,10 @@ def main(argv: list[str]) -> int:
     return 2
   for name, column in (("log p(x)", 0), ("ELBO", 1)):
     mean, se, n = paired(a, b, column)
-    print(f"{name}: {argv[1]} − {argv[2]} = {mean:+.2f} ± {se:.2f} nats "
-          f"(paired over {n} images)")
+    print(
+      f"{name}: {argv[1]} − {argv[2]} = {mean:+.2f} ± {se:.2f} nats "
+      f"(paired over {n} images)"
+    )
   return 0
 
 

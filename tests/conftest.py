@@ -55,7 +55,8 @@ import tempfile
 _FAST_COMPILE = "--xla_backend_optimization_level=0"
 if _FAST_COMPILE not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = " ".join(
-      filter(None, [os.environ.get("XLA_FLAGS"), _FAST_COMPILE]))
+    filter(None, [os.environ.get("XLA_FLAGS"), _FAST_COMPILE])
+  )
 # The tests are written for the CPU; naming it spares every process JAX's
 # search for other backends (about half a second each). A caller's own
 # JAX_PLATFORMS is kept.
@@ -80,8 +81,8 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 # variables (what a subprocess reads); the directory is set per session.
 _CACHE_DIR_VARIABLE = "JAX_COMPILATION_CACHE_DIR"
 _CACHE_SETTINGS = {
-    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",  # cache every program
-    "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1",  # of every size
+  "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",  # cache every program
+  "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1",  # of every size
 }
 _saved_environment: dict[str, str | None] = {}
 
@@ -124,12 +125,22 @@ def pytest_unconfigure(config):
 # The files that take longest, in that order, run first: `make test`'s two
 # xdist workers take whole files (--dist loadfile) in collection order, and
 # a long file started last would leave one worker idle for its length.
-_SLOW_FILES = ("test_hierarchical_models.py", "test_device_check.py",
-               "test_notebooks.py", "test_sweep_members.py", "test_conv.py",
-               "test_bad_input.py", "test_experiments.py", "test_mesh.py",
-               "test_optimization.py", "test_sweep.py", "test_reliability.py",
-               "test_training.py", "test_workdir_lock.py",
-               "test_kill_resume.py")
+_SLOW_FILES = (
+  "test_hierarchical_models.py",
+  "test_device_check.py",
+  "test_notebooks.py",
+  "test_sweep_members.py",
+  "test_conv.py",
+  "test_bad_input.py",
+  "test_experiments.py",
+  "test_mesh.py",
+  "test_optimization.py",
+  "test_sweep.py",
+  "test_reliability.py",
+  "test_training.py",
+  "test_workdir_lock.py",
+  "test_kill_resume.py",
+)
 
 
 def pytest_collection_modifyitems(session, config, items):
@@ -149,8 +160,9 @@ TEST_IMAGES = "t10k-images-idx3-ubyte"
 TEST_LABELS = "t10k-labels-idx1-ubyte"
 
 
-def synthetic_images(num: int, rng: np.random.Generator,
-                     size: int = IMAGE_SIZE) -> tuple[np.ndarray, np.ndarray]:
+def synthetic_images(
+  num: int, rng: np.random.Generator, size: int = IMAGE_SIZE
+) -> tuple[np.ndarray, np.ndarray]:
   """uint8 images `[num, size, size]` of four shapes at random offsets, labels.
 
   Class 0: a horizontal bar; 1: a vertical bar; 2: a filled square;
@@ -164,30 +176,36 @@ def synthetic_images(num: int, rng: np.random.Generator,
     dy, dx = rng.integers(-4, 5, size=2)
     cy, cx = centre + dy, centre + dx
     if label == 0:
-      images[n, cy - 2:cy + 2, 4:size - 4] = 1.0
+      images[n, cy - 2 : cy + 2, 4 : size - 4] = 1.0
     elif label == 1:
-      images[n, 4:size - 4, cx - 2:cx + 2] = 1.0
+      images[n, 4 : size - 4, cx - 2 : cx + 2] = 1.0
     elif label == 2:
-      images[n, cy - 6:cy + 6, cx - 6:cx + 6] = 1.0
+      images[n, cy - 6 : cy + 6, cx - 6 : cx + 6] = 1.0
     else:
-      images[n, cy - 1:cy + 2, cx - 8:cx + 8] = 1.0
-      images[n, cy - 8:cy + 8, cx - 1:cx + 2] = 1.0
+      images[n, cy - 1 : cy + 2, cx - 8 : cx + 8] = 1.0
+      images[n, cy - 8 : cy + 8, cx - 1 : cx + 2] = 1.0
   noise = rng.uniform(0.0, 0.15, size=images.shape)
   intensity = rng.uniform(0.8, 1.0, size=(num, 1, 1))
   pixels = np.clip(images * intensity + noise * (1.0 - images), 0.0, 1.0)
   return np.round(pixels * 255).astype(np.uint8), labels
 
 
-def write_idx_directory(directory: os.PathLike, num_train: int, num_test: int,
-                        seed: int = 0, compress: bool = True) -> str:
+def write_idx_directory(
+  directory: os.PathLike,
+  num_train: int,
+  num_test: int,
+  seed: int = 0,
+  compress: bool = True,
+) -> str:
   """Writes train-/t10k- images and labels (IDX, `.gz` if `compress`)."""
   directory = pathlib.Path(directory)
   directory.mkdir(parents=True, exist_ok=True)
   rng = np.random.default_rng(seed)
   suffix = ".gz" if compress else ""
   for (images_name, labels_name), num in (
-      ((TRAIN_IMAGES, TRAIN_LABELS), num_train),
-      ((TEST_IMAGES, TEST_LABELS), num_test)):
+    ((TRAIN_IMAGES, TRAIN_LABELS), num_train),
+    ((TEST_IMAGES, TEST_LABELS), num_test),
+  ):
     images, labels = synthetic_images(num, rng)
     write_idx(str(directory / (images_name + suffix)), images)
     write_idx(str(directory / (labels_name + suffix)), labels)
@@ -197,8 +215,9 @@ def write_idx_directory(directory: os.PathLike, num_train: int, num_test: int,
 @pytest.fixture(scope="session")
 def idx_data_dir(tmp_path_factory) -> str:
   """512 train / 256 test 28×28 uint8 images with labels, gzip-compressed."""
-  return write_idx_directory(tmp_path_factory.mktemp("idx_data"),
-                             num_train=512, num_test=256, seed=0)
+  return write_idx_directory(
+    tmp_path_factory.mktemp("idx_data"), num_train=512, num_test=256, seed=0
+  )
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -230,7 +249,7 @@ class LinearGaussian:
 
   def posterior(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(mean, logvar) of p(z|x), float64, `[..., D]`."""
-    scales_sq = np.sum(self.weight ** 2, axis=0)  # diag WᵀW = s²
+    scales_sq = np.sum(self.weight**2, axis=0)  # diag WᵀW = s²
     var = 1.0 / (1.0 + scales_sq / self.variance)
     mean = var * ((np.asarray(x) - self.bias) @ self.weight) / self.variance
     return mean, np.broadcast_to(np.log(var), mean.shape)
@@ -250,24 +269,38 @@ class LinearGaussian:
 
     E‖x − b − W z‖² = ‖x − b − W m‖² + tr(WᵀW diag v) = ‖r − W m‖² + Σ s² v.
     """
-    mean, var = np.asarray(mean, np.float64), np.exp(np.asarray(logvar,
-                                                                np.float64))
+    mean, var = (
+      np.asarray(mean, np.float64),
+      np.exp(np.asarray(logvar, np.float64)),
+    )
     r = np.asarray(x, np.float64) - self.bias
     residual = r - mean @ self.weight.T
-    scales_sq = np.sum(self.weight ** 2, axis=0)
-    sq = np.sum(residual ** 2, axis=-1) + np.sum(scales_sq * var, axis=-1)
-    return (-0.5 * self.data_dim * math.log(2 * math.pi * self.variance)
-            - 0.5 * sq / self.variance)
+    scales_sq = np.sum(self.weight**2, axis=0)
+    sq = np.sum(residual**2, axis=-1) + np.sum(scales_sq * var, axis=-1)
+    return (
+      -0.5 * self.data_dim * math.log(2 * math.pi * self.variance)
+      - 0.5 * sq / self.variance
+    )
 
   def log_likelihood_np(self, x, z) -> np.ndarray:
     """log p(x|z) in float64 for z `[..., D]`."""
     mean = np.asarray(z, np.float64) @ self.weight.T + self.bias
-    return np.sum(-0.5 * math.log(2 * math.pi * self.variance)
-                  - 0.5 * (np.asarray(x, np.float64) - mean) ** 2
-                  / self.variance, axis=-1)
+    return np.sum(
+      -0.5 * math.log(2 * math.pi * self.variance)
+      - 0.5 * (np.asarray(x, np.float64) - mean) ** 2 / self.variance,
+      axis=-1,
+    )
 
-  def elbo_atol(self, x, z, mean, logvar, analytic_kl,
-                exact_posterior_encoder=False, part="elbo"):
+  def elbo_atol(
+    self,
+    x,
+    z,
+    mean,
+    logvar,
+    analytic_kl,
+    exact_posterior_encoder=False,
+    part="elbo",
+  ):
     """Bound on the float32 rounding error of `vae_jax.math.objectives.elbo` here.
 
     Args:
@@ -293,31 +326,41 @@ class LinearGaussian:
       # μ = var · ((x − b) @ W) / σ², var = 1 / (1 + Σ_p W² / σ²): x, b and W
       # rounded (3), x − b, the P-term product with W, var (P + 6), ÷.
       var = np.exp(logvar)
-      mean_abs = var * ((np.abs(x) + np.abs(self.bias)) @ np.abs(self.weight)
-                        ) / self.variance
+      mean_abs = (
+        var
+        * ((np.abs(x) + np.abs(self.bias)) @ np.abs(self.weight))
+        / self.variance
+      )
       encoder_ops = 2 * p + 12
     else:
       mean_abs, encoder_ops = np.abs(mean), 1  # rounded to float32 once
-    mean, mean_abs, logvar = (a[..., None, :] for a in (mean, mean_abs,
-                                                        logvar))
+    mean, mean_abs, logvar = (a[..., None, :] for a in (mean, mean_abs, logvar))
     z_abs = mean_abs + np.abs(z - mean)  # bounds z = μ + σε and its rounding
 
     def mean_over_draws(values, magnitude, num_roundings):
-      return (sum_atol(num_samples, np.mean(np.abs(values), axis=-1),
-                       ops_per_term=0)
-              + rounding_atol(num_roundings / 2, np.mean(magnitude, axis=-1)))
+      return sum_atol(
+        num_samples, np.mean(np.abs(values), axis=-1), ops_per_term=0
+      ) + rounding_atol(num_roundings / 2, np.mean(magnitude, axis=-1))
 
     # log p(x|z) = −½ Σ_p [log 2πσ² + (x − z Wᵀ − b)² / σ²]. On its longest
     # path: x's rounding, the draw z (encoder_ops + 4), the decoder's D-term
     # product and bias (D + 3), −; all of them twice through the square; then
     # ÷σ², + log 2πσ², the P-term sum, the mean's ÷S and ELBO = ll − KL.
-    residual_abs = (np.abs(x)[..., None, :] + z_abs @ np.abs(self.weight).T
-                    + np.abs(self.bias))
+    residual_abs = (
+      np.abs(x)[..., None, :]
+      + z_abs @ np.abs(self.weight).T
+      + np.abs(self.bias)
+    )
     log_lik_atol = mean_over_draws(
-        self.log_likelihood_np(x[..., None, :], z),
-        0.5 * np.sum(abs(math.log(2 * math.pi * self.variance))
-                     + residual_abs ** 2 / self.variance, axis=-1),
-        2 * (encoder_ops + d + 9) + p + 4)
+      self.log_likelihood_np(x[..., None, :], z),
+      0.5
+      * np.sum(
+        abs(math.log(2 * math.pi * self.variance))
+        + residual_abs**2 / self.variance,
+        axis=-1,
+      ),
+      2 * (encoder_ops + d + 9) + p + 4,
+    )
     if analytic_kl:
       kl_atol = kl_diagonal_atol(mean[..., 0, :], logvar[..., 0, :])
     else:
@@ -325,14 +368,23 @@ class LinearGaussian:
       # draw, z − μ and μ (encoder_ops each), twice through the square, exp,
       # ×, + log 2π, the D-term sums, −, ÷S, −.
       kl_atol = mean_over_draws(
-          0.5 * np.sum(z ** 2 - logvar - (z - mean) ** 2 * np.exp(-logvar),
-                       axis=-1),
-          0.5 * np.sum(2 * math.log(2 * math.pi) + np.abs(logvar)
-                       + (z_abs + mean_abs) ** 2 * np.exp(-logvar)
-                       + z_abs ** 2, axis=-1),
-          3 * encoder_ops + d + 18)
-    return {"elbo": log_lik_atol + kl_atol, "log_likelihood": log_lik_atol,
-            "kl": kl_atol}[part]
+        0.5
+        * np.sum(z**2 - logvar - (z - mean) ** 2 * np.exp(-logvar), axis=-1),
+        0.5
+        * np.sum(
+          2 * math.log(2 * math.pi)
+          + np.abs(logvar)
+          + (z_abs + mean_abs) ** 2 * np.exp(-logvar)
+          + z_abs**2,
+          axis=-1,
+        ),
+        3 * encoder_ops + d + 18,
+      )
+    return {
+      "elbo": log_lik_atol + kl_atol,
+      "log_likelihood": log_lik_atol,
+      "kl": kl_atol,
+    }[part]
 
   def model(self) -> "LinearGaussianVAE":
     """The VAE whose q is given directly: params = {"mean", "logvar"}, `[D]`."""
@@ -366,13 +418,18 @@ class LinearGaussianVAE(GaussianVAE):
   @property
   def _library(self) -> linear_gaussian.LinearGaussianVAE:
     return linear_gaussian.LinearGaussianVAE(
-        self.lg.data_dim, self.lg.latent_dim, self.lg.variance)
+      self.lg.data_dim, self.lg.latent_dim, self.lg.variance
+    )
 
   def _params(self):
-    decoder = {"weight": jnp.asarray(self.lg.weight, jnp.float32),
-               "bias": jnp.asarray(self.lg.bias, jnp.float32)}
-    return {"encoder": self._library.best_encoder({"decoder": decoder}),
-            "decoder": decoder}
+    decoder = {
+      "weight": jnp.asarray(self.lg.weight, jnp.float32),
+      "bias": jnp.asarray(self.lg.bias, jnp.float32),
+    }
+    return {
+      "encoder": self._library.best_encoder({"decoder": decoder}),
+      "decoder": decoder,
+    }
 
   def init_networks(self, rng):
     del rng
@@ -395,12 +452,12 @@ class LinearGaussianVAE(GaussianVAE):
     return decoder_output
 
 
-def make_linear_gaussian(data_dim: int = 6, latent_dim: int = 3,
-                         variance: float = 0.5,
-                         seed: int = 0) -> LinearGaussian:
+def make_linear_gaussian(
+  data_dim: int = 6, latent_dim: int = 3, variance: float = 0.5, seed: int = 0
+) -> LinearGaussian:
   rng = np.random.default_rng(seed)
   q, _ = np.linalg.qr(rng.normal(size=(data_dim, latent_dim)))  # QᵀQ = I
   scales = np.linspace(2.0, 0.5, latent_dim)
-  return LinearGaussian(weight=q * scales, bias=rng.normal(size=data_dim),
-                        variance=variance)
-
+  return LinearGaussian(
+    weight=q * scales, bias=rng.normal(size=data_dim), variance=variance
+  )

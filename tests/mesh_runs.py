@@ -31,17 +31,31 @@ def mesh_config(data_dir: str, **overrides):
   """A 784-16-2 MLP trained by SGD (whose update is linear in the
   gradient, so the tolerance of one step is derived from it)."""
   config = default.get_config()
-  config.update(dict(dataset="idx", data_dir=data_dir, batch_size=NUM_TRAIN,
-                     latent_dim=2, hidden_dims=(16,), optimizer="sgd",
-                     learning_rate=1e-3, epochs=1, eval_batch_size=64,
-                     steps_per_chunk=1)
-                | overrides)
+  config.update(
+    dict(
+      dataset="idx",
+      data_dir=data_dir,
+      batch_size=NUM_TRAIN,
+      latent_dim=2,
+      hidden_dims=(16,),
+      optimizer="sgd",
+      learning_rate=1e-3,
+      epochs=1,
+      eval_batch_size=64,
+      steps_per_chunk=1,
+    )
+    | overrides
+  )
   return config
 
 
 def _train(data_dir, workdir, **overrides):
-  loop.train_and_evaluate(mesh_config(data_dir, **overrides), workdir,
-                          progress_bar=False, figures=False)
+  loop.train_and_evaluate(
+    mesh_config(data_dir, **overrides),
+    workdir,
+    progress_bar=False,
+    figures=False,
+  )
 
 
 def main(data_dir: str, out: str) -> None:
@@ -54,8 +68,13 @@ def main(data_dir: str, out: str) -> None:
     for devices, then in ((1, "one"), (4, "four")):
       target = os.path.join(out, f"{first}_then_{then}")
       shutil.copytree(os.path.join(out, source), target)
-      _train(data_dir, target, num_devices=devices, epochs=2,
-             streaming=(first, then) == ("four", "four"))
+      _train(
+        data_dir,
+        target,
+        num_devices=devices,
+        epochs=2,
+        streaming=(first, then) == ("four", "four"),
+      )
 
 
 if __name__ == "__main__":

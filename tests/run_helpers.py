@@ -25,8 +25,15 @@ from vae_jax.run import loop
 from vae_jax.run import programs
 
 TIME_KEYS = ("examples_per_sec", "wall_time_sec")
-_SETTINGS = dict(dataset="idx", batch_size=32, latent_dim=2, hidden_dims=(16,),
-                 steps_per_chunk=7, eval_batch_size=128, keep_checkpoints=2)
+_SETTINGS = dict(
+  dataset="idx",
+  batch_size=32,
+  latent_dim=2,
+  hidden_dims=(16,),
+  steps_per_chunk=7,
+  eval_batch_size=128,
+  keep_checkpoints=2,
+)
 
 
 def small_config(data_dir, **overrides):
@@ -36,32 +43,46 @@ def small_config(data_dir, **overrides):
 
 
 def flags_of(config) -> list[str]:
-  return [f"--config.{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}"
-          for k, v in config.items() if v != default.get_config()[k]]
+  return [
+    f"--config.{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}"
+    for k, v in config.items()
+    if v != default.get_config()[k]
+  ]
 
 
 def train(config, workdir, **kwargs):
-  return loop.train_and_evaluate(config, str(workdir), progress_bar=False,
-                                 figures=False, **kwargs)
+  return loop.train_and_evaluate(
+    config, str(workdir), progress_bar=False, figures=False, **kwargs
+  )
 
 
 def template(config):
   model = registry.build_model(config, (28 * 28,))
-  return programs.init_state(model, programs.step_config(config),
-                             jax.random.key(0))
+  return programs.init_state(
+    model, programs.step_config(config), jax.random.key(0)
+  )
 
 
 def saved_state(config, workdir, step=None):
-  with checkpoints_lib.RunCheckpoints(os.path.join(workdir, "checkpoints"),
-                                      read_only=True) as ckpts:
+  with checkpoints_lib.RunCheckpoints(
+    os.path.join(workdir, "checkpoints"), read_only=True
+  ) as ckpts:
     state, _ = ckpts.restore(step or ckpts.latest_step(), template(config))
   return state
 
 
 def _leaves(state):
-  return [np.asarray(x) for x in jax.tree_util.tree_leaves(
-      (state.params, state.opt_state, state.step, jax.random.key_data(
-          state.rng)))]
+  return [
+    np.asarray(x)
+    for x in jax.tree_util.tree_leaves(
+      (
+        state.params,
+        state.opt_state,
+        state.step,
+        jax.random.key_data(state.rng),
+      )
+    )
+  ]
 
 
 def assert_same_state(a, b):
@@ -69,8 +90,7 @@ def assert_same_state(a, b):
     np.testing.assert_array_equal(x, y)  # bitwise
 
 
-def assert_runs_close(model, a, b, record_a, record_b, config,
-                      pixels=28 * 28):
+def assert_runs_close(model, a, b, record_a, record_b, config, pixels=28 * 28):
   """Two trainings of one run that differ only in float rounding (a
   vmapped group and a run alone, or the member axis over several devices:
   XLA compiles the step differently for each number of members per device,
@@ -85,20 +105,34 @@ def assert_runs_close(model, a, b, record_a, record_b, config,
   steps = int(a.step)
   rho = sum_atol(config.batch_size * pixels, 1.0)
   atol = steps * config.learning_rate * 2 * rho
-  for x, y in zip(jax.tree_util.tree_leaves(a.params),
-                  jax.tree_util.tree_leaves(b.params), strict=True):
+  for x, y in zip(
+    jax.tree_util.tree_leaves(a.params),
+    jax.tree_util.tree_leaves(b.params),
+    strict=True,
+  ):
     np.testing.assert_allclose(x, y, rtol=0, atol=atol)
-  x = jnp.asarray(np.random.default_rng(0).random((256, pixels)) < 0.5,
-                  jnp.float32)
-  grads = jax.grad(lambda p: jnp.mean(objectives.batch_elbo(
-      model, p, x, jax.random.key(1)).elbo))(a.params)
-  sensitivity = sum(float(jnp.sum(jnp.abs(g) * jnp.abs(u - v)))
-                    for g, u, v in zip(jax.tree_util.tree_leaves(grads),
-                                       jax.tree_util.tree_leaves(a.params),
-                                       jax.tree_util.tree_leaves(b.params)))
+  x = jnp.asarray(
+    np.random.default_rng(0).random((256, pixels)) < 0.5, jnp.float32
+  )
+  grads = jax.grad(
+    lambda p: jnp.mean(
+      objectives.batch_elbo(model, p, x, jax.random.key(1)).elbo
+    )
+  )(a.params)
+  sensitivity = sum(
+    float(jnp.sum(jnp.abs(g) * jnp.abs(u - v)))
+    for g, u, v in zip(
+      jax.tree_util.tree_leaves(grads),
+      jax.tree_util.tree_leaves(a.params),
+      jax.tree_util.tree_leaves(b.params),
+    )
+  )
   elbo_atol = 2 * sensitivity + sum_atol(pixels, abs(record_a["test_elbo"]))
   assert abs(record_a["test_elbo"] - record_b["test_elbo"]) <= elbo_atol, (
-      record_a["test_elbo"], record_b["test_elbo"], elbo_atol)
+    record_a["test_elbo"],
+    record_b["test_elbo"],
+    elbo_atol,
+  )
 
 
 def without_times(records):
@@ -117,26 +151,38 @@ def snapshot(directory):
 
 # Sets a file-size limit, then becomes the launcher (exec keeps both the
 # limit and the ignored SIGXFSZ, so writes past it fail with EFBIG).
-_LIMITED = ("import os, resource, signal, sys\n"
-            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
-            "limit = int(sys.argv[1])\n"
-            "resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))\n"
-            "os.execv(sys.executable, [sys.executable, *sys.argv[2:]])\n")
+_LIMITED = (
+  "import os, resource, signal, sys\n"
+  "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+  "limit = int(sys.argv[1])\n"
+  "resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))\n"
+  "os.execv(sys.executable, [sys.executable, *sys.argv[2:]])\n"
+)
 
 
 def launch(module, args, timeout=240, file_size_limit=None):
   """`python -m module *args` from the repository, tests/ on the path;
   with `file_size_limit`, no file it writes may grow past that many bytes."""
-  path = os.pathsep.join([str(REPO_ROOT / "tests"),
-                          os.environ.get("PYTHONPATH", "")])
+  path = os.pathsep.join(
+    [str(REPO_ROOT / "tests"), os.environ.get("PYTHONPATH", "")]
+  )
   command = [sys.executable, "-m", module, *args]
   if file_size_limit is not None:
-    command = [sys.executable, "-c", _LIMITED, str(file_size_limit),
-               *command[1:]]
-  return subprocess.run(command, cwd=REPO_ROOT,
-                        env=dict(os.environ, JAX_PLATFORMS="cpu",
-                                 PYTHONPATH=path),
-                        capture_output=True, text=True, timeout=timeout)
+    command = [
+      sys.executable,
+      "-c",
+      _LIMITED,
+      str(file_size_limit),
+      *command[1:],
+    ]
+  return subprocess.run(
+    command,
+    cwd=REPO_ROOT,
+    env=dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=path),
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+  )
 
 
 def error_lines(stderr: str) -> list[str]:

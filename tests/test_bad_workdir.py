@@ -55,30 +55,38 @@ def _run_dir(config_text=None, files=(), dirs=()):
     for name in dirs:
       os.makedirs(os.path.join(path, name))
     return path
+
   return prepare
 
 
 _CASES = {
-    "workdir_is_a_file": _Case(_file, ("is a file",)),
-    "parent_is_a_file": _Case(_under_file, ("is a file",)),
-    "under_proc": _Case(lambda root: "/proc/vae_jax_run", ("cannot write",)),
-    "under_sys": _Case(lambda root: "/sys/vae_jax_run", ("cannot write",)),
-    "name_too_long": _Case(lambda root: os.path.join(root, _LONG_NAME),
-                           ("too long",)),
-    "config_json_list": _Case(_run_dir("[]"), ("config.json",)),
-    "config_json_null": _Case(_run_dir("null"), ("config.json",)),
-    "config_json_empty": _Case(_run_dir(""), ("config.json",)),
-    "checkpoints_is_a_file": _Case(_run_dir(files=("checkpoints",)),
-                                   ("checkpoints",)),
-    "metrics_is_a_directory": _Case(_run_dir(dirs=("metrics.jsonl",)),
-                                    ("metrics.jsonl",)),
-    "evaluate_config_json_null": _Case(_run_dir("null"), ("config.json",),
-                                       module="experiments.evaluate"),
-    "evaluate_workdir_is_a_file": _Case(_file, ("is a file",),
-                                        module="experiments.evaluate"),
-    "evaluate_missing_workdir": _Case(
-        lambda root: os.path.join(root, "nosuch"), ("no such directory",),
-        module="experiments.evaluate"),
+  "workdir_is_a_file": _Case(_file, ("is a file",)),
+  "parent_is_a_file": _Case(_under_file, ("is a file",)),
+  "under_proc": _Case(lambda root: "/proc/vae_jax_run", ("cannot write",)),
+  "under_sys": _Case(lambda root: "/sys/vae_jax_run", ("cannot write",)),
+  "name_too_long": _Case(
+    lambda root: os.path.join(root, _LONG_NAME), ("too long",)
+  ),
+  "config_json_list": _Case(_run_dir("[]"), ("config.json",)),
+  "config_json_null": _Case(_run_dir("null"), ("config.json",)),
+  "config_json_empty": _Case(_run_dir(""), ("config.json",)),
+  "checkpoints_is_a_file": _Case(
+    _run_dir(files=("checkpoints",)), ("checkpoints",)
+  ),
+  "metrics_is_a_directory": _Case(
+    _run_dir(dirs=("metrics.jsonl",)), ("metrics.jsonl",)
+  ),
+  "evaluate_config_json_null": _Case(
+    _run_dir("null"), ("config.json",), module="experiments.evaluate"
+  ),
+  "evaluate_workdir_is_a_file": _Case(
+    _file, ("is a file",), module="experiments.evaluate"
+  ),
+  "evaluate_missing_workdir": _Case(
+    lambda root: os.path.join(root, "nosuch"),
+    ("no such directory",),
+    module="experiments.evaluate",
+  ),
 }
 
 _SCRIPT = """
@@ -92,8 +100,10 @@ except SystemExit as e:
 
 
 def _snapshot(root):
-  return sorted((dirpath, tuple(sorted(names)), tuple(sorted(files)))
-                for dirpath, names, files in os.walk(root))
+  return sorted(
+    (dirpath, tuple(sorted(names)), tuple(sorted(files)))
+    for dirpath, names, files in os.walk(root)
+  )
 
 
 def _launch(name: str, case: _Case, root: str):
@@ -102,11 +112,22 @@ def _launch(name: str, case: _Case, root: str):
   workdir = case.prepare(case_root)
   before = _snapshot(case_root)
   result = subprocess.run(
-      [sys.executable, "-c", _SCRIPT, case.module, f"--workdir={workdir}",
-       "--config.dataset=idx", "--config.data_dir=/nonexistent"]
-      if case.module == "experiments.train" else
-      [sys.executable, "-c", _SCRIPT, case.module, f"--workdir={workdir}"],
-      cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    [
+      sys.executable,
+      "-c",
+      _SCRIPT,
+      case.module,
+      f"--workdir={workdir}",
+      "--config.dataset=idx",
+      "--config.data_dir=/nonexistent",
+    ]
+    if case.module == "experiments.train"
+    else [sys.executable, "-c", _SCRIPT, case.module, f"--workdir={workdir}"],
+    cwd=REPO_ROOT,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   return result, before, _snapshot(case_root), workdir
 
 
@@ -114,8 +135,10 @@ def _launch(name: str, case: _Case, root: str):
 def outcomes(tmp_path_factory):
   root = str(tmp_path_factory.mktemp("bad_workdir"))
   with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-    futures = {name: pool.submit(_launch, name, case, root)
-               for name, case in _CASES.items()}
+    futures = {
+      name: pool.submit(_launch, name, case, root)
+      for name, case in _CASES.items()
+    }
     return {name: future.result() for name, future in futures.items()}
 
 
@@ -123,8 +146,10 @@ def outcomes(tmp_path_factory):
 def test_one_error_line_before_jax_and_nothing_created(outcomes, name):
   result, before, after, workdir = outcomes[name]
   report = result.stdout + result.stderr
-  assert json.loads(result.stdout.splitlines()[-1]) == {"exit": 2,
-                                                       "jax": False}, report
+  assert json.loads(result.stdout.splitlines()[-1]) == {
+    "exit": 2,
+    "jax": False,
+  }, report
   assert "Traceback" not in report
   errors = [l for l in result.stderr.splitlines() if l.startswith("error:")]
   assert len(errors) == 1, report

@@ -33,38 +33,58 @@ _EPS = float(np.finfo(np.float32).eps)
 
 def _config(data_dir: str, **overrides):
   config = default.get_config()
-  config.update(dict(dict(
-      model="conv", conv_channels=(4, 8), hidden_dims=(16,), latent_dim=2,
-      dataset="idx", data_dir=data_dir, validation_size=64, batch_size=32,
-      epochs=2, steps_per_chunk=7, eval_batch_size=128, learning_rate=3e-3),
-      **overrides))
+  config.update(
+    dict(
+      dict(
+        model="conv",
+        conv_channels=(4, 8),
+        hidden_dims=(16,),
+        latent_dim=2,
+        dataset="idx",
+        data_dir=data_dir,
+        validation_size=64,
+        batch_size=32,
+        epochs=2,
+        steps_per_chunk=7,
+        eval_batch_size=128,
+        learning_rate=3e-3,
+      ),
+      **overrides,
+    )
+  )
   return config
 
 
 def _train(config, workdir, **kwargs):
-  return loop.train_and_evaluate(config, str(workdir), progress_bar=False,
-                                 figures=False, **kwargs)
+  return loop.train_and_evaluate(
+    config, str(workdir), progress_bar=False, figures=False, **kwargs
+  )
 
 
 def _latest_state(config, workdir):
   model = registry.build_model(config, (28, 28, 1))
-  template = programs.init_state(model, programs.step_config(config),
-                                 jax.random.key(0))
-  with checkpoints_lib.RunCheckpoints(os.path.join(workdir, "checkpoints"),
-                                      read_only=True) as ckpts:
+  template = programs.init_state(
+    model, programs.step_config(config), jax.random.key(0)
+  )
+  with checkpoints_lib.RunCheckpoints(
+    os.path.join(workdir, "checkpoints"), read_only=True
+  ) as ckpts:
     state, _ = ckpts.restore(ckpts.latest_step(), template)
   return state
 
 
 def _without_times(records):
-  return [{k: v for k, v in r.items() if k not in _TIME_KEYS}
-          for r in records]
+  return [{k: v for k, v in r.items() if k not in _TIME_KEYS} for r in records]
 
 
-@pytest.mark.parametrize("shape, kernel, stride", [
+@pytest.mark.parametrize(
+  "shape, kernel, stride",
+  [
     pytest.param((2, 28, 28, 3), 4, 2, marks=pytest.mark.slow),
     pytest.param((2, 7, 7, 5), 3, 1, marks=pytest.mark.slow),
-    ((1, 9, 9, 2), 4, 2)])
+    ((1, 9, 9, 2), 4, 2),
+  ],
+)
 def test_patch_conv_is_flax_conv_with_same_padding(shape, kernel, stride):
   x = jax.random.normal(jax.random.key(0), shape)
   reference = nn.Conv(6, (kernel, kernel), strides=stride, padding="SAME")
@@ -75,24 +95,35 @@ def test_patch_conv_is_flax_conv_with_same_padding(shape, kernel, stride):
   # Each output is a dot product of n = k·k·C terms: both sides are within
   # n·eps·Σ|x||w| of the exact value (Higham's bound), so within twice that
   # of each other. Σ|x||w| is the convolution of |x| with |w|.
-  magnitude = reference.apply(jax.tree_util.tree_map(jnp.abs, params),
-                              jnp.abs(x))
+  magnitude = reference.apply(
+    jax.tree_util.tree_map(jnp.abs, params), jnp.abs(x)
+  )
   n = kernel * kernel * shape[-1]
-  np.testing.assert_array_less(np.abs(ours - expected),
-                               2 * n * _EPS * np.asarray(magnitude) + 1e-30)
+  np.testing.assert_array_less(
+    np.abs(ours - expected), 2 * n * _EPS * np.asarray(magnitude) + 1e-30
+  )
 
 
 def test_the_conv_model_takes_28x28x1_and_32x32x3_images():
   config = default.get_config()
-  config.update(dict(model="conv", likelihood="gaussian_learned_variance",
-                     conv_channels=(4, 8), hidden_dims=(16,)))
+  config.update(
+    dict(
+      model="conv",
+      likelihood="gaussian_learned_variance",
+      conv_channels=(4, 8),
+      hidden_dims=(16,),
+    )
+  )
   validation.validate(config)  # the default image_layout '' is allowed
   for shape in ((28, 28, 1), (32, 32, 3)):
     model = registry.build_model(config, shape)
     # Shapes only (eval_shape): nothing is compiled or run.
     params = jax.eval_shape(model.init, jax.random.key(0))
-    out = jax.eval_shape(lambda p, x: model.decode(p, model.encode(p, x)[0]),
-                         params, jnp.zeros(shape))
+    out = jax.eval_shape(
+      lambda p, x: model.decode(p, model.encode(p, x)[0]),
+      params,
+      jnp.zeros(shape),
+    )
     assert out.shape == shape[:2] + (2 * shape[2],)  # (mean, log-variance)
     assert jax.eval_shape(model.mean_of_output, out).shape == shape
   with pytest.raises(ConfigError, match="image_layout=image"):

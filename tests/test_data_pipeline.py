@@ -44,8 +44,11 @@ def _prepared(dataset, **overrides):
   """PreparedData as `prepare_data` makes it from the config's settings."""
   c = _config(**overrides)
   return prepared.PreparedData(
-      dataset, c.binarization, resolve_image_layout(c.model, c.image_layout),
-      c.streaming)
+    dataset,
+    c.binarization,
+    resolve_image_layout(c.model, c.image_layout),
+    c.streaming,
+  )
 
 
 def _images(n=_N, d=_D, seed=0):
@@ -55,25 +58,30 @@ def _images(n=_N, d=_D, seed=0):
 def _dataset(n=_N, shape=(3, 4, 1), pixel_max=255, seed=0):
   rng = np.random.default_rng(seed)
   split = lambda m: datasets.Split(  # pylint: disable=g-long-lambda
-      rng.integers(0, pixel_max + 1, (m, *shape), dtype=np.uint8),
-      rng.integers(0, 10, m).astype(np.int32))
-  return datasets.ImageDataset("idx", "/synthetic", split(n), split(16),
-                               pixel_max=pixel_max)
+    rng.integers(0, pixel_max + 1, (m, *shape), dtype=np.uint8),
+    rng.integers(0, 10, m).astype(np.int32),
+  )
+  return datasets.ImageDataset(
+    "idx", "/synthetic", split(n), split(16), pixel_max=pixel_max
+  )
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3, 4, 5))
-def _on_device_batches(images, rng, first_step, num_steps, batch_size,
-                       binarize):
+def _on_device_batches(
+  images, rng, first_step, num_steps, batch_size, binarize
+):
   """The batches `chunks.train_chunk` makes, with its pipeline calls."""
   shuffle_key, binarize_key = pipeline.data_keys(rng)
   steps_per_epoch = images.shape[0] // batch_size
   permutation = pipeline.epoch_permutation(
-      shuffle_key, first_step // steps_per_epoch, images.shape[0])
+    shuffle_key, first_step // steps_per_epoch, images.shape[0]
+  )
 
   def batch(i):
     step = first_step + i
-    raw = images[pipeline.batch_indices(permutation, step % steps_per_epoch,
-                                        batch_size)]
+    raw = images[
+      pipeline.batch_indices(permutation, step % steps_per_epoch, batch_size)
+    ]
     return pipeline.finish_batch(raw, binarize_key, step, binarize, 255)
 
   return jax.lax.map(batch, jnp.arange(num_steps))
@@ -83,8 +91,10 @@ def _on_device_batches(images, rng, first_step, num_steps, batch_size,
 def _finish_streamed(chunk, rng, first_step, binarize):
   _, binarize_key = pipeline.data_keys(rng)
   steps = first_step + jnp.arange(chunk.shape[0])
-  return jax.lax.map(lambda a: pipeline.finish_batch(
-      a[0], binarize_key, a[1], binarize, 255), (chunk, steps))
+  return jax.lax.map(
+    lambda a: pipeline.finish_batch(a[0], binarize_key, a[1], binarize, 255),
+    (chunk, steps),
+  )
 
 
 # -------------------------------------------------------------- binarisation
@@ -100,8 +110,13 @@ def test_dynamic_binarisation_keeps_pixel_intensities_on_average():
   # 4 binomial standard errors. In float32, the draw u · 255 < pixel has
   # P(1) within eps · (1 + p/2) of p: u lies on a 2⁻²³ grid, and u · 255
   # rounds. The mean of 4000 zeros and ones rounds only at ÷4000.
-  assert_close(mean, p, 4 * np.sqrt(p * (1 - p) / 4000)
-               + rounding_atol(1, 1 + p / 2) + rounding_atol(1, p))
+  assert_close(
+    mean,
+    p,
+    4 * np.sqrt(p * (1 - p) / 4000)
+    + rounding_atol(1, 1 + p / 2)
+    + rounding_atol(1, p),
+  )
   assert mean[0] == 0.0 and mean[-1] == 1.0  # 0 and 255 are never flipped
 
 
@@ -120,8 +135,9 @@ def test_binarisation_does_not_depend_on_layout():
   image = _finish_batch(images, key, 5, True, 255)
   np.testing.assert_array_equal(flat, image.reshape(8, -1))
   np.testing.assert_array_equal(
-      pipeline.binarize_once(np.asarray(images), 255).reshape(8, -1),
-      pipeline.binarize_once(np.asarray(images).reshape(8, -1), 255))
+    pipeline.binarize_once(np.asarray(images), 255).reshape(8, -1),
+    pipeline.binarize_once(np.asarray(images).reshape(8, -1), 255),
+  )
 
 
 def test_static_binarisation_is_fixed_whatever_the_run_seed():
@@ -147,8 +163,13 @@ def test_no_binarisation_scales_by_the_pixel_range():
 
 def test_same_seed_same_batches_other_seed_other_batches():
   images = _images()
-  run = lambda seed: np.concatenate(list(streaming.host_chunks(  # pylint: disable=g-long-lambda
-      images, jax.random.key(seed), _B, [2, 3], num_epochs=2)))
+  run = lambda seed: np.concatenate(
+    list(
+      streaming.host_chunks(  # pylint: disable=g-long-lambda
+        images, jax.random.key(seed), _B, [2, 3], num_epochs=2
+      )
+    )
+  )
   np.testing.assert_array_equal(run(0), run(0))
   assert not np.array_equal(run(0), run(1))
 
@@ -158,8 +179,9 @@ def test_epoch_order_is_addressable_without_replaying_epochs():
   replayed = list(streaming.host_chunks(images, rng, _B, [5], num_epochs=4))
   direct = list(streaming.host_chunks(images, rng, _B, [5], first_epoch=3))
   np.testing.assert_array_equal(direct[0], replayed[3])
-  resumed = list(streaming.host_chunks(images, rng, _B, [2, 3], first_epoch=3,
-                                       first_chunk=1))
+  resumed = list(
+    streaming.host_chunks(images, rng, _B, [2, 3], first_epoch=3, first_chunk=1)
+  )
   np.testing.assert_array_equal(resumed[0], replayed[3][2:])
   # Each epoch is a permutation: no example twice within an epoch.
   rows = {bytes(r) for r in replayed[1].reshape(-1, _D)}
@@ -169,8 +191,9 @@ def test_epoch_order_is_addressable_without_replaying_epochs():
 def test_streaming_yields_the_on_device_batches():
   images, rng, binarize = _images(), jax.random.key(5), True
   device = _on_device_batches(jnp.asarray(images), rng, 5, 5, _B, binarize)
-  with streaming.stream_chunks(images, rng, _B, [2, 3], first_epoch=1,
-                               prefetch=1) as stream:
+  with streaming.stream_chunks(
+    images, rng, _B, [2, 3], first_epoch=1, prefetch=1
+  ) as stream:
     chunks = list(stream)
   assert [c.shape for c in chunks] == [(2, _B, _D), (3, _B, _D)]
   assert all(isinstance(c, jax.Array) for c in chunks)
@@ -192,6 +215,7 @@ def test_prefetcher_raises_the_producer_error_in_the_consumer():
   def items():
     yield np.zeros(2)
     raise OSError("disk went away")
+
   p = streaming.Prefetcher(items())
   next(p)
   with pytest.raises(OSError, match="disk went away"):
@@ -209,8 +233,11 @@ def test_prefetcher_close_stops_its_thread():
   p = streaming.Prefetcher(items(), size=1)
   next(p)
   p.close()
-  assert not any(t.name == "vae_jax-prefetch" and t.is_alive()
-                 for t in threading.enumerate() if t is p._thread)  # pylint: disable=protected-access
+  assert not any(
+    t.name == "vae_jax-prefetch" and t.is_alive()
+    for t in threading.enumerate()
+    if t is p._thread
+  )  # pylint: disable=protected-access
   assert len(produced) < 10
 
 
@@ -221,17 +248,22 @@ def test_prepared_data_on_device_and_streaming():
   ds = _dataset()
   on_device = _prepared(ds)
   assert isinstance(on_device.train, jax.Array)
-  assert on_device.train.dtype == jnp.uint8 and on_device.train.shape == (40, 12)
+  assert on_device.train.dtype == jnp.uint8 and on_device.train.shape == (
+    40,
+    12,
+  )
   feed = feeds.BatchFeed(_B, True, 255)
   assert feed.source_spec(on_device.train, 3) is on_device.train
   stream = _prepared(ds, streaming=True, steps_per_chunk=2)
   assert isinstance(stream.train, np.ndarray)  # stays on the host
   streamed = feeds.BatchFeed(_B, True, 255, streamed=True)
   assert streamed.source_spec(stream.train, 3) == jax.ShapeDtypeStruct(
-      (3, _B, 12), jnp.uint8)
+    (3, _B, 12), jnp.uint8
+  )
   assert stream.describe()["input_path"] == "streaming"
-  with streaming.stream_chunks(stream.train, jax.random.key(0), _B,
-                               [2, 3]) as chunks:
+  with streaming.stream_chunks(
+    stream.train, jax.random.key(0), _B, [2, 3]
+  ) as chunks:
     assert [c.shape[0] for c in chunks] == [2, 3]
 
 
@@ -265,7 +297,8 @@ def test_an_invalid_layout_is_refused_by_the_data_too():
 
 @pytest.mark.parametrize("data_dir", ["", None])
 def test_prepare_data_takes_an_empty_data_dir_as_not_given(
-    monkeypatch, data_dir):
+  monkeypatch, data_dir
+):
   """A ConfigDict's data_dir is '' when not given: the loader gets None."""
   seen = []
 
@@ -275,6 +308,7 @@ def test_prepare_data_takes_an_empty_data_dir_as_not_given(
     return _dataset()
 
   monkeypatch.setattr(datasets, "load_dataset", load_dataset)
-  data = prepared.prepare_data(_config(dataset="idx", data_dir=data_dir,
-                                       batch_size=8))
+  data = prepared.prepare_data(
+    _config(dataset="idx", data_dir=data_dir, batch_size=8)
+  )
   assert seen == [("idx", None)] and data.num_train == _N

@@ -46,6 +46,7 @@ _HAS_TENSORFLOW = importlib.util.find_spec("tensorflow") is not None
 def _no_network(monkeypatch):
   def refuse(*args, **kwargs):
     raise AssertionError("a data test tried to use the network")
+
   monkeypatch.setattr(socket.socket, "connect", refuse)
 
 
@@ -57,21 +58,33 @@ def _config(**overrides):
 
 
 def _code_mock(num_examples=24, **kwargs):
-  return tfds.testing.mock_data(num_examples=num_examples,
-                                policy=tfds.testing.MockPolicy.USE_CODE,
-                                **kwargs)
+  return tfds.testing.mock_data(
+    num_examples=num_examples, policy=tfds.testing.MockPolicy.USE_CODE, **kwargs
+  )
 
 
 def _write_metadata(data_dir, name, splits):
   """dataset_info.json of `name` with the given {split: size}, no data."""
   builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
   template = tfds.core.naming.ShardedFileTemplate(
-      data_dir=builder.data_path, dataset_name=name,
-      filetype_suffix="array_record", split="train")
-  builder.info.set_splits(tfds.core.SplitDict([
-      tfds.core.SplitInfo(name=s, shard_lengths=[n], num_bytes=0,
-                          filename_template=template.replace(split=s))
-      for s, n in splits.items()]))
+    data_dir=builder.data_path,
+    dataset_name=name,
+    filetype_suffix="array_record",
+    split="train",
+  )
+  builder.info.set_splits(
+    tfds.core.SplitDict(
+      [
+        tfds.core.SplitInfo(
+          name=s,
+          shard_lengths=[n],
+          num_bytes=0,
+          filename_template=template.replace(split=s),
+        )
+        for s, n in splits.items()
+      ]
+    )
+  )
   builder.info.set_file_format(tfds.core.file_adapters.FileFormat.ARRAY_RECORD)
   os.makedirs(builder.data_path, exist_ok=True)
   builder.info.write_to_directory(builder.data_path)
@@ -95,8 +108,11 @@ def test_cifar10_keeps_its_colour_image_layout(tmp_path):
 
 
 def test_fashion_mnist_falls_back_to_tfds(tmp_path, monkeypatch):
-  monkeypatch.setitem(datasets.LOCAL_DATASETS, "fashion_mnist",
-                      str(tmp_path / "no_debian_package"))
+  monkeypatch.setitem(
+    datasets.LOCAL_DATASETS,
+    "fashion_mnist",
+    str(tmp_path / "no_debian_package"),
+  )
   with _code_mock(num_examples=8):
     ds = datasets.load_dataset("fashion_mnist", str(tmp_path))
   assert ds.source_kind == "tfds" and "fashion_mnist" in ds.source
@@ -105,35 +121,46 @@ def test_fashion_mnist_falls_back_to_tfds(tmp_path, monkeypatch):
 def _binary_source(builder, split, **kwargs):
   del builder, kwargs
   rng = np.random.default_rng(0 if split == "train" else 1)
-  return [{"image": rng.integers(0, 2, (28, 28, 1), dtype=np.uint8)}
-          for _ in range(10)]
+  return [
+    {"image": rng.integers(0, 2, (28, 28, 1), dtype=np.uint8)}
+    for _ in range(10)
+  ]
 
 
 def test_binarized_mnist_is_used_as_is(tmp_path):
-  with tfds.testing.mock_data(as_data_source_fn=_binary_source,
-                              policy=tfds.testing.MockPolicy.USE_CODE):
+  with tfds.testing.mock_data(
+    as_data_source_fn=_binary_source, policy=tfds.testing.MockPolicy.USE_CODE
+  ):
     ds = datasets.load_dataset("binarized_mnist", str(tmp_path))
   assert ds.already_binary and ds.train.labels is None
   for binarization in ("dynamic", "static"):
     data = prepared.PreparedData(ds, binarization, "flat")
     assert not data.dynamic_binarization and data.pixel_max == 1
-    np.testing.assert_array_equal(np.asarray(data.train),
-                                  ds.train.images.reshape(10, -1))
-    np.testing.assert_array_equal(np.asarray(data.test),
-                                  ds.test.images.reshape(10, -1))
+    np.testing.assert_array_equal(
+      np.asarray(data.train), ds.train.images.reshape(10, -1)
+    )
+    np.testing.assert_array_equal(
+      np.asarray(data.test), ds.test.images.reshape(10, -1)
+    )
     assert data.describe()["binarization"].startswith("none (already binary")
 
 
 def test_split_names_come_from_the_dataset(tmp_path):
   _write_metadata(str(tmp_path), "mnist", {"train": 12, "test": 5})
-  with tfds.testing.mock_data(num_examples=12, data_dir=str(tmp_path),
-                              policy=tfds.testing.MockPolicy.USE_FILES):
+  with tfds.testing.mock_data(
+    num_examples=12,
+    data_dir=str(tmp_path),
+    policy=tfds.testing.MockPolicy.USE_FILES,
+  ):
     ds = datasets.load_dataset("mnist", str(tmp_path))
     assert len(ds.train) == 12
     with pytest.raises(DataError) as info:
       datasets.load_dataset("mnist", str(tmp_path), test_split="validation")
   message = str(info.value)
-  assert "--test_split='validation'" in message and "splits are test, train" in message
+  assert (
+    "--test_split='validation'" in message
+    and "splits are test, train" in message
+  )
   assert "\n" not in message
 
 
@@ -141,6 +168,7 @@ def _source_of(examples):
   def as_data_source(builder, split, **kwargs):
     del builder, split, kwargs
     return examples
+
   return as_data_source
 
 
@@ -154,15 +182,22 @@ class _Corrupt:
     return {"image": np.zeros((28, 28, 1), np.uint8), "label": 0}
 
 
-@pytest.mark.parametrize("examples, expected", [
-    ([{"image": np.zeros((28, 28, 1), np.uint16), "label": 0}] * 3,
-     "expected 8-bit (uint8) pixels"),
+@pytest.mark.parametrize(
+  "examples, expected",
+  [
+    (
+      [{"image": np.zeros((28, 28, 1), np.uint16), "label": 0}] * 3,
+      "expected 8-bit (uint8) pixels",
+    ),
     (_Corrupt(), "cannot read example 1 (ValueError: Failed to read record 1"),
     ([], "the split holds no examples"),
-])
+  ],
+)
 def test_bad_tfds_data_give_one_clear_line(tmp_path, examples, expected):
-  with tfds.testing.mock_data(as_data_source_fn=_source_of(examples),
-                              policy=tfds.testing.MockPolicy.USE_CODE):
+  with tfds.testing.mock_data(
+    as_data_source_fn=_source_of(examples),
+    policy=tfds.testing.MockPolicy.USE_CODE,
+  ):
     with pytest.raises(DataError) as info:
       datasets.load_dataset("mnist", str(tmp_path))
   assert expected in str(info.value) and "\n" not in str(info.value)
@@ -179,8 +214,11 @@ def test_unknown_name_suggests_close_tfds_names():
   assert "did you mean kmnist" in str(info.value)
 
 
-@pytest.mark.skipif(_HAS_TENSORFLOW, reason="with TensorFlow installed this "
-                    "would download and prepare the dataset (network)")
+@pytest.mark.skipif(
+  _HAS_TENSORFLOW,
+  reason="with TensorFlow installed this "
+  "would download and prepare the dataset (network)",
+)
 def test_unprepared_dataset_names_the_extra(tmp_path):
   with pytest.raises(DataError) as info:
     datasets.load_dataset("kmnist", str(tmp_path))
@@ -192,8 +230,13 @@ def test_unprepared_dataset_names_the_extra(tmp_path):
 @pytest.mark.slow
 def test_mnist_trains_identically_on_device_and_streaming(tmp_path):
   """`--dataset=mnist` on mock data: prepared, then trained on both paths."""
-  config = _config(dataset="mnist", data_dir=str(tmp_path), batch_size=8,
-                   hidden_dims=(8,), latent_dim=2)
+  config = _config(
+    dataset="mnist",
+    data_dir=str(tmp_path),
+    batch_size=8,
+    hidden_dims=(8,),
+    latent_dim=2,
+  )
   with _code_mock(num_examples=40):
     data = prepared.prepare_data(config)
   assert data.describe()["source_kind"] == "tfds"
@@ -204,13 +247,21 @@ def test_mnist_trains_identically_on_device_and_streaming(tmp_path):
   hparams = step.Hyperparams(np.float32(1e-2), np.float32(1.0))
   state = step.init_train_state(model, step_config, jax.random.key(2))
   steps = 5  # one chunk per epoch of 40 // 8 steps
-  bind = lambda streamed: jax.jit(functools.partial(  # pylint: disable=g-long-lambda
-      chunks.train_chunk, model, step_config, feeds.BatchFeed(
-          8, data.dynamic_binarization, data.pixel_max, streamed=streamed),
-      steps))
+  bind = lambda streamed: jax.jit(
+    functools.partial(  # pylint: disable=g-long-lambda
+      chunks.train_chunk,
+      model,
+      step_config,
+      feeds.BatchFeed(
+        8, data.dynamic_binarization, data.pixel_max, streamed=streamed
+      ),
+      steps,
+    )
+  )
   on_device, streamed = bind(False), bind(True)
-  stream = streaming.stream_chunks(np.asarray(data.train), state.rng, 8,
-                                   [steps], num_epochs=2)
+  stream = streaming.stream_chunks(
+    np.asarray(data.train), state.rng, 8, [steps], num_epochs=2
+  )
   # Both paths run the same steps on bit-identical batches: on CPU, which
   # compiles both the same, bit for bit. Elsewhere two programs may fuse
   # differently, and no a-priori float32 bound survives Adam steps (÷√v̂
@@ -251,13 +302,26 @@ def test_default_training_never_imports_tensorflow(tmp_path):
   os.makedirs(data)
   rng = np.random.default_rng(0)
   for stem, n in (("train", 32), ("t10k", 16)):
-    write_idx(str(data / f"{stem}-images-idx3-ubyte.gz"),
-              rng.integers(0, 256, (n, 8, 8), dtype=np.uint8))
-    write_idx(str(data / f"{stem}-labels-idx1-ubyte.gz"),
-              rng.integers(0, 10, n, dtype=np.uint8))
+    write_idx(
+      str(data / f"{stem}-images-idx3-ubyte.gz"),
+      rng.integers(0, 256, (n, 8, 8), dtype=np.uint8),
+    )
+    write_idx(
+      str(data / f"{stem}-labels-idx1-ubyte.gz"),
+      rng.integers(0, 10, n, dtype=np.uint8),
+    )
   result = subprocess.run(
-      [sys.executable, "-c", _NO_TENSORFLOW_RUN, str(data),
-       str(tmp_path / "run")],
-      cwd=_REPO, capture_output=True, text=True, timeout=300)
+    [
+      sys.executable,
+      "-c",
+      _NO_TENSORFLOW_RUN,
+      str(data),
+      str(tmp_path / "run"),
+    ],
+    cwd=_REPO,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert result.returncode == 0, result.stderr[-2000:]
   assert "no tensorflow" in result.stdout

@@ -20,19 +20,26 @@ from conftest import REPO_ROOT
 pytestmark = pytest.mark.slow
 
 _SCRIPT = REPO_ROOT / "benchmarks" / "device_check.sh"
-_BENCHMARKS = {"train_step": ("trainer-bf16", "matmuls-bf16", "plain"),
-               "importance_sampling": ("estimator",),
-               "sweep": ("vmapped", "sequential"),
-               "conv": ("nn.Conv", "patch")}
+_BENCHMARKS = {
+  "train_step": ("trainer-bf16", "matmuls-bf16", "plain"),
+  "importance_sampling": ("estimator",),
+  "sweep": ("vmapped", "sequential"),
+  "conv": ("nn.Conv", "patch"),
+}
 
 
 def test_dry_run_writes_every_step_in_a_few_flat_files(tmp_path):
   out = tmp_path / "check"
   env = dict(os.environ, PYTHON=sys.executable)
   env.pop("JAX_PLATFORMS", None)  # the script sets it for --dry
-  result = subprocess.run(["bash", str(_SCRIPT), "--dry", str(out)],
-                          cwd=REPO_ROOT, env=env, capture_output=True,
-                          text=True, timeout=330)
+  result = subprocess.run(
+    ["bash", str(_SCRIPT), "--dry", str(out)],
+    cwd=REPO_ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=330,
+  )
   assert result.returncode == 0, result.stdout + result.stderr
   names = sorted(os.listdir(out))
   assert len(names) <= 8 and all((out / n).is_file() for n in names), names

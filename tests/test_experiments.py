@@ -32,14 +32,31 @@ from vae_jax.run.store import workdir as workdir_lib
 pytestmark = pytest.mark.slow
 
 # The keys the issue names for every line of metrics.jsonl.
-METRIC_KEYS = ("epoch", "step", "train_elbo", "train_kl", "train_log_likelihood",
-               "val_elbo", "test_elbo", "test_kl", "test_log_likelihood",
-               "learning_rate", "kl_weight", "grad_norm", "examples_per_sec",
-               "wall_time_sec")
-SMOKE_FLAGS = ("--config=vae_jax/configs/smoke.py", "--config.dataset=idx",
-               "--config.validation_size=64", "--config.batch_size=32",
-               "--config.hidden_dims=16", "--config.eval_batch_size=128",
-               "--config.final_importance_samples=20")
+METRIC_KEYS = (
+  "epoch",
+  "step",
+  "train_elbo",
+  "train_kl",
+  "train_log_likelihood",
+  "val_elbo",
+  "test_elbo",
+  "test_kl",
+  "test_log_likelihood",
+  "learning_rate",
+  "kl_weight",
+  "grad_norm",
+  "examples_per_sec",
+  "wall_time_sec",
+)
+SMOKE_FLAGS = (
+  "--config=vae_jax/configs/smoke.py",
+  "--config.dataset=idx",
+  "--config.validation_size=64",
+  "--config.batch_size=32",
+  "--config.hidden_dims=16",
+  "--config.eval_batch_size=128",
+  "--config.final_importance_samples=20",
+)
 STEPS_PER_EPOCH = 14  # (512 − 64) // 32
 
 
@@ -60,18 +77,27 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _run(module: str, *args: str, timeout: int = 300):
-  return subprocess.run([sys.executable, "-m", module, *args],
-                        capture_output=True, text=True, timeout=timeout,
-                        cwd=REPO_ROOT, env=_subprocess_env())
+  return subprocess.run(
+    [sys.executable, "-m", module, *args],
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+    cwd=REPO_ROOT,
+    env=_subprocess_env(),
+  )
 
 
 @pytest.fixture(scope="module")
 def smoke_run(idx_data_dir, tmp_path_factory):
   """(workdir, completed process) of `train --config=…/smoke.py --quiet`."""
   workdir = str(tmp_path_factory.mktemp("smoke") / "run")
-  result = _run("experiments.train", *SMOKE_FLAGS,
-                f"--config.data_dir={idx_data_dir}", f"--workdir={workdir}",
-                "--quiet")
+  result = _run(
+    "experiments.train",
+    *SMOKE_FLAGS,
+    f"--config.data_dir={idx_data_dir}",
+    f"--workdir={workdir}",
+    "--quiet",
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   return workdir, result
 
@@ -108,8 +134,14 @@ def test_configs_differ_from_default_only_where_they_say():
   smoke = _load("smoke").get_config()
   assert set(default.keys()) == set(smoke.keys())
   changed = {k for k in default.keys() if default[k] != smoke[k]}
-  assert changed == {"latent_dim", "hidden_dims", "epochs", "kl_warmup_epochs",
-                     "validation_size", "early_stopping_patience"}
+  assert changed == {
+    "latent_dim",
+    "hidden_dims",
+    "epochs",
+    "kl_warmup_epochs",
+    "validation_size",
+    "early_stopping_patience",
+  }
 
 
 @pytest.fixture
@@ -133,9 +165,12 @@ def parse_flags(monkeypatch):
 
 
 def test_overrides_change_one_setting_of_the_config_file(parse_flags):
-  config = parse_flags("--config=vae_jax/configs/smoke.py",
-                       "--config.latent_dim=3", "--config.epochs=5",
-                       "--config.hidden_dims=300,300")
+  config = parse_flags(
+    "--config=vae_jax/configs/smoke.py",
+    "--config.latent_dim=3",
+    "--config.epochs=5",
+    "--config.hidden_dims=300,300",
+  )
   smoke = _load("smoke").get_config()
   assert (config.latent_dim, config.epochs) == (3, 5)
   assert config.hidden_dims == (300, 300)
@@ -161,8 +196,12 @@ def test_config_json_records_the_run(smoke_run, idx_data_dir):
   assert stored["config_file"] == "vae_jax/configs/smoke.py"
   settings = stored["config"]
   assert settings["data_dir"] == idx_data_dir
-  assert (settings["latent_dim"], settings["hidden_dims"],
-          settings["epochs"], settings["model"]) == (2, [16], 2, "mlp")
+  assert (
+    settings["latent_dim"],
+    settings["hidden_dims"],
+    settings["epochs"],
+    settings["model"],
+  ) == (2, [16], 2, "mlp")
   assert set(settings) == set(_load("default").get_config().keys())
   assert stored["data"]["image_shape"] == [28, 28, 1]
 
@@ -183,33 +222,47 @@ def test_metrics_jsonl_has_every_key(smoke_run):
 def test_the_last_line_has_the_importance_sampled_log_px(smoke_run):
   workdir, _ = smoke_run
   records = workdir_lib.read_metrics(workdir)
-  assert all(r["test_log_px"] is None and r["test_log_px_stderr"] is None
-             for r in records[:-1])
+  assert all(
+    r["test_log_px"] is None and r["test_log_px_stderr"] is None
+    for r in records[:-1]
+  )
   last = records[-1]
   assert last["test_log_px"] < 0 and last["test_log_px_stderr"] > 0
 
 
 def test_tensorboard_events_read_back_with_event_accumulator(smoke_run):
   from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+
   workdir, _ = smoke_run
   accumulator = event_accumulator.EventAccumulator(
-      os.path.join(workdir, "tensorboard"),
-      size_guidance={event_accumulator.SCALARS: 0,
-                     event_accumulator.IMAGES: 0})
+    os.path.join(workdir, "tensorboard"),
+    size_guidance={event_accumulator.SCALARS: 0, event_accumulator.IMAGES: 0},
+  )
   accumulator.Reload()
   tags = accumulator.Tags()
   records = workdir_lib.read_metrics(workdir)
   assert [e.step for e in accumulator.Scalars("test_log_px")] == [
-      records[-1]["step"]]
-  for key in ("train_elbo", "val_elbo", "test_elbo", "kl_weight",
-              "learning_rate"):
+    records[-1]["step"]
+  ]
+  for key in (
+    "train_elbo",
+    "val_elbo",
+    "test_elbo",
+    "kl_weight",
+    "learning_rate",
+  ):
     events = accumulator.Scalars(key)
     assert [e.step for e in events] == [r["step"] for r in records]
     # TensorBoard stores float32: one rounding, ≤ eps/2 relative.
     assert [e.value for e in events] == pytest.approx(
-        [r[key] for r in records], rel=F32_EPS)
-  for tag in ("reconstructions", "prior_samples", "latent_traversals",
-              "manifold"):
+      [r[key] for r in records], rel=F32_EPS
+    )
+  for tag in (
+    "reconstructions",
+    "prior_samples",
+    "latent_traversals",
+    "manifold",
+  ):
     assert tag in tags["images"]
     image = accumulator.Images(tag)[-1]
     assert image.width > 0 and image.height > 0
@@ -219,8 +272,9 @@ def test_checkpoints_keep_the_latest_and_the_best(smoke_run):
   workdir, _ = smoke_run
   records = workdir_lib.read_metrics(workdir)
   best = max(records, key=lambda r: r["val_elbo"])
-  with checkpoints_lib.RunCheckpoints(os.path.join(workdir, "checkpoints"),
-                                      read_only=True) as ckpts:
+  with checkpoints_lib.RunCheckpoints(
+    os.path.join(workdir, "checkpoints"), read_only=True
+  ) as ckpts:
     assert ckpts.steps() == [STEPS_PER_EPOCH, 2 * STEPS_PER_EPOCH]
     assert ckpts.steps(checkpoints_lib.BEST) == [best["step"]]
 
@@ -228,12 +282,12 @@ def test_checkpoints_keep_the_latest_and_the_best(smoke_run):
 # Pixel sizes that vae_jax.figures promises for a 2-D latent, 16
 # reconstructions, 64 prior samples, 9 traversal steps, a 15×15 manifold.
 FIGURE_SIZES = {
-    "reconstructions": (760, 480),
-    "prior_samples": (760, 800),
-    "latent_space": (760, 640),
-    "manifold": (40 * 15 + 170, 40 * 15 + 150),
-    "latent_traversals": (56 * 9 + 220, 56 * 2 + 150),
-    "training_curves": (1500, 460),
+  "reconstructions": (760, 480),
+  "prior_samples": (760, 800),
+  "latent_space": (760, 640),
+  "manifold": (40 * 15 + 170, 40 * 15 + 150),
+  "latent_traversals": (56 * 9 + 220, 56 * 2 + 150),
+  "training_curves": (1500, 460),
 }
 
 
@@ -244,12 +298,18 @@ def test_every_figure_is_a_png_of_its_size(smoke_run):
 
 
 def test_resume_with_other_settings_is_refused_in_one_line(
-    smoke_run, idx_data_dir):
+  smoke_run, idx_data_dir
+):
   workdir, _ = smoke_run
   before = open(os.path.join(workdir, "metrics.jsonl")).read()
-  result = _run("experiments.train", *SMOKE_FLAGS,
-                f"--config.data_dir={idx_data_dir}", f"--workdir={workdir}",
-                "--config.latent_dim=3", "--quiet")
+  result = _run(
+    "experiments.train",
+    *SMOKE_FLAGS,
+    f"--config.data_dir={idx_data_dir}",
+    f"--workdir={workdir}",
+    "--config.latent_dim=3",
+    "--quiet",
+  )
   assert result.returncode == 2
   errors = [l for l in result.stderr.splitlines() if l.startswith("error:")]
   assert len(errors) == 1, result.stderr
@@ -264,12 +324,20 @@ def test_evaluate_writes_eval_json_and_figures(smoke_run):
   workdir, _ = smoke_run
   figure = os.path.join(workdir, "figures", "reconstructions.png")
   os.remove(figure)
-  result = _run("experiments.evaluate", f"--workdir={workdir}",
-                "--checkpoint=latest")
+  result = _run(
+    "experiments.evaluate", f"--workdir={workdir}", "--checkpoint=latest"
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   record = json.load(open(os.path.join(workdir, "eval.json")))
-  assert set(record) >= {"checkpoint", "step", "test_elbo", "test_elbo_stderr",
-                         "test_kl", "test_log_likelihood", "num_examples"}
+  assert set(record) >= {
+    "checkpoint",
+    "step",
+    "test_elbo",
+    "test_elbo_stderr",
+    "test_kl",
+    "test_log_likelihood",
+    "num_examples",
+  }
   assert record["checkpoint"] == "latest"
   assert record["step"] == 2 * STEPS_PER_EPOCH
   assert record["num_examples"] == 256
@@ -285,13 +353,25 @@ def test_evaluate_writes_eval_json_and_figures(smoke_run):
 
 def test_evaluate_measures_log_px_and_the_gap(smoke_run):
   workdir, _ = smoke_run
-  record = evaluate_lib.evaluate_run(workdir, "latest", figures=True,
-                                     num_importance_samples=50,
-                                     max_examples=100, progress=False)
+  record = evaluate_lib.evaluate_run(
+    workdir,
+    "latest",
+    figures=True,
+    num_importance_samples=50,
+    max_examples=100,
+    progress=False,
+  )
   assert set(record) >= {
-      "test_log_px", "test_log_px_stderr", "num_importance_samples",
-      "test_elbo", "test_gap", "kl_per_dim", "active_units", "max_examples",
-      "importance_seconds"}
+    "test_log_px",
+    "test_log_px_stderr",
+    "num_importance_samples",
+    "test_elbo",
+    "test_gap",
+    "kl_per_dim",
+    "active_units",
+    "max_examples",
+    "importance_seconds",
+  }
   assert record["num_importance_samples"] == 50
   assert record["max_examples"] == record["num_examples"] == 100
   assert len(record["kl_per_dim"]) == 2
@@ -299,23 +379,32 @@ def test_evaluate_measures_log_px_and_the_gap(smoke_run):
   assert record["test_gap"] == record["test_log_px"] - record["test_elbo"]
   # Two float32 means of the same 100 × 2 KL terms, summed in other orders.
   assert abs(sum(record["kl_per_dim"]) - record["test_kl"]) <= sum_atol(
-      100 * 2 + 2, record["test_kl"])
+    100 * 2 + 2, record["test_kl"]
+  )
   assert record["bound_vs_k"]["ks"] == [1, 5, 50]
   assert json.load(open(os.path.join(workdir, "eval.json"))) == record
   assert _png_size(os.path.join(workdir, "figures", "bound_vs_k.png")) == (
-      760, 520)
+    760,
+    520,
+  )
 
 
-@pytest.mark.parametrize("args, words", [
+@pytest.mark.parametrize(
+  "args, words",
+  [
     (("--num_importance_samples=0",), ("--num_importance_samples=0",)),
     (("--checkpoint=99999",), ("no checkpoint at step 99999",)),
     (("--max_examples=100000",), ("--max_examples=100000", "256")),
-])
-def test_evaluate_bad_input_is_one_line_and_changes_nothing(smoke_run, args,
-                                                            words):
+  ],
+)
+def test_evaluate_bad_input_is_one_line_and_changes_nothing(
+  smoke_run, args, words
+):
   workdir, _ = smoke_run
-  before = sorted(os.listdir(workdir)), open(
-      os.path.join(workdir, "metrics.jsonl")).read()
+  before = (
+    sorted(os.listdir(workdir)),
+    open(os.path.join(workdir, "metrics.jsonl")).read(),
+  )
   eval_json = os.path.join(workdir, "eval.json")
   eval_before = open(eval_json).read() if os.path.exists(eval_json) else None
   result = _run("experiments.evaluate", f"--workdir={workdir}", *args)
@@ -324,10 +413,13 @@ def test_evaluate_bad_input_is_one_line_and_changes_nothing(smoke_run, args,
   assert len(errors) == 1 and "Traceback" not in result.stderr
   for word in words:
     assert word in errors[0]
-  assert (sorted(os.listdir(workdir)), open(
-      os.path.join(workdir, "metrics.jsonl")).read()) == before
-  assert (open(eval_json).read() if os.path.exists(eval_json)
-          else None) == eval_before
+  assert (
+    sorted(os.listdir(workdir)),
+    open(os.path.join(workdir, "metrics.jsonl")).read(),
+  ) == before
+  assert (
+    open(eval_json).read() if os.path.exists(eval_json) else None
+  ) == eval_before
 
 
 def test_evaluate_refuses_a_run_without_checkpoints(smoke_run, tmp_path):
@@ -335,7 +427,8 @@ def test_evaluate_refuses_a_run_without_checkpoints(smoke_run, tmp_path):
   empty = tmp_path / "run"
   empty.mkdir()
   (empty / "config.json").write_text(
-      open(os.path.join(workdir, "config.json")).read())
+    open(os.path.join(workdir, "config.json")).read()
+  )
   result = _run("experiments.evaluate", f"--workdir={empty}")
   assert result.returncode == 2
   assert "holds no checkpoint yet" in result.stderr
@@ -349,10 +442,13 @@ def test_evaluate_picks_the_best_checkpoint_by_default(smoke_run):
   assert (record["checkpoint"], record["step"]) == ("best", best["step"])
 
 
-@pytest.mark.parametrize("checkpoint, message", [
+@pytest.mark.parametrize(
+  "checkpoint, message",
+  [
     ("12345", "no checkpoint at step 12345; it has steps 14, 28"),
     ("newest", "--checkpoint='newest' is invalid"),
-])
+  ],
+)
 def test_evaluate_refuses_an_unknown_checkpoint(smoke_run, checkpoint, message):
   workdir, _ = smoke_run
   with pytest.raises(ConfigError, match=message):
@@ -363,7 +459,8 @@ def test_evaluate_refuses_a_directory_without_a_run(tmp_path):
   result = _run("experiments.evaluate", f"--workdir={tmp_path / 'nothing'}")
   assert result.returncode == 2
   assert result.stderr.startswith("error: ") and "no such directory" in (
-      result.stderr)
+    result.stderr
+  )
   assert len(result.stderr.strip().splitlines()) == 1
   with pytest.raises(ConfigError, match="holds no run"):
     evaluate_lib.evaluate_run(str(tmp_path))
@@ -372,17 +469,19 @@ def test_evaluate_refuses_a_directory_without_a_run(tmp_path):
 # ----------------------------------------------------------------- load_run
 
 
-@pytest.mark.parametrize("checkpoint, series", [(None, "best"),
-                                                ("latest", "latest")])
-def test_load_run_gives_config_model_and_params(smoke_run, checkpoint,
-                                                series):
+@pytest.mark.parametrize(
+  "checkpoint, series", [(None, "best"), ("latest", "latest")]
+)
+def test_load_run_gives_config_model_and_params(smoke_run, checkpoint, series):
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
+
   workdir, _ = smoke_run
   config, model, params = vae_jax.load_run(workdir, checkpoint)
   assert config.latent_dim == 2 and model.event_shape == (784,)
-  with checkpoints_lib.RunCheckpoints(os.path.join(workdir, "checkpoints"),
-                                      read_only=True) as ckpts:
+  with checkpoints_lib.RunCheckpoints(
+    os.path.join(workdir, "checkpoints"), read_only=True
+  ) as ckpts:
     step = ckpts.steps(series)[-1]
   # The same parameters as the evaluation of that checkpoint uses.
   record = evaluate_lib.evaluate_run(workdir, str(step), figures=False)
@@ -391,4 +490,5 @@ def test_load_run_gives_config_model_and_params(smoke_run, checkpoint,
   assert mean.shape == (2,) and np.all(np.isfinite(mean))
   assert record["step"] == step
   assert jax.tree_util.tree_structure(params) == jax.tree_util.tree_structure(
-      model.init(jax.random.key(0)))
+    model.init(jax.random.key(0))
+  )

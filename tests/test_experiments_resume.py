@@ -56,34 +56,50 @@ def _with(config, **overrides):
 
 
 def _config(data_dir: str, **overrides):
-  return _with(default.get_config(),
-               dataset="idx", data_dir=data_dir, validation_size=64,
-               batch_size=32, latent_dim=2, hidden_dims=(16,), epochs=3,
-               steps_per_chunk=5, kl_warmup_epochs=2.0, lr_schedule="cosine",
-               lr_schedule_epochs=3.0, grad_clip_norm=50.0,
-               eval_batch_size=128, keep_checkpoints=2, **overrides)
+  return _with(
+    default.get_config(),
+    dataset="idx",
+    data_dir=data_dir,
+    validation_size=64,
+    batch_size=32,
+    latent_dim=2,
+    hidden_dims=(16,),
+    epochs=3,
+    steps_per_chunk=5,
+    kl_warmup_epochs=2.0,
+    lr_schedule="cosine",
+    lr_schedule_epochs=3.0,
+    grad_clip_norm=50.0,
+    eval_batch_size=128,
+    keep_checkpoints=2,
+    **overrides,
+  )
 
 
 def _train(config, workdir, **kwargs):
-  return loop.train_and_evaluate(config, str(workdir), progress_bar=False,
-                                 figures=False, **kwargs)
+  return loop.train_and_evaluate(
+    config, str(workdir), progress_bar=False, figures=False, **kwargs
+  )
 
 
 def _final_state(config, workdir) -> step_lib.TrainState:
   """The state of the latest checkpoint in WORKDIR."""
   model = registry.build_model(config, (28 * 28,))
-  template = programs.init_state(model, programs.step_config(config),
-                                 jax.random.key(0))
-  with checkpoints_lib.RunCheckpoints(os.path.join(workdir, "checkpoints"),
-                                      read_only=True) as ckpts:
+  template = programs.init_state(
+    model, programs.step_config(config), jax.random.key(0)
+  )
+  with checkpoints_lib.RunCheckpoints(
+    os.path.join(workdir, "checkpoints"), read_only=True
+  ) as ckpts:
     state, _ = ckpts.restore(ckpts.latest_step(), template)
   return state
 
 
 def _assert_same_state(a: step_lib.TrainState, b: step_lib.TrainState):
   assert int(a.step) == int(b.step)
-  np.testing.assert_array_equal(jax.random.key_data(a.rng),
-                                jax.random.key_data(b.rng))
+  np.testing.assert_array_equal(
+    jax.random.key_data(a.rng), jax.random.key_data(b.rng)
+  )
   leaves_a = jax.tree_util.tree_leaves((a.params, a.opt_state))
   leaves_b = jax.tree_util.tree_leaves((b.params, b.opt_state))
   assert len(leaves_a) == len(leaves_b)
@@ -103,7 +119,10 @@ def _assert_tensorboard_has_each_epoch_once(workdir: str, records):
   scalars = summary_writer.read_scalars(logdir)
   # test_log_px is measured only with config.final_importance_samples.
   assert set(scalars) == set(workdir_lib.METRIC_KEYS) - {
-      "step", "test_log_px", "test_log_px_stderr"}
+    "step",
+    "test_log_px",
+    "test_log_px_stderr",
+  }
   for tag, events in scalars.items():
     assert [step for step, _ in events] == steps, tag
   for tag, images in summary_writer.read_images(logdir).items():
@@ -120,14 +139,16 @@ def reference(idx_data_dir, tmp_path_factory):
 
 
 def test_extending_a_finished_run_matches_the_uninterrupted_run(
-    reference, tmp_path):
+  reference, tmp_path
+):
   config, ref_dir, ref_history = reference
   _train(_with(config, epochs=2), tmp_path)
   assert [r["epoch"] for r in workdir_lib.read_metrics(str(tmp_path))] == [1, 2]
   history = _train(config, tmp_path)  # --epochs=3 on the same workdir
 
-  _assert_same_state(_final_state(config, str(tmp_path)),
-                     _final_state(config, ref_dir))
+  _assert_same_state(
+    _final_state(config, str(tmp_path)), _final_state(config, ref_dir)
+  )
   records = workdir_lib.read_metrics(str(tmp_path))
   assert [r["epoch"] for r in records] == [1, 2, 3]  # each epoch once
   assert _without_times(records) == _without_times(ref_history)
@@ -137,8 +158,9 @@ def test_extending_a_finished_run_matches_the_uninterrupted_run(
   assert stored["config"]["epochs"] == 3
 
 
-def test_a_run_killed_mid_epoch_resumes_bit_for_bit(reference, idx_data_dir,
-                                                    tmp_path):
+def test_a_run_killed_mid_epoch_resumes_bit_for_bit(
+  reference, idx_data_dir, tmp_path
+):
   config, ref_dir, ref_history = reference
   # Killed (os._exit: no cleanup at all) right after the checkpoint of its
   # 4th chunk: epoch 2, after 5 of its 14 steps.
@@ -157,18 +179,25 @@ def test_a_run_killed_mid_epoch_resumes_bit_for_bit(reference, idx_data_dir,
                               progress_bar=False, figures=False,
                               after_chunk=after_chunk)
   """)
-  killed = subprocess.run([sys.executable, "-c", script], capture_output=True,
-                          text=True, timeout=300, env=_subprocess_env())
+  killed = subprocess.run(
+    [sys.executable, "-c", script],
+    capture_output=True,
+    text=True,
+    timeout=300,
+    env=_subprocess_env(),
+  )
   assert killed.returncode == 17, killed.stderr[-3000:]
-  with checkpoints_lib.RunCheckpoints(os.path.join(tmp_path, "checkpoints"),
-                                      read_only=True) as ckpts:
+  with checkpoints_lib.RunCheckpoints(
+    os.path.join(tmp_path, "checkpoints"), read_only=True
+  ) as ckpts:
     assert ckpts.steps() == [STEPS_PER_EPOCH, STEPS_PER_EPOCH + 5]
   assert [r["epoch"] for r in workdir_lib.read_metrics(str(tmp_path))] == [1]
 
   # Resumed on the streaming input path: the same batches, bit for bit.
   _train(_with(config, streaming=True), tmp_path)
-  _assert_same_state(_final_state(config, str(tmp_path)),
-                     _final_state(config, ref_dir))
+  _assert_same_state(
+    _final_state(config, str(tmp_path)), _final_state(config, ref_dir)
+  )
   records = workdir_lib.read_metrics(str(tmp_path))
   # Epoch 2's training metrics span the kill: the checkpoint carried its
   # first chunk's metrics over.
@@ -177,7 +206,8 @@ def test_a_run_killed_mid_epoch_resumes_bit_for_bit(reference, idx_data_dir,
 
 
 def test_metrics_dropped_after_the_checkpoint_are_redone_once(
-    reference, tmp_path):
+  reference, tmp_path
+):
   """A crash after an epoch's record but before its checkpoint."""
   config, _, ref_history = reference
   _train(_with(config, epochs=2), tmp_path)
@@ -208,13 +238,15 @@ def test_kl_warm_up_reaches_weight_one_at_the_stated_epoch(reference):
     # means over the ≤ 5 steps of a chunk.
     magnitude = abs(r["train_log_likelihood"]) + r["train_kl"]
     assert r["train_elbo"] == pytest.approx(
-        r["train_log_likelihood"] - r["train_kl"],
-        abs=sum_atol(BATCH_SIZE + LARGEST_CHUNK, magnitude))
+      r["train_log_likelihood"] - r["train_kl"],
+      abs=sum_atol(BATCH_SIZE + LARGEST_CHUNK, magnitude),
+    )
     # Float32 means over the test split of ll − KL, ll and KL.
     magnitude = abs(r["test_log_likelihood"]) + r["test_kl"]
     assert r["test_elbo"] == pytest.approx(
-        r["test_log_likelihood"] - r["test_kl"],
-        abs=sum_atol(NUM_TEST, magnitude, ops_per_term=2))
+      r["test_log_likelihood"] - r["test_kl"],
+      abs=sum_atol(NUM_TEST, magnitude, ops_per_term=2),
+    )
 
 
 def test_cosine_schedule_decays_by_absolute_step(reference):
@@ -222,22 +254,33 @@ def test_cosine_schedule_decays_by_absolute_step(reference):
   rates = [r["learning_rate"] for r in history]
   assert rates[0] > rates[1] > rates[2] > 0
   total = 3 * STEPS_PER_EPOCH
-  expected = [np.mean([1e-3 * 0.5 * (1 + np.cos(np.pi * t / total))
-                       for t in range(e * 14, (e + 1) * 14)])
-              for e in range(3)]
+  expected = [
+    np.mean(
+      [
+        1e-3 * 0.5 * (1 + np.cos(np.pi * t / total))
+        for t in range(e * 14, (e + 1) * 14)
+      ]
+    )
+    for e in range(3)
+  ]
   # float32 per step: π·t/T (3 roundings, |·| ≤ π) through cos puts an
   # absolute error ≤ 3πu + 0.55u on cos. 1 + cos is ≤ 2, so together
   # ≤ 6u · 1e-3 after ½ · 1e-3. The power ** 1.0 (2 operations), the rate's
   # rounding and × (2) are relative. A chunk's mean adds ≤ 5 terms and ÷.
-  assert_close(rates, expected, rounding_atol(3, 1e-3) + sum_atol(
-      LARGEST_CHUNK, np.asarray(expected), ops_per_term=4))
+  assert_close(
+    rates,
+    expected,
+    rounding_atol(3, 1e-3)
+    + sum_atol(LARGEST_CHUNK, np.asarray(expected), ops_per_term=4),
+  )
 
 
 def test_best_checkpoint_is_chosen_on_the_validation_split(reference):
   _, workdir, history = reference
   best = max(history, key=lambda r: r["val_elbo"])
-  with checkpoints_lib.RunCheckpoints(os.path.join(workdir, "checkpoints"),
-                                      read_only=True) as ckpts:
+  with checkpoints_lib.RunCheckpoints(
+    os.path.join(workdir, "checkpoints"), read_only=True
+  ) as ckpts:
     assert ckpts.steps(checkpoints_lib.BEST) == [best["step"]]
     # The latest N: the last two chunk boundaries.
     assert ckpts.steps() == [3 * STEPS_PER_EPOCH - 4, 3 * STEPS_PER_EPOCH]
@@ -250,11 +293,13 @@ def test_resume_with_other_settings_is_refused(reference):
     _train(changed, workdir)
   message = str(error.value)
   assert "--config.latent_dim: the run has 2, this command 3" in message
-  assert ("--config.learning_rate: the run has 0.001, this command 0.002"
-          in message)
-  assert ("only --config.epochs, --config.streaming, "
-          "--config.skip_nonfinite_updates, --config.num_devices, --quiet"
-          in message)
+  assert (
+    "--config.learning_rate: the run has 0.001, this command 0.002" in message
+  )
+  assert (
+    "only --config.epochs, --config.streaming, "
+    "--config.skip_nonfinite_updates, --config.num_devices, --quiet" in message
+  )
   assert len(workdir_lib.read_metrics(workdir)) == 3  # nothing touched
 
 
@@ -262,13 +307,15 @@ def test_early_stopping_stops_after_patience_epochs(reference, tmp_path):
   config, _, _ = reference
   # A learning rate so small that no parameter changes: the validation ELBO
   # is the same every epoch, never better than the first.
-  config = _with(config, learning_rate=1e-30, epochs=10,
-                               early_stopping_patience=2)
+  config = _with(
+    config, learning_rate=1e-30, epochs=10, early_stopping_patience=2
+  )
   history = _train(config, tmp_path)
   assert [r["epoch"] for r in history] == [1, 2, 3]
   assert len({r["val_elbo"] for r in history}) == 1
-  with checkpoints_lib.RunCheckpoints(os.path.join(tmp_path, "checkpoints"),
-                                      read_only=True) as ckpts:
+  with checkpoints_lib.RunCheckpoints(
+    os.path.join(tmp_path, "checkpoints"), read_only=True
+  ) as ckpts:
     assert ckpts.latest_step() == 3 * STEPS_PER_EPOCH
     assert ckpts.steps(checkpoints_lib.BEST) == [STEPS_PER_EPOCH]
   # Running it again (even with more epochs) does not train past the stop.
@@ -277,15 +324,17 @@ def test_early_stopping_stops_after_patience_epochs(reference, tmp_path):
 
 def test_resume_refuses_fewer_epochs_than_the_run_has(reference):
   config, workdir, _ = reference
-  with pytest.raises(ConfigError, match="--config.epochs=2 is invalid: .* "
-                     "already has 3 epochs"):
+  with pytest.raises(
+    ConfigError, match="--config.epochs=2 is invalid: .* already has 3 epochs"
+  ):
     _train(_with(config, epochs=2), workdir)
   stored = json.load(open(os.path.join(workdir, "config.json")))
   assert stored["config"]["epochs"] == 3
 
 
 def test_a_run_killed_before_its_first_checkpoint_starts_over(
-    reference, tmp_path, caplog):
+  reference, tmp_path, caplog
+):
   """Metrics lines without a checkpoint (and a torn one) are dropped with a
   warning; the run starts over and ends like the uninterrupted one."""
   config, ref_dir, ref_history = reference
@@ -296,5 +345,6 @@ def test_a_run_killed_before_its_first_checkpoint_starts_over(
   assert _without_times(history) == _without_times(ref_history)
   records = workdir_lib.read_metrics(str(tmp_path))
   assert _without_times(records) == _without_times(ref_history)
-  _assert_same_state(_final_state(config, str(tmp_path)),
-                     _final_state(config, ref_dir))
+  _assert_same_state(
+    _final_state(config, str(tmp_path)), _final_state(config, ref_dir)
+  )

@@ -27,8 +27,12 @@ from vae_jax.viz import figure_data
 
 NUM_TEST = 50
 # Fewer pictures than the defaults, so the end-to-end tests stay fast.
-SMALL = dict(num_reconstructions=8, num_prior_samples=16, num_traversal_steps=4,
-             manifold_size=4)
+SMALL = dict(
+  num_reconstructions=8,
+  num_prior_samples=16,
+  num_traversal_steps=4,
+  manifold_size=4,
+)
 
 
 @functools.lru_cache(maxsize=None)  # one model per D: compiled once per run
@@ -41,8 +45,9 @@ def _tiny_model(latent_dim: int, num_pseudo_inputs: int = 0):
   """
   model = make_mlp_vae(data_dim=64, latent_dim=latent_dim, hidden_dims=(16,))
   if num_pseudo_inputs:
-    model = dataclasses.replace(model, prior=priors.VampPrior(
-        latent_dim, (64,), num_pseudo_inputs))
+    model = dataclasses.replace(
+      model, prior=priors.VampPrior(latent_dim, (64,), num_pseudo_inputs)
+    )
   shapes = jax.eval_shape(model.init, jax.random.key(0))
   rng = np.random.default_rng(latent_dim)
 
@@ -50,7 +55,8 @@ def _tiny_model(latent_dim: int, num_pseudo_inputs: int = 0):
     if len(shape.shape) == 1:
       return np.zeros(shape.shape, shape.dtype)
     return (rng.normal(size=shape.shape) / np.sqrt(shape.shape[0])).astype(
-        shape.dtype)
+      shape.dtype
+    )
 
   return model, jax.tree.map(random_like, shapes)
 
@@ -66,31 +72,43 @@ _STANDARD_PRIOR_FIGURES = set(figure_data.FIGURE_NAMES) - {"pseudo_inputs"}
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "latent_dim, with_labels, num_pseudo_inputs, expected", [
+  "latent_dim, with_labels, num_pseudo_inputs, expected",
+  [
     (2, True, 0, _STANDARD_PRIOR_FIGURES),
     (3, False, 0, _STANDARD_PRIOR_FIGURES - {"manifold"}),
     (3, False, 10, set(figure_data.FIGURE_NAMES) - {"manifold"}),
-])
-def test_write_all_figures(tmp_path, latent_dim, with_labels,
-                           num_pseudo_inputs, expected):
+  ],
+)
+def test_write_all_figures(
+  tmp_path, latent_dim, with_labels, num_pseudo_inputs, expected
+):
   model, params = _tiny_model(latent_dim, num_pseudo_inputs)
   images, labels = _test_split()
   paths = figure_data.write_all_figures(
-      model, params, images, labels if with_labels else None, (8, 8, 1),
-      _history(3, True),
-      str(tmp_path / "figures"), jax.random.key(0),
-      label_names=figure_data.FASHION_MNIST_LABELS, chunk_size=16, **SMALL)
+    model,
+    params,
+    images,
+    labels if with_labels else None,
+    (8, 8, 1),
+    _history(3, True),
+    str(tmp_path / "figures"),
+    jax.random.key(0),
+    label_names=figure_data.FASHION_MNIST_LABELS,
+    chunk_size=16,
+    **SMALL,
+  )
   assert set(paths) == expected
   assert sorted(os.listdir(tmp_path / "figures")) == sorted(
-      f"{name}.png" for name in expected)
+    f"{name}.png" for name in expected
+  )
   sizes = {  # the docstring formulas of vae_jax.viz.render, for SMALL
-      "reconstructions": (760, 300),  # 8 pairs in 1 row
-      "prior_samples": (760, 260),  # 16 samples in 2 rows
-      "latent_space": (760, 640),
-      "manifold": (40 * 4 + 170, 40 * 4 + 150),
-      "latent_traversals": (56 * 4 + 220, 56 * latent_dim + 150),
-      "training_curves": (1500, 460),
-      "pseudo_inputs": (760, 260),  # 10 pseudo-inputs in 2 rows of 8
+    "reconstructions": (760, 300),  # 8 pairs in 1 row
+    "prior_samples": (760, 260),  # 16 samples in 2 rows
+    "latent_space": (760, 640),
+    "manifold": (40 * 4 + 170, 40 * 4 + 150),
+    "latent_traversals": (56 * 4 + 220, 56 * latent_dim + 150),
+    "training_curves": (1500, 460),
+    "pseudo_inputs": (760, 260),  # 10 pseudo-inputs in 2 rows of 8
   }
   for name, path in paths.items():
     assert path == str(tmp_path / "figures" / f"{name}.png")
@@ -100,8 +118,14 @@ def test_write_all_figures(tmp_path, latent_dim, with_labels,
 def test_compute_figure_data_rejects_unscaled_pixels():
   model, params = _tiny_model(2)
   with pytest.raises(ValueError, match="floats in"):
-    figure_data.compute_figure_data(model, params, np.zeros((4, 64), np.uint8),
-                                  None, (8, 8, 1), jax.random.key(0))
+    figure_data.compute_figure_data(
+      model,
+      params,
+      np.zeros((4, 64), np.uint8),
+      None,
+      (8, 8, 1),
+      jax.random.key(0),
+    )
 
 
 def _decode_mean(model, params, z):
@@ -133,11 +157,9 @@ def _decoded_atol(model, params, z_abs, z_roundings):
   The logits carry z's roundings and the decoder's; the sigmoid's slope is
   ≤ ¼ and it adds 2 operations on a value ≤ 1.
   """
-  logits_abs = np.asarray(model.decode(_abs_params(params), z_abs),
-                          np.float64)
+  logits_abs = np.asarray(model.decode(_abs_params(params), z_abs), np.float64)
   roundings = z_roundings + (model.latent_dim + 1) + 17
-  return (0.25 * rounding_atol(roundings / 2, logits_abs)
-          + rounding_atol(2, 1.0))
+  return 0.25 * rounding_atol(roundings / 2, logits_abs) + rounding_atol(2, 1.0)
 
 
 @pytest.mark.slow
@@ -145,8 +167,15 @@ def test_figure_data_are_probabilities_of_sampled_latents():
   model, params = _tiny_model(3)
   images, labels = _test_split()
   data = figure_data.compute_figure_data(
-      model, params, images, labels, (8, 8, 1), jax.random.key(0),
-      chunk_size=16, num_traversal_steps=5)
+    model,
+    params,
+    images,
+    labels,
+    (8, 8, 1),
+    jax.random.key(0),
+    chunk_size=16,
+    num_traversal_steps=5,
+  )
   means, logvars = model.encode(params, images)
   # Chunked (padded) encoding gives the means of one big call: two float32
   # programs, each within the encoder's bound.
@@ -158,18 +187,21 @@ def test_figure_data_are_probabilities_of_sampled_latents():
   # z ~ q(z|x) is sampled: reconstructions are not those of z = μ, beyond
   # what rounding alone could do to decoding μ twice.
   from_mean = _decode_mean(model, params, means[:16]).reshape(16, 8, 8, 1)
-  rounding = 2 * _decoded_atol(model, params, means_abs[:16],
-                               _ENCODER_ROUNDINGS).reshape(16, 8, 8, 1)
+  rounding = 2 * _decoded_atol(
+    model, params, means_abs[:16], _ENCODER_ROUNDINGS
+  ).reshape(16, 8, 8, 1)
   assert np.any(np.abs(data.reconstructions - from_mean) > rounding)
   # Traversal [d, s] sets z_d = values[s], the rest at μ(x) of test image 0.
   z = np.array(means[0])
   z[1] = data.traversal_values[4]
   z_abs = means_abs[0].copy()
   z_abs[1] = abs(data.traversal_values[4])
-  assert_close(data.traversals[1, 4],
-               _decode_mean(model, params, z).reshape(8, 8, 1),
-               2 * _decoded_atol(model, params, z_abs,
-                                 _ENCODER_ROUNDINGS).reshape(8, 8, 1))
+  assert_close(
+    data.traversals[1, 4],
+    _decode_mean(model, params, z).reshape(8, 8, 1),
+    2
+    * _decoded_atol(model, params, z_abs, _ENCODER_ROUNDINGS).reshape(8, 8, 1),
+  )
   assert data.traversals.shape == (3, 5, 8, 8, 1) and data.manifold is None
   assert "μ(x) of test image 0" in data.traversal_title
 
@@ -179,8 +211,16 @@ def test_traversals_around_zero_and_of_the_most_active_dimensions():
   model, params = _tiny_model(3)
   images, labels = _test_split()
   data = figure_data.compute_figure_data(
-      model, params, images, labels, (8, 8, 1), jax.random.key(0),
-      traverse_around="zero", max_traversal_dims=2, num_traversal_steps=3)
+    model,
+    params,
+    images,
+    labels,
+    (8, 8, 1),
+    jax.random.key(0),
+    traverse_around="zero",
+    max_traversal_dims=2,
+    num_traversal_steps=3,
+  )
   active = np.argsort(-data.posterior_means.var(axis=0))[:2]
   np.testing.assert_array_equal(data.traversal_dims, np.sort(active))
   assert data.traversals.shape == (2, 3, 8, 8, 1)
@@ -245,8 +285,15 @@ def test_figure_data_of_a_model_of_one_image(layout):
   if layout == "image":
     images = images.reshape(-1, 8, 8, 1)
   data = figure_data.compute_figure_data(
-      model, params, images, labels, (8, 8, 1), jax.random.key(0),
-      chunk_size=16, **SMALL)
+    model,
+    params,
+    images,
+    labels,
+    (8, 8, 1),
+    jax.random.key(0),
+    chunk_size=16,
+    **SMALL,
+  )
   flat = images.reshape(len(images), -1)
   means, _ = mlp.encode(params, flat)
   means_atol, _ = _encoder_atol(mlp, params, flat)
@@ -257,17 +304,20 @@ def test_figure_data_of_a_model_of_one_image(layout):
   _, prior_rng = jax.random.split(jax.random.key(0))
   z = model.sample_prior(params, prior_rng, 16)["z"]
   # The same draws z (exact), decoded by two float32 programs.
-  assert_close(data.prior_samples,
-               _decode_mean(mlp, params, z).reshape(16, 8, 8, 1),
-               2 * _decoded_atol(mlp, params, np.abs(np.asarray(z)),
-                                 0).reshape(16, 8, 8, 1))
+  assert_close(
+    data.prior_samples,
+    _decode_mean(mlp, params, z).reshape(16, 8, 8, 1),
+    2
+    * _decoded_atol(mlp, params, np.abs(np.asarray(z)), 0).reshape(16, 8, 8, 1),
+  )
 
 
 def test_figure_data_checks_the_size_of_an_example():
   model, params = _tiny_model(2)
   with pytest.raises(ValueError, match="does not hold"):
-    figure_data.compute_figure_data(model, params, np.zeros((4, 8, 7, 1)),
-                                    None, (8, 7, 1), jax.random.key(0))
+    figure_data.compute_figure_data(
+      model, params, np.zeros((4, 8, 7, 1)), None, (8, 7, 1), jax.random.key(0)
+    )
 
 
 @pytest.mark.slow
@@ -275,14 +325,14 @@ def test_images_for_tensorboard_shapes():
   model, params = _tiny_model(2)
   images, labels = _test_split()
   data = figure_data.compute_figure_data(
-      model, params, images, labels, (8, 8, 1), jax.random.key(0),
-      manifold_size=4)
+    model, params, images, labels, (8, 8, 1), jax.random.key(0), manifold_size=4
+  )
   tiles = figure_data.images_for_tensorboard(data)
   assert {k: v.shape for k, v in tiles.items()} == {
-      "reconstructions": (2 * 17 + 2, 71),  # 2 rows of x, gap, 2 of E[x|z]
-      "prior_samples": (71, 71),  # 8×8 cells of 8 px, 1 px apart
-      "latent_traversals": (17, 80),  # 2 dims × 9 values
-      "manifold": (35, 35),
+    "reconstructions": (2 * 17 + 2, 71),  # 2 rows of x, gap, 2 of E[x|z]
+    "prior_samples": (71, 71),  # 8×8 cells of 8 px, 1 px apart
+    "latent_traversals": (17, 80),  # 2 dims × 9 values
+    "manifold": (35, 35),
   }
   for grid in tiles.values():
     assert grid.dtype == np.float32 and grid.min() >= 0 and grid.max() <= 1
@@ -295,7 +345,8 @@ def test_figure_data_of_every_epoch_compiles_nothing_new():
   model, params = _tiny_model(2)
   images, labels = _test_split()
   compute = lambda params, rng: figure_data.compute_figure_data(  # pylint: disable=g-long-lambda
-      model, params, images, labels, (8, 8, 1), rng, chunk_size=16, **SMALL)
+    model, params, images, labels, (8, 8, 1), rng, chunk_size=16, **SMALL
+  )
   compute(params, jax.random.key(0))
   lowered = []
 

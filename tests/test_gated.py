@@ -23,7 +23,6 @@ class _Hidden(nn.Module):
 
 
 class GatedTest(chex.TestCase):
-
   @chex.variants(with_jit=True, without_jit=True)
   def test_glu_is_value_times_sigmoid_gate(self):
     h = jax.random.normal(jax.random.key(0), (16, 30))
@@ -56,20 +55,21 @@ def test_elementwise_activation_unchanged():
   layer = _Hidden(3, "relu")
   params = layer.init(jax.random.key(1), h)
   reference = nn.Dense(3)
-  want = jax.nn.relu(reference.apply(
-      {"params": params["params"]["hidden"]}, h))
+  want = jax.nn.relu(reference.apply({"params": params["params"]["hidden"]}, h))
   np.testing.assert_array_equal(layer.apply(params, h), want)
 
 
 @pytest.mark.slow
 def test_gated_mlp_vae_trains():
-  model = MLPVAE(event_shape=(12,), latent_dim=3, hidden_dims=(8, 6),
-                 activation="glu")
+  model = MLPVAE(
+    event_shape=(12,), latent_dim=3, hidden_dims=(8, 6), activation="glu"
+  )
   params = model.init(jax.random.key(0))
   assert params["encoder"]["hidden_1"]["kernel"].shape == (8, 12)
   assert params["decoder"]["hidden_0"]["kernel"].shape == (3, 12)
   x = (jax.random.uniform(jax.random.key(1), (32, 12)) > 0.5).astype(
-      jnp.float32)
+    jnp.float32
+  )
 
   def loss(p, key):
     mean, logvar = model.encode(p, x)
@@ -88,5 +88,6 @@ def test_gated_mlp_vae_trains():
 
 def test_conv_model_refuses_glu():
   from vae_jax.nets.conv import ConvVAE  # pylint: disable=g-import-not-at-top
+
   with pytest.raises(ValueError, match="glu is for the MLP"):
     ConvVAE(activation="glu")

@@ -22,8 +22,13 @@ import time
 import pytest
 
 from conftest import REPO_ROOT
-from run_helpers import (assert_same_state, flags_of, make_reference,
-                         saved_state, without_times)
+from run_helpers import (
+  assert_same_state,
+  flags_of,
+  make_reference,
+  saved_state,
+  without_times,
+)
 from vae_jax.run.store import workdir as workdir_lib
 
 # kill -9 and resume of launcher subprocesses.
@@ -40,10 +45,14 @@ def _steps(workdir: str) -> set[str]:
 
 
 def _start(args: list[str]) -> subprocess.Popen:
-  return subprocess.Popen([sys.executable, "-m", "experiments.train", *args],
-                          cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True,
-                          env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  return subprocess.Popen(
+    [sys.executable, "-m", "experiments.train", *args],
+    cwd=REPO_ROOT,
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.PIPE,
+    text=True,
+    env=dict(os.environ, JAX_PLATFORMS="cpu"),
+  )
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +80,9 @@ def test_random_kills_then_resume_end_bit_for_bit(reference, tmp_path):
   _, stderr = final.communicate(timeout=300)
   assert final.returncode == 0, stderr
   assert kills >= 2, "the run ended before it could be killed twice"
-  assert_same_state(saved_state(config, str(tmp_path)),
-                    saved_state(config, ref_dir))
+  assert_same_state(
+    saved_state(config, str(tmp_path)), saved_state(config, ref_dir)
+  )
   records = workdir_lib.read_metrics(str(tmp_path))
   assert [r["epoch"] for r in records] == [1, 2]  # each epoch once
   assert without_times(records) == without_times(ref_history)

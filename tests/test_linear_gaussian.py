@@ -46,23 +46,30 @@ def _np_log_px(w, b, variance, x):
   cov = w @ w.T + variance * np.eye(w.shape[0])
   r = np.asarray(x, np.float64) - b
   maha = np.sum(r * np.linalg.solve(cov, r.T).T, axis=-1)
-  return -0.5 * (w.shape[0] * math.log(2 * math.pi)
-                 + np.linalg.slogdet(cov)[1] + maha)
+  return -0.5 * (
+    w.shape[0] * math.log(2 * math.pi) + np.linalg.slogdet(cov)[1] + maha
+  )
 
 
 def _np_kl(mean_q, var_q, mean_p, cov_p):
   """KL(N(μ_q, diag v_q) ‖ N(μ_p, Σ_p)), float64, per row."""
   precision = np.linalg.inv(cov_p)
   delta = mean_p - mean_q
-  return 0.5 * (np.sum(np.diag(precision) * var_q, axis=-1)
-                + np.sum(delta @ precision * delta, axis=-1) - cov_p.shape[0]
-                + np.linalg.slogdet(cov_p)[1] - np.sum(np.log(var_q), axis=-1))
+  return 0.5 * (
+    np.sum(np.diag(precision) * var_q, axis=-1)
+    + np.sum(delta @ precision * delta, axis=-1)
+    - cov_p.shape[0]
+    + np.linalg.slogdet(cov_p)[1]
+    - np.sum(np.log(var_q), axis=-1)
+  )
 
 
 def _as64(params):
   dec = params["decoder"]
-  return (np.asarray(dec["weight"], np.float64),
-          np.asarray(dec["bias"], np.float64))
+  return (
+    np.asarray(dec["weight"], np.float64),
+    np.asarray(dec["bias"], np.float64),
+  )
 
 
 def _closed_form_case():
@@ -81,7 +88,6 @@ def closed_form_case():
 
 
 class ClosedFormTest(chex.TestCase):
-
   def setUp(self):
     super().setUp()
     self.model, self.params, self.x, _, _ = _closed_form_case()
@@ -92,12 +98,14 @@ class ClosedFormTest(chex.TestCase):
     log_px = self.variant(self.model.log_px)(self.params, self.x)
     mean, cov = self.variant(self.model.posterior)(self.params, self.x)
     ref_mean, ref_cov = _np_posterior(w, b, _VARIANCE, self.x)
-    np.testing.assert_allclose(log_px, _np_log_px(w, b, _VARIANCE, self.x),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+      log_px, _np_log_px(w, b, _VARIANCE, self.x), rtol=1e-5
+    )
     np.testing.assert_allclose(mean, ref_mean, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(cov, ref_cov, rtol=1e-4, atol=1e-6)
-    self.assertGreater(np.max(np.abs(ref_cov - np.diag(np.diag(ref_cov)))),
-                       0.01)  # a posterior no diagonal q can match
+    self.assertGreater(
+      np.max(np.abs(ref_cov - np.diag(np.diag(ref_cov)))), 0.01
+    )  # a posterior no diagonal q can match
 
 
 def test_is_a_vae_model_that_compares_by_value(closed_form_case):
@@ -112,9 +120,12 @@ def test_kl_to_posterior_matches_float64(closed_form_case):
   w, b = _as64(params)
   kl = model.kl_to_posterior(params, x, q_mean, q_logvar)
   ref_mean, ref_cov = _np_posterior(w, b, _VARIANCE, x)
-  expected = _np_kl(np.asarray(q_mean, np.float64),
-                    np.exp(np.asarray(q_logvar, np.float64)),
-                    ref_mean, ref_cov)
+  expected = _np_kl(
+    np.asarray(q_mean, np.float64),
+    np.exp(np.asarray(q_logvar, np.float64)),
+    ref_mean,
+    ref_cov,
+  )
   np.testing.assert_allclose(kl, expected, rtol=1e-4, atol=1e-5)
 
 
@@ -125,46 +136,55 @@ def test_log_px_is_the_elbo_plus_the_kl_to_the_posterior(closed_form_case):
   kl = model.kl_to_posterior(params, x, q_mean, q_logvar)
   log_px = model.log_px(params, x)
   chex.assert_shape([parts.elbo, kl, log_px], (8,))
-  np.testing.assert_allclose(parts.elbo, parts.log_likelihood - parts.kl,
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+    parts.elbo, parts.log_likelihood - parts.kl, rtol=1e-6
+  )
   np.testing.assert_allclose(parts.elbo + kl, log_px, rtol=1e-5, atol=1e-4)
   assert np.all(kl > 0)
 
 
 @pytest.mark.slow
 def test_closed_form_elbo_is_the_expectation_of_the_sampled_one(
-    closed_form_case):
+  closed_form_case,
+):
   """`objectives.elbo` with the encoder's q agrees within 4 standard errors."""
   model, params, x, _, _ = closed_form_case
   num_samples = 20_000
   x = x[0]
   mean, logvar = model.encode(params, x)
   exact = model.closed_form_elbo(params, x, mean, logvar)
-  weights = jax.jit(functools.partial(
-      objectives.log_weights, model, num_samples=num_samples))(
-          params, x, jax.random.key(2))
+  weights = jax.jit(
+    functools.partial(objectives.log_weights, model, num_samples=num_samples)
+  )(params, x, jax.random.key(2))
   weights = np.asarray(weights, np.float64)
   stderr = weights.std() / math.sqrt(num_samples)
   assert abs(weights.mean() - float(exact.elbo)) < 4 * stderr
   # The analytic-KL form differs only in how the KL is estimated.
-  parts = objectives.elbo(model, params, x, jax.random.key(2),
-                          num_samples=num_samples, analytic_kl=True)
+  parts = objectives.elbo(
+    model,
+    params,
+    x,
+    jax.random.key(2),
+    num_samples=num_samples,
+    analytic_kl=True,
+  )
   np.testing.assert_allclose(parts.kl, exact.kl, rtol=1e-6)
 
 
 @pytest.mark.slow
 def test_best_encoder_minimises_the_kl_and_is_exact_when_it_can_be(
-    closed_form_case):
+  closed_form_case,
+):
   model, params, x, q_mean, q_logvar = closed_form_case
   best = dict(params, encoder=model.best_encoder(params))
   mean, logvar = model.encode(best, x)
   post_mean, post_cov = model.posterior(params, x)
   np.testing.assert_allclose(mean, post_mean, rtol=1e-4, atol=1e-5)
   kl = functools.partial(model.kl_to_posterior, params, x)
-  grads = jax.grad(lambda m, l: jnp.sum(kl(m, l)), argnums=(0, 1))(
-      mean, logvar)
-  chex.assert_trees_all_close(grads, (jnp.zeros_like(mean),
-                                      jnp.zeros_like(logvar)), atol=1e-4)
+  grads = jax.grad(lambda m, l: jnp.sum(kl(m, l)), argnums=(0, 1))(mean, logvar)
+  chex.assert_trees_all_close(
+    grads, (jnp.zeros_like(mean), jnp.zeros_like(logvar)), atol=1e-4
+  )
   assert np.all(kl(mean, logvar) > 1e-3)  # W not orthogonal
   assert np.all(kl(mean, logvar) < kl(q_mean, q_logvar))
   # Orthogonal columns: the diagonal posterior, reached exactly.
@@ -175,31 +195,39 @@ def test_best_encoder_minimises_the_kl_and_is_exact_when_it_can_be(
   x = model.sample(jax.random.key(4), truth, 8)
   mean, logvar = model.encode(truth, x)
   np.testing.assert_allclose(
-      model.kl_to_posterior(truth, x, mean, logvar), 0.0, atol=1e-5)
-  np.testing.assert_allclose(np.exp(logvar[0]),
-                             np.diag(model.posterior(truth, x)[1]),
-                             rtol=1e-5)
+    model.kl_to_posterior(truth, x, mean, logvar), 0.0, atol=1e-5
+  )
+  np.testing.assert_allclose(
+    np.exp(logvar[0]), np.diag(model.posterior(truth, x)[1]), rtol=1e-5
+  )
 
 
 def test_the_oracle_of_conftest_agrees(closed_form_case):
   """The float64 reference of the other tests is the same model."""
   model = closed_form_case[0]
   lg = make_linear_gaussian(_P, _D, _VARIANCE)
-  decoder = {"weight": jnp.asarray(lg.weight, jnp.float32),
-             "bias": jnp.asarray(lg.bias, jnp.float32)}
-  params = {"encoder": model.best_encoder({"decoder": decoder}),
-            "decoder": decoder}
+  decoder = {
+    "weight": jnp.asarray(lg.weight, jnp.float32),
+    "bias": jnp.asarray(lg.bias, jnp.float32),
+  }
+  params = {
+    "encoder": model.best_encoder({"decoder": decoder}),
+    "decoder": decoder,
+  }
   x = lg.sample_x(np.random.default_rng(0), 5)
   x32 = jnp.asarray(x, jnp.float32)
-  np.testing.assert_allclose(model.log_px(params, x32),
-                             lg.log_marginal(x), rtol=1e-5)
+  np.testing.assert_allclose(
+    model.log_px(params, x32), lg.log_marginal(x), rtol=1e-5
+  )
   mean, logvar = model.encode(params, x32)
   ref_mean, ref_logvar = lg.posterior(x)
   np.testing.assert_allclose(mean, ref_mean, rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(logvar, ref_logvar, rtol=1e-5)
   np.testing.assert_allclose(
-      model.closed_form_elbo(params, x32, mean, logvar).log_likelihood,
-      lg.expected_log_likelihood(x, mean, logvar), rtol=1e-5)
+    model.closed_form_elbo(params, x32, mean, logvar).log_likelihood,
+    lg.expected_log_likelihood(x, mean, logvar),
+    rtol=1e-5,
+  )
 
 
 @pytest.mark.slow
@@ -208,8 +236,9 @@ def test_samples_have_the_marginal_covariance(closed_form_case):
   x = np.asarray(model.sample(jax.random.key(5), params, 50_000), np.float64)
   w, b = _as64(params)
   np.testing.assert_allclose(x.mean(0), b, atol=0.05)
-  np.testing.assert_allclose(np.cov(x.T), w @ w.T + _VARIANCE * np.eye(_P),
-                             atol=0.08)
+  np.testing.assert_allclose(
+    np.cov(x.T), w @ w.T + _VARIANCE * np.eye(_P), atol=0.08
+  )
 
 
 @pytest.mark.slow
@@ -224,8 +253,9 @@ def test_joint_sgd_on_phi_and_theta_closes_the_gap():
 
   @jax.jit
   def train(state):
-    return jax.lax.scan(lambda s, _: step(s, x, hparams), state, None,
-                        length=600)[0]
+    return jax.lax.scan(
+      lambda s, _: step(s, x, hparams), state, None, length=600
+    )[0]
 
   def scores(params):
     mean, logvar = model.encode(params, x)

@@ -52,17 +52,24 @@ from vae_jax.run.store.lock import WorkdirLock
 pytestmark = pytest.mark.slow
 
 _FOUR_DEVICES = "--xla_force_host_platform_device_count=4"
-_TIMEOUT_S = 180  # per launch; together they took up to 74 s on a busy 2-core CPU
+_TIMEOUT_S = (
+  180  # per launch; together they took up to 74 s on a busy 2-core CPU
+)
 _ELEMENTWISE_OPS = 16  # activations, softplus, exp, reparameterisation, ...
 _METRICS = ("elbo", "log_likelihood", "kl", "objective")
 
 
 def _environment(devices: int) -> dict:
-  path = os.pathsep.join([str(REPO_ROOT / "tests"), str(REPO_ROOT),
-                          os.environ.get("PYTHONPATH", "")])
-  return dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=path,
-              XLA_FLAGS=os.environ.get("XLA_FLAGS", "")
-              + f" --xla_force_host_platform_device_count={devices}")
+  path = os.pathsep.join(
+    [str(REPO_ROOT / "tests"), str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]
+  )
+  return dict(
+    os.environ,
+    JAX_PLATFORMS="cpu",
+    PYTHONPATH=path,
+    XLA_FLAGS=os.environ.get("XLA_FLAGS", "")
+    + f" --xla_force_host_platform_device_count={devices}",
+  )
 
 
 def _free_port() -> int:
@@ -73,28 +80,34 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> str:
-  return write_idx_directory(tmp_path_factory.mktemp("mesh_data"),
-                             num_train=NUM_TRAIN, num_test=64, seed=3)
+  return write_idx_directory(
+    tmp_path_factory.mktemp("mesh_data"),
+    num_train=NUM_TRAIN,
+    num_test=64,
+    seed=3,
+  )
 
 
 def _start(command, logs: str, name: str, **kwargs) -> subprocess.Popen:
   """Popen with stdout and stderr in files LOGS/NAME.out and .err (pipes
   could fill while another process is waited for, and stall them both)."""
-  files = [open(os.path.join(logs, f"{name}.{k}"), "w") for k in ("out",
-                                                                   "err")]
+  files = [open(os.path.join(logs, f"{name}.{k}"), "w") for k in ("out", "err")]
   with files[0], files[1]:
-    return subprocess.Popen(command, stdout=files[0], stderr=files[1],
-                            text=True, **kwargs)
+    return subprocess.Popen(
+      command, stdout=files[0], stderr=files[1], text=True, **kwargs
+    )
 
 
-def _finish(process: subprocess.Popen, logs: str, name: str
-            ) -> tuple[int, str, str]:
+def _finish(
+  process: subprocess.Popen, logs: str, name: str
+) -> tuple[int, str, str]:
   try:
     process.wait(timeout=_TIMEOUT_S)
   finally:
     process.kill()
-  out, err = (open(os.path.join(logs, f"{name}.{k}")).read()
-              for k in ("out", "err"))
+  out, err = (
+    open(os.path.join(logs, f"{name}.{k}")).read() for k in ("out", "err")
+  )
   return process.returncode, out, err
 
 
@@ -108,17 +121,37 @@ def launches(data_dir, tmp_path_factory):
   out = str(tmp_path_factory.mktemp("mesh_runs"))
   logs = str(tmp_path_factory.mktemp("mesh_logs"))
   workdir = str(tmp_path_factory.mktemp("two_processes") / "run")
-  flags = [*flags_of(mesh_config(data_dir, num_devices=2)),
-           f"--workdir={workdir}", f"--coordinator_address=127.0.0.1:"
-           f"{_free_port()}", "--num_processes=2",
-           "--distributed_timeout_s=60"]
+  flags = [
+    *flags_of(mesh_config(data_dir, num_devices=2)),
+    f"--workdir={workdir}",
+    f"--coordinator_address=127.0.0.1:{_free_port()}",
+    "--num_processes=2",
+    "--distributed_timeout_s=60",
+  ]
   names = ["process0", "process1", "mesh_runs"]
-  processes = [_start([sys.executable, "-m", "experiments.train", *flags,
-                       f"--process_id={i}"], logs, names[i], cwd=REPO_ROOT,
-                      env=_environment(2)) for i in range(2)]
-  processes.append(_start(
-      [sys.executable, str(REPO_ROOT / "tests" / "mesh_runs.py"), data_dir,
-       out], logs, names[2], env=_environment(4)))
+  processes = [
+    _start(
+      [sys.executable, "-m", "experiments.train", *flags, f"--process_id={i}"],
+      logs,
+      names[i],
+      cwd=REPO_ROOT,
+      env=_environment(2),
+    )
+    for i in range(2)
+  ]
+  processes.append(
+    _start(
+      [
+        sys.executable,
+        str(REPO_ROOT / "tests" / "mesh_runs.py"),
+        data_dir,
+        out,
+      ],
+      logs,
+      names[2],
+      env=_environment(4),
+    )
+  )
   results = [_finish(p, logs, n) for p, n in zip(processes, names)]
   for status, _, err in results:
     assert status == 0, err[-3000:]
@@ -139,8 +172,7 @@ def _per_example(model, step_cfg, params, batch, rng, beta):
   −(log p(x|z) − β KL), `[B, ...]` per parameter."""
 
   def parts(p):
-    return step_lib.training_objective(model, step_cfg, p, batch, rng,
-                                       beta)[1]
+    return step_lib.training_objective(model, step_cfg, p, batch, rng, beta)[1]
 
   grads = jax.jacrev(lambda p: beta * parts(p).kl - parts(p).log_likelihood)
   return parts(params), grads(params)
@@ -154,36 +186,54 @@ def _one_step_atol(config, state):
   step = int(state.step)
   steps_per_epoch = data.num_train // config.batch_size
   shuffle_key, binarize_key = pipeline.data_keys(state.rng)
-  order = pipeline.epoch_permutation(shuffle_key, step // steps_per_epoch,
-                                     data.num_train)
-  raw = data.train[pipeline.batch_indices(order, step % steps_per_epoch,
-                                          config.batch_size)]
-  batch = pipeline.finish_batch(raw, binarize_key, step,
-                                data.dynamic_binarization, data.pixel_max)
+  order = pipeline.epoch_permutation(
+    shuffle_key, step // steps_per_epoch, data.num_train
+  )
+  raw = data.train[
+    pipeline.batch_indices(order, step % steps_per_epoch, config.batch_size)
+  ]
+  batch = pipeline.finish_batch(
+    raw, binarize_key, step, data.dynamic_binarization, data.pixel_max
+  )
   beta = config.kl_weight
   terms, per_example_grads = _per_example(
-      model, programs.step_config(config), state.params, batch,
-      jax.random.fold_in(state.rng, step), beta)
-  fan_ins = (data.data_dim, *config.hidden_dims, config.latent_dim,
-             *config.hidden_dims)
+    model,
+    programs.step_config(config),
+    state.params,
+    batch,
+    jax.random.fold_in(state.rng, step),
+    beta,
+  )
+  fan_ins = (
+    data.data_dim,
+    *config.hidden_dims,
+    config.latent_dim,
+    *config.hidden_dims,
+  )
   path = sum(fan_ins) + data.data_dim + config.latent_dim + _ELEMENTWISE_OPS
   batch_size = config.batch_size
   magnitude = {n: np.mean(np.abs(getattr(terms, n))) for n in _METRICS[:3]}
-  magnitude["objective"] = np.mean(np.abs(terms.log_likelihood)
-                                   + beta * np.abs(terms.kl))
-  metrics = {n: sum_atol(batch_size, m, ops_per_term=path + 1)
-             for n, m in magnitude.items()}
+  magnitude["objective"] = np.mean(
+    np.abs(terms.log_likelihood) + beta * np.abs(terms.kl)
+  )
+  metrics = {
+    n: sum_atol(batch_size, m, ops_per_term=path + 1)
+    for n, m in magnitude.items()
+  }
   lr = config.learning_rate
 
   def param_atol(p, g):
     g = np.asarray(g, np.float64)
     mean_abs = np.mean(np.abs(g), axis=0)
-    return (lr * sum_atol(batch_size, mean_abs, ops_per_term=2 * path + 1)
-            + rounding_atol(2, np.abs(np.asarray(p)) + lr * np.abs(
-                np.mean(g, axis=0))))
+    return lr * sum_atol(
+      batch_size, mean_abs, ops_per_term=2 * path + 1
+    ) + rounding_atol(
+      2, np.abs(np.asarray(p)) + lr * np.abs(np.mean(g, axis=0))
+    )
 
-  return metrics, jax.tree_util.tree_map(param_atol, state.params,
-                                         per_example_grads)
+  return metrics, jax.tree_util.tree_map(
+    param_atol, state.params, per_example_grads
+  )
 
 
 def _assert_same_step(config, start, a, b, epoch):
@@ -191,28 +241,42 @@ def _assert_same_step(config, start, a, b, epoch):
   metric_atol, param_atol = _one_step_atol(config, start)
   ra, rb = (workdir_lib.read_metrics(w)[epoch - 1] for w in (a, b))
   for name, atol in metric_atol.items():
-    assert_close(ra[f"train_{name}"], rb[f"train_{name}"], atol,
-                 err_msg=f"train_{name} of {a} and {b}:")
+    assert_close(
+      ra[f"train_{name}"],
+      rb[f"train_{name}"],
+      atol,
+      err_msg=f"train_{name} of {a} and {b}:",
+    )
   assert (ra["learning_rate"], ra["kl_weight"], ra["step"]) == (
-      rb["learning_rate"], rb["kl_weight"], rb["step"])
+    rb["learning_rate"],
+    rb["kl_weight"],
+    rb["step"],
+  )
   sa, sb = (saved_state(config, w) for w in (a, b))
-  for x, y, atol in zip(*(jax.tree_util.tree_leaves(t) for t in (
-      sa.params, sb.params, param_atol)), strict=True):
+  for x, y, atol in zip(
+    *(jax.tree_util.tree_leaves(t) for t in (sa.params, sb.params, param_atol)),
+    strict=True,
+  ):
     assert_close(x, y, atol, err_msg=f"parameters of {a} and {b}:")
   assert int(sa.step) == int(sb.step) == epoch
 
 
 def _fresh_state(config):
   model = registry.build_model(config, (28 * 28,))
-  return programs.init_state(model, programs.step_config(config),
-                             programs.run_keys(config)[0])
+  return programs.init_state(
+    model, programs.step_config(config), programs.run_keys(config)[0]
+  )
 
 
 def test_four_devices_train_like_one(runs, data_dir):
   config = mesh_config(data_dir)
-  _assert_same_step(config, _fresh_state(config),
-                    os.path.join(runs, "one_device"),
-                    os.path.join(runs, "four_devices"), epoch=1)
+  _assert_same_step(
+    config,
+    _fresh_state(config),
+    os.path.join(runs, "one_device"),
+    os.path.join(runs, "four_devices"),
+    epoch=1,
+  )
 
 
 @pytest.mark.parametrize("first", ["four", "one"])
@@ -220,8 +284,9 @@ def test_checkpoint_resumes_on_another_mesh(runs, data_dir, first):
   """A checkpoint of 4 devices continues on 1, and one of 1 on 4, like on
   its own mesh; the first epoch's record is kept as it was."""
   config = mesh_config(data_dir)
-  source = os.path.join(runs, {"four": "four_devices",
-                               "one": "one_device"}[first])
+  source = os.path.join(
+    runs, {"four": "four_devices", "one": "one_device"}[first]
+  )
   a, b = (os.path.join(runs, f"{first}_then_{n}") for n in ("one", "four"))
   _assert_same_step(config, saved_state(config, source), a, b, epoch=2)
   first_epoch = workdir_lib.read_metrics(source)
@@ -233,14 +298,24 @@ def test_two_processes_train_like_one_device(launches, runs, data_dir):
   _, _, workdir, outputs = launches
   config = mesh_config(data_dir)
   for reference in ("one_device", "four_devices"):
-    _assert_same_step(config, _fresh_state(config),
-                      os.path.join(runs, reference), workdir, epoch=1)
+    _assert_same_step(
+      config,
+      _fresh_state(config),
+      os.path.join(runs, reference),
+      workdir,
+      epoch=1,
+    )
   (_, out0, err0), (_, out1, err1) = outputs
   assert "mesh: 4 devices over 2 processes, axis data" in err0
   assert f"run directory: {workdir}" in out0 and "run directory" not in out1
-  assert sorted(os.listdir(workdir)) == [".lock", "checkpoints",
-                                         "config.json", "figures",
-                                         "metrics.jsonl", "tensorboard"]
+  assert sorted(os.listdir(workdir)) == [
+    ".lock",
+    "checkpoints",
+    "config.json",
+    "figures",
+    "metrics.jsonl",
+    "tensorboard",
+  ]
   assert "Traceback" not in err0 + err1
 
 
@@ -249,17 +324,33 @@ def test_a_locked_run_directory_stops_every_process(data_dir, tmp_path):
   one `error:` line and status 2 (rather than waiting for it)."""
   workdir = str(tmp_path / "run")
   os.makedirs(workdir)
-  flags = [*flags_of(mesh_config(data_dir, num_devices=2)),
-           f"--workdir={workdir}", f"--coordinator_address=127.0.0.1:"
-           f"{_free_port()}", "--num_processes=2",
-           "--distributed_timeout_s=60"]
+  flags = [
+    *flags_of(mesh_config(data_dir, num_devices=2)),
+    f"--workdir={workdir}",
+    f"--coordinator_address=127.0.0.1:{_free_port()}",
+    "--num_processes=2",
+    "--distributed_timeout_s=60",
+  ]
   with WorkdirLock(workdir):
-    processes = [_start([sys.executable, "-m", "experiments.train", *flags,
-                         f"--process_id={i}"], str(tmp_path), f"p{i}",
-                        cwd=REPO_ROOT, env=_environment(2))
-                 for i in range(2)]
-    results = [_finish(p, str(tmp_path), f"p{i}")
-               for i, p in enumerate(processes)]
+    processes = [
+      _start(
+        [
+          sys.executable,
+          "-m",
+          "experiments.train",
+          *flags,
+          f"--process_id={i}",
+        ],
+        str(tmp_path),
+        f"p{i}",
+        cwd=REPO_ROOT,
+        env=_environment(2),
+      )
+      for i in range(2)
+    ]
+    results = [
+      _finish(p, str(tmp_path), f"p{i}") for i, p in enumerate(processes)
+    ]
   words = (["is in use", f"pid {os.getpid()}"], ["process 0 stopped"])
   for (status, _, err), expected in zip(results, words):
     errors = error_lines(err)
@@ -271,38 +362,60 @@ def test_a_locked_run_directory_stops_every_process(data_dir, tmp_path):
 def _bad_launch(tmp_path, flags, devices=4):
   workdir = str(tmp_path / "run")
   done = subprocess.run(
-      [sys.executable, "-m", "experiments.train", "--config=smoke",
-       f"--workdir={workdir}", *flags], cwd=REPO_ROOT,
-      env=_environment(devices), capture_output=True, text=True,
-      timeout=_TIMEOUT_S)
+    [
+      sys.executable,
+      "-m",
+      "experiments.train",
+      "--config=smoke",
+      f"--workdir={workdir}",
+      *flags,
+    ],
+    cwd=REPO_ROOT,
+    env=_environment(devices),
+    capture_output=True,
+    text=True,
+    timeout=_TIMEOUT_S,
+  )
   return done, workdir
 
 
 _PORT = _free_port()
 _BAD = {
-    "mesh_too_large": (["--config.num_devices=8"],
-                       ["--config.num_devices=8", "4 cpu device"]),
-    "batch_not_divisible": (["--config.num_devices=4",
-                             "--config.batch_size=30"],
-                            ["--config.batch_size=30", "mesh of 4",
-                             "multiple of 4"]),
-    "process_id_out_of_range": (
-        ["--coordinator_address=127.0.0.1:1", "--num_processes=2",
-         "--process_id=2"], ["--process_id=2", "--num_processes=2"]),
-    "coordinator_unreachable": (
-        [f"--coordinator_address=127.0.0.1:{_PORT}", "--num_processes=2",
-         "--process_id=1", "--distributed_timeout_s=3"],
-        [f"127.0.0.1:{_PORT}", "process 1 of 2",
-         "--distributed_timeout_s=3"]),
+  "mesh_too_large": (
+    ["--config.num_devices=8"],
+    ["--config.num_devices=8", "4 cpu device"],
+  ),
+  "batch_not_divisible": (
+    ["--config.num_devices=4", "--config.batch_size=30"],
+    ["--config.batch_size=30", "mesh of 4", "multiple of 4"],
+  ),
+  "process_id_out_of_range": (
+    [
+      "--coordinator_address=127.0.0.1:1",
+      "--num_processes=2",
+      "--process_id=2",
+    ],
+    ["--process_id=2", "--num_processes=2"],
+  ),
+  "coordinator_unreachable": (
+    [
+      f"--coordinator_address=127.0.0.1:{_PORT}",
+      "--num_processes=2",
+      "--process_id=1",
+      "--distributed_timeout_s=3",
+    ],
+    [f"127.0.0.1:{_PORT}", "process 1 of 2", "--distributed_timeout_s=3"],
+  ),
 }
 
 
 @pytest.fixture(scope="module")
 def bad_outcomes(tmp_path_factory):
   with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-    futures = {name: pool.submit(_bad_launch,
-                                 tmp_path_factory.mktemp(name), flags)
-               for name, (flags, _) in _BAD.items()}
+    futures = {
+      name: pool.submit(_bad_launch, tmp_path_factory.mktemp(name), flags)
+      for name, (flags, _) in _BAD.items()
+    }
     return {name: f.result() for name, f in futures.items()}
 
 

@@ -30,8 +30,9 @@ def test_gaussian_log_prob_at_the_mean_with_a_tiny_variance():
   # was 0·∞ = NaN at z == μ; its limit is 0.
   mean = jnp.array([1.0, -2.0, 3.0])
   logvar = jnp.array([-100.0, -200.0, -50.0])
-  value, grads = jax.value_and_grad(distributions.diagonal_gaussian_log_prob,
-                                    argnums=(0, 1, 2))(mean, mean, logvar)
+  value, grads = jax.value_and_grad(
+    distributions.diagonal_gaussian_log_prob, argnums=(0, 1, 2)
+  )(mean, mean, logvar)
   expected = -0.5 * np.sum(_LOG_2PI + np.asarray(logvar, np.float64))
   # Three float32 terms and a sum: a few roundings of |expected|.
   np.testing.assert_allclose(value, expected, rtol=8 * _F32.eps)
@@ -41,7 +42,8 @@ def test_gaussian_log_prob_at_the_mean_with_a_tiny_variance():
 
 def test_gaussian_log_prob_off_the_mean_is_minus_infinity_not_nan():
   value = distributions.diagonal_gaussian_log_prob(
-      jnp.array([1.0]), jnp.array([0.0]), jnp.array([-200.0]))
+    jnp.array([1.0]), jnp.array([0.0]), jnp.array([-200.0])
+  )
   assert float(value) == -np.inf  # the density underflows: log 0
 
 
@@ -50,14 +52,16 @@ def test_bernoulli_with_infinite_logits(x):
   logits = jnp.array([jnp.inf, -jnp.inf, 3.0, 0.0])
   target = jnp.full(4, x)
   value, grad = jax.value_and_grad(distributions.bernoulli_log_likelihood)(
-      logits, target)
+    logits, target
+  )
   chex.assert_tree_all_finite((value, grad))
   finite = x * 3.0 - math.log1p(math.exp(3.0)) - math.log(2.0)
   # One of ±∞ is certain and wrong: a very negative, finite term.
   assert float(value) < -1e30
   # The finite pixels keep their exact value; a right ±∞ pixel adds 0.
   right = distributions.bernoulli_log_likelihood(
-      jnp.array([jnp.inf if x else -jnp.inf, 3.0, 0.0]), jnp.full(3, x))
+    jnp.array([jnp.inf if x else -jnp.inf, 3.0, 0.0]), jnp.full(3, x)
+  )
   np.testing.assert_allclose(right, finite, rtol=4 * _F32.eps)
 
 
@@ -71,8 +75,12 @@ class _Extreme(GaussianVAE):
 
   def init_networks(self, rng):
     del rng
-    return {"mean": jnp.zeros(2), "logvar": jnp.zeros(2),
-            "w": jnp.full((2, 16), 1e-3), "b": jnp.zeros(16)}
+    return {
+      "mean": jnp.zeros(2),
+      "logvar": jnp.zeros(2),
+      "w": jnp.full((2, 16), 1e-3),
+      "b": jnp.zeros(16),
+    }
 
   def encode(self, params, x):
     del x
@@ -92,22 +100,31 @@ class _Extreme(GaussianVAE):
 @pytest.mark.parametrize("mean", [1e4, -1e4])
 @pytest.mark.parametrize("logvar", [50.0, -50.0])
 @pytest.mark.parametrize("pixels", [0.0, 1.0])
-def test_extreme_posteriors_give_finite_bounds_and_gradients(mean, logvar,
-                                                              pixels):
+def test_extreme_posteriors_give_finite_bounds_and_gradients(
+  mean, logvar, pixels
+):
   model = _Extreme()
-  params = dict(model.init(None), mean=jnp.full(2, mean),
-                logvar=jnp.full(2, logvar))
+  params = dict(
+    model.init(None), mean=jnp.full(2, mean), logvar=jnp.full(2, logvar)
+  )
   x = jnp.full((4, 16), pixels)  # all-zero or all-one images
   rng = jax.random.key(0)
 
   def bounds(params):
     analytic = objectives.batch_elbo(model, params, x, rng, num_samples=3)
-    sampled = objectives.batch_elbo(model, params, x, rng, num_samples=3,
-                                    analytic_kl=False)
-    iwae = objectives.per_example(objectives.iwae_bound, model, params, x,
-                                  rng, num_samples=3)
-    return (jnp.mean(analytic.elbo), jnp.mean(sampled.elbo), jnp.mean(iwae),
-            jnp.mean(sampled.kl), jnp.mean(analytic.kl))
+    sampled = objectives.batch_elbo(
+      model, params, x, rng, num_samples=3, analytic_kl=False
+    )
+    iwae = objectives.per_example(
+      objectives.iwae_bound, model, params, x, rng, num_samples=3
+    )
+    return (
+      jnp.mean(analytic.elbo),
+      jnp.mean(sampled.elbo),
+      jnp.mean(iwae),
+      jnp.mean(sampled.kl),
+      jnp.mean(analytic.kl),
+    )
 
   values = bounds(params)
   chex.assert_tree_all_finite(values)

@@ -36,8 +36,10 @@ def _log_weights_case():
   x = jnp.asarray(lg.sample_x(np.random.default_rng(0), 1)[0], jnp.float32)
   post_mean, post_logvar = lg.posterior(np.asarray(x))
   # q a little off the posterior, so the weights vary.
-  params = {"mean": jnp.asarray(post_mean + 0.3, jnp.float32),
-            "logvar": jnp.asarray(post_logvar + 0.2, jnp.float32)}
+  params = {
+    "mean": jnp.asarray(post_mean + 0.3, jnp.float32),
+    "logvar": jnp.asarray(post_logvar + 0.2, jnp.float32),
+  }
   return lg, lg.model(), x, params, jax.random.key(0)
 
 
@@ -47,21 +49,23 @@ def log_weights_case():
 
 
 class LogWeightsTest(chex.TestCase):
-
   def setUp(self):
     super().setUp()
     _, self.model, self.x, self.params, self.rng = _log_weights_case()
 
   @chex.variants(with_jit=True, without_jit=True)
   def test_the_mc_elbo_is_the_mean_of_the_log_weights(self):
-    fn = self.variant(functools.partial(objectives.log_weights, self.model),
-                      static_argnums=(3,))
+    fn = self.variant(
+      functools.partial(objectives.log_weights, self.model), static_argnums=(3,)
+    )
     weights = fn(self.params, self.x, self.rng, 16)
     chex.assert_shape(weights, (16,))
-    parts = objectives.elbo(self.model, self.params, self.x, self.rng, 16,
-                            analytic_kl=False)
-    np.testing.assert_allclose(parts.elbo, np.mean(weights),
-                               atol=_roundoff(3 * 16, weights))
+    parts = objectives.elbo(
+      self.model, self.params, self.x, self.rng, 16, analytic_kl=False
+    )
+    np.testing.assert_allclose(
+      parts.elbo, np.mean(weights), atol=_roundoff(3 * 16, weights)
+    )
 
 
 def test_iwae_with_one_sample_is_the_single_sample_elbo(log_weights_case):
@@ -74,14 +78,15 @@ def test_iwae_with_one_sample_is_the_single_sample_elbo(log_weights_case):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("chunk_size", [1, 7, 64, 100])
-def test_the_chunked_estimator_equals_the_unchunked_bound(log_weights_case,
-                                                          chunk_size):
+def test_the_chunked_estimator_equals_the_unchunked_bound(
+  log_weights_case, chunk_size
+):
   _, model, x, params, rng = log_weights_case
   k = 64
   bound = objectives.iwae_bound(model, params, x, rng, k)
-  estimate = jax.jit(objectives.importance_sampled_log_px,
-                     static_argnums=(0, 4, 5))(model, params, x, rng, k,
-                                               chunk_size)
+  estimate = jax.jit(
+    objectives.importance_sampled_log_px, static_argnums=(0, 4, 5)
+  )(model, params, x, rng, k, chunk_size)
   # Same draws; a running logsumexp over chunks rounds differently.
   np.testing.assert_allclose(estimate, bound, atol=_roundoff(2 * k, bound))
 
@@ -93,9 +98,18 @@ def test_the_bound_tightens_with_k_towards_log_px(log_weights_case):
   keys = jax.random.split(jax.random.key(1), 200)
   estimates = {}
   for k in (1, 10, 1000):
-    fn = jax.jit(jax.vmap(functools.partial(
-        objectives.importance_sampled_log_px, model, params, x,
-        num_samples=k, chunk_size=min(k, 250))))
+    fn = jax.jit(
+      jax.vmap(
+        functools.partial(
+          objectives.importance_sampled_log_px,
+          model,
+          params,
+          x,
+          num_samples=k,
+          chunk_size=min(k, 250),
+        )
+      )
+    )
     estimates[k] = np.asarray(fn(keys), np.float64)
   means = {k: v.mean() for k, v in estimates.items()}
   stderrs = {k: v.std() / math.sqrt(len(v)) for k, v in estimates.items()}
@@ -118,11 +132,13 @@ def test_with_the_true_posterior_every_estimate_is_exact(log_weights_case):
   log_px = float(lg.log_marginal(x))
   for k in (1, 5, 50):
     estimate = objectives.importance_sampled_log_px(
-        model, None, jnp.asarray(x, jnp.float32), rng, k, chunk_size=16)
+      model, None, jnp.asarray(x, jnp.float32), rng, k, chunk_size=16
+    )
     # Every weight is p(x) exactly; the float32 terms are of size |log p|
     # plus the quadratic forms, a dozen operations each.
-    np.testing.assert_allclose(estimate, log_px,
-                               atol=_roundoff(12 * 6, 10 * log_px))
+    np.testing.assert_allclose(
+      estimate, log_px, atol=_roundoff(12 * 6, 10 * log_px)
+    )
 
 
 @pytest.mark.slow
@@ -137,11 +153,13 @@ def test_kl_weight_scales_the_prior_and_posterior_terms(log_weights_case):
 
 # --- A conv-shaped `[28, 28, 1]` example through the objectives and the step.
 
+
 def _image_case():
   """(model, params, x): a batch of 4 binary `[28, 28, 1]` images."""
   model = LinearImageVAE(event_shape=(28, 28, 1), latent_dim=3)
-  x = (jax.random.uniform(jax.random.key(1), (4, 28, 28, 1))
-       < 0.3).astype(jnp.float32)
+  x = (jax.random.uniform(jax.random.key(1), (4, 28, 28, 1)) < 0.3).astype(
+    jnp.float32
+  )
   return model, model.init(jax.random.key(0)), x
 
 
@@ -152,7 +170,6 @@ def image_case():
 
 @pytest.mark.slow
 class ImageShapedExampleTest(chex.TestCase):
-
   def setUp(self):
     super().setUp()
     self.model, self.params, self.x = _image_case()
@@ -168,8 +185,9 @@ class ImageShapedExampleTest(chex.TestCase):
 def test_a_flat_example_is_refused_by_an_image_model(image_case):
   model, params, x = image_case
   with pytest.raises(AssertionError):
-    objectives.log_weights(model, params, x[0].reshape(-1),
-                           jax.random.key(0), 2)
+    objectives.log_weights(
+      model, params, x[0].reshape(-1), jax.random.key(0), 2
+    )
 
 
 @pytest.mark.slow

@@ -15,8 +15,12 @@ import time
 import jax
 import jax.numpy as jnp
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))), "benchmarks"))
+sys.path.insert(
+  0,
+  os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"
+  ),
+)
 import op_profile  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _W = (64, 48)  # the "parameter" shape
@@ -31,8 +35,11 @@ def _program(x, w, m):
 
 def test_trace_names_compiled_ops():
   args = (jnp.ones((256, 64)), jnp.full(_W, 0.5), jnp.ones(_W))
-  compiled = jax.jit(_program).lower(*args).compile(
-      compiler_options={"xla_cpu_enable_xprof_traceme": True})
+  compiled = (
+    jax.jit(_program)
+    .lower(*args)
+    .compile(compiler_options={"xla_cpu_enable_xprof_traceme": True})
+  )
   hlo = compiled.as_text()
   run = lambda: jax.block_until_ready(compiled(*args))
   run()
@@ -48,8 +55,9 @@ def test_trace_names_compiled_ops():
   # Ops may run on several threads at once: at most wall × threads.
   assert sum(times.busy.values()) <= wall * (os.cpu_count() or 1)
   assert sum(times.wall.values()) <= wall
-  groups = {op_profile.describe(hlo, op, frozenset({_W}))[0]
-            for op in times.busy}
+  groups = {
+    op_profile.describe(hlo, op, frozenset({_W}))[0] for op in times.busy
+  }
   assert "matmul" in groups
   assert "update" in groups
   text = op_profile.table(times, hlo, steps=1, param_shapes=frozenset({_W}))
@@ -59,14 +67,24 @@ def test_trace_names_compiled_ops():
 def test_wall_shares_split_overlaps_and_skip_parents():
   # Thread 1: "a" 0–100 µs with "inner" nested at 20–40; thread 2: "b"
   # 50–150. Innermost: a 0–20, inner 20–40, a 40–100; b 50–150.
-  thread_1 = [{"name": "a", "ts": 0.0, "dur": 100.0},
-              {"name": "inner", "ts": 20.0, "dur": 20.0}]
-  thread_2 = [{"name": "b", "ts": 50.0, "dur": 100.0},
-              {"name": "empty", "ts": 60.0, "dur": 0.0}]  # holds no time
-  segments = (op_profile._innermost(thread_1)  # pylint: disable=protected-access
-              + op_profile._innermost(thread_2))  # pylint: disable=protected-access
-  assert sorted(segments) == [(0.0, 20.0, "a"), (20.0, 40.0, "inner"),
-                              (40.0, 100.0, "a"), (50.0, 150.0, "b")]
+  thread_1 = [
+    {"name": "a", "ts": 0.0, "dur": 100.0},
+    {"name": "inner", "ts": 20.0, "dur": 20.0},
+  ]
+  thread_2 = [
+    {"name": "b", "ts": 50.0, "dur": 100.0},
+    {"name": "empty", "ts": 60.0, "dur": 0.0},
+  ]  # holds no time
+  segments = (
+    op_profile._innermost(thread_1)  # pylint: disable=protected-access
+    + op_profile._innermost(thread_2)
+  )  # pylint: disable=protected-access
+  assert sorted(segments) == [
+    (0.0, 20.0, "a"),
+    (20.0, 40.0, "inner"),
+    (40.0, 100.0, "a"),
+    (50.0, 150.0, "b"),
+  ]
   shares = op_profile._wall_shares(segments)  # pylint: disable=protected-access
   # a: 20 + 10 alone, 50 shared with b; b: 50 shared, 50 alone.
   want = {"a": 20 + 10 + 25, "inner": 20, "b": 25 + 50}

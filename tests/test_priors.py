@@ -40,7 +40,7 @@ def _log_normal_terms(z, means, logvars):
   z = np.asarray(z, np.float64)[:, None, :]
   m, lv = (np.asarray(a, np.float64)[None] for a in (means, logvars))
   terms = -0.5 * (_LOG_2PI + lv + (z - m) ** 2 * np.exp(-lv))
-  expanded = (z ** 2 + 2 * np.abs(z * m) + m ** 2) * np.exp(-lv)
+  expanded = (z**2 + 2 * np.abs(z * m) + m**2) * np.exp(-lv)
   return terms, 0.5 * (_LOG_2PI + np.abs(lv) + expanded)
 
 
@@ -59,11 +59,17 @@ def _mixture_reference(z, means, logvars, log_weights):
 
 
 @pytest.mark.parametrize(
-    "num_pseudo_inputs", [1, pytest.param(7, marks=pytest.mark.slow)])
+  "num_pseudo_inputs", [1, pytest.param(7, marks=pytest.mark.slow)]
+)
 def test_vamp_log_prob_is_a_logsumexp_over_the_encoded_pseudo_inputs(
-    num_pseudo_inputs):
-  model = MLPVAE(event_shape=(12,), latent_dim=3, hidden_dims=(8,),
-                 prior=priors.VampPrior(3, (12,), num_pseudo_inputs))
+  num_pseudo_inputs,
+):
+  model = MLPVAE(
+    event_shape=(12,),
+    latent_dim=3,
+    hidden_dims=(8,),
+    prior=priors.VampPrior(3, (12,), num_pseudo_inputs),
+  )
   params = model.init(jax.random.key(0))
   assert params["prior"]["pseudo_inputs"].shape == (num_pseudo_inputs, 12)
   u = priors.pseudo_inputs(params["prior"])
@@ -73,15 +79,19 @@ def test_vamp_log_prob_is_a_logsumexp_over_the_encoded_pseudo_inputs(
   got = jax.jit(model.log_prior)(params, z)
   chex.assert_shape(got, (5,))
   want, atol = _mixture_reference(
-      z, means, logvars, np.full(num_pseudo_inputs,
-                                 -math.log(num_pseudo_inputs)))
+    z, means, logvars, np.full(num_pseudo_inputs, -math.log(num_pseudo_inputs))
+  )
   assert_close(got, want, atol)
 
 
 @pytest.mark.slow
 def test_vamp_gradients_reach_the_pseudo_inputs_and_the_encoder():
-  model = MLPVAE(event_shape=(12,), latent_dim=3, hidden_dims=(8,),
-                 prior=priors.VampPrior(3, (12,), 4))
+  model = MLPVAE(
+    event_shape=(12,),
+    latent_dim=3,
+    hidden_dims=(8,),
+    prior=priors.VampPrior(3, (12,), 4),
+  )
   params = model.init(jax.random.key(0))
   z = jax.random.normal(jax.random.key(1), (2, 3))
   grads = jax.grad(lambda p: jnp.sum(model.log_prior(p, z)))(params)
@@ -96,8 +106,9 @@ def test_mixture_log_prob_and_samples():
   params = prior.init(jax.random.key(0))
   params["logits"] = jnp.array([0.0, 1.0, -2.0])
   z = jax.random.normal(jax.random.key(1), (6, 2))
-  want, atol = _mixture_reference(z, params["means"], params["logvars"],
-                                  jax.nn.log_softmax(params["logits"]))
+  want, atol = _mixture_reference(
+    z, params["means"], params["logvars"], jax.nn.log_softmax(params["logits"])
+  )
   assert_close(prior.log_prob(params, z), want, atol)
   draws = prior.sample(params, jax.random.key(2), 4000)
   chex.assert_shape(draws, (4000, 2))
@@ -111,52 +122,81 @@ def test_mixture_log_prob_and_samples():
 def test_the_standard_prior_keeps_todays_parameters():
   """A learned prior adds params["prior"]; the networks start the same."""
   plain = MLPVAE(event_shape=(12,), latent_dim=3, hidden_dims=(8,))
-  vamp = MLPVAE(event_shape=(12,), latent_dim=3, hidden_dims=(8,),
-                prior=priors.VampPrior(3, (12,), 4))
+  vamp = MLPVAE(
+    event_shape=(12,),
+    latent_dim=3,
+    hidden_dims=(8,),
+    prior=priors.VampPrior(3, (12,), 4),
+  )
   a, b = plain.init(jax.random.key(0)), vamp.init(jax.random.key(0))
   assert set(a) == {"encoder", "decoder"}
   assert set(b) == {"encoder", "decoder", "prior"}
   chex.assert_trees_all_equal(a["encoder"], b["encoder"])
 
 
-@pytest.mark.parametrize("name, message", [
+@pytest.mark.parametrize(
+  "name, message",
+  [
     ("user_priors:no_sample", "lacks the prior's method(s) sample"),
     ("user_priors:nosuch", "has no function 'nosuch'"),
     ("nosuch", "choose one of ['mog', 'standard_normal', 'vamp']"),
-])
+  ],
+)
 def test_a_bad_prior_is_a_config_error(name, message, monkeypatch):
   monkeypatch.syspath_prepend(_TESTS)
   config = default.get_config()
   config.prior = name
-  with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace(
-      "]", r"\]").replace("(", r"\(").replace(")", r"\)")):
+  with pytest.raises(
+    ConfigError,
+    match=message.replace("[", r"\[")
+    .replace("]", r"\]")
+    .replace("(", r"\(")
+    .replace(")", r"\)"),
+  ):
     registry.build_model(config, (784,))
 
 
 @pytest.mark.slow
 def test_a_user_prior_trains_through_the_launcher(idx_data_dir, tmp_path):
   workdir = str(tmp_path / "run")
-  env = dict(os.environ, JAX_PLATFORMS="cpu",
-             PYTHONPATH=os.pathsep.join([_TESTS, os.environ.get("PYTHONPATH",
-                                                                "")]))
+  env = dict(
+    os.environ,
+    JAX_PLATFORMS="cpu",
+    PYTHONPATH=os.pathsep.join([_TESTS, os.environ.get("PYTHONPATH", "")]),
+  )
   result = subprocess.run(
-      [sys.executable, "-m", "experiments.train",
-       "--config=vae_jax/configs/smoke.py",
-       "--config.prior=user_priors:learned_gaussian", "--config.epochs=1",
-       "--config.dataset=idx",
-       f"--config.data_dir={idx_data_dir}", "--config.batch_size=32",
-       "--config.validation_size=64", "--config.eval_batch_size=128",
-       f"--workdir={workdir}", "--quiet"],
-      cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    [
+      sys.executable,
+      "-m",
+      "experiments.train",
+      "--config=vae_jax/configs/smoke.py",
+      "--config.prior=user_priors:learned_gaussian",
+      "--config.epochs=1",
+      "--config.dataset=idx",
+      f"--config.data_dir={idx_data_dir}",
+      "--config.batch_size=32",
+      "--config.validation_size=64",
+      "--config.eval_batch_size=128",
+      f"--workdir={workdir}",
+      "--quiet",
+    ],
+    cwd=REPO_ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   stored = json.load(open(os.path.join(workdir, "config.json")))
   assert stored["model"]["kl"] == "monte_carlo"  # no closed form: no error
-  records = [json.loads(l) for l in open(os.path.join(workdir,
-                                                      "metrics.jsonl"))]
+  records = [
+    json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))
+  ]
   assert all(math.isfinite(r["test_elbo"]) for r in records)
   sys.path.insert(0, _TESTS)
   try:
     import vae_jax  # pylint: disable=g-import-not-at-top
+
     _, model, params = vae_jax.load_run(workdir)
   finally:
     sys.path.remove(_TESTS)
@@ -170,8 +210,12 @@ def test_a_user_prior_trains_through_the_launcher(idx_data_dir, tmp_path):
 def test_analytic_kl_without_a_closed_form_is_the_monte_carlo_kl():
   """analytic_kl=True with the VampPrior: the Monte-Carlo KL, no error; the
   IWAE bound with K = 1 is then the same number as the ELBO."""
-  model = MLPVAE(event_shape=(12,), latent_dim=3, hidden_dims=(8,),
-                 prior=priors.VampPrior(3, (12,), 4))
+  model = MLPVAE(
+    event_shape=(12,),
+    latent_dim=3,
+    hidden_dims=(8,),
+    prior=priors.VampPrior(3, (12,), 4),
+  )
   params = model.init(jax.random.key(0))
   x = (jax.random.uniform(jax.random.key(1), (12,)) > 0.5).astype(jnp.float32)
   key = jax.random.key(2)
@@ -179,9 +223,14 @@ def test_analytic_kl_without_a_closed_form_is_the_monte_carlo_kl():
   monte_carlo = objectives.elbo(model, params, x, key, 1, analytic_kl=False)
   chex.assert_trees_all_equal(closed, monte_carlo)
   iwae = objectives.iwae_bound(model, params, x, key, 1)
-  assert_close(iwae, monte_carlo.elbo,
-               rounding_atol(4, abs(float(monte_carlo.log_likelihood))
-                             + abs(float(monte_carlo.kl))))
+  assert_close(
+    iwae,
+    monte_carlo.elbo,
+    rounding_atol(
+      4, abs(float(monte_carlo.log_likelihood)) + abs(float(monte_carlo.kl))
+    ),
+  )
   assert not objectives.uses_closed_form_kl(model, params, x)
   assert objectives.uses_closed_form_kl(
-      MLPVAE(event_shape=(12,), latent_dim=3, hidden_dims=(8,)), params, x)
+    MLPVAE(event_shape=(12,), latent_dim=3, hidden_dims=(8,)), params, x
+  )

@@ -99,8 +99,11 @@ def test_every_step_input_is_fed_by_a_declared_setting():
     changed = base.copy_and_resolve_references()
     changed[setting.name] = _alternative(setting, base[setting.name])
     after = programs.hyperparams(changed, _STEPS_PER_EPOCH)
-    fed |= {f for f, a, b in zip(before._fields, before, after)
-            if float(a) != float(b)}
+    fed |= {
+      f
+      for f, a, b in zip(before._fields, before, after)
+      if float(a) != float(b)
+    }
   assert fed == set(before._fields)
   step_fields = {f.name for f in dataclasses.fields(programs.step_config(base))}
   static = {s.name for s in settings.SETTINGS if s.role is settings.STATIC}
@@ -109,12 +112,17 @@ def test_every_step_input_is_fed_by_a_declared_setting():
 
 
 def test_sweep_groups_and_resume_follow_the_declarations():
-  assert settings.resumable() == ("epochs", "streaming",
-                                  "skip_nonfinite_updates", "num_devices")
+  assert settings.resumable() == (
+    "epochs",
+    "streaming",
+    "skip_nonfinite_updates",
+    "num_devices",
+  )
   shared = set(settings.shared_by_sweep_program())
   for s in settings.SETTINGS:
-    assert (s.name in shared) == (s.role is not settings.TRACED
-                                  and not s.per_member)
+    assert (s.name in shared) == (
+      s.role is not settings.TRACED and not s.per_member
+    )
   base = _base()
   for name, value in (("kl_weight", 2.0), ("seed", 3), ("epochs", 4)):
     other = base.copy_and_resolve_references()
@@ -129,13 +137,18 @@ def test_sweep_groups_and_resume_follow_the_declarations():
 def test_checks_say_what_a_value_must_be():
   assert settings.Integer(1, 5)(0) == "it must be an integer from 1 to 5"
   assert settings.Number(0.0, inclusive=False)(0.0) == (
-      "it must be a finite number > 0.0")
+    "it must be a finite number > 0.0"
+  )
   assert settings.Number(0.0, high=1.0)(float("nan")) == (
-      "it must be a finite number >= 0.0 and <= 1")
+    "it must be a finite number >= 0.0 and <= 1"
+  )
   assert settings.Choice(names.OBJECTIVES)("x") == (
-      "choose one of ['elbo', 'iwae']")
-  with pytest.raises(ConfigError, match="--config.ema_decay=1.0 is invalid: "
-                     "it must be a number >= 0 and < 1"):
+    "choose one of ['elbo', 'iwae']"
+  )
+  with pytest.raises(
+    ConfigError,
+    match="--config.ema_decay=1.0 is invalid: it must be a number >= 0 and < 1",
+  ):
     config = default.get_config()
     config.ema_decay = 1.0
     validation.validate(config)

@@ -31,21 +31,40 @@ pytestmark = pytest.mark.slow
 
 # Deterministic (CI reruns the same cases) and writes no .hypothesis/.
 _SETTINGS = settings(
-    max_examples=300, deadline=None, derandomize=True, database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture])
+  max_examples=300,
+  deadline=None,
+  derandomize=True,
+  database=None,
+  suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 _DEFAULTS = dict(default.get_config().items())
 
 _ANY_VALUE = st.one_of(
-    st.integers(min_value=-2**70, max_value=2**70),
-    st.sampled_from([0, 1, -1, 2**31 - 1, 2**31, 2**63, 10**400 // 10**300]),
-    st.floats(allow_nan=True, allow_infinity=True),
-    st.sampled_from([1e308, -1e308, 1e-320, 0.0, -0.0]),
-    st.booleans(), st.none(),
-    st.text(max_size=12),
-    st.sampled_from(["adam", "sgd", "chain", "__class__", "identity", "mlp",
-                     "toy:nosuch", "cosine", "image", "gaussian", "", " "]),
-    st.lists(st.integers(min_value=-5, max_value=2**40), max_size=4).map(tuple),
-    st.tuples(st.text(max_size=3)),
+  st.integers(min_value=-(2**70), max_value=2**70),
+  st.sampled_from([0, 1, -1, 2**31 - 1, 2**31, 2**63, 10**400 // 10**300]),
+  st.floats(allow_nan=True, allow_infinity=True),
+  st.sampled_from([1e308, -1e308, 1e-320, 0.0, -0.0]),
+  st.booleans(),
+  st.none(),
+  st.text(max_size=12),
+  st.sampled_from(
+    [
+      "adam",
+      "sgd",
+      "chain",
+      "__class__",
+      "identity",
+      "mlp",
+      "toy:nosuch",
+      "cosine",
+      "image",
+      "gaussian",
+      "",
+      " ",
+    ]
+  ),
+  st.lists(st.integers(min_value=-5, max_value=2**40), max_size=4).map(tuple),
+  st.tuples(st.text(max_size=3)),
 )
 
 
@@ -82,8 +101,11 @@ def test_one_setting_is_accepted_or_named(name, value):
 
 
 @_SETTINGS
-@given(changes=st.dictionaries(st.sampled_from(sorted(_DEFAULTS)), _ANY_VALUE,
-                               min_size=2, max_size=6))
+@given(
+  changes=st.dictionaries(
+    st.sampled_from(sorted(_DEFAULTS)), _ANY_VALUE, min_size=2, max_size=6
+  )
+)
 def test_several_settings_are_accepted_or_one_is_named(changes):
   try:
     validation.validate(_config(changes))
@@ -93,13 +115,29 @@ def test_several_settings_are_accepted_or_one_is_named(changes):
   assert all(_representable(n, v) for n, v in changes.items()), changes
 
 
-_ENTRIES = ("config.json", "metrics.jsonl", "eval.json", ".lock",
-            "checkpoints", "figures", "tensorboard")
+_ENTRIES = (
+  "config.json",
+  "metrics.jsonl",
+  "eval.json",
+  ".lock",
+  "checkpoints",
+  "figures",
+  "tensorboard",
+)
 _CONFIG_TEXTS = [
-    json.dumps({"config": validation.to_json_dict(default.get_config())}),
-    "[]", "null", "", "{", "{}", '{"config": 1}', '{"config": []}',
-    '{"config": {"latent_dim": "x"}}', '{"config": {"streaming": 1}}',
-    '{"config": {"nosuch": 1}}', "\x00\xff", '{"config": {"epochs": 1e999}}',
+  json.dumps({"config": validation.to_json_dict(default.get_config())}),
+  "[]",
+  "null",
+  "",
+  "{",
+  "{}",
+  '{"config": 1}',
+  '{"config": []}',
+  '{"config": {"latent_dim": "x"}}',
+  '{"config": {"streaming": 1}}',
+  '{"config": {"nosuch": 1}}',
+  "\x00\xff",
+  '{"config": {"epochs": 1e999}}',
 ]
 
 
@@ -108,13 +146,17 @@ def _snapshot(root):
 
 
 @_SETTINGS
-@given(kind=st.sampled_from(["missing", "file", "dir", "under_file"]),
-       entries=st.dictionaries(st.sampled_from(_ENTRIES),
-                               st.sampled_from(["file", "dir"]), max_size=7),
-       config_text=st.sampled_from(_CONFIG_TEXTS),
-       for_training=st.booleans())
+@given(
+  kind=st.sampled_from(["missing", "file", "dir", "under_file"]),
+  entries=st.dictionaries(
+    st.sampled_from(_ENTRIES), st.sampled_from(["file", "dir"]), max_size=7
+  ),
+  config_text=st.sampled_from(_CONFIG_TEXTS),
+  for_training=st.booleans(),
+)
 def test_a_run_directory_is_usable_or_refused_creating_nothing(
-    tmp_path, kind, entries, config_text, for_training):
+  tmp_path, kind, entries, config_text, for_training
+):
   root = os.path.join(tmp_path, "case")
   shutil.rmtree(root, ignore_errors=True)
   os.makedirs(root)
@@ -142,6 +184,7 @@ def test_a_run_directory_is_usable_or_refused_creating_nothing(
   if usable:
     assert kind == "dir" or (kind == "missing" and for_training)
   if usable and kind == "dir":
-    assert all((what == "dir") == (name in ("checkpoints", "figures",
-                                            "tensorboard"))
-               for name, what in entries.items())
+    assert all(
+      (what == "dir") == (name in ("checkpoints", "figures", "tensorboard"))
+      for name, what in entries.items()
+    )

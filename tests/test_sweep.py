@@ -16,8 +16,13 @@ import shutil
 import jax
 import pytest
 
-from run_helpers import (assert_runs_close, assert_same_state, small_config,
-                         snapshot, without_times)
+from run_helpers import (
+  assert_runs_close,
+  assert_same_state,
+  small_config,
+  snapshot,
+  without_times,
+)
 from tolerances import sum_atol
 from vae_jax.nets import registry
 from vae_jax.run.store import checkpoints as checkpoints_lib
@@ -32,24 +37,31 @@ from vae_jax.run.store import workdir as workdir_lib
 pytestmark = pytest.mark.slow
 
 _SPECS = ["kl_weight=0.5,1", "latent_dim=2,3"]
-_RUN_FILES = {"config.json", "metrics.jsonl", "checkpoints", "figures",
-              "tensorboard"}
+_RUN_FILES = {
+  "config.json",
+  "metrics.jsonl",
+  "checkpoints",
+  "figures",
+  "tensorboard",
+}
 
 
 def _plan(data_dir, specs=_SPECS, seeds=1, **overrides):
-  config = small_config(data_dir, batch_size=64, steps_per_chunk=3,
-                        validation_size=128, **overrides)
+  config = small_config(
+    data_dir, batch_size=64, steps_per_chunk=3, validation_size=128, **overrides
+  )
   return sweep_grid.plan_sweep(config, specs, seeds)
 
 
 def _state(member, sweep_dir):
   config = member.config
   model = registry.build_model(config, (28 * 28,))
-  fresh = programs.init_state(model, programs.step_config(config),
-                              jax.random.key(0))
+  fresh = programs.init_state(
+    model, programs.step_config(config), jax.random.key(0)
+  )
   with checkpoints_lib.RunCheckpoints(
-      os.path.join(sweep_dir, member.name, "checkpoints"),
-      read_only=True) as ckpts:
+    os.path.join(sweep_dir, member.name, "checkpoints"), read_only=True
+  ) as ckpts:
     state, _ = ckpts.restore(ckpts.latest_step(), fresh)
   return model, state
 
@@ -72,20 +84,35 @@ def test_grid_groups_by_program(idx_data_dir):
   assert len(plan.members) == 8
   assert plan.members[0].name == "kl_weight=0.5,latent_dim=2,seed=0"
   assert [[plan.members[i].name for i in g] for g in plan.groups] == [
-      [f"kl_weight={k},latent_dim={d},seed={s}" for k in ("0.5", "1.0")
-       for s in (0, 1)] for d in (2, 3)]
+    [
+      f"kl_weight={k},latent_dim={d},seed={s}"
+      for k in ("0.5", "1.0")
+      for s in (0, 1)
+    ]
+    for d in (2, 3)
+  ]
 
 
-def test_vmapped_group_equals_members_run_one_by_one(vmapped, idx_data_dir,
-                                                     tmp_path):
+def test_vmapped_group_equals_members_run_one_by_one(
+  vmapped, idx_data_dir, tmp_path
+):
   plan, vmapped_dir = vmapped
   # The first group (latent_dim=2) again, one member after another.
   alone = _plan(idx_data_dir, specs=["kl_weight=0.5,1"], latent_dim=2)
   alone_dir = str(tmp_path / "alone")
   sweep.run_sweep(alone, alone_dir, "off", figures=False)
-  pairs = [(m, [a for a in alone.members
-                if a.name == m.name.replace(",latent_dim=2", "")])
-           for m in plan.members if m.config.latent_dim == 2]
+  pairs = [
+    (
+      m,
+      [
+        a
+        for a in alone.members
+        if a.name == m.name.replace(",latent_dim=2", "")
+      ],
+    )
+    for m in plan.members
+    if m.config.latent_dim == 2
+  ]
   assert [len(a) for _, a in pairs] == [1, 1]
   for member, [other] in pairs:
     model, a = _state(member, vmapped_dir)
@@ -114,22 +141,23 @@ def test_mixed_groups_write_complete_readable_runs(vmapped):
     report = evaluate_lib.evaluate_run(workdir, "latest", figures=False)
     # The run's own evaluation of its last state, same keys and images.
     assert report["test_elbo"] == pytest.approx(
-        _history(sweep_dir, member)[-1]["test_elbo"], rel=0,
-        abs=sum_atol(784, abs(report["test_elbo"])))
+      _history(sweep_dir, member)[-1]["test_elbo"],
+      rel=0,
+      abs=sum_atol(784, abs(report["test_elbo"])),
+    )
   # The summary takes IS log p(x) from a member's eval.json when the run
   # did not measure it; a rerun of the finished sweep rewrites the summary.
   first = os.path.join(sweep_dir, plan.members[0].name)
-  report = evaluate_lib.evaluate_run(first, "latest", figures=False,
-                                     num_importance_samples=4,
-                                     max_examples=16)
+  report = evaluate_lib.evaluate_run(
+    first, "latest", figures=False, num_importance_samples=4, max_examples=16
+  )
   sweep.run_sweep(plan, sweep_dir, "on")
   with open(os.path.join(sweep_dir, "summary.md")) as f:
     row = f.read().splitlines()[2]
   assert f"| {report['test_log_px']:.2f} |" in row
 
 
-def test_interrupted_sweep_resumes_bit_for_bit(vmapped, idx_data_dir,
-                                               tmp_path):
+def test_interrupted_sweep_resumes_bit_for_bit(vmapped, idx_data_dir, tmp_path):
   plan, reference = vmapped
   sweep_dir = str(tmp_path / "sweep")
 
@@ -140,16 +168,19 @@ def test_interrupted_sweep_resumes_bit_for_bit(vmapped, idx_data_dir,
   with pytest.raises(KeyboardInterrupt):
     sweep.run_sweep(plan, sweep_dir, "on", after_chunk=stop)
   # A kill between two members' saves: the first member lags one chunk.
-  lagging = os.path.join(sweep_dir, plan.members[0].name, "checkpoints",
-                         "latest")
+  lagging = os.path.join(
+    sweep_dir, plan.members[0].name, "checkpoints", "latest"
+  )
   shutil.rmtree(os.path.join(lagging, max(os.listdir(lagging), key=int)))
   assert not os.path.exists(os.path.join(sweep_dir, plan.members[1].name))
   sweep.run_sweep(plan, sweep_dir, "on")
   for member in plan.members:
-    assert_same_state(_state(member, sweep_dir)[1],
-                      _state(member, reference)[1])
-    assert (without_times(_history(sweep_dir, member))
-            == without_times(_history(reference, member)))
+    assert_same_state(
+      _state(member, sweep_dir)[1], _state(member, reference)[1]
+    )
+    assert without_times(_history(sweep_dir, member)) == without_times(
+      _history(reference, member)
+    )
   # A finished sweep trains nothing again.
   before = snapshot(os.path.join(sweep_dir, plan.members[0].name))
   status = sweep.run_sweep(plan, sweep_dir, "on")
@@ -158,7 +189,10 @@ def test_interrupted_sweep_resumes_bit_for_bit(vmapped, idx_data_dir,
 
 
 def test_auto_vectorizes_on_accelerators_only():
-  assert [sweep.vectorize_choice("auto", b) for b in ("cpu", "gpu", "tpu")
-          ] == [False, True, True]
+  assert [sweep.vectorize_choice("auto", b) for b in ("cpu", "gpu", "tpu")] == [
+    False,
+    True,
+    True,
+  ]
   assert sweep.vectorize_choice("on", "cpu")
   assert not sweep.vectorize_choice("off", "gpu")

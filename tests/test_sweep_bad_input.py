@@ -32,30 +32,41 @@ pytestmark = pytest.mark.slow
 _BASE = ("--config=smoke", "--config.dataset=idx", "--quiet")
 
 _CASES = {
-    "unknown setting": (("--sweep=no_such=1,2",), ("no_such", "unknown")),
-    "invalid value": (("--sweep=kl_weight=0.5,-1",),
-                      ("kl_weight=-1.0", "finite number >= 0")),
-    "not a number": (("--sweep=latent_dim=2,abc",), ("latent_dim", "abc")),
-    "empty grid": (("--sweep=kl_weight=",), ("no values",)),
-    "no seeds": (("--seeds=0",), ("--seeds=0", "empty")),
-    "too many members": (("--sweep=latent_dim=1,2,3,4,5,6,7,8,9",
-                          "--seeds=8"),
-                         ("72 members", "--allow_large_sweep")),
-    "swept twice": (("--sweep=kl_weight=1", "--sweep=kl_weight=2"),
-                    ("more than once",)),
-    "seed swept": (("--sweep=seed=1,2",), ("--seeds",)),
-    "other grid": (("--sweep=kl_weight=0.5,2",), ("another grid",
-                                                  "kl_weight=2.0")),
-    # Issue 21: bounded before any member is built (it hung), and a sweep
-    # directory's own fault named as --sweep_dir, not a member's --workdir.
-    "seeds past any sweep": (("--sweep=kl_weight=0.5,1",
-                              "--seeds=2147483648", "--allow_large_sweep"),
-                             ("4294967296 members", "4096",
-                              "--allow_large_sweep")),
-    "seeds past int32": (("--seeds=10", "--config.seed=2147483640"),
-                         ("--seeds=10", "2147483647", "--seeds=8")),
-    "sweep_dir in /proc": (("--sweep=kl_weight=0.5,1",),
-                           ("--sweep_dir=/proc/vae_jax_sweep", "/proc")),
+  "unknown setting": (("--sweep=no_such=1,2",), ("no_such", "unknown")),
+  "invalid value": (
+    ("--sweep=kl_weight=0.5,-1",),
+    ("kl_weight=-1.0", "finite number >= 0"),
+  ),
+  "not a number": (("--sweep=latent_dim=2,abc",), ("latent_dim", "abc")),
+  "empty grid": (("--sweep=kl_weight=",), ("no values",)),
+  "no seeds": (("--seeds=0",), ("--seeds=0", "empty")),
+  "too many members": (
+    ("--sweep=latent_dim=1,2,3,4,5,6,7,8,9", "--seeds=8"),
+    ("72 members", "--allow_large_sweep"),
+  ),
+  "swept twice": (
+    ("--sweep=kl_weight=1", "--sweep=kl_weight=2"),
+    ("more than once",),
+  ),
+  "seed swept": (("--sweep=seed=1,2",), ("--seeds",)),
+  "other grid": (
+    ("--sweep=kl_weight=0.5,2",),
+    ("another grid", "kl_weight=2.0"),
+  ),
+  # Issue 21: bounded before any member is built (it hung), and a sweep
+  # directory's own fault named as --sweep_dir, not a member's --workdir.
+  "seeds past any sweep": (
+    ("--sweep=kl_weight=0.5,1", "--seeds=2147483648", "--allow_large_sweep"),
+    ("4294967296 members", "4096", "--allow_large_sweep"),
+  ),
+  "seeds past int32": (
+    ("--seeds=10", "--config.seed=2147483640"),
+    ("--seeds=10", "2147483647", "--seeds=8"),
+  ),
+  "sweep_dir in /proc": (
+    ("--sweep=kl_weight=0.5,1",),
+    ("--sweep_dir=/proc/vae_jax_sweep", "/proc"),
+  ),
 }
 
 
@@ -82,11 +93,15 @@ def test_bad_sweeps_fail_in_one_line_writing_nothing(idx_data_dir, tmp_path):
   _write_other_grid(dirs["other grid"], idx_data_dir)
   before = snapshot(str(tmp_path))
   with concurrent.futures.ThreadPoolExecutor(2) as pool:
-    results = dict(pool.map(
+    results = dict(
+      pool.map(
         lambda item: _run(item[0], item[1][0], dirs[item[0]], idx_data_dir),
-        _CASES.items()))
-    missing_dir = pool.submit(_run, "no dir", ("--sweep=kl_weight=1",), None,
-                              idx_data_dir).result()[1]
+        _CASES.items(),
+      )
+    )
+    missing_dir = pool.submit(
+      _run, "no dir", ("--sweep=kl_weight=1",), None, idx_data_dir
+    ).result()[1]
   for name, (_, keywords) in _CASES.items():
     result = results[name]
     lines = error_lines(result.stderr)
@@ -97,7 +112,8 @@ def test_bad_sweeps_fail_in_one_line_writing_nothing(idx_data_dir, tmp_path):
       assert word in lines[0], (name, lines[0])
   assert missing_dir.returncode == 2
   assert error_lines(missing_dir.stderr) == [
-      "error: --sweep_dir is required: the directory of the sweep's runs"]
+    "error: --sweep_dir is required: the directory of the sweep's runs"
+  ]
   assert snapshot(str(tmp_path)) == before
 
 
@@ -106,8 +122,10 @@ def test_grid_limit_and_names():
   axis = sweep_grid.parse_axis("hidden_dims=300/300,500", config)
   assert axis.values == ((300, 300), (500,))
   members = sweep_grid.make_members(config, [axis], 1)
-  assert [m.name for m in members] == ["hidden_dims=300-300,seed=0",
-                                       "hidden_dims=500,seed=0"]
+  assert [m.name for m in members] == [
+    "hidden_dims=300-300,seed=0",
+    "hidden_dims=500,seed=0",
+  ]
   assert len(sweep_grid.group_members(members)) == 2
   with pytest.raises(ConfigError, match="65 members"):
     sweep_grid.make_members(config, [], 65)
@@ -117,7 +135,8 @@ def test_grid_limit_and_names():
     sweep_grid.make_members(config, [], limit + 1, allow_large=True)
   with pytest.raises(ConfigError, match=f"{limit + 1} values"):
     sweep_grid.parse_axis(
-        "kl_weight=" + ",".join(str(i) for i in range(limit + 1)), config)
+      "kl_weight=" + ",".join(str(i) for i in range(limit + 1)), config
+    )
 
 
 def test_sweep_dir_checks(tmp_path):
@@ -131,15 +150,18 @@ def test_sweep_dir_checks(tmp_path):
   with pytest.raises(ConfigError, match="not a sweep directory"):
     sweep_grid.check_sweep_dir(str(tmp_path / "run"), description)
   with pytest.raises(ConfigError, match="is a file"):
-    sweep_grid.check_sweep_dir(str(tmp_path / "run" / "metrics.jsonl"),
-                               description)
+    sweep_grid.check_sweep_dir(
+      str(tmp_path / "run" / "metrics.jsonl"), description
+    )
 
 
 def test_group_larger_than_memory_is_refused_when_vmapped(
-    idx_data_dir, tmp_path, monkeypatch):
+  idx_data_dir, tmp_path, monkeypatch
+):
   config = small_config(idx_data_dir)
-  one = memory.training_bytes(registry.build_model(config, (784,)),
-                              config.batch_size, config.num_samples)
+  one = memory.training_bytes(
+    registry.build_model(config, (784,)), config.batch_size, config.num_samples
+  )
   # Room for one member's training state, not for two at once.
   monkeypatch.setattr(memory, "_physical_bytes", lambda: int(1.5 * one))
   plan = sweep_grid.plan_sweep(config, ["kl_weight=0.5,1"])
@@ -156,8 +178,7 @@ def test_damaged_status_file_reads_as_no_member_finished(tmp_path):
   assert sweep.read_status(str(tmp_path)) == {"a": {"status": "done"}}
 
 
-def test_sweep_dir_may_resume_with_other_devices_not_other_settings(
-    tmp_path):
+def test_sweep_dir_may_resume_with_other_devices_not_other_settings(tmp_path):
   config = default.get_config()
 
   def description(**changes):
@@ -167,8 +188,9 @@ def test_sweep_dir_may_resume_with_other_devices_not_other_settings(
 
   with open(tmp_path / sweep_grid.SWEEP_JSON, "w") as f:
     json.dump(description(), f)
-  sweep_grid.check_sweep_dir(str(tmp_path), description(
-      num_devices=0, skip_nonfinite_updates=True))
+  sweep_grid.check_sweep_dir(
+    str(tmp_path), description(num_devices=0, skip_nonfinite_updates=True)
+  )
   for changes in ({"epochs": 3}, {"latent_dim": 3}):
     with pytest.raises(ConfigError, match="members with other settings"):
       sweep_grid.check_sweep_dir(str(tmp_path), description(**changes))

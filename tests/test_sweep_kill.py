@@ -32,16 +32,26 @@ _SPECS = ["kl_weight=0.5,1"]
 
 
 def _launch(config, sweep_dir):
-  args = [*flags_of(config), *(f"--sweep={s}" for s in _SPECS),
-          "--vectorize=on", "--quiet", f"--sweep_dir={sweep_dir}"]
-  return subprocess.Popen([sys.executable, "-m", "experiments.sweep", *args],
-                          cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True,
-                          env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  args = [
+    *flags_of(config),
+    *(f"--sweep={s}" for s in _SPECS),
+    "--vectorize=on",
+    "--quiet",
+    f"--sweep_dir={sweep_dir}",
+  ]
+  return subprocess.Popen(
+    [sys.executable, "-m", "experiments.sweep", *args],
+    cwd=REPO_ROOT,
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.PIPE,
+    text=True,
+    env=dict(os.environ, JAX_PLATFORMS="cpu"),
+  )
 
 
-def test_kill_9_then_rerun_ends_like_an_uninterrupted_sweep(idx_data_dir,
-                                                            tmp_path):
+def test_kill_9_then_rerun_ends_like_an_uninterrupted_sweep(
+  idx_data_dir, tmp_path
+):
   config = small_config(idx_data_dir, steps_per_chunk=8, epochs=1)
   plan = sweep_grid.plan_sweep(config, _SPECS)
   reference = str(tmp_path / "reference")
@@ -49,8 +59,9 @@ def test_kill_9_then_rerun_ends_like_an_uninterrupted_sweep(idx_data_dir,
   killed = str(tmp_path / "killed")
   first = os.path.join(killed, plan.members[0].name, "checkpoints", "latest")
   process = _launch(config, killed)
-  while process.poll() is None and not (os.path.isdir(first)
-                                        and os.listdir(first)):
+  while process.poll() is None and not (
+    os.path.isdir(first) and os.listdir(first)
+  ):
     time.sleep(0.01)
   time.sleep(random.Random(12).uniform(0.0, 0.2))
   process.send_signal(signal.SIGKILL)
@@ -62,7 +73,9 @@ def test_kill_9_then_rerun_ends_like_an_uninterrupted_sweep(idx_data_dir,
   assert process.returncode == 0, stderr[-3000:]
   for member in plan.members:
     a, b = (os.path.join(d, member.name) for d in (killed, reference))
-    assert_same_state(saved_state(member.config, a),
-                      saved_state(member.config, b))
-    assert (without_times(workdir_lib.read_metrics(a))
-            == without_times(workdir_lib.read_metrics(b)))
+    assert_same_state(
+      saved_state(member.config, a), saved_state(member.config, b)
+    )
+    assert without_times(workdir_lib.read_metrics(a)) == without_times(
+      workdir_lib.read_metrics(b)
+    )

@@ -73,12 +73,25 @@ print("same")
 
 def test_member_axis_over_four_devices_equals_one(idx_data_dir, tmp_path):
   result = subprocess.run(
-      [sys.executable, "-c", _COMPARE, str(REPO_ROOT), idx_data_dir,
-       str(tmp_path)], cwd=REPO_ROOT, capture_output=True, text=True,
-      timeout=300, env=dict(
-          os.environ, JAX_PLATFORMS="cpu",
-          XLA_FLAGS=os.environ.get("XLA_FLAGS", "")
-          + " --xla_force_host_platform_device_count=4"))
+    [
+      sys.executable,
+      "-c",
+      _COMPARE,
+      str(REPO_ROOT),
+      idx_data_dir,
+      str(tmp_path),
+    ],
+    cwd=REPO_ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    env=dict(
+      os.environ,
+      JAX_PLATFORMS="cpu",
+      XLA_FLAGS=os.environ.get("XLA_FLAGS", "")
+      + " --xla_force_host_platform_device_count=4",
+    ),
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   assert result.stdout.strip().splitlines()[-1] == "same"
 
@@ -86,44 +99,58 @@ def test_member_axis_over_four_devices_equals_one(idx_data_dir, tmp_path):
 def test_diverging_member_stops_alone(idx_data_dir, tmp_path):
   # Learning rate 1e-3 turns the loss NaN at step 21 (chunk 16-24); 1e-4
   # stays finite: one group, one member diverged.
-  config = small_config(idx_data_dir, model="toy_models:diverging_vae_at_clock",
-                        image_layout="image", learning_rate=1e-4,
-                        steps_per_chunk=8)
+  config = small_config(
+    idx_data_dir,
+    model="toy_models:diverging_vae_at_clock",
+    image_layout="image",
+    learning_rate=1e-4,
+    steps_per_chunk=8,
+  )
   plan = sweep_grid.plan_sweep(config, ["learning_rate=0.001,0.0001"])
   assert len(plan.groups) == 1
   status = sweep.run_sweep(plan, str(tmp_path), "on", figures=False)
   diverged, finished = (os.path.join(tmp_path, m.name) for m in plan.members)
   assert status[plan.members[0].name]["status"] == "diverged"
-  assert "non-finite loss at step 21" in status[plan.members[0].name][
-      "message"]
+  assert "non-finite loss at step 21" in status[plan.members[0].name]["message"]
   assert status[plan.members[1].name]["status"] == "done"
-  with checkpoints_lib.RunCheckpoints(os.path.join(diverged, "checkpoints"),
-                                      read_only=True) as ckpts:
+  with checkpoints_lib.RunCheckpoints(
+    os.path.join(diverged, "checkpoints"), read_only=True
+  ) as ckpts:
     assert ckpts.latest_step() == 16  # the last chunk boundary before it
   assert len(workdir_lib.read_metrics(diverged)) == 1
   assert len(workdir_lib.read_metrics(finished)) == 2
   with open(os.path.join(tmp_path, "summary.csv")) as f:
     assert [line.rsplit(",", 1)[1] for line in f.read().splitlines()[1:]] == [
-        "diverged", "done"]
+      "diverged",
+      "done",
+    ]
 
 
 def test_early_stopped_member_stops_alone(idx_data_dir, tmp_path):
   # At learning rate 1e-30 Adam's updates vanish below float32's resolution
   # of the parameters: the validation ELBO repeats exactly, so patience 1
   # stops that member after epoch 2 while the other goes on.
-  config = small_config(idx_data_dir, epochs=3, steps_per_chunk=0,
-                        validation_size=128, early_stopping_patience=1)
+  config = small_config(
+    idx_data_dir,
+    epochs=3,
+    steps_per_chunk=0,
+    validation_size=128,
+    early_stopping_patience=1,
+  )
   plan = sweep_grid.plan_sweep(config, ["learning_rate=1e-30,0.001"])
   status = sweep.run_sweep(plan, str(tmp_path), "on", figures=False)
-  frozen, other = (workdir_lib.read_metrics(os.path.join(tmp_path, m.name))
-                   for m in plan.members)
+  frozen, other = (
+    workdir_lib.read_metrics(os.path.join(tmp_path, m.name))
+    for m in plan.members
+  )
   assert status[plan.members[0].name]["status"] == "early_stopped"
   assert [r["val_elbo"] for r in frozen] == [frozen[0]["val_elbo"]] * 2
   assert len(other) == 3 or status[plan.members[1].name]["status"] == (
-      "early_stopped")
+    "early_stopped"
+  )
   assert len({r["val_elbo"] for r in other}) == len(other)
   with checkpoints_lib.RunCheckpoints(
-      os.path.join(tmp_path, plan.members[0].name, "checkpoints"),
-      read_only=True) as ckpts:
+    os.path.join(tmp_path, plan.members[0].name, "checkpoints"), read_only=True
+  ) as ckpts:
     assert ckpts.best_step() == 12  # epoch 1 (384 images, batch 32)
     assert ckpts.latest_step() == 24

@@ -19,22 +19,37 @@ def _write_run(directory, seconds, elbos, log_px=None):
   with open(os.path.join(directory, "metrics.jsonl"), "w") as f:
     for i, (s, e) in enumerate(zip(seconds, elbos)):
       last = i == len(elbos) - 1
-      f.write(json.dumps({"epoch": i + 1, "wall_time_sec": s, "val_elbo": e,
-                          "test_elbo": e - 1.0,
-                          "test_log_px": log_px if last else None}) + "\n")
+      f.write(
+        json.dumps(
+          {
+            "epoch": i + 1,
+            "wall_time_sec": s,
+            "val_elbo": e,
+            "test_elbo": e - 1.0,
+            "test_log_px": log_px if last else None,
+          }
+        )
+        + "\n"
+      )
   return str(directory)
 
 
 def test_times_ratios_nll_and_figure(tmp_path):
-  slow = time_to_quality.read_curve("paper", _write_run(
-      tmp_path / "paper", [10, 20, 30, 40], [-300, -260, -240, -235], -230.0))
-  fast = time_to_quality.read_curve("fast", _write_run(
-      tmp_path / "fast", [5, 10, 15], [-280, -245, -238]))
+  slow = time_to_quality.read_curve(
+    "paper",
+    _write_run(
+      tmp_path / "paper", [10, 20, 30, 40], [-300, -260, -240, -235], -230.0
+    ),
+  )
+  fast = time_to_quality.read_curve(
+    "fast", _write_run(tmp_path / "fast", [5, 10, 15], [-280, -245, -238])
+  )
   result = time_to_quality.report([slow, fast], [-250.0, -238.0, -236.0])
-  assert result["seconds_to_threshold"] == {"paper": [30, 40, 40],
-                                            "fast": [10, 15, None]}
-  assert result["ratios"] == {"paper/fast": [3.0, pytest.approx(40 / 15),
-                                             None]}
+  assert result["seconds_to_threshold"] == {
+    "paper": [30, 40, 40],
+    "fast": [10, 15, None],
+  }
+  assert result["ratios"] == {"paper/fast": [3.0, pytest.approx(40 / 15), None]}
   assert result["final_is_nll"] == {"paper": 230.0, "fast": None}
   assert result["metric"] == {"paper": "val_elbo", "fast": "val_elbo"}
   # auto: from the worst first epoch (-300) to the worst best (-238).

@@ -34,18 +34,25 @@ _WAIT_S = 150  # for all launchers of a round to train or be refused
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory) -> str:
   """64 train / 16 test images: each launcher's data load is short."""
-  return write_idx_directory(tmp_path_factory.mktemp("lock_data"),
-                             num_train=64, num_test=16)
+  return write_idx_directory(
+    tmp_path_factory.mktemp("lock_data"), num_train=64, num_test=16
+  )
 
 
 def _config(data_dir):
-  return small_config(data_dir, epochs=1, batch_size=16, hidden_dims=(8,),
-                      eval_batch_size=16, steps_per_chunk=0)
+  return small_config(
+    data_dir,
+    epochs=1,
+    batch_size=16,
+    hidden_dims=(8,),
+    eval_batch_size=16,
+    steps_per_chunk=0,
+  )
 
 
-def test_a_directory_made_meanwhile_is_locked_all_the_same(tiny_data,
-                                                           tmp_path,
-                                                           monkeypatch):
+def test_a_directory_made_meanwhile_is_locked_all_the_same(
+  tiny_data, tmp_path, monkeypatch
+):
   """The order of the race, made deterministic: this trainer finds no
   directory, and while it loads the data another trainer creates the
   directory and locks it."""
@@ -94,25 +101,38 @@ _LAUNCHER = textwrap.dedent("""
 
 
 def _start_round(root: str, flags: list[str]) -> list[subprocess.Popen]:
-  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=os.pathsep.join(
-      [str(REPO_ROOT / "tests"), os.environ.get("PYTHONPATH", "")]))
+  env = dict(
+    os.environ,
+    JAX_PLATFORMS="cpu",
+    PYTHONPATH=os.pathsep.join(
+      [str(REPO_ROOT / "tests"), os.environ.get("PYTHONPATH", "")]
+    ),
+  )
   processes = []
   for i in range(_PROCESSES):
     with open(os.path.join(root, f"err-{i}"), "w") as err:
-      processes.append(subprocess.Popen(
-          [sys.executable, "-c", _LAUNCHER, root, *flags], cwd=REPO_ROOT,
-          env=env, stdout=subprocess.DEVNULL, stderr=err))
+      processes.append(
+        subprocess.Popen(
+          [sys.executable, "-c", _LAUNCHER, root, *flags],
+          cwd=REPO_ROOT,
+          env=env,
+          stdout=subprocess.DEVNULL,
+          stderr=err,
+        )
+      )
   return processes
 
 
 def _trained(root: str) -> list[int]:
-  return sorted(int(n.split("-")[1]) for n in os.listdir(root)
-                if n.startswith("trained-"))
+  return sorted(
+    int(n.split("-")[1]) for n in os.listdir(root) if n.startswith("trained-")
+  )
 
 
 @pytest.mark.parametrize("round_", range(_ROUNDS))
 def test_simultaneous_trainers_one_trains_the_others_are_refused(
-    tiny_data, tmp_path, round_):
+  tiny_data, tmp_path, round_
+):
   del round_  # each round is a fresh race
   root = str(tmp_path)
   workdir = os.path.join(root, "run")
@@ -120,8 +140,11 @@ def test_simultaneous_trainers_one_trains_the_others_are_refused(
   processes = _start_round(root, flags)
   try:
     deadline = time.monotonic() + _WAIT_S
-    while (sum(p.poll() is not None for p in processes) + len(_trained(root))
-           < _PROCESSES and time.monotonic() < deadline):
+    while (
+      sum(p.poll() is not None for p in processes) + len(_trained(root))
+      < _PROCESSES
+      and time.monotonic() < deadline
+    ):
       time.sleep(0.1)
     trained = _trained(root)
     refused = [p for p in processes if p.poll() is not None]
@@ -129,8 +152,9 @@ def test_simultaneous_trainers_one_trains_the_others_are_refused(
     for i, p in enumerate(processes):
       with open(os.path.join(root, f"err-{i}")) as f:
         errors[p.pid] = f.read()
-    report = "\n".join(f"pid {pid}: {text[-600:]}"
-                       for pid, text in errors.items())
+    report = "\n".join(
+      f"pid {pid}: {text[-600:]}" for pid, text in errors.items()
+    )
     assert len(trained) == 1, report
     [winner] = trained
     assert len(refused) == _PROCESSES - 1, report

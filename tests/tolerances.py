@@ -75,16 +75,25 @@ def kl_diagonal_atol(mean_q, logvar_q, mean_p=0.0, logvar_p=0.0):
   Returns the bound, elementwise over the leading axes.
   """
   mean_q, logvar_q, mean_p, logvar_p = (
-      np.asarray(a, np.float64) for a in (mean_q, logvar_q, mean_p, logvar_p))
+    np.asarray(a, np.float64) for a in (mean_q, logvar_q, mean_p, logvar_p)
+  )
   r = logvar_q - logvar_p
   span = np.abs(logvar_q) + np.abs(logvar_p)
-  term = (np.abs(np.expm1(r)) + np.exp(r) * span + span
-          + (1 + np.abs(logvar_p)) * (np.abs(mean_q) + np.abs(mean_p)) ** 2
-          * np.exp(-logvar_p))
-  term = np.broadcast_to(term, np.broadcast_shapes(
-      mean_q.shape, logvar_q.shape, mean_p.shape, logvar_p.shape))
-  return 0.5 * sum_atol(term.shape[-1], np.sum(term, axis=-1),
-                        ops_per_term=5)
+  term = (
+    np.abs(np.expm1(r))
+    + np.exp(r) * span
+    + span
+    + (1 + np.abs(logvar_p))
+    * (np.abs(mean_q) + np.abs(mean_p)) ** 2
+    * np.exp(-logvar_p)
+  )
+  term = np.broadcast_to(
+    term,
+    np.broadcast_shapes(
+      mean_q.shape, logvar_q.shape, mean_p.shape, logvar_p.shape
+    ),
+  )
+  return 0.5 * sum_atol(term.shape[-1], np.sum(term, axis=-1), ops_per_term=5)
 
 
 def assert_close(actual, desired, atol, err_msg=""):
@@ -101,13 +110,15 @@ def assert_close(actual, desired, atol, err_msg=""):
   if np.any(bad):
     with np.errstate(divide="ignore", invalid="ignore"):
       worst = np.unravel_index(
-          np.argmax(np.where(bad, np.nan_to_num(error / atol, nan=np.inf),
-                             -1.0)), error.shape)
+        np.argmax(np.where(bad, np.nan_to_num(error / atol, nan=np.inf), -1.0)),
+        error.shape,
+      )
     raise AssertionError(
-        f"{err_msg} {np.sum(bad)} of {error.size} elements beyond the "
-        f"tolerance; worst at {worst}: actual {actual[worst]!r}, desired "
-        f"{desired[worst]!r}, error {error[worst]:.3g} > atol "
-        f"{atol[worst]:.3g}".strip())
+      f"{err_msg} {np.sum(bad)} of {error.size} elements beyond the "
+      f"tolerance; worst at {worst}: actual {actual[worst]!r}, desired "
+      f"{desired[worst]!r}, error {error[worst]:.3g} > atol "
+      f"{atol[worst]:.3g}".strip()
+    )
 
 
 def standard_error(samples):
@@ -116,8 +127,9 @@ def standard_error(samples):
   return samples.std(axis=0, ddof=1) / math.sqrt(samples.shape[0])
 
 
-def assert_within_standard_errors(estimate, samples, expected, atol=0.0,
-                                  num_se=4.0):
+def assert_within_standard_errors(
+  estimate, samples, expected, atol=0.0, num_se=4.0
+):
   """|estimate − expected| ≤ num_se · s.e. + atol, elementwise.
 
   samples: `[S, ...]` i.i.d. single-draw values, in float64. Their mean is
@@ -125,5 +137,9 @@ def assert_within_standard_errors(estimate, samples, expected, atol=0.0,
   expected: the exact value. A correct, normally distributed estimate lands
   beyond 4 s.e. with probability 6e-5.
   """
-  assert_close(estimate, expected, num_se * standard_error(samples) + atol,
-               err_msg=f"beyond {num_se} standard errors:")
+  assert_close(
+    estimate,
+    expected,
+    num_se * standard_error(samples) + atol,
+    err_msg=f"beyond {num_se} standard errors:",
+  )

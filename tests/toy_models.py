@@ -26,15 +26,19 @@ class LinearImageVAE(GaussianVAE):
     d = math.prod(self.event_shape)
     enc, dec = jax.random.split(rng)
     return {
-        "encoder": {"w": 0.01 * jax.random.normal(enc, (d, 2 * self.latent_dim)),
-                    "b": jnp.zeros(2 * self.latent_dim)},
-        "decoder": {"w": 0.01 * jax.random.normal(dec, (self.latent_dim, d)),
-                    "b": jnp.zeros(d)},
+      "encoder": {
+        "w": 0.01 * jax.random.normal(enc, (d, 2 * self.latent_dim)),
+        "b": jnp.zeros(2 * self.latent_dim),
+      },
+      "decoder": {
+        "w": 0.01 * jax.random.normal(dec, (self.latent_dim, d)),
+        "b": jnp.zeros(d),
+      },
     }
 
   def encode(self, params, x):
     h = x.reshape(-1) @ params["encoder"]["w"] + params["encoder"]["b"]
-    return h[:self.latent_dim], h[self.latent_dim:]
+    return h[: self.latent_dim], h[self.latent_dim :]
 
   def decode(self, params, z):
     logits = z @ params["decoder"]["w"] + params["decoder"]["b"]
@@ -49,8 +53,9 @@ class LinearImageVAE(GaussianVAE):
 
 def linear_image_vae(config, event_shape):
   """The factory the registry calls: (config, the data's example shape)."""
-  return LinearImageVAE(event_shape=tuple(event_shape),
-                        latent_dim=config.latent_dim)
+  return LinearImageVAE(
+    event_shape=tuple(event_shape), latent_dim=config.latent_dim
+  )
 
 
 def not_a_model(config, event_shape):
@@ -79,8 +84,11 @@ class DivergingVAE(LinearImageVAE):
 
   def log_likelihood(self, decoder_output, x):
     clock = decoder_output["clock"]
-    return (super().log_likelihood(decoder_output["logits"], x) + clock
-            + jnp.where(clock > self.nan_after, jnp.nan, 0.0))
+    return (
+      super().log_likelihood(decoder_output["logits"], x)
+      + clock
+      + jnp.where(clock > self.nan_after, jnp.nan, 0.0)
+    )
 
   def mean_of_output(self, decoder_output):
     return super().mean_of_output(decoder_output["logits"])
@@ -91,15 +99,19 @@ DIVERGING_STEP = 21  # the first step whose loss is NaN
 
 def diverging_vae(config, event_shape):
   """Step 21 (clock = 21 lr, past 20.5 lr) is the first non-finite one."""
-  return DivergingVAE(event_shape=tuple(event_shape),
-                      latent_dim=config.latent_dim,
-                      nan_after=(DIVERGING_STEP - 0.5) * config.learning_rate)
+  return DivergingVAE(
+    event_shape=tuple(event_shape),
+    latent_dim=config.latent_dim,
+    nan_after=(DIVERGING_STEP - 0.5) * config.learning_rate,
+  )
 
 
 def diverging_vae_at_clock(config, event_shape):
   """The same model for every learning rate: NaN once clock > 20.5e-3, so
   step 21 is the first non-finite one at learning rate 1e-3, and a run at
   1e-4 stays finite for 200 steps."""
-  return DivergingVAE(event_shape=tuple(event_shape),
-                      latent_dim=config.latent_dim,
-                      nan_after=(DIVERGING_STEP - 0.5) * 1e-3)
+  return DivergingVAE(
+    event_shape=tuple(event_shape),
+    latent_dim=config.latent_dim,
+    nan_after=(DIVERGING_STEP - 0.5) * 1e-3,
+  )

@@ -21,12 +21,15 @@ class LearnedGaussian:
 
   def init(self, rng):
     del rng
-    return {"mean": jnp.zeros(self.latent_dim),
-            "logvar": jnp.zeros(self.latent_dim)}
+    return {
+      "mean": jnp.zeros(self.latent_dim),
+      "logvar": jnp.zeros(self.latent_dim),
+    }
 
   def log_prob(self, prior_params, z):
     return distributions.diagonal_gaussian_log_prob(
-        z, prior_params["mean"], prior_params["logvar"])
+      z, prior_params["mean"], prior_params["logvar"]
+    )
 
   def sample(self, prior_params, rng, num):
     eps = jax.random.normal(rng, (num, self.latent_dim))

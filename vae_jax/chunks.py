@@ -38,9 +38,13 @@ class Feed(Protocol):
 
   batch_size: int
 
-  def batches(self, source: chex.Array, rng: chex.PRNGKey, step: chex.Array,
-              num_steps: int) -> Callable[[chex.Array], chex.Array]:
-    ...
+  def batches(
+    self,
+    source: chex.Array,
+    rng: chex.PRNGKey,
+    step: chex.Array,
+    num_steps: int,
+  ) -> Callable[[chex.Array], chex.Array]: ...
 
 
 class ChunkHealth(NamedTuple):
@@ -63,40 +67,53 @@ def _start(state: TrainState) -> _Carry:
 def _checked(model, step_config, carry: _Carry, batch, hparams):
   """One checked step; the carry remembers the first bad step."""
   health = carry.health
-  halted = (health.first_bad_step >= 0
-            if not step_config.skip_nonfinite_updates else False)
-  state, metrics, code = checked_train_step(model, step_config, carry.state,
-                                            batch, hparams, halted)
+  halted = (
+    health.first_bad_step >= 0
+    if not step_config.skip_nonfinite_updates
+    else False
+  )
+  state, metrics, code = checked_train_step(
+    model, step_config, carry.state, batch, hparams, halted
+  )
   first = (health.first_bad_step < 0) & (code > 0)
   health = ChunkHealth(
-      jnp.where(first, carry.state.step, health.first_bad_step),
-      jnp.where(first, code, health.first_bad_quantity),
-      health.skipped_updates + ((code > 0) & jnp.logical_not(halted)))
-  return _Carry(state, health), (metrics, (code == 0) & jnp.logical_not(
-      halted))
+    jnp.where(first, carry.state.step, health.first_bad_step),
+    jnp.where(first, code, health.first_bad_quantity),
+    health.skipped_updates + ((code > 0) & jnp.logical_not(halted)),
+  )
+  return _Carry(state, health), (metrics, (code == 0) & jnp.logical_not(halted))
 
 
-def _finish(carry: _Carry, outputs) -> tuple[TrainState, StepMetrics,
-                                              ChunkHealth]:
+def _finish(
+  carry: _Carry, outputs
+) -> tuple[TrainState, StepMetrics, ChunkHealth]:
   """Metrics averaged over the steps whose update was taken; the state's
   own check (reported at the chunk's last step if no step was bad)."""
   metrics, taken = outputs
   count = jnp.maximum(jnp.sum(taken), 1).astype(jnp.float32)
   mean = jax.tree_util.tree_map(
-      lambda m: jnp.sum(jnp.where(taken, m, 0.0), axis=0) / count, metrics)
+    lambda m: jnp.sum(jnp.where(taken, m, 0.0), axis=0) / count, metrics
+  )
   health, code = carry.health, nonfinite_state(carry.state)
   first = (health.first_bad_step < 0) & (code > 0)
   health = health._replace(
-      first_bad_step=jnp.where(first, carry.state.step - 1,
-                               health.first_bad_step),
-      first_bad_quantity=jnp.where(first, code, health.first_bad_quantity))
+    first_bad_step=jnp.where(
+      first, carry.state.step - 1, health.first_bad_step
+    ),
+    first_bad_quantity=jnp.where(first, code, health.first_bad_quantity),
+  )
   return carry.state, mean, health
 
 
-def train_chunk(model: VAEModel, step_config: StepConfig, feed: Feed,
-                num_steps: int, state: TrainState, source: chex.Array,
-                hparams: Hyperparams
-                ) -> tuple[TrainState, StepMetrics, ChunkHealth]:
+def train_chunk(
+  model: VAEModel,
+  step_config: StepConfig,
+  feed: Feed,
+  num_steps: int,
+  state: TrainState,
+  source: chex.Array,
+  hparams: Hyperparams,
+) -> tuple[TrainState, StepMetrics, ChunkHealth]:
   """`num_steps` train steps in one `lax.scan`, batches made on the device.
 
   Args:

@@ -24,8 +24,14 @@ from absl import logging
 from vae_jax import configs
 from vae_jax import settings
 
-__all__ = ["define_config_flag", "parse_flags", "fail", "use_cpu_if_alone",
-           "config_file", "run"]
+__all__ = [
+  "define_config_flag",
+  "parse_flags",
+  "fail",
+  "use_cpu_if_alone",
+  "config_file",
+  "run",
+]
 
 FLAGS = flags.FLAGS
 _definition_error: Optional[BaseException] = None
@@ -34,8 +40,7 @@ _has_config_flag = False
 
 def fail(message: str, status: int = 2) -> NoReturn:
   """Prints `error: message` (one line) and exits with `status` (2: usage)."""
-  print(f"error: {' '.join(str(message).split())}", file=sys.stderr,
-        flush=True)
+  print(f"error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
   sys.exit(status)
 
 
@@ -49,14 +54,16 @@ def define_config_flag(name: str = "config"):
   global _definition_error, _has_config_flag
   _has_config_flag = True
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+
   try:
     return config_flags.DEFINE_config_file(
-        name, configs.path("default"),
-        "A config file (vae_jax/configs/*.py: default, smoke, paper, or your "
-        "own); override any setting with --config.NAME=VALUE. The settings "
-        "(vae_jax/settings.py), NAME=DEFAULT [role]:\n"
-        + settings.help_text(),
-        lock_config=True)
+      name,
+      configs.path("default"),
+      "A config file (vae_jax/configs/*.py: default, smoke, paper, or your "
+      "own); override any setting with --config.NAME=VALUE. The settings "
+      "(vae_jax/settings.py), NAME=DEFAULT [role]:\n" + settings.help_text(),
+      lock_config=True,
+    )
   except Exception as e:  # pylint: disable=broad-except
     _definition_error = e
     return None
@@ -65,8 +72,10 @@ def define_config_flag(name: str = "config"):
 def _describe(error: BaseException) -> str:
   text = str(error).strip().strip("'\"") or type(error).__name__
   if isinstance(error, (AttributeError, KeyError)):
-    return (f"unknown setting {text!r}: the settings are the fields of "
-            "vae_jax/configs/default.py (--config.NAME=VALUE)")
+    return (
+      f"unknown setting {text!r}: the settings are the fields of "
+      "vae_jax/configs/default.py (--config.NAME=VALUE)"
+    )
   return text.splitlines()[0] if "\n" in text else text
 
 
@@ -80,9 +89,11 @@ def _resolve_config_file(value: str) -> str:
   if value in configs.NAMES or value == f"vae_jax/configs/{name}.py":
     if name in configs.NAMES:
       return configs.path(name)
-  fail(f"--config={value}: no such config file; use one of "
-       f"{', '.join(f'vae_jax/configs/{n}.py' for n in configs.NAMES)} or "
-       "the path of your own")
+  fail(
+    f"--config={value}: no such config file; use one of "
+    f"{', '.join(f'vae_jax/configs/{n}.py' for n in configs.NAMES)} or "
+    "the path of your own"
+  )
 
 
 def _with_config_resolved(argv: list[str]) -> list[str]:
@@ -90,7 +101,7 @@ def _with_config_resolved(argv: list[str]) -> list[str]:
   while i < len(argv):
     arg = argv[i]
     if arg.startswith("--config="):
-      arg = "--config=" + _resolve_config_file(arg[len("--config="):])
+      arg = "--config=" + _resolve_config_file(arg[len("--config=") :])
     elif arg == "--config" and i + 1 < len(argv):
       out.append(arg)
       i += 1
@@ -105,8 +116,9 @@ def _setting_names() -> list[str]:
 
 
 def _did_you_mean(name: str) -> str:
-  close = difflib.get_close_matches(name.replace("-", "_"), _setting_names(),
-                                    n=1)
+  close = difflib.get_close_matches(
+    name.replace("-", "_"), _setting_names(), n=1
+  )
   return f" (did you mean --config.{close[0]}?)" if close else ""
 
 
@@ -120,17 +132,23 @@ def _check_setting_names(argv: list[str]) -> None:
       break
     if not arg.startswith("--config."):
       continue
-    name = arg[len("--config."):].partition("=")[0]
+    name = arg[len("--config.") :].partition("=")[0]
     if name in names:
       continue
     if not name:
-      fail(f"{arg}: name a setting, as in --config.NAME=VALUE, e.g. "
-           "--config.epochs=3")
+      fail(
+        f"{arg}: name a setting, as in --config.NAME=VALUE, e.g. "
+        "--config.epochs=3"
+      )
     if name.replace("-", "_") in names:
-      fail(f"{arg}: settings are written with underscores: "
-           f"--config.{name.replace('-', '_')}=…")
-    fail(f"unknown setting {name!r}{_did_you_mean(name)}: the settings are "
-         "the fields of vae_jax/configs/default.py (--config.NAME=VALUE)")
+      fail(
+        f"{arg}: settings are written with underscores: "
+        f"--config.{name.replace('-', '_')}=…"
+      )
+    fail(
+      f"unknown setting {name!r}{_did_you_mean(name)}: the settings are "
+      "the fields of vae_jax/configs/default.py (--config.NAME=VALUE)"
+    )
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -148,8 +166,10 @@ def parse_flags(argv: list[str]) -> list[str]:
     unknown = re.match(r"Unknown command line flag '([^']*)'", message)
     if unknown and _has_config_flag:
       hint = _did_you_mean(unknown.group(1)) or " (e.g. --config.epochs=3)"
-      message += (f"; settings of the run are given as --config.NAME=VALUE"
-                  f"{hint}, and --help lists the flags")
+      message += (
+        f"; settings of the run are given as --config.NAME=VALUE"
+        f"{hint}, and --help lists the flags"
+      )
     elif unknown:
       message += " (--help lists the flags)"
     fail(message)
@@ -168,6 +188,7 @@ def parse_flags(argv: list[str]) -> list[str]:
 def config_file(name: str = "config") -> str:
   """The file `--config` loaded."""
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+
   return config_flags.get_config_filename(FLAGS[name])
 
 
@@ -179,8 +200,13 @@ def use_cpu_if_alone() -> None:
   """
   if os.environ.get("JAX_PLATFORMS"):
     return
-  plugins = ("libtpu", "jax_cuda12_plugin", "jax_cuda13_plugin",
-             "jax_rocm60_plugin", "jax_plugins")
+  plugins = (
+    "libtpu",
+    "jax_cuda12_plugin",
+    "jax_cuda13_plugin",
+    "jax_rocm60_plugin",
+    "jax_plugins",
+  )
   if not any(importlib.util.find_spec(p) for p in plugins):
     os.environ["JAX_PLATFORMS"] = "cpu"
 

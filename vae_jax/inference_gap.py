@@ -50,9 +50,19 @@ from vae_jax.math import model as model_lib
 from vae_jax.math import objectives
 from vae_jax.math.model import VAEModel
 
-__all__ = ["GapSettings", "LocalPosterior", "OptimizedPosterior",
-           "GapTerms", "INITS", "RESOLUTION", "check_model", "local_elbo",
-           "optimize_posterior", "log_px_with_proposal", "decompose"]
+__all__ = [
+  "GapSettings",
+  "LocalPosterior",
+  "OptimizedPosterior",
+  "GapTerms",
+  "INITS",
+  "RESOLUTION",
+  "check_model",
+  "local_elbo",
+  "optimize_posterior",
+  "log_px_with_proposal",
+  "decompose",
+]
 
 INITS = ("encoder", "prior")  # where q's parameters start
 # A window's mean ELBO must beat the best window by this much, nats, to count
@@ -108,9 +118,10 @@ def check_model(model: VAEModel) -> str:
   layers = list(model.latent_shapes)
   if len(layers) != 1 or len(model.latent_shapes[layers[0]]) != 1:
     raise ValueError(
-        f"the gap decomposition needs a model with one latent layer of shape "
-        f"[D] (a diagonal-Gaussian q); this one has layers "
-        f"{dict(model.latent_shapes)}")
+      f"the gap decomposition needs a model with one latent layer of shape "
+      f"[D] (a diagonal-Gaussian q); this one has layers "
+      f"{dict(model.latent_shapes)}"
+    )
   return layers[0]
 
 
@@ -123,11 +134,11 @@ def _closed_form_prior(model: VAEModel) -> bool:
 def _draws(model, q: LocalPosterior, rng, num_samples: int, first=0):
   """z_k = μ + σ ε_k, ε_k from fold_in(rng, first + k) as the model draws."""
   layer = check_model(model)
-  eps = model_lib.layer_noise(rng, model_lib.draw_indices(num_samples, first),
-                              model.latent_shapes)[layer]
+  eps = model_lib.layer_noise(
+    rng, model_lib.draw_indices(num_samples, first), model.latent_shapes
+  )[layer]
   z = q.mean + jnp.exp(0.5 * q.logvar) * eps  # [K, D]
-  return layer, z, distributions.diagonal_gaussian_log_prob(z, q.mean,
-                                                            q.logvar)
+  return layer, z, distributions.diagonal_gaussian_log_prob(z, q.mean, q.logvar)
 
 
 def _elbo_terms(model, params, x, q, rng, num_samples):
@@ -136,13 +147,19 @@ def _elbo_terms(model, params, x, q, rng, num_samples):
   log_likelihood, log_prior = model.log_joint(params, x, {layer: z})
   if _closed_form_prior(model):
     return log_likelihood - jnp.sum(
-        distributions.kl_to_standard_normal(q.mean, q.logvar))
+      distributions.kl_to_standard_normal(q.mean, q.logvar)
+    )
   return log_likelihood + log_prior - log_q
 
 
-def local_elbo(model: VAEModel, params: Any, x: chex.Array,
-               q: LocalPosterior, rng: chex.PRNGKey, num_samples: int
-               ) -> tuple[chex.Array, chex.Array]:
+def local_elbo(
+  model: VAEModel,
+  params: Any,
+  x: chex.Array,
+  q: LocalPosterior,
+  rng: chex.PRNGKey,
+  num_samples: int,
+) -> tuple[chex.Array, chex.Array]:
   """(L[q], its Monte-Carlo s.e.) of any diagonal q of one example, nats.
 
   E_q[log p(x|z)] from `num_samples` draws, minus the closed-form KL when
@@ -152,8 +169,9 @@ def local_elbo(model: VAEModel, params: Any, x: chex.Array,
   return jnp.mean(terms), jnp.std(terms) / math.sqrt(num_samples)
 
 
-def encoder_posterior(model: VAEModel, params: Any, x: chex.Array
-                      ) -> LocalPosterior:
+def encoder_posterior(
+  model: VAEModel, params: Any, x: chex.Array
+) -> LocalPosterior:
   """The encoder's q(z|x) of one example as a `LocalPosterior`."""
   layer = check_model(model)
   mean, logvar = model.posterior_stats(params, x, jax.random.key(0))[layer]
@@ -164,10 +182,16 @@ def _optimizer(settings: GapSettings) -> optax.GradientTransformationExtraArgs:
   # The loss is averaged over a window of steps and compared once per window
   # with the best window so far; no improvement by RESOLUTION halves the rate.
   return optax.chain(
-      optax.adam(settings.learning_rate),
-      optax_contrib.reduce_on_plateau(
-          factor=0.5, patience=1, rtol=0.0, atol=RESOLUTION, cooldown=0,
-          accumulation_size=settings.window))
+    optax.adam(settings.learning_rate),
+    optax_contrib.reduce_on_plateau(
+      factor=0.5,
+      patience=1,
+      rtol=0.0,
+      atol=RESOLUTION,
+      cooldown=0,
+      accumulation_size=settings.window,
+    ),
+  )
 
 
 class _Loop(NamedTuple):
@@ -176,9 +200,13 @@ class _Loop(NamedTuple):
   step: chex.Array
 
 
-def optimize_posterior(model: VAEModel, params: Any, x: chex.Array,
-                       rng: chex.PRNGKey, settings: GapSettings = GapSettings()
-                       ) -> OptimizedPosterior:
+def optimize_posterior(
+  model: VAEModel,
+  params: Any,
+  x: chex.Array,
+  rng: chex.PRNGKey,
+  settings: GapSettings = GapSettings(),
+) -> OptimizedPosterior:
   """q* = argmax over diagonal q of L[q] for one example x, by Adam.
 
   Starts from the encoder's q(z|x) (`settings.init="encoder"`) or N(0, I)
@@ -186,12 +214,14 @@ def optimize_posterior(model: VAEModel, params: Any, x: chex.Array,
   parameters receive gradients: `params` (decoder, prior, encoder) are
   constants of the loop.
   """
-  return _optimize(model, params, x, rng, settings,
-                   encoder_posterior(model, params, x))
+  return _optimize(
+    model, params, x, rng, settings, encoder_posterior(model, params, x)
+  )
 
 
-def _optimize(model, params, x, rng, settings: GapSettings,
-              encoder_q: LocalPosterior) -> OptimizedPosterior:
+def _optimize(
+  model, params, x, rng, settings: GapSettings, encoder_q: LocalPosterior
+) -> OptimizedPosterior:
   """`optimize_posterior`, given the encoder's q of x (`decompose` needs it
   too, so it is computed once)."""
   if settings.init not in INITS:
@@ -201,37 +231,45 @@ def _optimize(model, params, x, rng, settings: GapSettings,
     start = jax.tree_util.tree_map(jnp.zeros_like, start)
   params = jax.lax.stop_gradient(params)
   optimizer = _optimizer(settings)
-  stop_scale = 0.5 ** settings.num_reductions
+  stop_scale = 0.5**settings.num_reductions
 
   def loss(q, key):
     return -local_elbo(model, params, x, q, key, settings.num_samples)[0]
 
   def cond(loop: _Loop):  # powers of two: the comparison is exact
-    return ((loop.step < settings.max_steps)
-            & (loop.opt_state[-1].scale > stop_scale))
+    return (loop.step < settings.max_steps) & (
+      loop.opt_state[-1].scale > stop_scale
+    )
 
   def body(loop: _Loop):
     value, grads = jax.value_and_grad(loss)(
-        loop.q, jax.random.fold_in(rng, loop.step))
-    updates, opt_state = optimizer.update(grads, loop.opt_state, loop.q,
-                                          value=value)
-    return _Loop(optax.apply_updates(loop.q, updates), opt_state,
-                 loop.step + 1)
+      loop.q, jax.random.fold_in(rng, loop.step)
+    )
+    updates, opt_state = optimizer.update(
+      grads, loop.opt_state, loop.q, value=value
+    )
+    return _Loop(optax.apply_updates(loop.q, updates), opt_state, loop.step + 1)
 
   init = _Loop(start, optimizer.init(start), jnp.asarray(0, jnp.int32))
   final = jax.lax.while_loop(cond, body, init)
   return OptimizedPosterior(q=final.q, steps=final.step)
 
 
-def log_px_with_proposal(model: VAEModel, params: Any, x: chex.Array,
-                         q: LocalPosterior, rng: chex.PRNGKey,
-                         num_samples: int, chunk_size: int = 500
-                         ) -> chex.Array:
+def log_px_with_proposal(
+  model: VAEModel,
+  params: Any,
+  x: chex.Array,
+  q: LocalPosterior,
+  rng: chex.PRNGKey,
+  num_samples: int,
+  chunk_size: int = 500,
+) -> chex.Array:
   """log p̂_K(x) = log 1/K Σ_k p(x, z_k)/q(z_k), z_k ~ q, any diagonal q.
 
   The chunked running logsumexp of `objectives.importance_sampled_log_px`,
   with the proposal q in place of the encoder's.
   """
+
   def weights(first, size):
     layer, z, log_q = _draws(model, q, rng, size, first)
     log_likelihood, log_prior = model.log_joint(params, x, {layer: z})
@@ -240,10 +278,15 @@ def log_px_with_proposal(model: VAEModel, params: Any, x: chex.Array,
   return objectives.chunked_log_mean_exp(weights, num_samples, chunk_size)
 
 
-def decompose(model: VAEModel, params: Any, x: chex.Array, rng: chex.PRNGKey,
-              settings: GapSettings = GapSettings(),
-              num_importance_samples: int = 5000,
-              chunk_size: int = 500) -> GapTerms:
+def decompose(
+  model: VAEModel,
+  params: Any,
+  x: chex.Array,
+  rng: chex.PRNGKey,
+  settings: GapSettings = GapSettings(),
+  num_importance_samples: int = 5000,
+  chunk_size: int = 500,
+) -> GapTerms:
   """`GapTerms` of one example: L[q], L[q*] and log p̂(x) with q and q*.
 
   Keys: the optimisation uses fold_in(rng, 0); L[q] and L[q*] share
@@ -253,15 +296,22 @@ def decompose(model: VAEModel, params: Any, x: chex.Array, rng: chex.PRNGKey,
   keys = [jax.random.fold_in(rng, i) for i in range(3)]
   q = encoder_posterior(model, params, x)
   found = _optimize(model, params, x, keys[0], settings, q)
-  elbo, elbo_se = local_elbo(model, params, x, q, keys[1],
-                             settings.final_samples)
-  elbo_star, elbo_star_se = local_elbo(model, params, x, found.q, keys[1],
-                                       settings.final_samples)
+  elbo, elbo_se = local_elbo(
+    model, params, x, q, keys[1], settings.final_samples
+  )
+  elbo_star, elbo_star_se = local_elbo(
+    model, params, x, found.q, keys[1], settings.final_samples
+  )
   return GapTerms(
-      elbo=elbo, elbo_optimized=elbo_star, elbo_stderr=elbo_se,
-      elbo_optimized_stderr=elbo_star_se,
-      log_px=log_px_with_proposal(model, params, x, q, keys[2],
-                                  num_importance_samples, chunk_size),
-      log_px_q_star=log_px_with_proposal(model, params, x, found.q, keys[2],
-                                         num_importance_samples, chunk_size),
-      steps=found.steps)
+    elbo=elbo,
+    elbo_optimized=elbo_star,
+    elbo_stderr=elbo_se,
+    elbo_optimized_stderr=elbo_star_se,
+    log_px=log_px_with_proposal(
+      model, params, x, q, keys[2], num_importance_samples, chunk_size
+    ),
+    log_px_q_star=log_px_with_proposal(
+      model, params, x, found.q, keys[2], num_importance_samples, chunk_size
+    ),
+    steps=found.steps,
+  )

@@ -64,12 +64,26 @@ from vae_jax.math import threefry
 from vae_jax.math.model import VAEModel
 from vae_jax.names import LR_SCHEDULES, OBJECTIVES, implementation
 
-__all__ = ["Hyperparams", "TrainState", "StepMetrics", "StepConfig",
-           "LR_SCHEDULES", "make_optimizer", "lr_factor", "kl_weight_at",
-           "init_train_state", "evaluation_params", "averaged_params",
-           "training_objective", "elbo_objective", "iwae_objective",
-           "train_step",
-           "checked_train_step", "nonfinite_state", "NONFINITE_QUANTITIES"]
+__all__ = [
+  "Hyperparams",
+  "TrainState",
+  "StepMetrics",
+  "StepConfig",
+  "LR_SCHEDULES",
+  "make_optimizer",
+  "lr_factor",
+  "kl_weight_at",
+  "init_train_state",
+  "evaluation_params",
+  "averaged_params",
+  "training_objective",
+  "elbo_objective",
+  "iwae_objective",
+  "train_step",
+  "checked_train_step",
+  "nonfinite_state",
+  "NONFINITE_QUANTITIES",
+]
 
 # optax's cosine_onecycle_schedule's div_factor: one-cycle starts at 1/25.
 _ONECYCLE_DIV = 25.0
@@ -144,12 +158,14 @@ class StepConfig:
   skip_nonfinite_updates: bool = False
 
 
-def make_optimizer(name: str = "adam", grad_clip_norm: float = 0.0
-                   ) -> optax.GradientTransformation:
+def make_optimizer(
+  name: str = "adam", grad_clip_norm: float = 0.0
+) -> optax.GradientTransformation:
   """optax optimizer `name` (optionally clipped) with an injectable rate.
 
   The state's `hyperparams["learning_rate"]` is the rate of the next update.
   """
+
   def chain(learning_rate):
     optimizer = getattr(optax, name)(learning_rate=learning_rate)
     if grad_clip_norm > 0:
@@ -159,9 +175,13 @@ def make_optimizer(name: str = "adam", grad_clip_norm: float = 0.0
   return optax.inject_hyperparams(chain)(learning_rate=1.0)
 
 
-def lr_factor(schedule: str, step: chex.Array, warmup_steps: chex.Numeric,
-              total_steps: chex.Numeric, floor: chex.Numeric = 0.0
-              ) -> chex.Array:
+def lr_factor(
+  schedule: str,
+  step: chex.Array,
+  warmup_steps: chex.Numeric,
+  total_steps: chex.Numeric,
+  floor: chex.Numeric = 0.0,
+) -> chex.Array:
   """The factor on the base learning rate at `step`, traced lengths allowed.
 
   Warm-up W, schedule length T, p = (t − W) / (T − W) clipped to [0, 1]:
@@ -196,8 +216,10 @@ def lr_factor(schedule: str, step: chex.Array, warmup_steps: chex.Numeric,
   elif schedule == "linear":
     main = floor + (1.0 - floor) * (1.0 - progress)
   else:
-    raise ValueError(f"unknown learning-rate schedule {schedule!r}; choose "
-                     f"one of {list(LR_SCHEDULES)}")
+    raise ValueError(
+      f"unknown learning-rate schedule {schedule!r}; choose "
+      f"one of {list(LR_SCHEDULES)}"
+    )
   rise = t / jnp.maximum(warmup, 1.0)
   if schedule == "onecycle":
     start = 1.0 / _ONECYCLE_DIV
@@ -206,8 +228,9 @@ def lr_factor(schedule: str, step: chex.Array, warmup_steps: chex.Numeric,
   return jnp.where(t < warmup, ramp, main)
 
 
-def kl_weight_at(step: chex.Array, kl_weight: chex.Numeric,
-                 warmup_steps: chex.Numeric) -> chex.Array:
+def kl_weight_at(
+  step: chex.Array, kl_weight: chex.Numeric, warmup_steps: chex.Numeric
+) -> chex.Array:
   """β_t = β · min(1, t / warm-up steps); β itself without warm-up."""
   t = jnp.asarray(step, jnp.float32)
   warmup = jnp.asarray(warmup_steps, jnp.float32)
@@ -215,18 +238,22 @@ def kl_weight_at(step: chex.Array, kl_weight: chex.Numeric,
   return jnp.asarray(kl_weight, jnp.float32) * jnp.where(warmup > 0, ramp, 1.0)
 
 
-def init_train_state(model: VAEModel, config: StepConfig,
-                     rng: chex.PRNGKey) -> TrainState:
+def init_train_state(
+  model: VAEModel, config: StepConfig, rng: chex.PRNGKey
+) -> TrainState:
   """Fresh parameters from `rng`; a key derived from it drives training."""
   init_rng, train_rng = jax.random.split(rng)
   params = model.init(init_rng)
   optimizer = make_optimizer(config.optimizer, config.grad_clip_norm)
   # (A copy: the average is a buffer of its own, donated with the state.)
-  ema_params = (jax.tree_util.tree_map(jnp.copy, params) if config.ema
-                else None)
-  return TrainState(params=params, opt_state=optimizer.init(params),
-                    step=jnp.zeros((), jnp.int32), rng=train_rng,
-                    ema_params=ema_params)
+  ema_params = jax.tree_util.tree_map(jnp.copy, params) if config.ema else None
+  return TrainState(
+    params=params,
+    opt_state=optimizer.init(params),
+    step=jnp.zeros((), jnp.int32),
+    rng=train_rng,
+    ema_params=ema_params,
+  )
 
 
 def evaluation_params(state: TrainState) -> Any:
@@ -234,8 +261,9 @@ def evaluation_params(state: TrainState) -> Any:
   return state.params if state.ema_params is None else state.ema_params
 
 
-def averaged_params(average: Any, params: Any, step: chex.Array,
-                    decay: chex.Numeric) -> Any:
+def averaged_params(
+  average: Any, params: Any, step: chex.Array, decay: chex.Numeric
+) -> Any:
   """The moving average of the parameters after update `step` = t ≥ 1.
 
   a_t = Σ_{s ≤ t} (1 − d) d^(t−s) p_s / (1 − d^t): optax.ema's debiased
@@ -251,28 +279,44 @@ def averaged_params(average: Any, params: Any, step: chex.Array,
   return optax.incremental_update(params, average, step_size)
 
 
-def training_objective(model: VAEModel, config: StepConfig, params: Any,
-                       batch: chex.Array, rng: chex.PRNGKey,
-                       kl_weight: chex.Numeric, free_bits: chex.Numeric = 0.0
-                       ) -> tuple[chex.Array, objectives.ElboParts]:
+def training_objective(
+  model: VAEModel,
+  config: StepConfig,
+  params: Any,
+  batch: chex.Array,
+  rng: chex.PRNGKey,
+  kl_weight: chex.Numeric,
+  free_bits: chex.Numeric = 0.0,
+) -> tuple[chex.Array, objectives.ElboParts]:
   """(the objective to maximise, the plain ELBO's `[B]` parts) of a batch.
 
   See the module docstring; `kl_weight` is β_t, `free_bits` λ (traced: a
   sweep may vary it; 0 gives exactly the plain β-weighted ELBO).
   """
   if config.objective not in OBJECTIVES:
-    raise ValueError(f"unknown objective {config.objective!r}; choose one of "
-                     f"{list(OBJECTIVES)}")
+    raise ValueError(
+      f"unknown objective {config.objective!r}; choose one of "
+      f"{list(OBJECTIVES)}"
+    )
   terms = objectives.per_example(
-      objectives.example_terms, model, params, batch, rng,
-      num_samples=config.num_samples, analytic_kl=config.analytic_kl,
-      kl_weight=kl_weight)
+    objectives.example_terms,
+    model,
+    params,
+    batch,
+    rng,
+    num_samples=config.num_samples,
+    analytic_kl=config.analytic_kl,
+    kl_weight=kl_weight,
+  )
   objective = implementation(OBJECTIVES, config.objective)
   return objective(terms, kl_weight, free_bits), terms.parts
 
 
-def elbo_objective(terms: objectives.ExampleTerms, kl_weight: chex.Numeric,
-                   free_bits: chex.Numeric) -> chex.Array:
+def elbo_objective(
+  terms: objectives.ExampleTerms,
+  kl_weight: chex.Numeric,
+  free_bits: chex.Numeric,
+) -> chex.Array:
   """The β-weighted ELBO of a batch, with λ = free_bits floored per
   dimension (a scalar; `terms` of a batch, `[B]` each)."""
   parts = terms.parts
@@ -280,8 +324,10 @@ def elbo_objective(terms: objectives.ExampleTerms, kl_weight: chex.Numeric,
   if terms.kl_per_dim is None:
     return plain
   # λ floors the batch-mean KL of each dimension of each layer.
-  floored_kl = sum(jnp.sum(jnp.maximum(free_bits, jnp.mean(kl, axis=0)))
-                   for kl in terms.kl_per_dim.values())
+  floored_kl = sum(
+    jnp.sum(jnp.maximum(free_bits, jnp.mean(kl, axis=0)))
+    for kl in terms.kl_per_dim.values()
+  )
   floored = jnp.mean(parts.log_likelihood) - kl_weight * floored_kl
   # where, not max(λ, ·) alone: with λ = 0 a Monte-Carlo KL per dimension
   # may be negative and must not be clipped; the plain form also keeps
@@ -289,16 +335,23 @@ def elbo_objective(terms: objectives.ExampleTerms, kl_weight: chex.Numeric,
   return jnp.where(free_bits > 0, floored, plain)
 
 
-def iwae_objective(terms: objectives.ExampleTerms, kl_weight: chex.Numeric,
-                   free_bits: chex.Numeric) -> chex.Array:
+def iwae_objective(
+  terms: objectives.ExampleTerms,
+  kl_weight: chex.Numeric,
+  free_bits: chex.Numeric,
+) -> chex.Array:
   """The importance-weighted bound of a batch (β inside `terms.iwae`)."""
   del kl_weight, free_bits
   return jnp.mean(terms.iwae)
 
 
-def train_step(model: VAEModel, config: StepConfig, state: TrainState,
-               batch: chex.Array, hparams: Hyperparams
-               ) -> tuple[TrainState, StepMetrics]:
+def train_step(
+  model: VAEModel,
+  config: StepConfig,
+  state: TrainState,
+  batch: chex.Array,
+  hparams: Hyperparams,
+) -> tuple[TrainState, StepMetrics]:
   """One SGD step on the float batch `[B, *model.event_shape]`.
 
   Bind (model, config) with functools.partial, then jit (donating the state)
@@ -308,84 +361,122 @@ def train_step(model: VAEModel, config: StepConfig, state: TrainState,
   return new_state, metrics
 
 
-def _step(model: VAEModel, config: StepConfig, state: TrainState,
-          batch: chex.Array, hparams: Hyperparams, halted: Any
-          ) -> tuple[TrainState, StepMetrics, chex.Array]:
+def _step(
+  model: VAEModel,
+  config: StepConfig,
+  state: TrainState,
+  batch: chex.Array,
+  hparams: Hyperparams,
+  halted: Any,
+) -> tuple[TrainState, StepMetrics, chex.Array]:
   """train_step (`halted` None) or checked_train_step."""
   chex.assert_shape(batch, (None, *model.event_shape))
   rng = threefry.fold_in(state.rng, state.step)
-  kl_weight = kl_weight_at(state.step, hparams.kl_weight,
-                           hparams.kl_warmup_steps)
+  kl_weight = kl_weight_at(
+    state.step, hparams.kl_weight, hparams.kl_warmup_steps
+  )
   learning_rate = hparams.learning_rate * lr_factor(
-      config.lr_schedule, state.step, hparams.lr_warmup_steps,
-      hparams.lr_schedule_steps, hparams.lr_floor)
+    config.lr_schedule,
+    state.step,
+    hparams.lr_warmup_steps,
+    hparams.lr_schedule_steps,
+    hparams.lr_floor,
+  )
 
   def loss_fn(params):
-    objective, parts = training_objective(model, config, params, batch, rng,
-                                          kl_weight, hparams.free_bits)
+    objective, parts = training_objective(
+      model, config, params, batch, rng, kl_weight, hparams.free_bits
+    )
     return -objective, parts
 
   (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   optimizer = make_optimizer(config.optimizer, config.grad_clip_norm)
-  opt_state = state.opt_state._replace(hyperparams={
+  opt_state = state.opt_state._replace(
+    hyperparams={
       **state.opt_state.hyperparams,
-      "learning_rate": jnp.asarray(learning_rate, jnp.float32)})
+      "learning_rate": jnp.asarray(learning_rate, jnp.float32),
+    }
+  )
   metrics = StepMetrics(
-      elbo=jnp.mean(parts.elbo), log_likelihood=jnp.mean(parts.log_likelihood),
-      kl=jnp.mean(parts.kl), objective=-loss,
-      grad_norm=optax.tree.norm(grads),
-      learning_rate=jnp.asarray(learning_rate, jnp.float32),
-      kl_weight=kl_weight)
+    elbo=jnp.mean(parts.elbo),
+    log_likelihood=jnp.mean(parts.log_likelihood),
+    kl=jnp.mean(parts.kl),
+    objective=-loss,
+    grad_norm=optax.tree.norm(grads),
+    learning_rate=jnp.asarray(learning_rate, jnp.float32),
+    kl_weight=kl_weight,
+  )
 
   def update(operands):
     params, opt_state, grads, _, average = operands
     updates, opt_state = optimizer.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
     if config.ema:
-      average = averaged_params(average, params, state.step + 1,
-                                hparams.ema_decay)
+      average = averaged_params(
+        average, params, state.step + 1, hparams.ema_decay
+      )
     return params, opt_state, average
 
-  operands = (state.params, opt_state, grads, state.opt_state,
-              state.ema_params)
+  operands = (state.params, opt_state, grads, state.opt_state, state.ema_params)
   if halted is None:
     params, opt_state, average = update(operands)
-    return state.replace(params=params, opt_state=opt_state,
-                         step=state.step + 1, ema_params=average
-                         ), metrics, jnp.int32(0)
-  code = jnp.where(jnp.isfinite(loss),
-                   jnp.where(jnp.isfinite(metrics.grad_norm), 0, 2),
-                   1).astype(jnp.int32)
+    return (
+      state.replace(
+        params=params,
+        opt_state=opt_state,
+        step=state.step + 1,
+        ema_params=average,
+      ),
+      metrics,
+      jnp.int32(0),
+    )
+  code = jnp.where(
+    jnp.isfinite(loss), jnp.where(jnp.isfinite(metrics.grad_norm), 0, 2), 1
+  ).astype(jnp.int32)
   accept = (code == 0) & jnp.logical_not(halted)
   # A cond, not a select of new and old: the update runs only when taken,
   # in place, and the kept state costs no pass over the parameters.
   params, opt_state, average = jax.lax.cond(
-      accept, update, lambda o: (o[0], o[3], o[4]), operands)
-  advance = (jnp.logical_not(halted) if config.skip_nonfinite_updates
-             else accept)
-  return state.replace(params=params, opt_state=opt_state,
-                       step=jnp.where(advance, state.step + 1, state.step),
-                       ema_params=average), metrics, code
+    accept, update, lambda o: (o[0], o[3], o[4]), operands
+  )
+  advance = jnp.logical_not(halted) if config.skip_nonfinite_updates else accept
+  return (
+    state.replace(
+      params=params,
+      opt_state=opt_state,
+      step=jnp.where(advance, state.step + 1, state.step),
+      ema_params=average,
+    ),
+    metrics,
+    code,
+  )
 
 
 def _all_finite(tree) -> chex.Array:
-  leaves = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(
-      tree) if jnp.issubdtype(leaf.dtype, jnp.inexact)]
+  leaves = [
+    jnp.all(jnp.isfinite(leaf))
+    for leaf in jax.tree_util.tree_leaves(tree)
+    if jnp.issubdtype(leaf.dtype, jnp.inexact)
+  ]
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
 
 
 def nonfinite_state(state: TrainState) -> chex.Array:
   """0 if the state is finite, else the code of its first non-finite part
   (3: parameters, 4: optimizer state; see NONFINITE_QUANTITIES)."""
-  return jnp.where(_all_finite(state.params),
-                   jnp.where(_all_finite(state.opt_state), 0, 4),
-                   3).astype(jnp.int32)
+  return jnp.where(
+    _all_finite(state.params), jnp.where(_all_finite(state.opt_state), 0, 4), 3
+  ).astype(jnp.int32)
 
 
-def checked_train_step(model: VAEModel, config: StepConfig, state: TrainState,
-                       batch: chex.Array, hparams: Hyperparams,
-                       halted: chex.Array = False
-                       ) -> tuple[TrainState, StepMetrics, chex.Array]:
+def checked_train_step(
+  model: VAEModel,
+  config: StepConfig,
+  state: TrainState,
+  batch: chex.Array,
+  hparams: Hyperparams,
+  halted: chex.Array = False,
+) -> tuple[TrainState, StepMetrics, chex.Array]:
   """`train_step` that takes no update from a non-finite loss or gradient.
 
   The check uses two scalars the step computes anyway, the loss and the

@@ -23,20 +23,27 @@ from vae_jax.names import BINARY_LIKELIHOODS, ELEMENTWISE_ACTIVATIONS
 from vae_jax.names import FLOORED_SCHEDULES, LIKELIHOODS, MODEL_LAYOUTS
 from vae_jax.names import resolve_image_layout
 
-__all__ = ["validate", "check_likelihood_fits", "to_json_dict",
-           "batch_scale", "INT32_MAX"]
+__all__ = [
+  "validate",
+  "check_likelihood_fits",
+  "to_json_dict",
+  "batch_scale",
+  "INT32_MAX",
+]
 
 INT32_MAX = settings.INT32_MAX
 
 
 def _bad(name: str, value: Any, must: str) -> ConfigError:
-  return ConfigError(f"--config.{name}={settings.show(value)} is invalid: "
-                     f"{must}")
+  return ConfigError(
+    f"--config.{name}={settings.show(value)} is invalid: {must}"
+  )
 
 
 def _fields(config) -> dict[str, Any]:
-  return dict(config.items()) if hasattr(config, "items") else dict(
-      vars(config))
+  return (
+    dict(config.items()) if hasattr(config, "items") else dict(vars(config))
+  )
 
 
 def validate(config):
@@ -53,12 +60,16 @@ def validate(config):
   given = _fields(config)
   unknown = sorted(set(given) - set(settings.BY_NAME))
   if unknown:
-    raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; the settings "
-                      "are those of vae_jax/configs/default.py")
+    raise ConfigError(
+      f"unknown setting(s) {', '.join(unknown)}; the settings "
+      "are those of vae_jax/configs/default.py"
+    )
   missing = sorted(set(settings.BY_NAME) - set(given))
   if missing:
-    raise ConfigError(f"the config lacks setting(s) {', '.join(missing)}; "
-                      "start from vae_jax/configs/default.py's get_config()")
+    raise ConfigError(
+      f"the config lacks setting(s) {', '.join(missing)}; "
+      "start from vae_jax/configs/default.py's get_config()"
+    )
   for setting in settings.SETTINGS:
     _check_type(setting.name, given[setting.name], setting.default)
   for setting in settings.SETTINGS:
@@ -77,34 +88,58 @@ def _check_relations(c) -> None:
     if not ok:
       raise _bad(name, getattr(c, name), must)
 
-  need(c.model != "ladder" or len(c.latent_dims) >= 2, "latent_dims",
-       "the ladder has two or more layers, e.g. --config.latent_dims=40,20,10")
-  need(c.model != "conv" or c.activation in ELEMENTWISE_ACTIVATIONS,
-       "activation", "the conv model's layers take an elementwise one: "
-       f"choose one of {list(ELEMENTWISE_ACTIVATIONS)} (glu is for mlp)")
+  need(
+    c.model != "ladder" or len(c.latent_dims) >= 2,
+    "latent_dims",
+    "the ladder has two or more layers, e.g. --config.latent_dims=40,20,10",
+  )
+  need(
+    c.model != "conv" or c.activation in ELEMENTWISE_ACTIVATIONS,
+    "activation",
+    "the conv model's layers take an elementwise one: "
+    f"choose one of {list(ELEMENTWISE_ACTIVATIONS)} (glu is for mlp)",
+  )
   layout = resolve_image_layout(c.model, c.image_layout)
   for model, own in MODEL_LAYOUTS.items():
-    need(not (c.model == model and layout != own), "image_layout",
-         f"--config.model={model} takes the {own} layout: set "
-         f"--config.image_layout={own} or leave it unset ('')")
-  need(not (c.free_bits > 0 and c.objective != "elbo"), "free_bits",
-       f"free bits floor the KL of each latent dimension, which "
-       f"--config.objective={c.objective} does not have: use "
-       "--config.objective=elbo or --config.free_bits=0")
-  need(not (c.streaming and c.steps_per_chunk == 0), "steps_per_chunk",
-       "--config.streaming sends the data a chunk of steps at a time: set "
-       "--config.steps_per_chunk, e.g. 50")
+    need(
+      not (c.model == model and layout != own),
+      "image_layout",
+      f"--config.model={model} takes the {own} layout: set "
+      f"--config.image_layout={own} or leave it unset ('')",
+    )
+  need(
+    not (c.free_bits > 0 and c.objective != "elbo"),
+    "free_bits",
+    f"free bits floor the KL of each latent dimension, which "
+    f"--config.objective={c.objective} does not have: use "
+    "--config.objective=elbo or --config.free_bits=0",
+  )
+  need(
+    not (c.streaming and c.steps_per_chunk == 0),
+    "steps_per_chunk",
+    "--config.streaming sends the data a chunk of steps at a time: set "
+    "--config.steps_per_chunk, e.g. 50",
+  )
   scaled = c.learning_rate * batch_scale(
-      c.lr_batch_scaling, c.batch_size, c.lr_reference_batch_size)
-  need(scaled <= 1e3, "learning_rate",
-       f"with --config.lr_batch_scaling={c.lr_batch_scaling} the rate used "
-       f"is {scaled:g}: it must be <= 1000")
-  need(c.lr_floor == 0 or c.lr_schedule in FLOORED_SCHEDULES, "lr_floor",
-       f"--config.lr_schedule={c.lr_schedule} has no floor: choose one of "
-       f"{list(FLOORED_SCHEDULES)} or --config.lr_floor=0")
-  need(not (c.early_stopping_patience > 0 and c.validation_size == 0),
-       "early_stopping_patience",
-       "early stopping needs a validation split: set --config.validation_size")
+    c.lr_batch_scaling, c.batch_size, c.lr_reference_batch_size
+  )
+  need(
+    scaled <= 1e3,
+    "learning_rate",
+    f"with --config.lr_batch_scaling={c.lr_batch_scaling} the rate used "
+    f"is {scaled:g}: it must be <= 1000",
+  )
+  need(
+    c.lr_floor == 0 or c.lr_schedule in FLOORED_SCHEDULES,
+    "lr_floor",
+    f"--config.lr_schedule={c.lr_schedule} has no floor: choose one of "
+    f"{list(FLOORED_SCHEDULES)} or --config.lr_floor=0",
+  )
+  need(
+    not (c.early_stopping_patience > 0 and c.validation_size == 0),
+    "early_stopping_patience",
+    "early stopping needs a validation split: set --config.validation_size",
+  )
 
 
 def batch_scale(scaling: str, batch_size: int, reference: int) -> float:
@@ -128,11 +163,14 @@ def check_likelihood_fits(config, already_binary: bool) -> None:
   binary = config.binarization != "none" or already_binary
   if config.likelihood in BINARY_LIKELIHOODS and not binary:
     others = [n for n in LIKELIHOODS if n not in BINARY_LIKELIHOODS]
-    raise _bad("likelihood", config.likelihood,
-               "a Bernoulli likelihood needs binary data, and "
-               "--config.binarization='none' keeps the grey levels: use "
-               "--config.binarization=dynamic or static, or a likelihood of "
-               f"continuous data: {', '.join(others)}")
+    raise _bad(
+      "likelihood",
+      config.likelihood,
+      "a Bernoulli likelihood needs binary data, and "
+      "--config.binarization='none' keeps the grey levels: use "
+      "--config.binarization=dynamic or static, or a likelihood of "
+      f"continuous data: {', '.join(others)}",
+    )
 
 
 def _check_type(name: str, value: Any, default_value: Any) -> None:
@@ -140,16 +178,20 @@ def _check_type(name: str, value: Any, default_value: Any) -> None:
   if kind is float:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
   elif kind is tuple:
-    ok = (isinstance(value, (tuple, list))
-          and all(isinstance(v, int) and not isinstance(v, bool)
-                  for v in value))
+    ok = isinstance(value, (tuple, list)) and all(
+      isinstance(v, int) and not isinstance(v, bool) for v in value
+    )
   elif kind is int:
     ok = isinstance(value, int) and not isinstance(value, bool)
   else:
     ok = isinstance(value, kind)
   if not ok:
-    raise _bad(name, value, f"it must be a {kind.__name__}"
-               + (" of integers" if kind is tuple else ""))
+    raise _bad(
+      name,
+      value,
+      f"it must be a {kind.__name__}"
+      + (" of integers" if kind is tuple else ""),
+    )
 
 
 _WORKING_OPTIMIZERS = "adam, adamw, sgd, rmsprop, lamb"
@@ -161,19 +203,29 @@ def _check_optimizer(name: str) -> None:
   alone and whose state holds no random key (checkpoints and the integrity
   checksums store arrays of numbers)."""
   import optax  # pylint: disable=g-import-not-at-top
+
   fn = getattr(optax, name, None) if not name.startswith("_") else None
   try:
     takes_rate = fn is not None and (
-        "learning_rate" in inspect.signature(fn).parameters)
+      "learning_rate" in inspect.signature(fn).parameters
+    )
   except (TypeError, ValueError):
     takes_rate = False
   if not (inspect.isfunction(fn) and takes_rate):
-    raise _bad("optimizer", name, "name an optax optimizer that takes a "
-               f"learning rate, e.g. {_WORKING_OPTIMIZERS}")
+    raise _bad(
+      "optimizer",
+      name,
+      "name an optax optimizer that takes a "
+      f"learning rate, e.g. {_WORKING_OPTIMIZERS}",
+    )
   problem = _optimizer_misfit(name)
   if problem:
-    raise _bad("optimizer", name, f"{problem}: use one that fits the train "
-               f"step, e.g. {_WORKING_OPTIMIZERS}")
+    raise _bad(
+      "optimizer",
+      name,
+      f"{problem}: use one that fits the train "
+      f"step, e.g. {_WORKING_OPTIMIZERS}",
+    )
 
 
 @functools.lru_cache(maxsize=None)
@@ -183,9 +235,12 @@ def _optimizer_misfit(name: str) -> str:
   backend started: a run on several processes initialises JAX later)."""
   import jax  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
+
   f32 = jax.numpy.float32
-  params = {"kernel": jax.ShapeDtypeStruct((3, 2), f32),
-            "bias": jax.ShapeDtypeStruct((2,), f32)}
+  params = {
+    "kernel": jax.ShapeDtypeStruct((3, 2), f32),
+    "bias": jax.ShapeDtypeStruct((2,), f32),
+  }
   with warnings.catch_warnings():  # e.g. noisy_sgd's warning about its key
     warnings.simplefilter("ignore")
     try:
@@ -193,15 +248,20 @@ def _optimizer_misfit(name: str) -> str:
       state = jax.eval_shape(optimizer.init, params)
     except Exception as e:  # pylint: disable=broad-except
       return f"it cannot be made from a learning rate alone ({_brief(e)})"
-    if any(jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.extended)
-           for leaf in jax.tree_util.tree_leaves(state)):
-      return ("its state holds a random key, which the run's checkpoints do "
-              "not store")
+    if any(
+      jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.extended)
+      for leaf in jax.tree_util.tree_leaves(state)
+    ):
+      return (
+        "its state holds a random key, which the run's checkpoints do not store"
+      )
     try:
       jax.eval_shape(optimizer.update, params, state, params)
     except Exception as e:  # pylint: disable=broad-except
-      return ("its update needs more than the (gradients, state, params) "
-              f"that the train step gives ({_brief(e)})")
+      return (
+        "its update needs more than the (gradients, state, params) "
+        f"that the train step gives ({_brief(e)})"
+      )
   return ""
 
 

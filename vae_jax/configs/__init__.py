@@ -14,8 +14,16 @@ import os
 
 __all__ = ["NAMES", "path"]
 
-NAMES = ("default", "smoke", "paper", "vamp", "hvae", "hvae_vamp",
-         "conv_hvae_vamp", "ladder")
+NAMES = (
+  "default",
+  "smoke",
+  "paper",
+  "vamp",
+  "hvae",
+  "hvae_vamp",
+  "conv_hvae_vamp",
+  "ladder",
+)
 
 
 def path(name: str) -> str:

@@ -35,23 +35,36 @@ from vae_jax.data.tfds_source import TFDS_EXTRA
 from vae_jax.errors import DataError
 
 # TFDS_EXTRA is re-exported from vae_jax.data.tfds_source.
-__all__ = ["Split", "ImageDataset", "ResolvedSource", "ArraySource",
-           "DEBIAN_FASHION_MNIST_DIR", "LOCAL_DATASETS", "TFDS_EXTRA",
-           "resolve_source", "data_source", "load_dataset",
-           "load_idx_directory", "split_validation"]
+__all__ = [
+  "Split",
+  "ImageDataset",
+  "ResolvedSource",
+  "ArraySource",
+  "DEBIAN_FASHION_MNIST_DIR",
+  "LOCAL_DATASETS",
+  "TFDS_EXTRA",
+  "resolve_source",
+  "data_source",
+  "load_dataset",
+  "load_idx_directory",
+  "split_validation",
+]
 
 # Where Debian's package `dataset-fashion-mnist` installs the IDX files.
 DEBIAN_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 
 # Datasets that can come from IDX files, with where a package installs them.
-LOCAL_DATASETS = {"idx": None, "fashion_mnist": DEBIAN_FASHION_MNIST_DIR,
-                  "mnist": None}
+LOCAL_DATASETS = {
+  "idx": None,
+  "fashion_mnist": DEBIAN_FASHION_MNIST_DIR,
+  "mnist": None,
+}
 
 _IDX_FILES = {
-    "train_images": "train-images-idx3-ubyte",
-    "train_labels": "train-labels-idx1-ubyte",
-    "test_images": "t10k-images-idx3-ubyte",
-    "test_labels": "t10k-labels-idx1-ubyte",
+  "train_images": "train-images-idx3-ubyte",
+  "train_labels": "train-labels-idx1-ubyte",
+  "test_images": "t10k-images-idx3-ubyte",
+  "test_labels": "t10k-labels-idx1-ubyte",
 }
 _IDX_SPLITS = ("train", "test")
 
@@ -140,28 +153,33 @@ def _has_idx_files(directory: Optional[str]) -> bool:
   if not directory:
     return False
   return os.path.isdir(directory) and any(
-      _find(directory, stem) for stem in _IDX_FILES.values())
+    _find(directory, stem) for stem in _IDX_FILES.values()
+  )
 
 
-def _check_split(images: np.ndarray, labels: Optional[np.ndarray],
-                 what: str) -> Split:
+def _check_split(
+  images: np.ndarray, labels: Optional[np.ndarray], what: str
+) -> Split:
   if images.dtype != np.uint8:
     raise DataError(
-        f"{what}: images are {images.dtype}, expected 8-bit (uint8) pixels; "
-        "convert them to uint8 in [0, 255]")
+      f"{what}: images are {images.dtype}, expected 8-bit (uint8) pixels; "
+      "convert them to uint8 in [0, 255]"
+    )
   if images.ndim == 3:
     images = images[..., None]
   if images.ndim != 4:
     raise DataError(
-        f"{what}: images have shape {images.shape}, expected [N, H, W] or "
-        "[N, H, W, C]")
+      f"{what}: images have shape {images.shape}, expected [N, H, W] or "
+      "[N, H, W, C]"
+    )
   if images.shape[0] == 0:
     raise DataError(f"{what}: the split holds no images; use a split with data")
   if labels is not None:
     if labels.shape != (images.shape[0],):
       raise DataError(
-          f"{what}: {images.shape[0]} images but labels of shape "
-          f"{labels.shape}; images and labels must have the same length")
+        f"{what}: {images.shape[0]} images but labels of shape "
+        f"{labels.shape}; images and labels must have the same length"
+      )
     labels = labels.astype(np.int32)
   return Split(images, labels)
 
@@ -170,25 +188,33 @@ def load_idx_directory(directory: str) -> tuple[Split, Split]:
   """Loads the MNIST file layout (train-/t10k- images and labels, .gz or not)."""
   if not os.path.isdir(directory):
     raise DataError(
-        f"data directory not found: {directory}; pass --config.data_dir=DIR with the "
-        "IDX files, or install Debian's package dataset-fashion-mnist")
+      f"data directory not found: {directory}; pass --config.data_dir=DIR with the "
+      "IDX files, or install Debian's package dataset-fashion-mnist"
+    )
   # The files found, in _IDX_FILES' order (labels are optional).
-  paths = {k: p for k, v in _IDX_FILES.items()
-           if (p := _find(directory, v)) is not None}
+  paths = {
+    k: p
+    for k, v in _IDX_FILES.items()
+    if (p := _find(directory, v)) is not None
+  }
   for key in ("train_images", "test_images"):
     if key not in paths:
       raise DataError(
-          f"{directory} has no {_IDX_FILES[key]}[.gz]; a data directory needs "
-          f"the MNIST-format files {', '.join(_IDX_FILES.values())}")
+        f"{directory} has no {_IDX_FILES[key]}[.gz]; a data directory needs "
+        f"the MNIST-format files {', '.join(_IDX_FILES.values())}"
+      )
   arrays = {k: read_idx(p) for k, p in paths.items()}
-  train = _check_split(arrays["train_images"], arrays.get("train_labels"),
-                       paths["train_images"])
-  test = _check_split(arrays["test_images"], arrays.get("test_labels"),
-                      paths["test_images"])
+  train = _check_split(
+    arrays["train_images"], arrays.get("train_labels"), paths["train_images"]
+  )
+  test = _check_split(
+    arrays["test_images"], arrays.get("test_labels"), paths["test_images"]
+  )
   if train.images.shape[1:] != test.images.shape[1:]:
     raise DataError(
-        f"{directory}: train images are {train.images.shape[1:]} but test "
-        f"images are {test.images.shape[1:]}; both splits need one shape")
+      f"{directory}: train images are {train.images.shape[1:]} but test "
+      f"images are {test.images.shape[1:]}; both splits need one shape"
+    )
   return train, test
 
 
@@ -198,12 +224,15 @@ def split_validation(train: Split, size: int) -> tuple[Split, Optional[Split]]:
     return train, None
   if size >= len(train):
     raise DataError(
-        f"--config.validation_size={size} leaves no training data ({len(train)} "
-        "training examples); choose a smaller validation split")
+      f"--config.validation_size={size} leaves no training data ({len(train)} "
+      "training examples); choose a smaller validation split"
+    )
   cut = len(train) - size
   labels = train.labels
-  return (Split(train.images[:cut], None if labels is None else labels[:cut]),
-          Split(train.images[cut:], None if labels is None else labels[cut:]))
+  return (
+    Split(train.images[:cut], None if labels is None else labels[:cut]),
+    Split(train.images[cut:], None if labels is None else labels[cut:]),
+  )
 
 
 # ------------------------------------------------------------------- sources
@@ -219,8 +248,10 @@ def resolve_source(name: str, data_dir: Optional[str] = None) -> ResolvedSource:
   """
   if name == "idx":
     if data_dir is None:
-      raise DataError("--config.dataset=idx needs --config.data_dir=DIR, a directory of "
-                      "MNIST-format IDX files")
+      raise DataError(
+        "--config.dataset=idx needs --config.data_dir=DIR, a directory of "
+        "MNIST-format IDX files"
+      )
     return ResolvedSource("idx", name, os.path.abspath(data_dir))
   if name in LOCAL_DATASETS:
     if data_dir is not None and _has_idx_files(data_dir):
@@ -231,9 +262,10 @@ def resolve_source(name: str, data_dir: Optional[str] = None) -> ResolvedSource:
     if importlib.util.find_spec("tensorflow_datasets") is None:
       where = data_dir or package_dir or "--config.data_dir"
       raise DataError(
-          f"{name} not found: no IDX files in {where}; install Debian's "
-          "package dataset-fashion-mnist (fashion_mnist), pass --config.data_dir=DIR "
-          "with its IDX files, or install tensorflow-datasets")
+        f"{name} not found: no IDX files in {where}; install Debian's "
+        "package dataset-fashion-mnist (fashion_mnist), pass --config.data_dir=DIR "
+        "with its IDX files, or install tensorflow-datasets"
+      )
     return ResolvedSource("tfds", name, data_dir)
   tfds_source.check_dataset_name(name, LOCAL_DATASETS)
   return ResolvedSource("tfds", name, data_dir)
@@ -245,8 +277,10 @@ def data_source(name: str, split: str, data_dir: Optional[str] = None):
   if source.kind == "idx":
     assert source.location is not None  # an IDX source is a directory
     if split not in _IDX_SPLITS:
-      raise DataError(f"split {split!r} does not exist in {source.location}: "
-                      "IDX directories have the splits train and test")
+      raise DataError(
+        f"split {split!r} does not exist in {source.location}: "
+        "IDX directories have the splits train and test"
+      )
     train, test = load_idx_directory(source.location)
     s = train if split == "train" else test
     return ArraySource(s.images, s.labels)
@@ -254,8 +288,9 @@ def data_source(name: str, split: str, data_dir: Optional[str] = None):
   return sources["split"]
 
 
-def _read_split(source, image_key: str, label_key: Optional[str],
-                what: str) -> Split:
+def _read_split(
+  source, image_key: str, label_key: Optional[str], what: str
+) -> Split:
   """A TFDS data source (or an `ArraySource`) read whole, then checked."""
   if isinstance(source, ArraySource):
     images, labels = source.images, source.labels
@@ -269,9 +304,13 @@ def _pixel_max(*splits: Split) -> int:
   return 1 if all(int(s.images.max()) <= 1 for s in splits) else 255
 
 
-def load_dataset(name: str, data_dir: Optional[str] = None,
-                 validation_size: int = 0, train_split: str = "train",
-                 test_split: str = "test") -> ImageDataset:
+def load_dataset(
+  name: str,
+  data_dir: Optional[str] = None,
+  validation_size: int = 0,
+  train_split: str = "train",
+  test_split: str = "test",
+) -> ImageDataset:
   """Loads dataset `name` whole into host memory.
 
   Args:
@@ -294,26 +333,44 @@ def load_dataset(name: str, data_dir: Optional[str] = None,
     for flag, split in requested.items():
       if split not in _IDX_SPLITS:
         raise DataError(
-            f"--{flag}={split!r}: split {split!r} does not exist in "
-            f"{source.location}; IDX directories have the splits train and "
-            "test (carve a validation split with --config.validation_size)")
+          f"--{flag}={split!r}: split {split!r} does not exist in "
+          f"{source.location}; IDX directories have the splits train and "
+          "test (carve a validation split with --config.validation_size)"
+        )
     idx_train, idx_test = load_idx_directory(source.location)
     by_name = {"train": idx_train, "test": idx_test}
     train, test = by_name[train_split], by_name[test_split]
     description = source.location
   else:
     description, sources, image_key, label_key = tfds_source.open_splits(
-        name, source.location, requested)
-    train = _read_split(sources["train_split"], image_key, label_key,
-                        f"{name} split {train_split!r}")
-    test = _read_split(sources["test_split"], image_key, label_key,
-                       f"{name} split {test_split!r}")
+      name, source.location, requested
+    )
+    train = _read_split(
+      sources["train_split"],
+      image_key,
+      label_key,
+      f"{name} split {train_split!r}",
+    )
+    test = _read_split(
+      sources["test_split"],
+      image_key,
+      label_key,
+      f"{name} split {test_split!r}",
+    )
     if train.images.shape[1:] != test.images.shape[1:]:
       raise DataError(
-          f"{name}: train images are {train.images.shape[1:]} but test images "
-          f"are {test.images.shape[1:]}; both splits need one shape")
+        f"{name}: train images are {train.images.shape[1:]} but test images "
+        f"are {test.images.shape[1:]}; both splits need one shape"
+      )
   pixel_max = _pixel_max(train, test)
   train, validation = split_validation(train, validation_size)
-  return ImageDataset(name=name, source=description, train=train, test=test,
-                      validation=validation, pixel_max=pixel_max,
-                      source_kind=source.kind, splits=(train_split, test_split))
+  return ImageDataset(
+    name=name,
+    source=description,
+    train=train,
+    test=test,
+    validation=validation,
+    pixel_max=pixel_max,
+    source_kind=source.kind,
+    splits=(train_split, test_split),
+  )

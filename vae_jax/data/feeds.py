@@ -43,8 +43,13 @@ class BatchFeed:
   # None on one device: no annotation at all.
   batch_sharding: Optional[jax.sharding.Sharding] = None
 
-  def batches(self, source: chex.Array, rng: chex.PRNGKey, step: chex.Array,
-              num_steps: int) -> Callable[[chex.Array], chex.Array]:
+  def batches(
+    self,
+    source: chex.Array,
+    rng: chex.PRNGKey,
+    step: chex.Array,
+    num_steps: int,
+  ) -> Callable[[chex.Array], chex.Array]:
     """The batch function of a chunk that starts at `step`.
 
     Args:
@@ -66,10 +71,12 @@ class BatchFeed:
       # The epoch's permutation, once per chunk: it is a function of (key,
       # epoch) alone.
       permutation = pipeline.epoch_permutation(
-          shuffle_key, step // steps_per_epoch, source.shape[0])
+        shuffle_key, step // steps_per_epoch, source.shape[0]
+      )
       first = step % steps_per_epoch
-      raw_at = lambda i: source[pipeline.batch_indices(
-          permutation, first + i, self.batch_size)]
+      raw_at = lambda i: source[
+        pipeline.batch_indices(permutation, first + i, self.batch_size)
+      ]
 
     def batch(i: chex.Array) -> chex.Array:
       raw = raw_at(i)
@@ -77,8 +84,9 @@ class BatchFeed:
         raw = jax.lax.with_sharding_constraint(raw, self.batch_sharding)
       # The step of the data, not of the state: a halted state stops
       # counting.
-      return pipeline.finish_batch(raw, binarize_key, step + i,
-                                   self.dynamic_binarization, self.pixel_max)
+      return pipeline.finish_batch(
+        raw, binarize_key, step + i, self.dynamic_binarization, self.pixel_max
+      )
 
     return batch
 
@@ -89,4 +97,5 @@ class BatchFeed:
     if not self.streamed:
       return train
     return jax.ShapeDtypeStruct(
-        (num_steps, self.batch_size, *train.shape[1:]), jnp.uint8)
+      (num_steps, self.batch_size, *train.shape[1:]), jnp.uint8
+    )

@@ -21,12 +21,12 @@ from vae_jax.errors import DataError
 __all__ = ["read_idx", "write_idx"]
 
 _DTYPES: dict[int, np.dtype] = {
-    0x08: np.dtype(np.uint8),
-    0x09: np.dtype(np.int8),
-    0x0B: np.dtype(">i2"),
-    0x0C: np.dtype(">i4"),
-    0x0D: np.dtype(">f4"),
-    0x0E: np.dtype(">f8"),
+  0x08: np.dtype(np.uint8),
+  0x09: np.dtype(np.int8),
+  0x0B: np.dtype(">i2"),
+  0x0C: np.dtype(">i4"),
+  0x0D: np.dtype(">f4"),
+  0x0E: np.dtype(">f8"),
 }
 _CODES = {np.dtype(v).newbyteorder("="): k for k, v in _DTYPES.items()}
 
@@ -48,13 +48,15 @@ def read_idx(path: str) -> np.ndarray:
         raw = f.read()
   except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as e:
     raise DataError(
-        f"{path} is truncated or corrupt ({type(e).__name__}: {e}); "
-        "delete it and get a fresh copy (see the README, 'Data')") from None
+      f"{path} is truncated or corrupt ({type(e).__name__}: {e}); "
+      "delete it and get a fresh copy (see the README, 'Data')"
+    ) from None
   if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES:
     raise DataError(
-        f"{path} is not an IDX file (magic number {raw[:4].hex() or 'missing'}, "
-        "expected 0000<type><ndim>, e.g. 00000803 for images); point "
-        "--config.data_dir at a directory of MNIST-format IDX files")
+      f"{path} is not an IDX file (magic number {raw[:4].hex() or 'missing'}, "
+      "expected 0000<type><ndim>, e.g. 00000803 for images); point "
+      "--config.data_dir at a directory of MNIST-format IDX files"
+    )
   dtype, ndim = _DTYPES[raw[2]], raw[3]
   header = 4 + 4 * ndim
   if ndim == 0 or len(raw) < header:
@@ -65,8 +67,9 @@ def read_idx(path: str) -> np.ndarray:
   expected = header + math.prod(shape) * dtype.itemsize
   if len(raw) != expected:
     raise DataError(
-        f"{path}: IDX header promises shape {shape} ({expected} bytes) but the "
-        f"file holds {len(raw)} bytes; it is truncated or corrupt, get a fresh copy")
+      f"{path}: IDX header promises shape {shape} ({expected} bytes) but the "
+      f"file holds {len(raw)} bytes; it is truncated or corrupt, get a fresh copy"
+    )
   data = np.frombuffer(raw, dtype, offset=header).reshape(shape)
   return data.astype(dtype.newbyteorder("="), copy=True)
 
@@ -77,8 +80,9 @@ def write_idx(path: str, array: np.ndarray) -> None:
   code = _CODES.get(array.dtype.newbyteorder("="))
   if code is None:
     raise ValueError(f"IDX cannot store dtype {array.dtype}")
-  header = bytes([0, 0, code, array.ndim]) + np.asarray(
-      array.shape, ">u4").tobytes()
+  header = (
+    bytes([0, 0, code, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
+  )
   payload = header + array.astype(_DTYPES[code], copy=False).tobytes()
   opener = gzip.open if path.endswith(".gz") else open
   with opener(path, "wb") as f:

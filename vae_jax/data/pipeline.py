@@ -16,9 +16,18 @@ import numpy as np
 
 from vae_jax.math import threefry
 
-__all__ = ["TEST_BINARIZATION_SEED", "TRAIN_BINARIZATION_SEED", "flatten",
-           "binarize", "to_unit_interval", "epoch_permutation", "batch_indices",
-           "binarize_once", "data_keys", "finish_batch"]
+__all__ = [
+  "TEST_BINARIZATION_SEED",
+  "TRAIN_BINARIZATION_SEED",
+  "flatten",
+  "binarize",
+  "to_unit_interval",
+  "epoch_permutation",
+  "batch_indices",
+  "binarize_once",
+  "data_keys",
+  "finish_batch",
+]
 
 # The evaluation splits are binarised once with this seed, whatever the run's
 # seed, so every run is scored on the same binary images.
@@ -37,7 +46,9 @@ def to_unit_interval(images: chex.Array, pixel_max: int) -> chex.Array:
   return images.astype(jnp.float32) / pixel_max
 
 
-def binarize(rng: chex.PRNGKey, images: chex.Array, pixel_max: int) -> chex.Array:
+def binarize(
+  rng: chex.PRNGKey, images: chex.Array, pixel_max: int
+) -> chex.Array:
   """x_bin ~ Bernoulli(x / pixel_max), elementwise; float32 in {0, 1}.
 
   E[x_bin] = x / pixel_max: the binary data keep the pixel intensities on
@@ -51,8 +62,9 @@ def binarize(rng: chex.PRNGKey, images: chex.Array, pixel_max: int) -> chex.Arra
 _binarize_compiled = jax.jit(binarize, static_argnums=2)
 
 
-def binarize_once(images: np.ndarray, pixel_max: int,
-                  seed: int = TEST_BINARIZATION_SEED) -> np.ndarray:
+def binarize_once(
+  images: np.ndarray, pixel_max: int, seed: int = TEST_BINARIZATION_SEED
+) -> np.ndarray:
   """Static binarisation with a fixed seed: uint8 in {0, 1} (pixel_max 1).
 
   The draw is made on the flat `[N, D]` view, so it does not depend on the
@@ -73,9 +85,13 @@ def data_keys(rng: chex.PRNGKey) -> tuple[chex.PRNGKey, chex.PRNGKey]:
   return keys[1], keys[2]
 
 
-def finish_batch(raw: chex.Array, binarize_key: chex.PRNGKey,
-                 step: chex.Numeric, dynamic_binarization: bool,
-                 pixel_max: int) -> chex.Array:
+def finish_batch(
+  raw: chex.Array,
+  binarize_key: chex.PRNGKey,
+  step: chex.Numeric,
+  dynamic_binarization: bool,
+  pixel_max: int,
+) -> chex.Array:
   """The float batch that step `step` trains on, from its uint8 pixels.
 
   Args:
@@ -97,19 +113,23 @@ def finish_batch(raw: chex.Array, binarize_key: chex.PRNGKey,
   return out.reshape(raw.shape)
 
 
-def epoch_permutation(data_key: chex.PRNGKey, epoch: chex.Numeric,
-                      num_examples: int) -> chex.Array:
+def epoch_permutation(
+  data_key: chex.PRNGKey, epoch: chex.Numeric, num_examples: int
+) -> chex.Array:
   """The order of epoch `epoch`: a permutation of [0, num_examples)."""
-  return jax.random.permutation(jax.random.fold_in(data_key, epoch),
-                                num_examples)
+  return jax.random.permutation(
+    jax.random.fold_in(data_key, epoch), num_examples
+  )
 
 
-def batch_indices(permutation: chex.Array, index_in_epoch: chex.Numeric,
-                  batch_size: int) -> chex.Array:
+def batch_indices(
+  permutation: chex.Array, index_in_epoch: chex.Numeric, batch_size: int
+) -> chex.Array:
   """Indices of batch `index_in_epoch` of an epoch: `[batch_size]`.
 
   An epoch has num_examples // batch_size batches; the remainder is dropped,
   a different remainder each epoch.
   """
   return jax.lax.dynamic_slice_in_dim(
-      permutation, index_in_epoch * batch_size, batch_size)
+    permutation, index_in_epoch * batch_size, batch_size
+  )

@@ -47,8 +47,13 @@ class PreparedData:
     dynamic_binarization: whether the compiled step draws the binary batch.
   """
 
-  def __init__(self, dataset: datasets.ImageDataset, binarization: str,
-               layout: str, streaming: bool = False):
+  def __init__(
+    self,
+    dataset: datasets.ImageDataset,
+    binarization: str,
+    layout: str,
+    streaming: bool = False,
+  ):
     """binarization: dynamic | static | none; layout: flat | image;
     streaming: keep the training split on the host."""
     self.dataset = dataset
@@ -57,22 +62,29 @@ class PreparedData:
     self.layout = layout
     self.streaming = streaming
     if self.layout not in LAYOUTS:
-      raise ConfigError(f"--config.image_layout={self.layout!r} is invalid: "
-                        f"choose one of {list(LAYOUTS)}")
+      raise ConfigError(
+        f"--config.image_layout={self.layout!r} is invalid: "
+        f"choose one of {list(LAYOUTS)}"
+      )
     train = self._layout(dataset.train.images)
     pixel_max = dataset.pixel_max
     if binarization == "static" and not dataset.already_binary:
-      train = pipeline.binarize_once(train, pixel_max,
-                                     seed=pipeline.TRAIN_BINARIZATION_SEED)
+      train = pipeline.binarize_once(
+        train, pixel_max, seed=pipeline.TRAIN_BINARIZATION_SEED
+      )
       pixel_max = 1
-    self.dynamic_binarization = (binarization == "dynamic"
-                                 and not dataset.already_binary)
+    self.dynamic_binarization = (
+      binarization == "dynamic" and not dataset.already_binary
+    )
     self.pixel_max = pixel_max
     # uint8 [N, D] or [N, H, W, C]: on the device once, or on the host.
     self.train = train if self.streaming else jax.device_put(train)
     self.test = self._eval_split(dataset.test, dataset.pixel_max)
-    self.validation = (None if dataset.validation is None else
-                       self._eval_split(dataset.validation, dataset.pixel_max))
+    self.validation = (
+      None
+      if dataset.validation is None
+      else self._eval_split(dataset.validation, dataset.pixel_max)
+    )
 
   def _layout(self, images: np.ndarray) -> np.ndarray:
     return pipeline.flatten(images) if self.layout == "flat" else images
@@ -101,25 +113,34 @@ class PreparedData:
     else:
       binarization = self.binarization
     return {
-        "dataset": d.name,
-        "source": d.source,
-        "source_kind": d.source_kind,
-        "splits": {"train": d.splits[0], "test": d.splits[1],
-                   "validation": (f"last {len(d.validation)} of train"
-                                  if d.validation is not None else None)},
-        "num_examples": {"train": len(d.train), "test": len(d.test),
-                         "validation": (len(d.validation)
-                                        if d.validation is not None else 0)},
-        "image_shape": list(d.image_shape),
-        "pixel_max": d.pixel_max,
-        "already_binary": d.already_binary,
-        "binarization": binarization,
-        "eval_binarization": (
-            f"static, seed {pipeline.TEST_BINARIZATION_SEED}"
-            if self.binarization != "none" and not d.already_binary else
-            "none"),
-        "layout": self.layout,
-        "input_path": "streaming" if self.streaming else "on_device",
+      "dataset": d.name,
+      "source": d.source,
+      "source_kind": d.source_kind,
+      "splits": {
+        "train": d.splits[0],
+        "test": d.splits[1],
+        "validation": (
+          f"last {len(d.validation)} of train"
+          if d.validation is not None
+          else None
+        ),
+      },
+      "num_examples": {
+        "train": len(d.train),
+        "test": len(d.test),
+        "validation": (len(d.validation) if d.validation is not None else 0),
+      },
+      "image_shape": list(d.image_shape),
+      "pixel_max": d.pixel_max,
+      "already_binary": d.already_binary,
+      "binarization": binarization,
+      "eval_binarization": (
+        f"static, seed {pipeline.TEST_BINARIZATION_SEED}"
+        if self.binarization != "none" and not d.already_binary
+        else "none"
+      ),
+      "layout": self.layout,
+      "input_path": "streaming" if self.streaming else "on_device",
     }
 
 
@@ -131,13 +152,17 @@ def prepare_data(config: Any) -> PreparedData:
   layout (image_layout; '' = the model's own).
   """
   dataset = datasets.load_dataset(
-      config.dataset, config.data_dir or None, config.validation_size,
-      train_split=config.train_split,
-      test_split=config.test_split)
+    config.dataset,
+    config.data_dir or None,
+    config.validation_size,
+    train_split=config.train_split,
+    test_split=config.test_split,
+  )
   if config.batch_size > len(dataset.train):
     raise ConfigError(
-        f"--config.batch_size={config.batch_size} is invalid: the training "
-        f"split has only {len(dataset.train)} examples; use a batch size <= "
-        f"{len(dataset.train)}")
+      f"--config.batch_size={config.batch_size} is invalid: the training "
+      f"split has only {len(dataset.train)} examples; use a batch size <= "
+      f"{len(dataset.train)}"
+    )
   layout = resolve_image_layout(config.model, config.image_layout)
   return PreparedData(dataset, config.binarization, layout, config.streaming)

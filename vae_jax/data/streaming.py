@@ -28,10 +28,15 @@ from vae_jax.data import pipeline
 __all__ = ["host_chunks", "Prefetcher", "stream_chunks"]
 
 
-def host_chunks(images: np.ndarray, rng: chex.PRNGKey, batch_size: int,
-                chunk_lengths: Sequence[int], first_epoch: int = 0,
-                num_epochs: int = 1,
-                first_chunk: int = 0) -> Iterator[np.ndarray]:
+def host_chunks(
+  images: np.ndarray,
+  rng: chex.PRNGKey,
+  batch_size: int,
+  chunk_lengths: Sequence[int],
+  first_epoch: int = 0,
+  num_epochs: int = 1,
+  first_chunk: int = 0,
+) -> Iterator[np.ndarray]:
   """Yields the raw batches of epochs first_epoch.., chunk by chunk, on the host.
 
   Args:
@@ -52,38 +57,55 @@ def host_chunks(images: np.ndarray, rng: chex.PRNGKey, batch_size: int,
   num_examples = images.shape[0]
   steps_per_epoch = num_examples // batch_size
   if sum(chunk_lengths) > steps_per_epoch:
-    raise ValueError(f"chunks of {sum(chunk_lengths)} steps exceed an epoch of "
-                     f"{steps_per_epoch} steps")
+    raise ValueError(
+      f"chunks of {sum(chunk_lengths)} steps exceed an epoch of "
+      f"{steps_per_epoch} steps"
+    )
   if not 0 <= first_chunk < max(len(chunk_lengths), 1):
-    raise ValueError(f"first_chunk={first_chunk} is not a chunk of "
-                     f"{list(chunk_lengths)}")
+    raise ValueError(
+      f"first_chunk={first_chunk} is not a chunk of {list(chunk_lengths)}"
+    )
   # Derived now, not at the first `next`: the trainer donates the state (and
   # with it `rng`) to the first compiled chunk.
   shuffle_key, _ = pipeline.data_keys(rng)
-  return _host_chunks(images, shuffle_key, batch_size, tuple(chunk_lengths),
-                      first_epoch, num_epochs, first_chunk)
+  return _host_chunks(
+    images,
+    shuffle_key,
+    batch_size,
+    tuple(chunk_lengths),
+    first_epoch,
+    num_epochs,
+    first_chunk,
+  )
 
 
 # One compiled program (not a dozen eager ops) for each epoch's order.
 _epoch_permutation = jax.jit(pipeline.epoch_permutation, static_argnums=2)
 
 
-def _host_chunks(images, shuffle_key, batch_size, chunk_lengths, first_epoch,
-                 num_epochs, first_chunk):
+def _host_chunks(
+  images,
+  shuffle_key,
+  batch_size,
+  chunk_lengths,
+  first_epoch,
+  num_epochs,
+  first_chunk,
+):
   num_examples = images.shape[0]
   for epoch in range(first_epoch, first_epoch + num_epochs):
     permutation = np.asarray(
-        _epoch_permutation(shuffle_key, epoch, num_examples))
+      _epoch_permutation(shuffle_key, epoch, num_examples)
+    )
     start = 0
     for c, length in enumerate(chunk_lengths):
       if epoch != first_epoch or c >= first_chunk:
-        idx = permutation[start * batch_size:(start + length) * batch_size]
+        idx = permutation[start * batch_size : (start + length) * batch_size]
         yield images[idx].reshape(length, batch_size, *images.shape[1:])
       start += length
 
 
 class _Failure:
-
   def __init__(self, error: BaseException):
     self.error = error
 
@@ -100,8 +122,12 @@ class Prefetcher:
   Close it (or use it as a context manager) to stop the thread early.
   """
 
-  def __init__(self, items: Iterable[Any], size: int = 2,
-               device: Optional[jax.Device] = None):
+  def __init__(
+    self,
+    items: Iterable[Any],
+    size: int = 2,
+    device: Optional[jax.Device] = None,
+  ):
     if size < 1:
       raise ValueError(f"prefetch size must be >= 1, got {size}")
     self._items = items
@@ -109,8 +135,9 @@ class Prefetcher:
     self._queue: queue.Queue = queue.Queue(maxsize=size)
     self._stop = threading.Event()
     self._done = False
-    self._thread = threading.Thread(target=self._work, daemon=True,
-                                    name="vae_jax-prefetch")
+    self._thread = threading.Thread(
+      target=self._work, daemon=True, name="vae_jax-prefetch"
+    )
     self._thread.start()
 
   def _put(self, item: Any) -> bool:
@@ -166,12 +193,28 @@ class Prefetcher:
     self.close()
 
 
-def stream_chunks(images: np.ndarray, rng: chex.PRNGKey, batch_size: int,
-                  chunk_lengths: Sequence[int], first_epoch: int = 0,
-                  num_epochs: int = 1, prefetch: int = 2,
-                  device: Optional[jax.Device] = None,
-                  first_chunk: int = 0) -> Prefetcher:
+def stream_chunks(
+  images: np.ndarray,
+  rng: chex.PRNGKey,
+  batch_size: int,
+  chunk_lengths: Sequence[int],
+  first_epoch: int = 0,
+  num_epochs: int = 1,
+  prefetch: int = 2,
+  device: Optional[jax.Device] = None,
+  first_chunk: int = 0,
+) -> Prefetcher:
   """`host_chunks` on the device, `prefetch` chunks ahead of the consumer."""
   return Prefetcher(
-      host_chunks(images, rng, batch_size, chunk_lengths, first_epoch,
-                  num_epochs, first_chunk), size=prefetch, device=device)
+    host_chunks(
+      images,
+      rng,
+      batch_size,
+      chunk_lengths,
+      first_epoch,
+      num_epochs,
+      first_chunk,
+    ),
+    size=prefetch,
+    device=device,
+  )

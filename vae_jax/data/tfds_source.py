@@ -37,9 +37,10 @@ def _import_tfds():
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   except ImportError as e:
     raise DataError(
-        f"TFDS datasets need tensorflow-datasets ({e}); pip install "
-        "tensorflow-datasets, or use IDX files: --config.dataset=idx "
-        "--config.data_dir=DIR") from None
+      f"TFDS datasets need tensorflow-datasets ({e}); pip install "
+      "tensorflow-datasets, or use IDX files: --config.dataset=idx "
+      "--config.data_dir=DIR"
+    ) from None
   return tfds
 
 
@@ -49,8 +50,10 @@ class _QuietTfds(std_logging.Filter):
   one-line DataError that follows says with what to do."""
 
   def filter(self, record: std_logging.LogRecord) -> bool:
-    return (f"{os.sep}tensorflow_datasets{os.sep}" not in record.pathname
-            or record.levelno >= std_logging.ERROR)
+    return (
+      f"{os.sep}tensorflow_datasets{os.sep}" not in record.pathname
+      or record.levelno >= std_logging.ERROR
+    )
 
 
 @contextlib.contextmanager
@@ -77,11 +80,12 @@ def _base_name(name: str) -> str:
 
 def _unknown_dataset(name: str, candidates: Sequence[str], hint: str = ""):
   close = difflib.get_close_matches(name.lower(), candidates, n=3, cutoff=0.6)
-  suggestion = (f" (did you mean {', '.join(close)}?)" if close else "")
+  suggestion = f" (did you mean {', '.join(close)}?)" if close else ""
   return DataError(
-      f"unknown dataset {name!r}{suggestion}; use a TFDS image dataset name "
-      f"(e.g. mnist, fashion_mnist, kmnist, binarized_mnist, cifar10) or "
-      f"--config.dataset=idx --config.data_dir=DIR{hint}")
+    f"unknown dataset {name!r}{suggestion}; use a TFDS image dataset name "
+    f"(e.g. mnist, fashion_mnist, kmnist, binarized_mnist, cifar10) or "
+    f"--config.dataset=idx --config.data_dir=DIR{hint}"
+  )
 
 
 def check_dataset_name(name: str, local_names: Iterable[str] = ()) -> None:
@@ -92,13 +96,14 @@ def check_dataset_name(name: str, local_names: Iterable[str] = ()) -> None:
   local_names = list(local_names)
   if importlib.util.find_spec("tensorflow_datasets") is None:
     raise _unknown_dataset(
-        name, local_names,
-        "; other TFDS names need tensorflow-datasets installed")
+      name, local_names, "; other TFDS names need tensorflow-datasets installed"
+    )
   tfds = _import_tfds()
   known = tfds.list_builders(with_community_datasets=False)
   if _base_name(name) not in known:
-    raise _unknown_dataset(_base_name(name),
-                           sorted(set(known) | set(local_names)))
+    raise _unknown_dataset(
+      _base_name(name), sorted(set(known) | set(local_names))
+    )
 
 
 def _tensorflow_installed() -> bool:
@@ -110,18 +115,20 @@ def _prepare(builder, name: str) -> None:
   where = builder.data_dir
   if not _tensorflow_installed():
     raise DataError(
-        f"TFDS dataset {name!r} is not prepared in {where}, and preparing it "
-        f"needs TensorFlow: {TFDS_EXTRA} and rerun (it downloads once), or "
-        "pass --config.data_dir=DIR where it is prepared as array_record"
-        f"{_offline_hint(name)}")
+      f"TFDS dataset {name!r} is not prepared in {where}, and preparing it "
+      f"needs TensorFlow: {TFDS_EXTRA} and rerun (it downloads once), or "
+      "pass --config.data_dir=DIR where it is prepared as array_record"
+      f"{_offline_hint(name)}"
+    )
   logging.info("preparing TFDS dataset %s in %s (downloads it)", name, where)
   try:
     builder.download_and_prepare()
   except Exception as e:  # pylint: disable=broad-except
     raise DataError(
-        f"could not download and prepare TFDS dataset {name!r} into {where} "
-        f"({_first_line(e)}); check the network, or prepare it on a machine "
-        "that has one and pass --config.data_dir") from None
+      f"could not download and prepare TFDS dataset {name!r} into {where} "
+      f"({_first_line(e)}); check the network, or prepare it on a machine "
+      "that has one and pass --config.data_dir"
+    ) from None
 
 
 def _image_feature(features, name: str) -> tuple[str, Optional[str]]:
@@ -135,22 +142,27 @@ def _image_feature(features, name: str) -> tuple[str, Optional[str]]:
     image_key = images[0]
   else:
     raise DataError(
-        f"TFDS dataset {name!r} has {len(images)} image features (features: "
-        f"{', '.join(keys) or 'none'}); choose an image dataset with one "
-        "image per example, e.g. mnist or cifar10")
+      f"TFDS dataset {name!r} has {len(images)} image features (features: "
+      f"{', '.join(keys) or 'none'}); choose an image dataset with one "
+      "image per example, e.g. mnist or cifar10"
+    )
   shape = features[image_key].shape
   if shape is None or any(d is None for d in shape):
     raise DataError(
-        f"TFDS dataset {name!r} has images of varying shape {shape}; choose "
-        "a dataset whose images all have one shape (or resize them first)")
+      f"TFDS dataset {name!r} has images of varying shape {shape}; choose "
+      "a dataset whose images all have one shape (or resize them first)"
+    )
   label_key = None
-  if "label" in keys and isinstance(features["label"],
-                                    tfds.features.ClassLabel):
+  if "label" in keys and isinstance(
+    features["label"], tfds.features.ClassLabel
+  ):
     label_key = "label"
   return image_key, label_key
 
 
-def _check_split_names(builder, name: str, requested: Mapping[str, str]) -> None:
+def _check_split_names(
+  builder, name: str, requested: Mapping[str, str]
+) -> None:
   known = list(builder.info.splits)
   if not known:  # not known before preparation (or under tfds mock_data)
     return
@@ -158,14 +170,15 @@ def _check_split_names(builder, name: str, requested: Mapping[str, str]) -> None
     base = re.split(r"[\[+(]", split)[0]
     if base not in known:
       raise DataError(
-          f"--{flag}={split!r}: TFDS dataset {name!r} has no split {base!r}; "
-          f"its splits are {', '.join(sorted(known))} (carve a validation "
-          "split from train with --config.validation_size)")
+        f"--{flag}={split!r}: TFDS dataset {name!r} has no split {base!r}; "
+        f"its splits are {', '.join(sorted(known))} (carve a validation "
+        "split from train with --config.validation_size)"
+      )
 
 
-def open_splits(name: str, data_dir: Optional[str],
-                requested: Mapping[str, str]
-                ) -> tuple[str, dict, str, Optional[str]]:
+def open_splits(
+  name: str, data_dir: Optional[str], requested: Mapping[str, str]
+) -> tuple[str, dict, str, Optional[str]]:
   """Opens the requested splits of TFDS dataset `name`, preparing it if need be.
 
   Args:
@@ -181,50 +194,69 @@ def open_splits(name: str, data_dir: Optional[str],
   tfds = _import_tfds()
   with _quiet_tfds():
     try:
-      builder = tfds.builder(name, data_dir=data_dir,
-                             file_format="array_record")
+      builder = tfds.builder(
+        name, data_dir=data_dir, file_format="array_record"
+      )
     except Exception as e:  # pylint: disable=broad-except
-      raise DataError(f"TFDS cannot make dataset {name!r} "
-                      f"({_first_line(e)}); check --config.dataset and "
-                      "--config.data_dir") from None
+      raise DataError(
+        f"TFDS cannot make dataset {name!r} "
+        f"({_first_line(e)}); check --config.dataset and "
+        "--config.data_dir"
+      ) from None
     # Before any download: is it an image dataset we can use?
     image_key, label_key = _image_feature(builder.info.features, name)
     prepared = builder.is_prepared()
 
   def open_all() -> dict:
-    return {flag: builder.as_data_source(split=split)
-            for flag, split in requested.items()}
+    return {
+      flag: builder.as_data_source(split=split)
+      for flag, split in requested.items()
+    }
 
   sources = None
   if not prepared:
     try:  # prepared data that TFDS does not see as such, or tfds mock_data
       with _quiet_tfds():
         sources = open_all()
-    except (KeyError, ValueError, NotImplementedError, FileNotFoundError,
-            AssertionError):
+    except (
+      KeyError,
+      ValueError,
+      NotImplementedError,
+      FileNotFoundError,
+      AssertionError,
+    ):
       _prepare(builder, name)
   if sources is None:
     _check_split_names(builder, name, requested)
     try:
       sources = open_all()
-    except (KeyError, ValueError, NotImplementedError, OSError,
-            AssertionError) as e:
+    except (
+      KeyError,
+      ValueError,
+      NotImplementedError,
+      OSError,
+      AssertionError,
+    ) as e:
       raise DataError(
-          f"cannot read TFDS dataset {name!r} in {builder.data_dir} "
-          f"({_first_line(e)}); it may be corrupt or in another file format "
-          f"(tfds.load writes tfrecord): delete {builder.data_dir} and "
-          "prepare it again as array_record") from None
+        f"cannot read TFDS dataset {name!r} in {builder.data_dir} "
+        f"({_first_line(e)}); it may be corrupt or in another file format "
+        f"(tfds.load writes tfrecord): delete {builder.data_dir} and "
+        "prepare it again as array_record"
+      ) from None
   description = f"tfds:{builder.info.full_name} ({builder.data_dir})"
   return description, sources, image_key, label_key
 
 
-def read_all(source, image_key: str, label_key: Optional[str],
-             what: str) -> tuple[np.ndarray, Optional[np.ndarray]]:
+def read_all(
+  source, image_key: str, label_key: Optional[str], what: str
+) -> tuple[np.ndarray, Optional[np.ndarray]]:
   """Every example of a data source as arrays: (images `[N, ...]`, labels `[N]`
   or None), in the source's dtypes (the caller checks them)."""
   n = len(source)
   if n == 0:
-    raise DataError(f"{what}: the split holds no examples; choose another split")
+    raise DataError(
+      f"{what}: the split holds no examples; choose another split"
+    )
   i = 0
   try:
     first = source[0]
@@ -238,15 +270,20 @@ def read_all(source, image_key: str, label_key: Optional[str],
         labels[i] = example[label_key]
   except (ValueError, OSError, RuntimeError, KeyError) as e:
     raise DataError(
-        f"{what}: cannot read example {i} ({_first_line(e)}); the data may be "
-        "corrupt: delete it and prepare it again") from None
+      f"{what}: cannot read example {i} ({_first_line(e)}); the data may be "
+      "corrupt: delete it and prepare it again"
+    ) from None
   return images, labels
 
 
 def _offline_hint(name: str) -> str:
   if name == "fashion_mnist":
-    return (" (offline: install Debian's package dataset-fashion-mnist, or "
-            "pass --config.data_dir=DIR with its four IDX .gz files)")
+    return (
+      " (offline: install Debian's package dataset-fashion-mnist, or "
+      "pass --config.data_dir=DIR with its four IDX .gz files)"
+    )
   if name == "mnist":
-    return " (offline: pass --config.data_dir=DIR with MNIST's four IDX .gz files)"
+    return (
+      " (offline: pass --config.data_dir=DIR with MNIST's four IDX .gz files)"
+    )
   return ""

@@ -15,21 +15,46 @@ with matplotlib) is imported on its own. The log p̂_K(x) of one example is
 `vae_jax.math.objectives.importance_sampled_log_px`.
 """
 
-from vae_jax.evaluation.dataset import (BOUND_KS, LatentUsage, LayerUsage,
-                                        bound_vs_k, chunk_size_for,
-                                        dataset_log_px, latent_usage,
-                                        likelihood_report, mean_and_stderr,
-                                        usage_record, warn_if_collapsed)
-from vae_jax.evaluation.per_example import (EvalResult, elbo_per_example,
-                                            evaluate, log_px_per_example,
-                                            map_examples, posterior_stats_all)
+from vae_jax.evaluation.dataset import (
+  BOUND_KS,
+  LatentUsage,
+  LayerUsage,
+  bound_vs_k,
+  chunk_size_for,
+  dataset_log_px,
+  latent_usage,
+  likelihood_report,
+  mean_and_stderr,
+  usage_record,
+  warn_if_collapsed,
+)
+from vae_jax.evaluation.per_example import (
+  EvalResult,
+  elbo_per_example,
+  evaluate,
+  log_px_per_example,
+  map_examples,
+  posterior_stats_all,
+)
 
 __all__ = [
-    # per example
-    "EvalResult", "evaluate", "map_examples", "elbo_per_example",
-    "log_px_per_example", "posterior_stats_all",
-    # per data set
-    "dataset_log_px", "likelihood_report", "chunk_size_for", "LayerUsage",
-    "LatentUsage", "latent_usage", "usage_record", "warn_if_collapsed",
-    "mean_and_stderr", "bound_vs_k", "BOUND_KS",
+  # per example
+  "EvalResult",
+  "evaluate",
+  "map_examples",
+  "elbo_per_example",
+  "log_px_per_example",
+  "posterior_stats_all",
+  # per data set
+  "dataset_log_px",
+  "likelihood_report",
+  "chunk_size_for",
+  "LayerUsage",
+  "LatentUsage",
+  "latent_usage",
+  "usage_record",
+  "warn_if_collapsed",
+  "mean_and_stderr",
+  "bound_vs_k",
+  "BOUND_KS",
 ]

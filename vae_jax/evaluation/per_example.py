@@ -24,8 +24,14 @@ import jax.numpy as jnp
 from vae_jax.math import objectives
 from vae_jax.math.model import VAEModel
 
-__all__ = ["EvalResult", "evaluate", "map_examples", "elbo_per_example",
-           "log_px_per_example", "posterior_stats_all"]
+__all__ = [
+  "EvalResult",
+  "evaluate",
+  "map_examples",
+  "elbo_per_example",
+  "log_px_per_example",
+  "posterior_stats_all",
+]
 
 
 class EvalResult(NamedTuple):
@@ -37,8 +43,13 @@ class EvalResult(NamedTuple):
   kl: chex.Array
 
 
-def map_examples(fn, images: chex.Array, rng: chex.PRNGKey,
-                 batch_size: int, offset: chex.Numeric = 0) -> Any:
+def map_examples(
+  fn,
+  images: chex.Array,
+  rng: chex.PRNGKey,
+  batch_size: int,
+  offset: chex.Numeric = 0,
+) -> Any:
   """`fn(x_n, fold_in(rng, offset + n))` for every example n, in batches.
 
   Args:
@@ -55,32 +66,54 @@ def map_examples(fn, images: chex.Array, rng: chex.PRNGKey,
   batch_size = min(batch_size, n)
   num_batches = math.ceil(n / batch_size)
   pad = num_batches * batch_size - n
-  x = jnp.pad(images.astype(jnp.float32),
-              ((0, pad),) + ((0, 0),) * (images.ndim - 1))
+  x = jnp.pad(
+    images.astype(jnp.float32), ((0, pad),) + ((0, 0),) * (images.ndim - 1)
+  )
   keys = jax.vmap(jax.random.fold_in, (None, 0))(
-      rng, offset + jnp.arange(n + pad))
+    rng, offset + jnp.arange(n + pad)
+  )
   results = jax.lax.map(
-      lambda xk: jax.vmap(fn)(*xk),
-      (x.reshape(num_batches, batch_size, *x.shape[1:]),
-       keys.reshape(num_batches, batch_size, *keys.shape[1:])))
+    lambda xk: jax.vmap(fn)(*xk),
+    (
+      x.reshape(num_batches, batch_size, *x.shape[1:]),
+      keys.reshape(num_batches, batch_size, *keys.shape[1:]),
+    ),
+  )
   return jax.tree_util.tree_map(
-      lambda a: a.reshape(num_batches * batch_size, *a.shape[2:])[:n], results)
+    lambda a: a.reshape(num_batches * batch_size, *a.shape[2:])[:n], results
+  )
 
 
-def elbo_per_example(model: VAEModel, params: Any, images: chex.Array,
-                     rng: chex.PRNGKey, batch_size: int = 1000,
-                     num_samples: int = 1,
-                     analytic_kl: bool = True) -> objectives.ElboParts:
+def elbo_per_example(
+  model: VAEModel,
+  params: Any,
+  images: chex.Array,
+  rng: chex.PRNGKey,
+  batch_size: int = 1000,
+  num_samples: int = 1,
+  analytic_kl: bool = True,
+) -> objectives.ElboParts:
   """`ElboParts` of `[N]` arrays: the ELBO of every example of `images`."""
-  one = functools.partial(objectives.elbo, model, params,
-                          num_samples=num_samples, analytic_kl=analytic_kl)
+  one = functools.partial(
+    objectives.elbo,
+    model,
+    params,
+    num_samples=num_samples,
+    analytic_kl=analytic_kl,
+  )
   return map_examples(one, images, rng, batch_size)
 
 
-def log_px_per_example(model: VAEModel, params: Any, images: chex.Array,
-                       rng: chex.PRNGKey, num_samples: int = 5000,
-                       chunk_size: int = 500, batch_size: int = 1,
-                       offset: chex.Numeric = 0) -> chex.Array:
+def log_px_per_example(
+  model: VAEModel,
+  params: Any,
+  images: chex.Array,
+  rng: chex.PRNGKey,
+  num_samples: int = 5000,
+  chunk_size: int = 500,
+  batch_size: int = 1,
+  offset: chex.Numeric = 0,
+) -> chex.Array:
   """log p̂_K(x_n) `[N]`, K = `num_samples` draws per example.
 
   `batch_size` examples are vmapped together, each drawing its K samples
@@ -88,14 +121,23 @@ def log_px_per_example(model: VAEModel, params: Any, images: chex.Array,
   Example n uses key fold_in(rng, n) like `elbo_per_example`, so with K = 1
   and the same key its estimate is the single-sample Monte-Carlo ELBO.
   """
-  one = functools.partial(objectives.importance_sampled_log_px, model, params,
-                          num_samples=num_samples, chunk_size=chunk_size)
+  one = functools.partial(
+    objectives.importance_sampled_log_px,
+    model,
+    params,
+    num_samples=num_samples,
+    chunk_size=chunk_size,
+  )
   return map_examples(one, images, rng, batch_size, offset)
 
 
-def posterior_stats_all(model: VAEModel, params: Any, images: chex.Array,
-                        rng: chex.PRNGKey, batch_size: int = 1000
-                        ) -> dict[str, tuple[chex.Array, chex.Array]]:
+def posterior_stats_all(
+  model: VAEModel,
+  params: Any,
+  images: chex.Array,
+  rng: chex.PRNGKey,
+  batch_size: int = 1000,
+) -> dict[str, tuple[chex.Array, chex.Array]]:
   """{layer: (means, logvars)} of q(z|x_n) for every example, `[N, D]` each.
 
   A conditional layer's are given one posterior draw of its parents, from
@@ -105,15 +147,23 @@ def posterior_stats_all(model: VAEModel, params: Any, images: chex.Array,
   return map_examples(one, images, rng, batch_size)
 
 
-def evaluate(model: VAEModel, params: Any, images: chex.Array,
-             rng: chex.PRNGKey, batch_size: int = 1000, num_samples: int = 1,
-             analytic_kl: bool = True) -> EvalResult:
+def evaluate(
+  model: VAEModel,
+  params: Any,
+  images: chex.Array,
+  rng: chex.PRNGKey,
+  batch_size: int = 1000,
+  num_samples: int = 1,
+  analytic_kl: bool = True,
+) -> EvalResult:
   """The ELBO of every example in `images` `[N, *event_shape]`, summarised."""
-  parts = elbo_per_example(model, params, images, rng, batch_size,
-                           num_samples, analytic_kl)
+  parts = elbo_per_example(
+    model, params, images, rng, batch_size, num_samples, analytic_kl
+  )
   n = images.shape[0]
   return EvalResult(
-      elbo=jnp.mean(parts.elbo),
-      elbo_stderr=jnp.std(parts.elbo) / jnp.sqrt(n),
-      log_likelihood=jnp.mean(parts.log_likelihood),
-      kl=jnp.mean(parts.kl))
+    elbo=jnp.mean(parts.elbo),
+    elbo_stderr=jnp.std(parts.elbo) / jnp.sqrt(n),
+    log_likelihood=jnp.mean(parts.log_likelihood),
+    kl=jnp.mean(parts.kl),
+  )

@@ -1,5 +1,5 @@
 """The absl mains behind `experiments/*.py` and the console scripts.
 
-    vae-jax-train      = python -m experiments.train
-    vae-jax-evaluate   = python -m experiments.evaluate
+vae-jax-train      = python -m experiments.train
+vae-jax-evaluate   = python -m experiments.evaluate
 """

@@ -28,19 +28,28 @@ from vae_jax.errors import UserError
 
 FLAGS = flags.FLAGS
 _CONFIG = cli.define_config_flag()
-flags.DEFINE_multi_string("sweep", [],
-                          "NAME=V1,V2,…: a setting and its values (repeat "
-                          "for a grid).")
-flags.DEFINE_integer("seeds", 1, "Seeds per grid point: config.seed, "
-                     "config.seed + 1, …")
-flags.DEFINE_string("sweep_dir", None, "The sweep's directory (required); "
-                    "an existing one is resumed.")
-flags.DEFINE_enum("vectorize", "auto", ["auto", "on", "off"],
-                  "Train a group's members as one vmapped program (on), one "
-                  "after another (off), or as fits the device (auto: off on "
-                  "CPU, on on GPU/TPU).")
-flags.DEFINE_bool("allow_large_sweep", False,
-                  "Allow a grid of more than 64 members.")
+flags.DEFINE_multi_string(
+  "sweep", [], "NAME=V1,V2,…: a setting and its values (repeat for a grid)."
+)
+flags.DEFINE_integer(
+  "seeds", 1, "Seeds per grid point: config.seed, config.seed + 1, …"
+)
+flags.DEFINE_string(
+  "sweep_dir",
+  None,
+  "The sweep's directory (required); an existing one is resumed.",
+)
+flags.DEFINE_enum(
+  "vectorize",
+  "auto",
+  ["auto", "on", "off"],
+  "Train a group's members as one vmapped program (on), one "
+  "after another (off), or as fits the device (auto: off on "
+  "CPU, on on GPU/TPU).",
+)
+flags.DEFINE_bool(
+  "allow_large_sweep", False, "Allow a grid of more than 64 members."
+)
 flags.DEFINE_bool("quiet", False, "No INFO logs (for scripts).")
 
 
@@ -53,27 +62,45 @@ def main(argv):
   try:
     # pylint: disable-next=g-import-not-at-top
     from vae_jax.run.sweep import grid as sweep_grid
-    plan = sweep_grid.plan_sweep(_CONFIG.value, FLAGS.sweep, FLAGS.seeds,
-                      FLAGS.allow_large_sweep,
-                      cli.config_file())
+
+    plan = sweep_grid.plan_sweep(
+      _CONFIG.value,
+      FLAGS.sweep,
+      FLAGS.seeds,
+      FLAGS.allow_large_sweep,
+      cli.config_file(),
+    )
     sweep_grid.check_sweep_dir(FLAGS.sweep_dir, plan.description)
     from vae_jax.run import sweep  # pylint: disable=g-import-not-at-top
+
     if not FLAGS.quiet:
-      print(f"sweep of {len(plan.members)} member(s) in {len(plan.groups)} "
-            f"group(s): {FLAGS.sweep_dir}", flush=True)
-    status = sweep.run_sweep(plan, FLAGS.sweep_dir, FLAGS.vectorize,
-                             progress_bar=False if FLAGS.quiet else None)
+      print(
+        f"sweep of {len(plan.members)} member(s) in {len(plan.groups)} "
+        f"group(s): {FLAGS.sweep_dir}",
+        flush=True,
+      )
+    status = sweep.run_sweep(
+      plan,
+      FLAGS.sweep_dir,
+      FLAGS.vectorize,
+      progress_bar=False if FLAGS.quiet else None,
+    )
   except UserError as e:
     cli.fail(str(e))
   except OSError as e:
-    cli.fail(f"writing in --sweep_dir={FLAGS.sweep_dir} failed: {e}; rerun "
-             "the same command to resume once it is fixed")
+    cli.fail(
+      f"writing in --sweep_dir={FLAGS.sweep_dir} failed: {e}; rerun "
+      "the same command to resume once it is fixed"
+    )
   if not FLAGS.quiet:
     counts: dict[str, int] = {}
     for entry in status.values():
       counts[entry["status"]] = counts.get(entry["status"], 0) + 1
-    print(f"done: {', '.join(f'{n} {s}' for s, n in sorted(counts.items()))};"
-          f" summary in {FLAGS.sweep_dir}/summary.md", flush=True)
+    print(
+      f"done: {', '.join(f'{n} {s}' for s, n in sorted(counts.items()))};"
+      f" summary in {FLAGS.sweep_dir}/summary.md",
+      flush=True,
+    )
 
 
 def run():

@@ -36,25 +36,38 @@ from vae_jax.errors import NonFiniteError, UserError
 
 FLAGS = flags.FLAGS
 _CONFIG = cli.define_config_flag()
-flags.DEFINE_string("workdir", None,
-                    "Run directory; default runs/<date-time>. An existing run "
-                    "directory is resumed.")
-flags.DEFINE_bool("quiet", False,
-                  "No progress bar and no INFO logs (for scripts).")
+flags.DEFINE_string(
+  "workdir",
+  None,
+  "Run directory; default runs/<date-time>. An existing run "
+  "directory is resumed.",
+)
+flags.DEFINE_bool(
+  "quiet", False, "No progress bar and no INFO logs (for scripts)."
+)
 # Several processes (vae_jax/run/distributed.py): where they run, not what
 # they compute, so not in the config (nor in config.json).
-flags.DEFINE_string("coordinator_address", None,
-                    "HOST:PORT of process 0 for jax.distributed (several "
-                    "processes, e.g. hosts); unset: one process, or the "
-                    "cluster's own (SLURM, Cloud TPU).")
-flags.DEFINE_integer("num_processes", None,
-                     "How many processes train the run (with "
-                     "--coordinator_address).")
-flags.DEFINE_integer("process_id", None,
-                     "This process's number, 0 to num_processes - 1; 0 "
-                     "writes metrics, figures and TensorBoard.")
-flags.DEFINE_integer("distributed_timeout_s", 300,
-                     "Seconds to wait for all processes to connect.")
+flags.DEFINE_string(
+  "coordinator_address",
+  None,
+  "HOST:PORT of process 0 for jax.distributed (several "
+  "processes, e.g. hosts); unset: one process, or the "
+  "cluster's own (SLURM, Cloud TPU).",
+)
+flags.DEFINE_integer(
+  "num_processes",
+  None,
+  "How many processes train the run (with --coordinator_address).",
+)
+flags.DEFINE_integer(
+  "process_id",
+  None,
+  "This process's number, 0 to num_processes - 1; 0 "
+  "writes metrics, figures and TensorBoard.",
+)
+flags.DEFINE_integer(
+  "distributed_timeout_s", 300, "Seconds to wait for all processes to connect."
+)
 
 
 def main(argv):
@@ -62,43 +75,61 @@ def main(argv):
   if FLAGS.quiet:
     logging.set_verbosity(logging.WARNING)
   workdir = FLAGS.workdir or os.path.join(
-      "runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    "runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+  )
   config_file = cli.config_file()
   try:
     from vae_jax import validation  # pylint: disable=g-import-not-at-top
+
     # pylint: disable-next=g-import-not-at-top
     from vae_jax.run.store import workdir as workdir_lib
+
     workdir_lib.check_workdir(workdir)  # before JAX starts
     config = validation.validate(_CONFIG.value)
     # pylint: disable-next=g-import-not-at-top
     from vae_jax.run import distributed
-    distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
-                           FLAGS.process_id, FLAGS.distributed_timeout_s)
+
+    distributed.initialize(
+      FLAGS.coordinator_address,
+      FLAGS.num_processes,
+      FLAGS.process_id,
+      FLAGS.distributed_timeout_s,
+    )
     # Imported here so that `--help` and flag errors need no JAX start-up.
     from vae_jax.run import loop  # pylint: disable=g-import-not-at-top
+
     # pylint: disable-next=g-import-not-at-top
     import jax
+
     primary = jax.process_index() == 0
     if jax.process_count() > 1 and not FLAGS.workdir:
       raise UserError(
-          f"{jax.process_count()} processes train one run: give each the "
-          "same --workdir, on a file system they share")
+        f"{jax.process_count()} processes train one run: give each the "
+        "same --workdir, on a file system they share"
+      )
     if not FLAGS.quiet and primary:
       print(f"run directory: {workdir}", flush=True)
-    loop.train_and_evaluate(config, workdir, progress_bar=None if not
-                            FLAGS.quiet and primary else False,
-                            config_file=config_file, checked=True)
+    loop.train_and_evaluate(
+      config,
+      workdir,
+      progress_bar=None if not FLAGS.quiet and primary else False,
+      config_file=config_file,
+      checked=True,
+    )
   except UserError as e:
     cli.fail(str(e))
   except NonFiniteError as e:
     cli.fail(str(e), status=3)
   except OSError as e:  # a full disk, a directory removed or made read-only
-    cli.fail(f"writing in --workdir={workdir} failed: {e}; what it holds "
-             "stays resumable: make room (or fix the directory) and rerun "
-             "the same command")
+    cli.fail(
+      f"writing in --workdir={workdir} failed: {e}; what it holds "
+      "stays resumable: make room (or fix the directory) and rerun "
+      "the same command"
+    )
   if not FLAGS.quiet and primary:
-    print(f"done: metrics, checkpoints, figures and config in {workdir}",
-          flush=True)
+    print(
+      f"done: metrics, checkpoints, figures and config in {workdir}", flush=True
+    )
 
 
 def run():

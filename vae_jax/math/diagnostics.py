@@ -25,8 +25,12 @@ from typing import NamedTuple, Optional
 import chex
 import jax.numpy as jnp
 
-__all__ = ["LatentDiagnostics", "latent_diagnostics", "ACTIVE_THRESHOLD",
-           "collapsed"]
+__all__ = [
+  "LatentDiagnostics",
+  "latent_diagnostics",
+  "ACTIVE_THRESHOLD",
+  "collapsed",
+]
 
 ACTIVE_THRESHOLD = 0.01  # Var_x(E_q[z_d | x]) above this: an active unit
 
@@ -38,8 +42,9 @@ class LatentDiagnostics(NamedTuple):
   aggregate_kl: chex.Array  # scalar, nats
 
 
-def latent_diagnostics(means: chex.Array, logvars: chex.Array,
-                       kl: Optional[chex.Array] = None) -> LatentDiagnostics:
+def latent_diagnostics(
+  means: chex.Array, logvars: chex.Array, kl: Optional[chex.Array] = None
+) -> LatentDiagnostics:
   """Diagnostics of posteriors q(z|x_n) = N(means[n], diag exp(logvars[n])).
 
   `kl` `[N, D]`: each example's KL per dimension to its prior, for a layer
@@ -53,14 +58,17 @@ def latent_diagnostics(means: chex.Array, logvars: chex.Array,
   mean_variance = jnp.var(means, axis=0)
   centred = means - jnp.mean(means, axis=0)
   cov = centred.T @ centred / means.shape[0] + jnp.diag(
-      jnp.mean(jnp.exp(logvars), axis=0))
+    jnp.mean(jnp.exp(logvars), axis=0)
+  )
   m = jnp.mean(means, axis=0)
   _, logdet = jnp.linalg.slogdet(cov)
   aggregate_kl = 0.5 * (jnp.trace(cov) + m @ m - means.shape[1] - logdet)
   return LatentDiagnostics(
-      kl_per_dim=jnp.mean(kl, axis=0), mean_variance=mean_variance,
-      active_units=jnp.sum(mean_variance > ACTIVE_THRESHOLD).astype(jnp.int32),
-      aggregate_kl=aggregate_kl)
+    kl_per_dim=jnp.mean(kl, axis=0),
+    mean_variance=mean_variance,
+    active_units=jnp.sum(mean_variance > ACTIVE_THRESHOLD).astype(jnp.int32),
+    aggregate_kl=aggregate_kl,
+  )
 
 
 def collapsed(active_units: int, latent_dim: int) -> bool:

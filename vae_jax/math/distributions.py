@@ -22,28 +22,28 @@ import jax
 import jax.numpy as jnp
 
 __all__ = [
-    "sample_diagonal_gaussian",
-    "diagonal_gaussian_log_prob",
-    "standard_normal_log_prob",
-    "kl_to_standard_normal",
-    "kl_diagonal_gaussians",
-    "monte_carlo_kl",
-    "bernoulli_log_likelihood",
-    "gaussian_log_likelihood",
-    "gaussian_learned_variance_log_likelihood",
-    "continuous_bernoulli_log_normalizer",
-    "continuous_bernoulli_log_likelihood",
-    "continuous_bernoulli_mean",
+  "sample_diagonal_gaussian",
+  "diagonal_gaussian_log_prob",
+  "standard_normal_log_prob",
+  "kl_to_standard_normal",
+  "kl_diagonal_gaussians",
+  "monte_carlo_kl",
+  "bernoulli_log_likelihood",
+  "gaussian_log_likelihood",
+  "gaussian_learned_variance_log_likelihood",
+  "continuous_bernoulli_log_normalizer",
+  "continuous_bernoulli_log_likelihood",
+  "continuous_bernoulli_mean",
 ]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
 def sample_diagonal_gaussian(
-    rng: chex.PRNGKey,
-    mean: chex.Array,
-    logvar: chex.Array,
-    num_samples: Optional[int] = None,
+  rng: chex.PRNGKey,
+  mean: chex.Array,
+  logvar: chex.Array,
+  num_samples: Optional[int] = None,
 ) -> chex.Array:
   """Reparameterised sample z = μ + exp(logvar / 2) ⊙ ε, ε ~ N(0, I).
 
@@ -63,7 +63,7 @@ def sample_diagonal_gaussian(
 
 
 def diagonal_gaussian_log_prob(
-    z: chex.Array, mean: chex.Array, logvar: chex.Array
+  z: chex.Array, mean: chex.Array, logvar: chex.Array
 ) -> chex.Array:
   """log N(z; μ, diag exp(logvar)), summed over the last axis.
 
@@ -81,9 +81,7 @@ def diagonal_gaussian_log_prob(
   residual = z - mean
   safe_logvar = jnp.where(residual == 0, 0.0, logvar)
   standardised = residual * jnp.exp(-0.5 * safe_logvar)
-  return -0.5 * jnp.sum(
-      _LOG_2PI + logvar + jnp.square(standardised), axis=-1
-  )
+  return -0.5 * jnp.sum(_LOG_2PI + logvar + jnp.square(standardised), axis=-1)
 
 
 def standard_normal_log_prob(z: chex.Array) -> chex.Array:
@@ -100,35 +98,34 @@ def kl_to_standard_normal(mean: chex.Array, logvar: chex.Array) -> chex.Array:
   σ² ≈ 1, which is where collapsed (inactive) units sit.
   """
   chex.assert_equal_shape([mean, logvar])
-  return 0.5 * jnp.sum(
-      jnp.square(mean) + jnp.expm1(logvar) - logvar, axis=-1
-  )
+  return 0.5 * jnp.sum(jnp.square(mean) + jnp.expm1(logvar) - logvar, axis=-1)
 
 
 def kl_diagonal_gaussians(
-    mean_q: chex.Array,
-    logvar_q: chex.Array,
-    mean_p: chex.Array,
-    logvar_p: chex.Array,
+  mean_q: chex.Array,
+  logvar_q: chex.Array,
+  mean_p: chex.Array,
+  logvar_p: chex.Array,
 ) -> chex.Array:
   """KL(N(μ_q, diag σ_q²) ‖ N(μ_p, diag σ_p²)), summed over the last axis.
 
-      KL = ½ Σ_d [σ_q²/σ_p² − 1 − log(σ_q²/σ_p²) + (μ_q − μ_p)²/σ_p²]
+  KL = ½ Σ_d [σ_q²/σ_p² − 1 − log(σ_q²/σ_p²) + (μ_q − μ_p)²/σ_p²]
   """
   log_ratio = logvar_q - logvar_p
   return 0.5 * jnp.sum(
-      jnp.expm1(log_ratio) - log_ratio
-      + jnp.square(mean_q - mean_p) * jnp.exp(-logvar_p),
-      axis=-1,
+    jnp.expm1(log_ratio)
+    - log_ratio
+    + jnp.square(mean_q - mean_p) * jnp.exp(-logvar_p),
+    axis=-1,
   )
 
 
 def monte_carlo_kl(
-    rng: chex.PRNGKey,
-    mean: chex.Array,
-    logvar: chex.Array,
-    num_samples: int = 1,
-    log_prior: Callable[[chex.Array], chex.Array] = standard_normal_log_prob,
+  rng: chex.PRNGKey,
+  mean: chex.Array,
+  logvar: chex.Array,
+  num_samples: int = 1,
+  log_prior: Callable[[chex.Array], chex.Array] = standard_normal_log_prob,
 ) -> chex.Array:
   """Unbiased estimate KL ≈ 1/S Σ_s [log q(z_s|x) − log p(z_s)], z_s ~ q.
 
@@ -184,7 +181,7 @@ def _softplus(logits: chex.Array) -> chex.Array:
 
 
 def gaussian_log_likelihood(
-    mean: chex.Array, x: chex.Array, variance: chex.Numeric = 1.0
+  mean: chex.Array, x: chex.Array, variance: chex.Numeric = 1.0
 ) -> chex.Array:
   """log N(x; mean, variance · I) = −½ Σ_i [log 2π v + (x_i − mean_i)² / v].
 
@@ -199,12 +196,12 @@ def gaussian_log_likelihood(
   chex.assert_equal_shape([mean, x])
   variance = jnp.asarray(variance, dtype=mean.dtype)
   return -0.5 * jnp.sum(
-      _LOG_2PI + jnp.log(variance) + jnp.square(x - mean) / variance
+    _LOG_2PI + jnp.log(variance) + jnp.square(x - mean) / variance
   )
 
 
 def gaussian_learned_variance_log_likelihood(
-    mean: chex.Array, logvar: chex.Array, x: chex.Array
+  mean: chex.Array, logvar: chex.Array, x: chex.Array
 ) -> chex.Array:
   """log N(x; mean, diag exp(logvar)) = −½ Σ_i [log 2π + logvar_i + (x_i − mean_i)² e^{−logvar_i}].
 
@@ -214,8 +211,9 @@ def gaussian_learned_variance_log_likelihood(
   the density diverges.
   """
   chex.assert_equal_shape([mean, logvar, x])
-  return -0.5 * jnp.sum(_LOG_2PI + logvar + jnp.square(x - mean)
-                        * jnp.exp(-logvar))
+  return -0.5 * jnp.sum(
+    _LOG_2PI + logvar + jnp.square(x - mean) * jnp.exp(-logvar)
+  )
 
 
 # |ℓ| below this: the Taylor series of the continuous Bernoulli's log C and
@@ -249,8 +247,9 @@ def continuous_bernoulli_log_normalizer(logits: chex.Array) -> chex.Array:
   return jnp.where(small, taylor, closed)
 
 
-def continuous_bernoulli_log_likelihood(logits: chex.Array,
-                                        x: chex.Array) -> chex.Array:
+def continuous_bernoulli_log_likelihood(
+  logits: chex.Array, x: chex.Array
+) -> chex.Array:
   """log p(x|z) = Σ_i [x_i ℓ_i − softplus(ℓ_i) + log C(ℓ_i)] for x ∈ [0, 1].
 
   The Bernoulli's terms (written stably in logits, as there) plus the
@@ -258,8 +257,11 @@ def continuous_bernoulli_log_likelihood(logits: chex.Array,
   a likelihood for grey-level pixels. Scalar: the sum over every axis of x.
   """
   chex.assert_equal_shape([logits, x])
-  return jnp.sum(x * logits - jax.nn.softplus(logits)
-                 + continuous_bernoulli_log_normalizer(logits))
+  return jnp.sum(
+    x * logits
+    - jax.nn.softplus(logits)
+    + continuous_bernoulli_log_normalizer(logits)
+  )
 
 
 def continuous_bernoulli_mean(logits: chex.Array) -> chex.Array:
@@ -271,5 +273,5 @@ def continuous_bernoulli_mean(logits: chex.Array) -> chex.Array:
   small = jnp.abs(logits) < _CB_TAYLOR_BELOW
   safe = jnp.where(small, _CB_TAYLOR_BELOW, logits)
   closed = jax.nn.sigmoid(safe) / jnp.tanh(0.5 * safe) - 1.0 / safe
-  taylor = 0.5 + logits / 12.0 - logits ** 3 / 720.0
+  taylor = 0.5 + logits / 12.0 - logits**3 / 720.0
   return jnp.where(small, taylor, closed)

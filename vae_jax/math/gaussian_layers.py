@@ -67,16 +67,20 @@ Stats = Dict[str, Tuple[chex.Array, chex.Array]]
 def kl_per_dimension(mean_q, logvar_q, mean_p=0.0, logvar_p=0.0):
   """KL(N(μ_q, σ_q²) ‖ N(μ_p, σ_p²)) of each dimension (no sum), broadcast."""
   log_ratio = logvar_q - logvar_p
-  return 0.5 * (jnp.expm1(log_ratio) - log_ratio
-                + jnp.square(mean_q - mean_p) * jnp.exp(-logvar_p))
+  return 0.5 * (
+    jnp.expm1(log_ratio)
+    - log_ratio
+    + jnp.square(mean_q - mean_p) * jnp.exp(-logvar_p)
+  )
 
 
 def _log_density(z, mean, logvar):
   """log N(z; mean, diag exp(logvar)) of draws z `[K, *shape]`, `[K]`."""
   k = z.shape[0]
   flat = lambda a: jnp.broadcast_to(a, z.shape).reshape(k, -1)
-  return distributions.diagonal_gaussian_log_prob(flat(z), flat(mean),
-                                                  flat(logvar))
+  return distributions.diagonal_gaussian_log_prob(
+    flat(z), flat(mean), flat(logvar)
+  )
 
 
 def _given(z) -> Pick:
@@ -100,11 +104,13 @@ class GaussianLayers:
 
     def infer(self, params: Any, x: chex.Array, pick: Pick) -> Stats: ...
 
-    def generate(self, params: Any, z_top: chex.Array,
-                 pick: Pick) -> Tuple[Stats, Any]: ...
+    def generate(
+      self, params: Any, z_top: chex.Array, pick: Pick
+    ) -> Tuple[Stats, Any]: ...
 
-    def encode_top(self, params: Any,
-                   u: chex.Array) -> Tuple[chex.Array, chex.Array]: ...
+    def encode_top(
+      self, params: Any, u: chex.Array
+    ) -> Tuple[chex.Array, chex.Array]: ...
 
     def log_likelihood(self, output: Any, x: chex.Array) -> chex.Array: ...
 
@@ -124,19 +130,20 @@ class GaussianLayers:
   def init(self, rng: chex.PRNGKey) -> Any:
     """The networks' parameters from `rng`; a learned prior's from
     fold_in(rng, 1), under "prior" (as `GaussianVAE.init`)."""
-    return priors.with_prior_params(self.init_networks(rng),
-                                    self.prior_component, rng)
+    return priors.with_prior_params(
+      self.init_networks(rng), self.prior_component, rng
+    )
 
   def _prior_args(self, params) -> tuple:
     """The prior's parameters, and q(z_L|u) for a prior built on it."""
-    prior_params = (params.get("prior") if isinstance(params, Mapping)
-                    else None)
+    prior_params = params.get("prior") if isinstance(params, Mapping) else None
     if getattr(self.prior_component, "uses_encoder", False):
       return prior_params, lambda u: self.encode_top(params, u)
     return (prior_params,)
 
-  def _draws(self, params, x, eps
-             ) -> Tuple[Dict[str, chex.Array], Stats, chex.Array]:
+  def _draws(
+    self, params, x, eps
+  ) -> Tuple[Dict[str, chex.Array], Stats, chex.Array]:
     """(z, {layer: (mean, logvar)} of q, log q(z|x) `[K]`) from noise ε."""
     chex.assert_shape(x, tuple(self.event_shape))
     z = {}
@@ -152,16 +159,17 @@ class GaussianLayers:
 
   def _noise(self, rng, num_samples, first):
     return model_lib.layer_noise(
-        rng, model_lib.draw_indices(num_samples, first), self.latent_shapes)
+      rng, model_lib.draw_indices(num_samples, first), self.latent_shapes
+    )
 
-  def sample_posterior(self, params, x, rng, num_samples: int,
-                       first: chex.Numeric = 0):
+  def sample_posterior(
+    self, params, x, rng, num_samples: int, first: chex.Numeric = 0
+  ):
     z, _, log_q = self._draws(params, x, self._noise(rng, num_samples, first))
     return z, log_q
 
   def sample_posterior_with_kl(self, params, x, rng, num_samples: int):
-    z, q_stats, log_q = self._draws(params, x,
-                                    self._noise(rng, num_samples, 0))
+    z, q_stats, log_q = self._draws(params, x, self._noise(rng, num_samples, 0))
     if not getattr(self.prior_component, "standard_normal", False):
       return z, log_q, None
     p_stats, _ = self.generate(params, z[self._top], _given(z))
@@ -169,8 +177,9 @@ class GaussianLayers:
     kl = {}
     for name, shape in self.latent_shapes.items():
       per_draw = kl_per_dimension(*q_stats[name], *p_stats[name])
-      kl[name] = jnp.mean(jnp.broadcast_to(per_draw, (num_samples, *shape)),
-                          axis=0)
+      kl[name] = jnp.mean(
+        jnp.broadcast_to(per_draw, (num_samples, *shape)), axis=0
+      )
     return z, log_q, kl
 
   def log_joint(self, params, x, z):
@@ -178,11 +187,11 @@ class GaussianLayers:
     prior_params, *encode = self._prior_args(params)
     top = self._top
     p_stats, output = self.generate(params, z[top], _given(z))
-    log_likelihood = jax.vmap(self.log_likelihood,
-                              in_axes=(0, None))(output, x)
+    log_likelihood = jax.vmap(self.log_likelihood, in_axes=(0, None))(output, x)
     # log p(z) = log p(z_L) + Σ_{l<L} log p(z_l|z_{>l})
-    log_prior = (self.prior_component.log_prob(prior_params, z[top], *encode)
-                 + sum(_log_density(z[n], *p_stats[n]) for n in p_stats))
+    log_prior = self.prior_component.log_prob(
+      prior_params, z[top], *encode
+    ) + sum(_log_density(z[n], *p_stats[n]) for n in p_stats)
     return log_likelihood, log_prior
 
   def sample_prior(self, params, rng, num: int):
@@ -190,8 +199,7 @@ class GaussianLayers:
     top_rng, noise_rng = jax.random.split(rng)
     prior_params, *encode = self._prior_args(params)
     top = self._top
-    z = {top: self.prior_component.sample(prior_params, top_rng, num,
-                                          *encode)}
+    z = {top: self.prior_component.sample(prior_params, top_rng, num, *encode)}
     eps = self._noise(noise_rng, num, 0)
 
     def pick(name, mean, logvar):
@@ -206,8 +214,9 @@ class GaussianLayers:
     _, output = self.generate(params, one[self._top], _given(one))
     return self.mean_of_output(output[0])
 
-  def posterior_stats(self, params, x, rng) -> Dict[str, Tuple[chex.Array,
-                                                               chex.Array]]:
+  def posterior_stats(
+    self, params, x, rng
+  ) -> Dict[str, Tuple[chex.Array, chex.Array]]:
     """Each layer's (mean, logvar) `[*shape]` given one draw of its parents
     (draw 0 of `rng`)."""
     _, stats, _ = self._draws(params, x, self._noise(rng, 1, 0))

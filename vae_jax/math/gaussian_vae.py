@@ -41,13 +41,15 @@ class GaussianVAE:
 
     def init_networks(self, rng: chex.PRNGKey) -> Any: ...
 
-    def encode(self, params: Any,
-               x: chex.Array) -> Tuple[chex.Array, chex.Array]: ...
+    def encode(
+      self, params: Any, x: chex.Array
+    ) -> Tuple[chex.Array, chex.Array]: ...
 
     def decode(self, params: Any, z: chex.Array) -> Any: ...
 
-    def log_likelihood(self, decoder_output: Any,
-                       x: chex.Array) -> chex.Array: ...
+    def log_likelihood(
+      self, decoder_output: Any, x: chex.Array
+    ) -> chex.Array: ...
 
     def mean_of_output(self, decoder_output: Any) -> chex.Array: ...
 
@@ -66,8 +68,9 @@ class GaussianVAE:
     """The networks' parameters from `rng` and, for a learned prior, its
     own from fold_in(rng, 1) under "prior" (so the networks start as they
     would with N(0, I))."""
-    return priors.with_prior_params(self.init_networks(rng),
-                                    self.prior_component, rng)
+    return priors.with_prior_params(
+      self.init_networks(rng), self.prior_component, rng
+    )
 
   def _posterior(self, params, x) -> Tuple[chex.Array, chex.Array]:
     chex.assert_shape(x, tuple(self.event_shape))
@@ -77,14 +80,16 @@ class GaussianVAE:
 
   def _draws(self, params, x, rng, num_samples, first):
     mean, logvar = self._posterior(params, x)
-    eps = model_lib.layer_noise(rng, model_lib.draw_indices(num_samples, first),
-                                self.latent_shapes)[LAYER]
+    eps = model_lib.layer_noise(
+      rng, model_lib.draw_indices(num_samples, first), self.latent_shapes
+    )[LAYER]
     z = mean + jnp.exp(0.5 * logvar) * eps  # [K, D]
     log_q = distributions.diagonal_gaussian_log_prob(z, mean, logvar)
     return mean, logvar, {LAYER: z}, log_q
 
-  def sample_posterior(self, params, x, rng, num_samples: int,
-                       first: chex.Numeric = 0):
+  def sample_posterior(
+    self, params, x, rng, num_samples: int, first: chex.Numeric = 0
+  ):
     _, _, z, log_q = self._draws(params, x, rng, num_samples, first)
     return z, log_q
 
@@ -108,8 +113,7 @@ class GaussianVAE:
   def _prior_args(self, params) -> tuple:
     """The prior's parameters, and the encoder for a prior built on it."""
     prior = self.prior_component
-    prior_params = (params.get("prior") if isinstance(params, Mapping)
-                    else None)
+    prior_params = params.get("prior") if isinstance(params, Mapping) else None
     if getattr(prior, "uses_encoder", False):
       return prior_params, self._encode_batch(params)
     return (prior_params,)
@@ -128,14 +132,14 @@ class GaussianVAE:
       log_likelihood = self.log_likelihood(self.decode(params, zs[0]), x)[None]
     else:
       outputs = jax.vmap(self.decode, in_axes=(None, 0))(params, zs)
-      log_likelihood = jax.vmap(self.log_likelihood,
-                                in_axes=(0, None))(outputs, x)
+      log_likelihood = jax.vmap(self.log_likelihood, in_axes=(0, None))(
+        outputs, x
+      )
     return log_likelihood, self.log_prior(params, zs)
 
   def sample_prior(self, params, rng, num: int):
     prior_params, *encode = self._prior_args(params)
-    return {LAYER: self.prior_component.sample(prior_params, rng, num,
-                                               *encode)}
+    return {LAYER: self.prior_component.sample(prior_params, rng, num, *encode)}
 
   def decode_mean(self, params, z):
     return self.mean_of_output(self.decode(params, z[LAYER]))

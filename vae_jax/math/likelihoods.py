@@ -32,9 +32,16 @@ from vae_jax import names
 from vae_jax.math import distributions
 from vae_jax.names import LIKELIHOODS
 
-__all__ = ["LIKELIHOODS", "Likelihood", "Family", "DEFAULT_MIN_LOG_VARIANCE",
-           "BERNOULLI", "GAUSSIAN", "GAUSSIAN_LEARNED_VARIANCE",
-           "CONTINUOUS_BERNOULLI"]
+__all__ = [
+  "LIKELIHOODS",
+  "Likelihood",
+  "Family",
+  "DEFAULT_MIN_LOG_VARIANCE",
+  "BERNOULLI",
+  "GAUSSIAN",
+  "GAUSSIAN_LEARNED_VARIANCE",
+  "CONTINUOUS_BERNOULLI",
+]
 
 # log 1e-3: a standard deviation of 0.03 on [0, 1] pixels. Fashion-MNIST has
 # pixels that are exactly 0 in every image of a class; without a floor the
@@ -52,8 +59,9 @@ class Likelihood:
 
   def __post_init__(self):
     if self.name not in LIKELIHOODS:
-      raise ValueError(f"unknown likelihood {self.name!r}; choose one of "
-                       f"{list(LIKELIHOODS)}")
+      raise ValueError(
+        f"unknown likelihood {self.name!r}; choose one of {list(LIKELIHOODS)}"
+      )
 
   @property
   def family(self) -> "Family":
@@ -83,8 +91,9 @@ class Family(NamedTuple):
   mean: Callable[[Likelihood, Any], Any]
 
 
-def _mean_and_logvar(likelihood: Likelihood, decoder_output
-                     ) -> tuple[chex.Array, chex.Array]:
+def _mean_and_logvar(
+  likelihood: Likelihood, decoder_output
+) -> tuple[chex.Array, chex.Array]:
   mean, raw = jnp.split(decoder_output, 2, axis=-1)
   # A soft floor: ≥ the floor everywhere, ≈ raw well above it, and its
   # gradient never vanishes the way max(floor, raw)'s does below the floor.
@@ -93,18 +102,28 @@ def _mean_and_logvar(likelihood: Likelihood, decoder_output
 
 
 BERNOULLI = Family(
-    1, lambda _, output, x: distributions.bernoulli_log_likelihood(output, x),
-    lambda _, output: jax.nn.sigmoid(output))
+  1,
+  lambda _, output, x: distributions.bernoulli_log_likelihood(output, x),
+  lambda _, output: jax.nn.sigmoid(output),
+)
 CONTINUOUS_BERNOULLI = Family(
-    1, lambda _, output, x: distributions.continuous_bernoulli_log_likelihood(
-        output, x),
-    lambda _, output: distributions.continuous_bernoulli_mean(output))
+  1,
+  lambda _, output, x: distributions.continuous_bernoulli_log_likelihood(
+    output, x
+  ),
+  lambda _, output: distributions.continuous_bernoulli_mean(output),
+)
 GAUSSIAN = Family(
-    1, lambda lik, output, x: distributions.gaussian_log_likelihood(
-        output, x, lik.gaussian_variance),
-    lambda _, output: output)
+  1,
+  lambda lik, output, x: distributions.gaussian_log_likelihood(
+    output, x, lik.gaussian_variance
+  ),
+  lambda _, output: output,
+)
 GAUSSIAN_LEARNED_VARIANCE = Family(
-    2, lambda lik, output, x: distributions.
-    gaussian_learned_variance_log_likelihood(*_mean_and_logvar(lik, output),
-                                             x),
-    lambda lik, output: _mean_and_logvar(lik, output)[0])
+  2,
+  lambda lik, output, x: distributions.gaussian_learned_variance_log_likelihood(
+    *_mean_and_logvar(lik, output), x
+  ),
+  lambda lik, output: _mean_and_logvar(lik, output)[0],
+)

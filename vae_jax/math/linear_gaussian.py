@@ -64,11 +64,15 @@ class LinearGaussianVAE(GaussianVAE):
     shape = (self.data_dim, self.latent_dim)
     scale = 1.0 / math.sqrt(self.data_dim)
     return {
-        "encoder": {"weight": scale * jax.random.normal(enc_rng, shape),
-                    "bias": jnp.zeros(self.latent_dim),
-                    "logvar": jnp.zeros(self.latent_dim)},
-        "decoder": {"weight": scale * jax.random.normal(dec_rng, shape),
-                    "bias": jnp.zeros(self.data_dim)},
+      "encoder": {
+        "weight": scale * jax.random.normal(enc_rng, shape),
+        "bias": jnp.zeros(self.latent_dim),
+        "logvar": jnp.zeros(self.latent_dim),
+      },
+      "decoder": {
+        "weight": scale * jax.random.normal(dec_rng, shape),
+        "bias": jnp.zeros(self.data_dim),
+      },
     }
 
   def encode(self, params, x):
@@ -83,8 +87,9 @@ class LinearGaussianVAE(GaussianVAE):
     return z @ dec["weight"].T + dec["bias"]
 
   def log_likelihood(self, decoder_output, x):
-    return distributions.gaussian_log_likelihood(decoder_output, x,
-                                                 self.variance)
+    return distributions.gaussian_log_likelihood(
+      decoder_output, x, self.variance
+    )
 
   def mean_of_output(self, decoder_output):
     return decoder_output
@@ -114,10 +119,12 @@ class LinearGaussianVAE(GaussianVAE):
     precision = self._precision(params)
     mean, _ = self.posterior(params, x)
     _, logdet = jnp.linalg.slogdet(precision)
-    quad = (jnp.sum(jnp.square(r), axis=-1) / self.variance
-            - jnp.sum((mean @ precision) * mean, axis=-1))
-    return -0.5 * (self.data_dim * (_LOG_2PI + math.log(self.variance))
-                   + logdet + quad)
+    quad = jnp.sum(jnp.square(r), axis=-1) / self.variance - jnp.sum(
+      (mean @ precision) * mean, axis=-1
+    )
+    return -0.5 * (
+      self.data_dim * (_LOG_2PI + math.log(self.variance)) + logdet + quad
+    )
 
   def closed_form_elbo(self, params, x, mean, logvar) -> ElboParts:
     """The ELBO of q = N(mean, diag exp(logvar)) with no sampling, `[...]` each.
@@ -129,11 +136,13 @@ class LinearGaussianVAE(GaussianVAE):
     residual = x - b - mean @ w.T
     spread = jnp.sum(jnp.sum(jnp.square(w), axis=0) * jnp.exp(logvar), axis=-1)
     log_likelihood = -0.5 * (
-        self.data_dim * (_LOG_2PI + math.log(self.variance))
-        + (jnp.sum(jnp.square(residual), axis=-1) + spread) / self.variance)
+      self.data_dim * (_LOG_2PI + math.log(self.variance))
+      + (jnp.sum(jnp.square(residual), axis=-1) + spread) / self.variance
+    )
     kl = distributions.kl_to_standard_normal(mean, logvar)
-    return ElboParts(elbo=log_likelihood - kl, log_likelihood=log_likelihood,
-                     kl=kl)
+    return ElboParts(
+      elbo=log_likelihood - kl, log_likelihood=log_likelihood, kl=kl
+    )
 
   def kl_to_posterior(self, params, x, mean, logvar) -> chex.Array:
     """KL(q ‖ p(z|x; θ)) for q = N(mean, diag exp(logvar)), `[...]`, nats."""
@@ -141,9 +150,13 @@ class LinearGaussianVAE(GaussianVAE):
     post_mean, _ = self.posterior(params, x)
     delta = mean - post_mean
     _, logdet = jnp.linalg.slogdet(precision)
-    return 0.5 * (jnp.sum(jnp.diag(precision) * jnp.exp(logvar), axis=-1)
-                  + jnp.sum((delta @ precision) * delta, axis=-1)
-                  - self.latent_dim - logdet - jnp.sum(logvar, axis=-1))
+    return 0.5 * (
+      jnp.sum(jnp.diag(precision) * jnp.exp(logvar), axis=-1)
+      + jnp.sum((delta @ precision) * delta, axis=-1)
+      - self.latent_dim
+      - logdet
+      - jnp.sum(logvar, axis=-1)
+    )
 
   def best_encoder(self, params) -> dict:
     """φ* with q(z|x; φ*) = argmin over diagonal q of KL(q ‖ p(z|x; θ)), all x.
@@ -154,11 +167,15 @@ class LinearGaussianVAE(GaussianVAE):
     w, b = params["decoder"]["weight"], params["decoder"]["bias"]
     precision = self._precision(params)
     weight = w @ jnp.linalg.inv(precision) / self.variance  # A, [P, D]
-    return {"weight": weight, "bias": -b @ weight,
-            "logvar": -jnp.log(jnp.diag(precision))}
+    return {
+      "weight": weight,
+      "bias": -b @ weight,
+      "logvar": -jnp.log(jnp.diag(precision)),
+    }
 
-  def ground_truth(self, rng: chex.PRNGKey,
-                   scales: Optional[Sequence[float]] = None) -> Any:
+  def ground_truth(
+    self, rng: chex.PRNGKey, scales: Optional[Sequence[float]] = None
+  ) -> Any:
     """Params of a data-generating model with W = Q diag(s), QᵀQ = I.
 
     The columns of W are orthogonal, so p(z|x) is diagonal and the encoder
@@ -166,14 +183,21 @@ class LinearGaussianVAE(GaussianVAE):
     down to 0.5; b ~ N(0, I).
     """
     q_rng, b_rng = jax.random.split(rng)
-    s = jnp.asarray(jnp.linspace(2.0, 0.5, self.latent_dim) if scales is None
-                    else scales, jnp.float32)
-    q, _ = jnp.linalg.qr(jax.random.normal(
-        q_rng, (self.data_dim, self.latent_dim)))
-    decoder = {"weight": q * s,
-               "bias": jax.random.normal(b_rng, (self.data_dim,))}
-    return {"encoder": self.best_encoder({"decoder": decoder}),
-            "decoder": decoder}
+    s = jnp.asarray(
+      jnp.linspace(2.0, 0.5, self.latent_dim) if scales is None else scales,
+      jnp.float32,
+    )
+    q, _ = jnp.linalg.qr(
+      jax.random.normal(q_rng, (self.data_dim, self.latent_dim))
+    )
+    decoder = {
+      "weight": q * s,
+      "bias": jax.random.normal(b_rng, (self.data_dim,)),
+    }
+    return {
+      "encoder": self.best_encoder({"decoder": decoder}),
+      "decoder": decoder,
+    }
 
   def sample(self, rng: chex.PRNGKey, params, num: int) -> chex.Array:
     """`[num, P]` draws x = W z + b + σ ε from p(x; θ), z, ε standard normal."""

@@ -59,19 +59,31 @@ class TwoLayerLinearGaussian(GaussianLayers):
     """Small random weights, zero biases and log-variances."""
     p, d1, d2 = self.data_dim, self.z1_dim, self.z2_dim
     keys = jax.random.split(rng, 5)
-    normal = lambda key, shape: (jax.random.normal(key, shape)
-                                 / math.sqrt(shape[1]))
+    normal = lambda key, shape: (
+      jax.random.normal(key, shape) / math.sqrt(shape[1])
+    )
     return {
-        "encoder": {
-            "z2": {"weight": normal(keys[0], (d2, p)), "bias": jnp.zeros(d2),
-                   "logvar": jnp.zeros(d2)},
-            "z1": {"weight_x": normal(keys[1], (d1, p)),
-                   "weight_z": normal(keys[2], (d1, d2)),
-                   "bias": jnp.zeros(d1), "logvar": jnp.zeros(d1)}},
-        "decoder": {
-            "z1": {"weight": normal(keys[3], (d1, d2)), "bias": jnp.zeros(d1),
-                   "logvar": jnp.zeros(d1)},
-            "x": {"weight": normal(keys[4], (p, d1)), "bias": jnp.zeros(p)}},
+      "encoder": {
+        "z2": {
+          "weight": normal(keys[0], (d2, p)),
+          "bias": jnp.zeros(d2),
+          "logvar": jnp.zeros(d2),
+        },
+        "z1": {
+          "weight_x": normal(keys[1], (d1, p)),
+          "weight_z": normal(keys[2], (d1, d2)),
+          "bias": jnp.zeros(d1),
+          "logvar": jnp.zeros(d1),
+        },
+      },
+      "decoder": {
+        "z1": {
+          "weight": normal(keys[3], (d1, d2)),
+          "bias": jnp.zeros(d1),
+          "logvar": jnp.zeros(d1),
+        },
+        "x": {"weight": normal(keys[4], (p, d1)), "bias": jnp.zeros(p)},
+      },
     }
 
   def encode_top(self, params, u):
@@ -109,5 +121,6 @@ class TwoLayerLinearGaussian(GaussianLayers):
     cov = w @ cov_z1 @ w.T + self.variance * jnp.eye(self.data_dim)
     r = x - (w @ p1["bias"] + px["bias"])
     _, logdet = jnp.linalg.slogdet(cov)
-    return -0.5 * (self.data_dim * _LOG_2PI + logdet
-                   + r @ jnp.linalg.solve(cov, r))
+    return -0.5 * (
+      self.data_dim * _LOG_2PI + logdet + r @ jnp.linalg.solve(cov, r)
+    )

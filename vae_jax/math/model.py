@@ -61,16 +61,31 @@ import jax.numpy as jnp
 
 from vae_jax.math import threefry
 
-__all__ = ["VAEModel", "Params", "Latents", "PROTOCOL_METHODS",
-           "missing_methods", "layer_noise", "layer_sizes", "top_layer",
-           "draw_indices", "check_draws"]
+__all__ = [
+  "VAEModel",
+  "Params",
+  "Latents",
+  "PROTOCOL_METHODS",
+  "missing_methods",
+  "layer_noise",
+  "layer_sizes",
+  "top_layer",
+  "draw_indices",
+  "check_draws",
+]
 
 Params = Any
 Latents = Dict[str, chex.Array]  # layer name → [*layer_shape] (or [K, ...])
 
 # What a model must have; `missing_methods` names what one lacks.
-PROTOCOL_METHODS = ("init", "sample_posterior", "log_joint", "sample_prior",
-                    "decode_mean", "posterior_stats")
+PROTOCOL_METHODS = (
+  "init",
+  "sample_posterior",
+  "log_joint",
+  "sample_prior",
+  "decode_mean",
+  "posterior_stats",
+)
 
 
 @runtime_checkable
@@ -86,24 +101,32 @@ class VAEModel(Protocol):
   def init(self, rng: chex.PRNGKey) -> Params:
     """Fresh parameters (a dict; a learned prior's under "prior")."""
 
-  def sample_posterior(self, params: Params, x: chex.Array, rng: chex.PRNGKey,
-                       num_samples: int, first: chex.Numeric = 0
-                       ) -> Tuple[Latents, chex.Array]:
+  def sample_posterior(
+    self,
+    params: Params,
+    x: chex.Array,
+    rng: chex.PRNGKey,
+    num_samples: int,
+    first: chex.Numeric = 0,
+  ) -> Tuple[Latents, chex.Array]:
     """K draws z_k ~ q(z|x) (leaves `[K, ...]`) and log q(z_k|x) `[K]`."""
 
-  def log_joint(self, params: Params, x: chex.Array, z: Latents
-                ) -> Tuple[chex.Array, chex.Array]:
+  def log_joint(
+    self, params: Params, x: chex.Array, z: Latents
+  ) -> Tuple[chex.Array, chex.Array]:
     """(log p(x|z_k), log p(z_k)), each `[K]`, nats."""
 
-  def sample_prior(self, params: Params, rng: chex.PRNGKey, num: int
-                   ) -> Latents:
+  def sample_prior(
+    self, params: Params, rng: chex.PRNGKey, num: int
+  ) -> Latents:
     """`num` draws z ~ p(z), leaves `[num, ...]`."""
 
   def decode_mean(self, params: Params, z: Latents) -> chex.Array:
     """E[x|z] `[*event_shape]` of one z."""
 
-  def posterior_stats(self, params: Params, x: chex.Array, rng: chex.PRNGKey
-                      ) -> Dict[str, Tuple[chex.Array, chex.Array]]:
+  def posterior_stats(
+    self, params: Params, x: chex.Array, rng: chex.PRNGKey
+  ) -> Dict[str, Tuple[chex.Array, chex.Array]]:
     """{layer: (mean, logvar)} of each Gaussian layer of q(z|x)."""
 
 
@@ -113,8 +136,7 @@ def missing_methods(model: Any) -> list[str]:
   return [n for n in names if not hasattr(model, n)]
 
 
-def layer_sizes(latent_shapes: Mapping[str, Tuple[int, ...]]
-                ) -> Dict[str, int]:
+def layer_sizes(latent_shapes: Mapping[str, Tuple[int, ...]]) -> Dict[str, int]:
   """{layer: number of values}, in the layers' order."""
   return {name: math.prod(shape) for name, shape in latent_shapes.items()}
 
@@ -124,8 +146,11 @@ def top_layer(model: VAEModel) -> str:
   return next(iter(model.latent_shapes))
 
 
-def layer_noise(rng: chex.PRNGKey, indices: chex.Array,
-                latent_shapes: Mapping[str, Tuple[int, ...]]) -> Latents:
+def layer_noise(
+  rng: chex.PRNGKey,
+  indices: chex.Array,
+  latent_shapes: Mapping[str, Tuple[int, ...]],
+) -> Latents:
   """ε_k ~ N(0, I) of every layer for the draws k in `indices` `[K]`.
 
   Draw k's noise is threefry.normal(fold_in(rng, k), (Σⱼ Dⱼ,)) cut into the
@@ -135,24 +160,29 @@ def layer_noise(rng: chex.PRNGKey, indices: chex.Array,
   """
   sizes = layer_sizes(latent_shapes)
   total = sum(sizes.values())
-  bits = jax.vmap(lambda k: threefry.bits(threefry.fold_in(rng, k),
-                                          (total,)))(indices)
+  bits = jax.vmap(lambda k: threefry.bits(threefry.fold_in(rng, k), (total,)))(
+    indices
+  )
   eps = threefry.normal_from_bits(bits)  # [K, total]
   out, start = {}, 0
   for name, shape in latent_shapes.items():
-    out[name] = eps[:, start:start + sizes[name]].reshape(-1, *shape)
+    out[name] = eps[:, start : start + sizes[name]].reshape(-1, *shape)
     start += sizes[name]
   return out
 
 
 def draw_indices(num_samples: int, first: chex.Numeric = 0) -> chex.Array:
   """The draw indices first, …, first + K − 1 (int32)."""
-  return jnp.asarray(first, jnp.int32) + jnp.arange(num_samples,
-                                                    dtype=jnp.int32)
+  return jnp.asarray(first, jnp.int32) + jnp.arange(
+    num_samples, dtype=jnp.int32
+  )
 
 
-def check_draws(z: Latents, latent_shapes: Mapping[str, Tuple[int, ...]],
-                num: Optional[int] = None) -> int:
+def check_draws(
+  z: Latents,
+  latent_shapes: Mapping[str, Tuple[int, ...]],
+  num: Optional[int] = None,
+) -> int:
   """Asserts z's leaves are `[K, *layer_shape]` for every layer; returns K."""
   chex.assert_equal(sorted(z), sorted(latent_shapes))
   k = next(iter(z.values())).shape[0] if num is None else num

@@ -48,10 +48,20 @@ import jax.numpy as jnp
 from vae_jax.math import threefry
 from vae_jax.math.model import VAEModel
 
-__all__ = ["ElboParts", "ExampleTerms", "log_weights", "elbo",
-           "example_terms", "iwae_bound", "importance_sampled_log_px",
-           "batch_elbo", "per_example", "closed_form_kl", "chunked_log_mean_exp",
-           "uses_closed_form_kl"]
+__all__ = [
+  "ElboParts",
+  "ExampleTerms",
+  "log_weights",
+  "elbo",
+  "example_terms",
+  "iwae_bound",
+  "importance_sampled_log_px",
+  "batch_elbo",
+  "per_example",
+  "closed_form_kl",
+  "chunked_log_mean_exp",
+  "uses_closed_form_kl",
+]
 
 
 class ElboParts(NamedTuple):
@@ -82,9 +92,14 @@ def _weights(log_likelihood, log_prior, log_q, kl_weight):
   return log_likelihood + kl_weight * (log_prior - log_q)
 
 
-def log_weights(model: VAEModel, params: Any, x: chex.Array, rng: chex.PRNGKey,
-                num_samples: int = 1, kl_weight: chex.Numeric = 1.0
-                ) -> chex.Array:
+def log_weights(
+  model: VAEModel,
+  params: Any,
+  x: chex.Array,
+  rng: chex.PRNGKey,
+  num_samples: int = 1,
+  kl_weight: chex.Numeric = 1.0,
+) -> chex.Array:
   """log w_k = log p(x|z_k) + β [log p(z_k) − log q(z_k|x)], z_k ~ q(z|x).
 
   Args:
@@ -104,8 +119,14 @@ def log_weights(model: VAEModel, params: Any, x: chex.Array, rng: chex.PRNGKey,
   return _weights(log_likelihood, log_prior, log_q, kl_weight)
 
 
-def elbo(model: VAEModel, params: Any, x: chex.Array, rng: chex.PRNGKey,
-         num_samples: int = 1, analytic_kl: bool = True) -> ElboParts:
+def elbo(
+  model: VAEModel,
+  params: Any,
+  x: chex.Array,
+  rng: chex.PRNGKey,
+  num_samples: int = 1,
+  analytic_kl: bool = True,
+) -> ElboParts:
   """The ELBO of one example from `num_samples` draws z_k ~ q(z|x).
 
   With `analytic_kl=False`, or for a model without a closed-form KL, the
@@ -125,13 +146,17 @@ def _sample(model, params, x, rng, num_samples, analytic_kl):
   if analytic_kl and hasattr(model, "sample_posterior_with_kl"):
     return model.sample_posterior_with_kl(params, x, rng, num_samples)
   z, log_q = model.sample_posterior(params, x, rng, num_samples)
-  kl = model.analytic_kl(params, x) if (
-      analytic_kl and hasattr(model, "analytic_kl")) else None
+  kl = (
+    model.analytic_kl(params, x)
+    if (analytic_kl and hasattr(model, "analytic_kl"))
+    else None
+  )
   return z, log_q, kl
 
 
-def closed_form_kl(model: VAEModel, params: Any, x: chex.Array,
-                   rng: chex.PRNGKey) -> Optional[dict]:
+def closed_form_kl(
+  model: VAEModel, params: Any, x: chex.Array, rng: chex.PRNGKey
+) -> Optional[dict]:
   """{layer: [D]} the model's closed-form KL of one example, or None.
 
   A conditional layer's is given one posterior draw of its parents.
@@ -142,15 +167,20 @@ def closed_form_kl(model: VAEModel, params: Any, x: chex.Array,
 def uses_closed_form_kl(model: VAEModel, params: Any, x: chex.Array) -> bool:
   """Whether `analytic_kl=True` gives the closed form (else Monte Carlo)."""
   out = jax.eval_shape(
-      lambda p, x_: closed_form_kl(model, p, x_, jax.random.key(0)),
-      params, x)
+    lambda p, x_: closed_form_kl(model, p, x_, jax.random.key(0)), params, x
+  )
   return out is not None
 
 
-def example_terms(model: VAEModel, params: Any, x: chex.Array,
-                  rng: chex.PRNGKey, num_samples: int = 1,
-                  analytic_kl: bool = True, kl_weight: chex.Numeric = 1.0
-                  ) -> ExampleTerms:
+def example_terms(
+  model: VAEModel,
+  params: Any,
+  x: chex.Array,
+  rng: chex.PRNGKey,
+  num_samples: int = 1,
+  analytic_kl: bool = True,
+  kl_weight: chex.Numeric = 1.0,
+) -> ExampleTerms:
   """The plain ELBO, its KL per layer and dimension and L_K(β), from K draws.
 
   `analytic_kl=True` takes the model's closed-form KL where it has one
@@ -159,32 +189,45 @@ def example_terms(model: VAEModel, params: Any, x: chex.Array,
   free bits, which floor it) is the closed form's, else None. Under `jit`,
   what a caller leaves unused is not computed.
   """
-  z, log_q, kl_per_dim = _sample(model, params, x, rng, num_samples,
-                                 analytic_kl)
+  z, log_q, kl_per_dim = _sample(
+    model, params, x, rng, num_samples, analytic_kl
+  )
   log_likelihood, log_prior = model.log_joint(params, x, z)
   if kl_per_dim is not None:
     kl = sum(jnp.sum(v) for v in kl_per_dim.values())
   else:
     kl = jnp.mean(log_q - log_prior)
-  iwae = (jax.nn.logsumexp(_weights(log_likelihood, log_prior, log_q,
-                                    kl_weight)) - math.log(num_samples))
+  iwae = jax.nn.logsumexp(
+    _weights(log_likelihood, log_prior, log_q, kl_weight)
+  ) - math.log(num_samples)
   log_likelihood = jnp.mean(log_likelihood)
-  parts = ElboParts(elbo=log_likelihood - kl, log_likelihood=log_likelihood,
-                    kl=kl)
+  parts = ElboParts(
+    elbo=log_likelihood - kl, log_likelihood=log_likelihood, kl=kl
+  )
   return ExampleTerms(parts=parts, kl_per_dim=kl_per_dim, iwae=iwae)
 
 
-def iwae_bound(model: VAEModel, params: Any, x: chex.Array, rng: chex.PRNGKey,
-               num_samples: int = 1, kl_weight: chex.Numeric = 1.0
-               ) -> chex.Array:
+def iwae_bound(
+  model: VAEModel,
+  params: Any,
+  x: chex.Array,
+  rng: chex.PRNGKey,
+  num_samples: int = 1,
+  kl_weight: chex.Numeric = 1.0,
+) -> chex.Array:
   """L_K = log 1/K Σ_k w_k (Burda et al. 2015), a scalar; K = 1 is the ELBO."""
   weights = log_weights(model, params, x, rng, num_samples, kl_weight)
   return jax.nn.logsumexp(weights) - math.log(num_samples)
 
 
-def importance_sampled_log_px(model: VAEModel, params: Any, x: chex.Array,
-                              rng: chex.PRNGKey, num_samples: int = 5000,
-                              chunk_size: int = 500) -> chex.Array:
+def importance_sampled_log_px(
+  model: VAEModel,
+  params: Any,
+  x: chex.Array,
+  rng: chex.PRNGKey,
+  num_samples: int = 5000,
+  chunk_size: int = 500,
+) -> chex.Array:
   """log p̂_K(x) = log 1/K Σ_k p(x, z_k) / q(z_k|x), K = `num_samples`, a scalar.
 
   The K draws are made `chunk_size` at a time inside a `lax.scan` that keeps
@@ -192,6 +235,7 @@ def importance_sampled_log_px(model: VAEModel, params: Any, x: chex.Array,
   is the same whatever the chunk size (`sample_posterior`'s `first`), so
   the result equals `iwae_bound` with the same K up to float rounding.
   """
+
   def weights(first, size):
     z, log_q = model.sample_posterior(params, x, rng, size, first=first)
     log_likelihood, log_prior = model.log_joint(params, x, z)
@@ -200,8 +244,9 @@ def importance_sampled_log_px(model: VAEModel, params: Any, x: chex.Array,
   return chunked_log_mean_exp(weights, num_samples, chunk_size)
 
 
-def chunked_log_mean_exp(weights_fn, num_samples: int, chunk_size: int = 500
-                         ) -> chex.Array:
+def chunked_log_mean_exp(
+  weights_fn, num_samples: int, chunk_size: int = 500
+) -> chex.Array:
   """log 1/K Σ_k exp(w_k), K = `num_samples`, a chunk of draws at a time.
 
   `weights_fn(first, size)` returns the log weights `[size]` of draws
@@ -215,21 +260,27 @@ def chunked_log_mean_exp(weights_fn, num_samples: int, chunk_size: int = 500
 
   def body(carry, c):
     running_max, running_sum = carry
-    w = jnp.where(c * chunk_size + offsets < num_samples,
-                  weights_fn(c * chunk_size, chunk_size), -jnp.inf)
+    w = jnp.where(
+      c * chunk_size + offsets < num_samples,
+      weights_fn(c * chunk_size, chunk_size),
+      -jnp.inf,
+    )
     new_max = jnp.maximum(running_max, jnp.max(w))
-    running_sum = (running_sum * jnp.exp(running_max - new_max)
-                   + jnp.sum(jnp.exp(w - new_max)))
+    running_sum = running_sum * jnp.exp(running_max - new_max) + jnp.sum(
+      jnp.exp(w - new_max)
+    )
     return (new_max, running_sum), None
 
   init = (jnp.asarray(-jnp.inf, jnp.float32), jnp.asarray(0.0, jnp.float32))
-  (running_max, running_sum), _ = jax.lax.scan(body, init,
-                                               jnp.arange(num_chunks))
+  (running_max, running_sum), _ = jax.lax.scan(
+    body, init, jnp.arange(num_chunks)
+  )
   return running_max + jnp.log(running_sum) - math.log(num_samples)
 
 
-def per_example(fn, model: VAEModel, params: Any, x: chex.Array,
-                rng: chex.PRNGKey, **kwargs):
+def per_example(
+  fn, model: VAEModel, params: Any, x: chex.Array, rng: chex.PRNGKey, **kwargs
+):
   """`fn(model, params, x_n, fold_in(rng, n), **kwargs)` over a batch x `[B, ...]`.
 
   Example n's key is fold_in(rng, n), so an example's result does not depend
@@ -241,8 +292,21 @@ def per_example(fn, model: VAEModel, params: Any, x: chex.Array,
   return jax.vmap(one)(x, keys)
 
 
-def batch_elbo(model: VAEModel, params: Any, x: chex.Array, rng: chex.PRNGKey,
-               num_samples: int = 1, analytic_kl: bool = True) -> ElboParts:
+def batch_elbo(
+  model: VAEModel,
+  params: Any,
+  x: chex.Array,
+  rng: chex.PRNGKey,
+  num_samples: int = 1,
+  analytic_kl: bool = True,
+) -> ElboParts:
   """`elbo` over a batch x `[B, ...]`: `ElboParts` of `[B]` arrays."""
-  return per_example(elbo, model, params, x, rng, num_samples=num_samples,
-                     analytic_kl=analytic_kl)
+  return per_example(
+    elbo,
+    model,
+    params,
+    x,
+    rng,
+    num_samples=num_samples,
+    analytic_kl=analytic_kl,
+  )

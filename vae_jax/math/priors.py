@@ -36,8 +36,14 @@ import jax.numpy as jnp
 
 from vae_jax.math import distributions
 
-__all__ = ["StandardNormal", "MixtureOfGaussians", "VampPrior",
-           "mixture_log_prob", "pseudo_inputs", "with_prior_params"]
+__all__ = [
+  "StandardNormal",
+  "MixtureOfGaussians",
+  "VampPrior",
+  "mixture_log_prob",
+  "pseudo_inputs",
+  "with_prior_params",
+]
 
 Encode = Callable[[chex.Array], Tuple[chex.Array, chex.Array]]
 
@@ -67,8 +73,9 @@ class StandardNormal:
     del prior_params
     return distributions.standard_normal_log_prob(z)
 
-  def sample(self, prior_params: Any, rng: chex.PRNGKey,
-             num: int) -> chex.Array:
+  def sample(
+    self, prior_params: Any, rng: chex.PRNGKey, num: int
+  ) -> chex.Array:
     del prior_params
     return jax.random.normal(rng, (num, self.latent_dim))
 
@@ -84,8 +91,9 @@ def with_prior_params(networks: dict, prior, rng: chex.PRNGKey) -> dict:
   return params
 
 
-def mixture_log_prob(z: chex.Array, means: chex.Array, logvars: chex.Array,
-                     log_weights: chex.Array) -> chex.Array:
+def mixture_log_prob(
+  z: chex.Array, means: chex.Array, logvars: chex.Array, log_weights: chex.Array
+) -> chex.Array:
   """log Σ_c w_c N(z; m_c, diag exp(ℓ_c)) over z's last axis, `[...]`.
 
   means, logvars `[C, D]`, log_weights `[C]` normalised (logsumexp 0).
@@ -109,11 +117,13 @@ def mixture_log_prob(z: chex.Array, means: chex.Array, logvars: chex.Array,
   flat = z.reshape(-1, d)
   highest = jax.lax.Precision.HIGHEST  # no TF32/bf16 passes on GPUs
   quadratic = (
-      jnp.dot(jnp.square(flat), precision.T, precision=highest)
-      - 2.0 * jnp.dot(flat, (means * precision).T, precision=highest)
-      + jnp.sum(jnp.square(means) * precision, axis=-1))  # [N, C]
-  per_component = -0.5 * (d * _LOG_2PI + jnp.sum(logvars, axis=-1)
-                          + jnp.maximum(quadratic, 0.0))
+    jnp.dot(jnp.square(flat), precision.T, precision=highest)
+    - 2.0 * jnp.dot(flat, (means * precision).T, precision=highest)
+    + jnp.sum(jnp.square(means) * precision, axis=-1)
+  )  # [N, C]
+  per_component = -0.5 * (
+    d * _LOG_2PI + jnp.sum(logvars, axis=-1) + jnp.maximum(quadratic, 0.0)
+  )
   log_p = jax.nn.logsumexp(per_component + log_weights, axis=-1)
   return log_p.reshape(z.shape[:-1])
 
@@ -137,19 +147,30 @@ class MixtureOfGaussians:
 
   def init(self, rng: chex.PRNGKey) -> Any:
     shape = (self.num_components, self.latent_dim)
-    return {"means": jax.random.normal(rng, shape),
-            "logvars": jnp.zeros(shape),
-            "logits": jnp.zeros(self.num_components)}
+    return {
+      "means": jax.random.normal(rng, shape),
+      "logvars": jnp.zeros(shape),
+      "logits": jnp.zeros(self.num_components),
+    }
 
   def log_prob(self, prior_params: Any, z: chex.Array) -> chex.Array:
-    return mixture_log_prob(z, prior_params["means"], prior_params["logvars"],
-                            jax.nn.log_softmax(prior_params["logits"]))
+    return mixture_log_prob(
+      z,
+      prior_params["means"],
+      prior_params["logvars"],
+      jax.nn.log_softmax(prior_params["logits"]),
+    )
 
-  def sample(self, prior_params: Any, rng: chex.PRNGKey,
-             num: int) -> chex.Array:
-    return _sample_mixture(rng, prior_params["means"],
-                           prior_params["logvars"],
-                           jax.nn.log_softmax(prior_params["logits"]), num)
+  def sample(
+    self, prior_params: Any, rng: chex.PRNGKey, num: int
+  ) -> chex.Array:
+    return _sample_mixture(
+      rng,
+      prior_params["means"],
+      prior_params["logvars"],
+      jax.nn.log_softmax(prior_params["logits"]),
+      num,
+    )
 
 
 def pseudo_inputs(prior_params: Any) -> chex.Array:
@@ -174,23 +195,29 @@ class VampPrior:
 
   def init(self, rng: chex.PRNGKey) -> Any:
     shape = (self.num_pseudo_inputs, *self.event_shape)
-    return {"pseudo_inputs": _PSEUDO_INPUT_MEAN
-                             + _PSEUDO_INPUT_STD * jax.random.normal(rng,
-                                                                     shape)}
+    return {
+      "pseudo_inputs": _PSEUDO_INPUT_MEAN
+      + _PSEUDO_INPUT_STD * jax.random.normal(rng, shape)
+    }
 
-  def _components(self, prior_params, encode: Encode
-                  ) -> Tuple[chex.Array, chex.Array, chex.Array]:
+  def _components(
+    self, prior_params, encode: Encode
+  ) -> Tuple[chex.Array, chex.Array, chex.Array]:
     means, logvars = encode(pseudo_inputs(prior_params))  # [K, D] each
-    chex.assert_shape([means, logvars],
-                      (self.num_pseudo_inputs, self.latent_dim))
-    log_weights = jnp.full((self.num_pseudo_inputs,),
-                           -math.log(self.num_pseudo_inputs))
+    chex.assert_shape(
+      [means, logvars], (self.num_pseudo_inputs, self.latent_dim)
+    )
+    log_weights = jnp.full(
+      (self.num_pseudo_inputs,), -math.log(self.num_pseudo_inputs)
+    )
     return means, logvars, log_weights
 
-  def log_prob(self, prior_params: Any, z: chex.Array,
-               encode: Encode) -> chex.Array:
+  def log_prob(
+    self, prior_params: Any, z: chex.Array, encode: Encode
+  ) -> chex.Array:
     return mixture_log_prob(z, *self._components(prior_params, encode))
 
-  def sample(self, prior_params: Any, rng: chex.PRNGKey, num: int,
-             encode: Encode) -> chex.Array:
+  def sample(
+    self, prior_params: Any, rng: chex.PRNGKey, num: int, encode: Encode
+  ) -> chex.Array:
     return _sample_mixture(rng, *self._components(prior_params, encode), num)

@@ -32,8 +32,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["threefry2x32", "fold_in", "bits", "uniform", "normal",
-           "normal_from_bits"]
+__all__ = [
+  "threefry2x32",
+  "fold_in",
+  "bits",
+  "uniform",
+  "normal",
+  "normal_from_bits",
+]
 
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 _PARITY = np.uint32(0x1BD11BDA)
@@ -43,9 +49,9 @@ def _rotate_left(x: chex.Array, d: int) -> chex.Array:
   return (x << np.uint32(d)) | (x >> np.uint32(32 - d))
 
 
-def threefry2x32(key: tuple[chex.Array, chex.Array],
-                 count: tuple[chex.Array, chex.Array]
-                 ) -> tuple[chex.Array, chex.Array]:
+def threefry2x32(
+  key: tuple[chex.Array, chex.Array], count: tuple[chex.Array, chex.Array]
+) -> tuple[chex.Array, chex.Array]:
   """The Threefry-2x32 block function, 20 rounds, elementwise (uint32).
 
   All four inputs broadcast against each other.
@@ -64,8 +70,11 @@ def threefry2x32(key: tuple[chex.Array, chex.Array],
 
 def _words(key: chex.Array) -> tuple[chex.Array, chex.Array]:
   """(k0, k1) of a typed threefry key, or of raw key data `[..., 2]`."""
-  data = (jax.random.key_data(key)
-          if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key)
+  data = (
+    jax.random.key_data(key)
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+    else key
+  )
   chex.assert_type(data, jnp.uint32)
   return data[..., 0], data[..., 1]
 
@@ -76,8 +85,11 @@ def fold_in(key: chex.Array, data: chex.Numeric) -> chex.Array:
   d = jnp.asarray(data).astype(jnp.uint32)
   out = threefry2x32((k0, k1), (jnp.zeros_like(d), d))
   data_out = jnp.stack(jnp.broadcast_arrays(*out), axis=-1)
-  return (jax.random.wrap_key_data(data_out)
-          if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else data_out)
+  return (
+    jax.random.wrap_key_data(data_out)
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+    else data_out
+  )
 
 
 def bits(key: chex.Array, shape: Sequence[int]) -> chex.Array:
@@ -130,4 +142,3 @@ def normal_from_bits(random_bits: chex.Array) -> chex.Array:
   scale = np.float32(1.0) - lo
   u = jnp.maximum(lo, _unit_floats_from_bits(random_bits) * scale + lo)
   return np.float32(np.sqrt(2)) * jax.lax.erf_inv(u)
-

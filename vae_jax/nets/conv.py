@@ -55,9 +55,17 @@ from vae_jax.math.likelihoods import Likelihood
 from vae_jax.nets.flax_vae import FlaxVAE
 from vae_jax.nets.modules import gaussian_heads, hidden_layer
 
-__all__ = ["PatchConv", "ConvEncoder", "ConvDecoder", "ConvVAE",
-           "check_image_shape", "conv_features", "conv_layer",
-           "depth_to_space", "upsample_to_image"]
+__all__ = [
+  "PatchConv",
+  "ConvEncoder",
+  "ConvDecoder",
+  "ConvVAE",
+  "check_image_shape",
+  "conv_features",
+  "conv_layer",
+  "depth_to_space",
+  "upsample_to_image",
+]
 
 _KERNEL = 4  # the encoder's stride-2 convolutions, 4×4
 _STRIDE = 2
@@ -78,18 +86,35 @@ class PatchConv(nn.Module):
   @nn.compact
   def __call__(self, x: chex.Array) -> chex.Array:
     k, s = self.kernel_size, self.stride
-    kernel = self.param("kernel", nn.initializers.lecun_normal(),
-                        (k, k, x.shape[-1], self.features))
+    kernel = self.param(
+      "kernel",
+      nn.initializers.lecun_normal(),
+      (k, k, x.shape[-1], self.features),
+    )
     bias = self.param("bias", nn.initializers.zeros, (self.features,))
     _, height, width, _ = x.shape
     out_h, out_w = -(-height // s), -(-width // s)
     pad_h = max((out_h - 1) * s + k - height, 0)  # lax's SAME padding
     pad_w = max((out_w - 1) * s + k - width, 0)
-    x = jnp.pad(x, ((0, 0), (pad_h // 2, pad_h - pad_h // 2),
-                    (pad_w // 2, pad_w - pad_w // 2), (0, 0)))
+    x = jnp.pad(
+      x,
+      (
+        (0, 0),
+        (pad_h // 2, pad_h - pad_h // 2),
+        (pad_w // 2, pad_w - pad_w // 2),
+        (0, 0),
+      ),
+    )
     patches = jnp.concatenate(
-        [x[:, i:i + (out_h - 1) * s + 1:s, j:j + (out_w - 1) * s + 1:s, :]
-         for i in range(k) for j in range(k)], axis=-1)  # [B, h, w, k·k·C]
+      [
+        x[
+          :, i : i + (out_h - 1) * s + 1 : s, j : j + (out_w - 1) * s + 1 : s, :
+        ]
+        for i in range(k)
+        for j in range(k)
+      ],
+      axis=-1,
+    )  # [B, h, w, k·k·C]
     return patches @ kernel.reshape(-1, self.features) + bias
 
 
@@ -101,20 +126,29 @@ def depth_to_space(h: chex.Array) -> chex.Array:
   return h.reshape(batch, 2 * height, 2 * width, c)
 
 
-def conv_layer(h: chex.Array, features: int, kernel_size: int, stride: int,
-               activation: str, name: str) -> chex.Array:
+def conv_layer(
+  h: chex.Array,
+  features: int,
+  kernel_size: int,
+  stride: int,
+  activation: str,
+  name: str,
+) -> chex.Array:
   """activation(PatchConv(features)(h)), named `name`; call in a compact
   `__call__`. `glu` is a gated convolution, one PatchConv of 2·features
   split into value and gate halves (as `hidden_layer`)."""
   if activation == "glu":
-    return jax.nn.glu(PatchConv(2 * features, kernel_size, stride,
-                                name=name)(h), axis=-1)
-  return getattr(jax.nn, activation)(PatchConv(features, kernel_size, stride,
-                                               name=name)(h))
+    return jax.nn.glu(
+      PatchConv(2 * features, kernel_size, stride, name=name)(h), axis=-1
+    )
+  return getattr(jax.nn, activation)(
+    PatchConv(features, kernel_size, stride, name=name)(h)
+  )
 
 
-def conv_features(x: chex.Array, conv_channels: Sequence[int],
-                  activation: str) -> chex.Array:
+def conv_features(
+  x: chex.Array, conv_channels: Sequence[int], activation: str
+) -> chex.Array:
   """x `[B, H, W, C]` → the flattened maps of the stride-2 convolutions
   "conv_i", `[B, (H/2^L)·(W/2^L)·c_L]`; call in a compact `__call__`."""
   h = x
@@ -123,36 +157,48 @@ def conv_features(x: chex.Array, conv_channels: Sequence[int],
   return h.reshape(h.shape[0], -1)
 
 
-def upsample_to_image(h: chex.Array, image_shape: Sequence[int],
-                      conv_channels: Sequence[int], outputs_per_value: int,
-                      activation: str) -> chex.Array:
+def upsample_to_image(
+  h: chex.Array,
+  image_shape: Sequence[int],
+  conv_channels: Sequence[int],
+  outputs_per_value: int,
+  activation: str,
+) -> chex.Array:
   """h `[B, F]` → `[B, H, W, k·C]`: the decoder's layers from "project" on
   (see above); call in a compact `__call__`."""
   height, width, channels = image_shape
   factor = 2 ** len(conv_channels)
   deepest = conv_channels[-1]
-  h = hidden_layer(h, height // factor * (width // factor) * deepest,
-                   activation, "project")
+  h = hidden_layer(
+    h, height // factor * (width // factor) * deepest, activation, "project"
+  )
   h = h.reshape(-1, height // factor, width // factor, deepest)
   for i, features in enumerate(reversed(conv_channels[:-1])):
     # An elementwise activation commutes with the reshape of depth_to_space.
-    h = depth_to_space(conv_layer(h, 4 * features, _UP_KERNEL, 1, activation,
-                                  f"up_{i}"))
-  return depth_to_space(PatchConv(4 * channels * outputs_per_value,
-                                  _UP_KERNEL, name="output")(h))
+    h = depth_to_space(
+      conv_layer(h, 4 * features, _UP_KERNEL, 1, activation, f"up_{i}")
+    )
+  return depth_to_space(
+    PatchConv(4 * channels * outputs_per_value, _UP_KERNEL, name="output")(h)
+  )
 
 
-def check_image_shape(event_shape: Sequence[int],
-                      conv_channels: Sequence[int]) -> str:
+def check_image_shape(
+  event_shape: Sequence[int], conv_channels: Sequence[int]
+) -> str:
   """'' if the conv VAE takes examples of `event_shape`, else why not."""
   if len(event_shape) != 3:
-    return (f"the conv VAE takes images [H, W, C], but the examples have "
-            f"shape {tuple(event_shape)}")
+    return (
+      f"the conv VAE takes images [H, W, C], but the examples have "
+      f"shape {tuple(event_shape)}"
+    )
   factor = 2 ** len(conv_channels)
   height, width, _ = event_shape
   if height % factor or width % factor:
-    return (f"{len(conv_channels)} stride-2 layers need H and W divisible by "
-            f"{factor}, but the images are {height}×{width}")
+    return (
+      f"{len(conv_channels)} stride-2 layers need H and W divisible by "
+      f"{factor}, but the images are {height}×{width}"
+    )
   return ""
 
 
@@ -167,13 +213,16 @@ class ConvEncoder(nn.Module):
   @nn.compact
   def __call__(self, x: chex.Array) -> Tuple[chex.Array, chex.Array]:
     batch_shape = x.shape[:-3]
-    h = conv_features(x.reshape(-1, *x.shape[-3:]), self.conv_channels,
-                      self.activation)
+    h = conv_features(
+      x.reshape(-1, *x.shape[-3:]), self.conv_channels, self.activation
+    )
     for i, width in enumerate(self.hidden_dims):
       h = hidden_layer(h, width, self.activation, f"hidden_{i}")
     mean, logvar = gaussian_heads(h, self.latent_dim)
-    return (mean.reshape(*batch_shape, self.latent_dim),
-            logvar.reshape(*batch_shape, self.latent_dim))
+    return (
+      mean.reshape(*batch_shape, self.latent_dim),
+      logvar.reshape(*batch_shape, self.latent_dim),
+    )
 
 
 class ConvDecoder(nn.Module):
@@ -191,8 +240,13 @@ class ConvDecoder(nn.Module):
     h = z.reshape(-1, z.shape[-1])
     for i, width in enumerate(reversed(self.hidden_dims)):
       h = hidden_layer(h, width, self.activation, f"hidden_{i}")
-    out = upsample_to_image(h, self.image_shape, self.conv_channels,
-                            self.outputs_per_value, self.activation)
+    out = upsample_to_image(
+      h,
+      self.image_shape,
+      self.conv_channels,
+      self.outputs_per_value,
+      self.activation,
+    )
     return out.reshape(*batch_shape, *out.shape[1:])
 
 
@@ -213,23 +267,30 @@ class ConvVAE(FlaxVAE):
 
   def __post_init__(self):
     if self.activation not in ELEMENTWISE_ACTIVATIONS:
-      raise ValueError(f"activation {self.activation!r}: the conv layers "
-                       "take an elementwise one; glu is for the MLP")
+      raise ValueError(
+        f"activation {self.activation!r}: the conv layers "
+        "take an elementwise one; glu is for the MLP"
+      )
     problem = check_image_shape(self.event_shape, self.conv_channels)
     if problem:
       raise ValueError(problem)
 
   @property
   def _encoder(self) -> ConvEncoder:
-    return ConvEncoder(self.conv_channels, self.hidden_dims, self.latent_dim,
-                       self.activation)
+    return ConvEncoder(
+      self.conv_channels, self.hidden_dims, self.latent_dim, self.activation
+    )
 
   @property
   def _decoder(self) -> ConvDecoder:
     height, width, channels = self.event_shape
-    return ConvDecoder((height, width, channels), self.conv_channels,
-                       self.hidden_dims, self.likelihood.outputs_per_value,
-                       self.activation)
+    return ConvDecoder(
+      (height, width, channels),
+      self.conv_channels,
+      self.hidden_dims,
+      self.likelihood.outputs_per_value,
+      self.activation,
+    )
 
   @property
   def _encoder_input_shape(self) -> Tuple[int, ...]:

@@ -27,43 +27,57 @@ from vae_jax.math.gaussian_layers import GaussianLayers
 from vae_jax.math.likelihoods import Likelihood
 from vae_jax.nets.modules import DenseParams, gaussian_heads, hidden_layer
 
-__all__ = ["joined_layer", "trunk", "GaussianNet", "DenseNet",
-           "FlaxGaussianLayers"]
+__all__ = [
+  "joined_layer",
+  "trunk",
+  "GaussianNet",
+  "DenseNet",
+  "FlaxGaussianLayers",
+]
 
 
-def joined_layer(inputs: Sequence[chex.Array], width: int, activation: str,
-                 name: str) -> chex.Array:
+def joined_layer(
+  inputs: Sequence[chex.Array], width: int, activation: str, name: str
+) -> chex.Array:
   """activation(Σ_i W_i h_i + b) `[*lead, width]`, the inputs' leading axes
   broadcast; `glu` as `hidden_layer`. Call in a compact `__call__`."""
   features = 2 * width if activation == "glu" else width
   kernel, out = DenseParams(features, name=name)(
-      sum(h.shape[-1] for h in inputs))
+    sum(h.shape[-1] for h in inputs)
+  )
   start = 0
   for h in inputs:
-    out = out + h @ kernel[start:start + h.shape[-1]]
+    out = out + h @ kernel[start : start + h.shape[-1]]
     start += h.shape[-1]
   if activation == "glu":
     return jax.nn.glu(out, axis=-1)
   return getattr(jax.nn, activation)(out)
 
 
-def trunk(inputs: Sequence[chex.Array], widths: Sequence[int],
-          activation: str, branch_width: int = 0) -> chex.Array:
+def trunk(
+  inputs: Sequence[chex.Array],
+  widths: Sequence[int],
+  activation: str,
+  branch_width: int = 0,
+) -> chex.Array:
   """The inputs, each through a hidden layer "branch_i" of `branch_width`
   (0: none), then hidden layers "hidden_j" of `widths` on their
   concatenation (`joined_layer`); `[*lead, ·]`. Call in a compact
   `__call__`."""
   hs = list(inputs)
   if branch_width:
-    hs = [hidden_layer(h, branch_width, activation, f"branch_{i}")
-          for i, h in enumerate(hs)]
+    hs = [
+      hidden_layer(h, branch_width, activation, f"branch_{i}")
+      for i, h in enumerate(hs)
+    ]
   for j, width in enumerate(widths):
     hs = [joined_layer(hs, width, activation, f"hidden_{j}")]
   if len(hs) == 1:
     return hs[0]
   lead = jnp.broadcast_shapes(*(h.shape[:-1] for h in hs))
-  return jnp.concatenate([jnp.broadcast_to(h, (*lead, h.shape[-1]))
-                          for h in hs], axis=-1)
+  return jnp.concatenate(
+    [jnp.broadcast_to(h, (*lead, h.shape[-1])) for h in hs], axis=-1
+  )
 
 
 class GaussianNet(nn.Module):
@@ -109,8 +123,7 @@ class FlaxGaussianLayers(GaussianLayers):
     dtype = jnp.dtype(getattr(self, "compute_dtype", "float32"))
     if dtype == jnp.float32:
       return module.apply({"params": params}, *inputs)
-    cast = lambda tree, to: jax.tree_util.tree_map(lambda a: a.astype(to),
-                                                   tree)
+    cast = lambda tree, to: jax.tree_util.tree_map(lambda a: a.astype(to), tree)
     out = module.apply({"params": cast(params, dtype)}, *cast(inputs, dtype))
     return cast(out, jnp.float32)
 

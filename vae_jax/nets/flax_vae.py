@@ -41,10 +41,12 @@ class FlaxVAE(GaussianVAE):
   def init_networks(self, rng: chex.PRNGKey) -> Any:
     enc_rng, dec_rng = jax.random.split(rng)
     return {
-        "encoder": self._encoder.init(
-            enc_rng, jnp.zeros((1, *self._encoder_input_shape)))["params"],
-        "decoder": self._decoder.init(
-            dec_rng, jnp.zeros((1, self.latent_dim)))["params"],
+      "encoder": self._encoder.init(
+        enc_rng, jnp.zeros((1, *self._encoder_input_shape))
+      )["params"],
+      "decoder": self._decoder.init(dec_rng, jnp.zeros((1, self.latent_dim)))[
+        "params"
+      ],
     }
 
   def encode(self, params, x):
@@ -65,8 +67,7 @@ class FlaxVAE(GaussianVAE):
     dtype = jnp.dtype(getattr(self, "compute_dtype", "float32"))
     if dtype == jnp.float32:
       return module.apply({"params": params}, inputs)
-    cast = lambda tree, to: jax.tree_util.tree_map(lambda a: a.astype(to),
-                                                   tree)
+    cast = lambda tree, to: jax.tree_util.tree_map(lambda a: a.astype(to), tree)
     out = module.apply({"params": cast(params, dtype)}, inputs.astype(dtype))
     return cast(out, jnp.float32)
 

@@ -78,10 +78,12 @@ class HVAE(FlaxGaussianLayers):
 
   def _networks(self):
     h, d, act = self.hidden_dims, self.latent_dim, self.activation
-    return {"q_z2": GaussianNet(d, h, act),
-            "q_z1": GaussianNet(d, h[1:], act, branch_width=h[0]),
-            "p_z1": GaussianNet(d, tuple(reversed(h)), act),
-            "p_x": self._decoder_output}
+    return {
+      "q_z2": GaussianNet(d, h, act),
+      "q_z1": GaussianNet(d, h[1:], act, branch_width=h[0]),
+      "p_z1": GaussianNet(d, tuple(reversed(h)), act),
+      "p_x": self._decoder_output,
+    }
 
   def init_networks(self, rng: chex.PRNGKey) -> Any:
     nets = self._networks()
@@ -94,8 +96,10 @@ class HVAE(FlaxGaussianLayers):
       x = self._features.apply({"params": encoder["x"]}, x)
     encoder["z2"] = nets["q_z2"].init(keys[0], x)["params"]
     encoder["z1"] = nets["q_z1"].init(keys[1], x, z)["params"]
-    decoder = {"z1": nets["p_z1"].init(keys[2], z)["params"],
-               "x": nets["p_x"].init(keys[3], z, z)["params"]}
+    decoder = {
+      "z1": nets["p_z1"].init(keys[2], z)["params"],
+      "x": nets["p_x"].init(keys[3], z, z)["params"],
+    }
     return {"encoder": encoder, "decoder": decoder}
 
   # --- The passes of GaussianLayers. --------------------------------------
@@ -107,8 +111,9 @@ class HVAE(FlaxGaussianLayers):
 
   def encode_top(self, params, u):
     """q(z2|u) of a batch u `[M, *event_shape]`: (μ, logvar) `[M, D]`."""
-    return self._apply(self._networks()["q_z2"], params["encoder"]["z2"],
-                       self._f(params, u))
+    return self._apply(
+      self._networks()["q_z2"], params["encoder"]["z2"], self._f(params, u)
+    )
 
   def infer(self, params, x, pick):
     nets, encoder = self._networks(), params["encoder"]
@@ -135,8 +140,9 @@ class _ConvFeatures(nn.Module):
   @nn.compact
   def __call__(self, x: chex.Array) -> chex.Array:
     lead = x.shape[:-3]
-    h = conv.conv_features(x.reshape(-1, *x.shape[-3:]), self.conv_channels,
-                           self.activation)
+    h = conv.conv_features(
+      x.reshape(-1, *x.shape[-3:]), self.conv_channels, self.activation
+    )
     return h.reshape(*lead, h.shape[-1])
 
 
@@ -153,9 +159,13 @@ class _ImageOutput(nn.Module):
   def __call__(self, z1: chex.Array, z2: chex.Array) -> chex.Array:
     h = trunk((z1, z2), self.widths[1:], self.activation, self.widths[0])
     lead = h.shape[:-1]
-    out = conv.upsample_to_image(h.reshape(-1, h.shape[-1]), self.image_shape,
-                                 self.conv_channels, self.outputs_per_value,
-                                 self.activation)
+    out = conv.upsample_to_image(
+      h.reshape(-1, h.shape[-1]),
+      self.image_shape,
+      self.conv_channels,
+      self.outputs_per_value,
+      self.activation,
+    )
     return out.reshape(*lead, *out.shape[1:])
 
 
@@ -181,6 +191,10 @@ class ConvHVAE(HVAE):
   @property
   def _decoder_output(self) -> nn.Module:
     height, width, channels = self.event_shape
-    return _ImageOutput((height, width, channels), self.conv_channels,
-                        tuple(reversed(self.hidden_dims)),
-                        self.likelihood.outputs_per_value, self.activation)
+    return _ImageOutput(
+      (height, width, channels),
+      self.conv_channels,
+      tuple(reversed(self.hidden_dims)),
+      self.likelihood.outputs_per_value,
+      self.activation,
+    )

@@ -54,8 +54,10 @@ class LadderVAE(FlaxGaussianLayers):
 
   def __post_init__(self):
     if len(self.latent_dims) < 2:
-      raise ValueError(f"a ladder has two or more layers, but latent_dims is "
-                       f"{self.latent_dims}")
+      raise ValueError(
+        f"a ladder has two or more layers, but latent_dims is "
+        f"{self.latent_dims}"
+      )
 
   @property
   def _num_layers(self) -> int:
@@ -63,17 +65,24 @@ class LadderVAE(FlaxGaussianLayers):
 
   @property
   def latent_shapes(self):
-    return {f"z{l}": (self.latent_dims[l - 1],)
-            for l in range(self._num_layers, 0, -1)}
+    return {
+      f"z{l}": (self.latent_dims[l - 1],)
+      for l in range(self._num_layers, 0, -1)
+    }
 
   def _networks(self):
     """The networks by name; l = 1, …, L as above."""
     width, act = self.hidden_dims[-1], self.activation
-    nets = {"up_1": DenseNet(self.hidden_dims, act),
-            f"q_z{self._num_layers}": GaussianNet(self.latent_dims[-1]),
-            "p_x": DenseNet(tuple(reversed(self.hidden_dims)), act,
-                            output_dim=math.prod(self.event_shape)
-                            * self.likelihood.outputs_per_value)}
+    nets = {
+      "up_1": DenseNet(self.hidden_dims, act),
+      f"q_z{self._num_layers}": GaussianNet(self.latent_dims[-1]),
+      "p_x": DenseNet(
+        tuple(reversed(self.hidden_dims)),
+        act,
+        output_dim=math.prod(self.event_shape)
+        * self.likelihood.outputs_per_value,
+      ),
+    }
     for l in range(2, self._num_layers + 1):
       nets[f"up_{l}"] = DenseNet((width,), act)
     for l in range(1, self._num_layers):
@@ -88,10 +97,11 @@ class LadderVAE(FlaxGaussianLayers):
     keys = dict(zip(nets, jax.random.split(rng, len(nets))))
     h = jnp.zeros((1, self.hidden_dims[-1]))  # h_l and d_l
     z = lambda l: jnp.zeros((1, self.latent_dims[l - 1]))
-    init = lambda name, *inputs: nets[name].init(keys[name], *inputs)[
-        "params"]
-    encoder = {"up_1": init("up_1", jnp.zeros((1, *self.event_shape))),
-               f"z{top}": init(f"q_z{top}", h)}
+    init = lambda name, *inputs: nets[name].init(keys[name], *inputs)["params"]
+    encoder = {
+      "up_1": init("up_1", jnp.zeros((1, *self.event_shape))),
+      f"z{top}": init(f"q_z{top}", h),
+    }
     decoder = {"x": init("p_x", z(1), h)}
     for l in range(2, top + 1):
       encoder[f"up_{l}"] = init(f"up_{l}", h)
@@ -115,26 +125,31 @@ class LadderVAE(FlaxGaussianLayers):
   def _down(self, params, l, z_above, d_above):
     """d_l = g_l([z_{l+1}, d_{l+1}]) (g_{L−1}(z_L) at the top)."""
     inputs = (z_above,) if d_above is None else (z_above, d_above)
-    return self._apply(self._networks()[f"down_{l}"],
-                       params["decoder"][f"down_{l}"], *inputs)
+    return self._apply(
+      self._networks()[f"down_{l}"], params["decoder"][f"down_{l}"], *inputs
+    )
 
   def encode_top(self, params, u):
     """q(z_L|u) of a batch u `[M, P]`: (μ, logvar) `[M, D_L]`."""
     top = self._num_layers
-    return self._apply(self._networks()[f"q_z{top}"],
-                       params["encoder"][f"z{top}"],
-                       self._bottom_up(params, u)[-1])
+    return self._apply(
+      self._networks()[f"q_z{top}"],
+      params["encoder"][f"z{top}"],
+      self._bottom_up(params, u)[-1],
+    )
 
   def infer(self, params, x, pick):
     nets, encoder, top = self._networks(), params["encoder"], self._num_layers
     hs = self._bottom_up(params, x)  # [W] each, once for the K draws
-    stats = {f"z{top}": self._apply(nets[f"q_z{top}"], encoder[f"z{top}"],
-                                    hs[-1])}
+    stats = {
+      f"z{top}": self._apply(nets[f"q_z{top}"], encoder[f"z{top}"], hs[-1])
+    }
     z, d = pick(f"z{top}", *stats[f"z{top}"]), None
     for l in range(top - 1, 0, -1):
       d = self._down(params, l, z, d)  # [K, W]
-      stats[f"z{l}"] = self._apply(nets[f"q_z{l}"], encoder[f"z{l}"], d,
-                                   hs[l - 1])
+      stats[f"z{l}"] = self._apply(
+        nets[f"q_z{l}"], encoder[f"z{l}"], d, hs[l - 1]
+      )
       z = pick(f"z{l}", *stats[f"z{l}"])
     return stats
 

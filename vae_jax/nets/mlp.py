@@ -41,23 +41,33 @@ class MLPVAE(FlaxVAE):
 
   @property
   def _decoder(self) -> MLPDecoder:
-    return MLPDecoder(tuple(reversed(self.hidden_dims)),
-                      math.prod(self.event_shape)
-                      * self.likelihood.outputs_per_value, self.activation)
+    return MLPDecoder(
+      tuple(reversed(self.hidden_dims)),
+      math.prod(self.event_shape) * self.likelihood.outputs_per_value,
+      self.activation,
+    )
 
   @property
   def _encoder_input_shape(self) -> Tuple[int, ...]:
     return (math.prod(self.event_shape),)
 
 
-def make_mlp_vae(data_dim: int = 784, latent_dim: int = 20,
-                 hidden_dims=(500,), activation: str = "relu",
-                 likelihood: str = "bernoulli",
-                 gaussian_variance: float = 1.0,
-                 min_log_variance: float = DEFAULT_MIN_LOG_VARIANCE) -> MLPVAE:
+def make_mlp_vae(
+  data_dim: int = 784,
+  latent_dim: int = 20,
+  hidden_dims=(500,),
+  activation: str = "relu",
+  likelihood: str = "bernoulli",
+  gaussian_variance: float = 1.0,
+  min_log_variance: float = DEFAULT_MIN_LOG_VARIANCE,
+) -> MLPVAE:
   """An `MLPVAE` from plain values (a shortcut for scripts and notebooks)."""
-  return MLPVAE(event_shape=(int(data_dim),), latent_dim=int(latent_dim),
-                hidden_dims=tuple(int(h) for h in hidden_dims),
-                activation=activation,
-                likelihood=Likelihood(likelihood, float(gaussian_variance),
-                                      float(min_log_variance)))
+  return MLPVAE(
+    event_shape=(int(data_dim),),
+    latent_dim=int(latent_dim),
+    hidden_dims=tuple(int(h) for h in hidden_dims),
+    activation=activation,
+    likelihood=Likelihood(
+      likelihood, float(gaussian_variance), float(min_log_variance)
+    ),
+  )

@@ -16,8 +16,14 @@ import jax.numpy as jnp
 
 from vae_jax.names import ACTIVATIONS  # functions of jax.nn by name
 
-__all__ = ["ACTIVATIONS", "DenseParams", "gaussian_heads", "hidden_layer",
-           "MLPEncoder", "MLPDecoder"]
+__all__ = [
+  "ACTIVATIONS",
+  "DenseParams",
+  "gaussian_heads",
+  "hidden_layer",
+  "MLPEncoder",
+  "MLPDecoder",
+]
 
 
 class DenseParams(nn.Module):
@@ -31,14 +37,16 @@ class DenseParams(nn.Module):
 
   @nn.compact
   def __call__(self, in_features: int) -> Tuple[chex.Array, chex.Array]:
-    kernel = self.param("kernel", nn.initializers.lecun_normal(),
-                        (in_features, self.features))
+    kernel = self.param(
+      "kernel", nn.initializers.lecun_normal(), (in_features, self.features)
+    )
     bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
     return kernel, bias
 
 
-def gaussian_heads(h: chex.Array, latent_dim: int
-                   ) -> Tuple[chex.Array, chex.Array]:
+def gaussian_heads(
+  h: chex.Array, latent_dim: int
+) -> Tuple[chex.Array, chex.Array]:
   """(μ, logvar) = two Dense heads "mean" and "logvar" of h, as one matmul.
 
   Call inside a compact `__call__`: the parameters are the two layers'
@@ -47,15 +55,18 @@ def gaussian_heads(h: chex.Array, latent_dim: int
   three fewer small matmuls in a train step.
   """
   (w_mean, b_mean), (w_logvar, b_logvar) = (
-      DenseParams(latent_dim, name=name)(h.shape[-1])
-      for name in ("mean", "logvar"))
-  out = (h @ jnp.concatenate([w_mean, w_logvar], axis=1)
-         + jnp.concatenate([b_mean, b_logvar]))
+    DenseParams(latent_dim, name=name)(h.shape[-1])
+    for name in ("mean", "logvar")
+  )
+  out = h @ jnp.concatenate([w_mean, w_logvar], axis=1) + jnp.concatenate(
+    [b_mean, b_logvar]
+  )
   return out[..., :latent_dim], out[..., latent_dim:]
 
 
-def hidden_layer(h: chex.Array, width: int, activation: str,
-                 name: str) -> chex.Array:
+def hidden_layer(
+  h: chex.Array, width: int, activation: str, name: str
+) -> chex.Array:
   """activation(Dense(width)(h)), named `name`; call in a compact `__call__`.
 
   `glu` is the gated dense layer of the VampPrior reference code (Dauphin et

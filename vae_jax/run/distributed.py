@@ -29,8 +29,7 @@ from absl import logging
 
 from vae_jax.errors import UserError
 
-__all__ = ["initialize", "check_flags", "on_first_process",
-           "cluster_detected"]
+__all__ = ["initialize", "check_flags", "on_first_process", "cluster_detected"]
 
 _JAX_GRACE_S = 30  # JAX's own timeout exceeds ours by this much
 
@@ -40,45 +39,63 @@ def cluster_detected() -> bool:
   TPU, Open MPI, Kubernetes) from which it reads the processes itself."""
   # pylint: disable-next=g-import-not-at-top
   from jax._src import clusters  # no public API for the check alone
+
   try:
-    return any(env.is_env_present()
-               for env in clusters.ClusterEnv._cluster_types  # pylint: disable=protected-access
-               if not env.opt_in_only_method)
+    return any(
+      env.is_env_present()
+      for env in clusters.ClusterEnv._cluster_types  # pylint: disable=protected-access
+      if not env.opt_in_only_method
+    )
   except Exception:  # pylint: disable=broad-except
     return False
 
 
-def check_flags(coordinator_address: Optional[str],
-                num_processes: Optional[int], process_id: Optional[int],
-                timeout_s: int) -> None:
+def check_flags(
+  coordinator_address: Optional[str],
+  num_processes: Optional[int],
+  process_id: Optional[int],
+  timeout_s: int,
+) -> None:
   """Raises UserError for flags that cannot describe a set of processes."""
   given = [coordinator_address, num_processes, process_id]
-  if any(v is not None for v in given) and not all(v is not None
-                                                   for v in given):
+  if any(v is not None for v in given) and not all(
+    v is not None for v in given
+  ):
     raise UserError(
-        "--coordinator_address, --num_processes and --process_id go "
-        f"together (got {coordinator_address!r}, {num_processes}, "
-        f"{process_id}): give all three, or none on a cluster that JAX "
-        "detects (SLURM, Cloud TPU)")
-  if (coordinator_address is not None and num_processes is not None
-      and process_id is not None):  # all three or none, as checked above
+      "--coordinator_address, --num_processes and --process_id go "
+      f"together (got {coordinator_address!r}, {num_processes}, "
+      f"{process_id}): give all three, or none on a cluster that JAX "
+      "detects (SLURM, Cloud TPU)"
+    )
+  if (
+    coordinator_address is not None
+    and num_processes is not None
+    and process_id is not None
+  ):  # all three or none, as checked above
     host, _, port = coordinator_address.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-      raise UserError(f"--coordinator_address={coordinator_address} is "
-                      "invalid: give HOST:PORT, e.g. 10.0.0.1:12345")
+      raise UserError(
+        f"--coordinator_address={coordinator_address} is "
+        "invalid: give HOST:PORT, e.g. 10.0.0.1:12345"
+      )
     if num_processes < 1 or not 0 <= process_id < num_processes:
       raise UserError(
-          f"--process_id={process_id} with --num_processes={num_processes} "
-          "is invalid: the processes are numbered 0 to num_processes - 1")
+        f"--process_id={process_id} with --num_processes={num_processes} "
+        "is invalid: the processes are numbered 0 to num_processes - 1"
+      )
   if timeout_s < 1:
-    raise UserError(f"--distributed_timeout_s={timeout_s} is invalid: give "
-                    "a number of seconds >= 1")
+    raise UserError(
+      f"--distributed_timeout_s={timeout_s} is invalid: give "
+      "a number of seconds >= 1"
+    )
 
 
-def initialize(coordinator_address: Optional[str] = None,
-               num_processes: Optional[int] = None,
-               process_id: Optional[int] = None,
-               timeout_s: int = 300) -> bool:
+def initialize(
+  coordinator_address: Optional[str] = None,
+  num_processes: Optional[int] = None,
+  process_id: Optional[int] = None,
+  timeout_s: int = 300,
+) -> bool:
   """`jax.distributed.initialize` from the flags, else from the cluster.
 
   Call before anything uses JAX's devices. Returns whether the run has
@@ -94,30 +111,44 @@ def initialize(coordinator_address: Optional[str] = None,
   if coordinator_address is None and not cluster_detected():
     return False
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
-  where = (f"coordinator {coordinator_address} (process {process_id} of "
-           f"{num_processes})" if coordinator_address is not None else
-           "the cluster's coordinator")
+  where = (
+    f"coordinator {coordinator_address} (process {process_id} of "
+    f"{num_processes})"
+    if coordinator_address is not None
+    else "the cluster's coordinator"
+  )
   watchdog = threading.Timer(timeout_s, _give_up, (where, timeout_s))
   watchdog.daemon = True
   watchdog.start()
   try:
     jax.distributed.initialize(
-        coordinator_address, num_processes, process_id,
-        initialization_timeout=timeout_s + _JAX_GRACE_S)
+      coordinator_address,
+      num_processes,
+      process_id,
+      initialization_timeout=timeout_s + _JAX_GRACE_S,
+    )
   finally:
     watchdog.cancel()
-  logging.info("distributed: process %d of %d, %d local and %d global "
-               "devices", jax.process_index(), jax.process_count(),
-               jax.local_device_count(), jax.device_count())
+  logging.info(
+    "distributed: process %d of %d, %d local and %d global devices",
+    jax.process_index(),
+    jax.process_count(),
+    jax.local_device_count(),
+    jax.device_count(),
+  )
   return True
 
 
 def _give_up(where: str, timeout_s: int) -> None:
-  print(f"error: the processes of the run did not all connect to {where} "
-        f"within --distributed_timeout_s={timeout_s} s: start every process "
-        "with the same --coordinator_address (process 0's host and a free "
-        "port) and --num_processes, each with its own --process_id, or wait "
-        "longer", file=sys.stderr, flush=True)
+  print(
+    f"error: the processes of the run did not all connect to {where} "
+    f"within --distributed_timeout_s={timeout_s} s: start every process "
+    "with the same --coordinator_address (process 0's host and a free "
+    "port) and --num_processes, each with its own --process_id, or wait "
+    "longer",
+    file=sys.stderr,
+    flush=True,
+  )
   os._exit(2)  # pylint: disable=protected-access
 
 
@@ -140,10 +171,12 @@ def on_first_process(fn: Callable[[], None]) -> None:
   if jax.process_count() > 1:
     # pylint: disable-next=g-import-not-at-top
     from jax.experimental import multihost_utils
+
     failed = multihost_utils.broadcast_one_to_all(np.int32(error is not None))
     if failed and error is None:
       error = UserError(
-          f"process 0 stopped with an error (its output names it), so "
-          f"process {jax.process_index()} of {jax.process_count()} stops too")
+        f"process 0 stopped with an error (its output names it), so "
+        f"process {jax.process_index()} of {jax.process_count()} stops too"
+      )
   if error is not None:
     raise error

@@ -36,7 +36,11 @@ class EarlyStopping:
     return self.patience > 0 and self.epochs_since_best >= self.patience
 
   def describe(self) -> str:
-    best = ("no finite validation ELBO yet" if self.best is None else
-            f"best {self.best:.2f} at epoch {self.best_epoch}")
-    return (f"no better validation ELBO in {self.epochs_since_best} epochs "
-            f"({best})")
+    best = (
+      "no finite validation ELBO yet"
+      if self.best is None
+      else f"best {self.best:.2f} at epoch {self.best_epoch}"
+    )
+    return (
+      f"no better validation ELBO in {self.epochs_since_best} epochs ({best})"
+    )

@@ -27,8 +27,7 @@ from vae_jax.run.outputs import write_figures
 from vae_jax.run.store import workdir as workdir_lib
 from vae_jax.viz import render
 
-__all__ = ["evaluate_run", "GapRequest", "PER_IMAGE_FILE",
-           "GAP_PER_IMAGE_FILE"]
+__all__ = ["evaluate_run", "GapRequest", "PER_IMAGE_FILE", "GAP_PER_IMAGE_FILE"]
 
 # log p̂_K(x_n) and ELBO(x_n) of every test image evaluated, in split order.
 PER_IMAGE_FILE = "eval_per_image.csv"
@@ -47,30 +46,41 @@ class GapRequest(NamedTuple):
 _DEFAULT_GAP_IMAGES = 1000
 
 
-def _gap_images(request: GapRequest, model, num_test: int,
-                max_examples: Optional[int]) -> int:
+def _gap_images(
+  request: GapRequest, model, num_test: int, max_examples: Optional[int]
+) -> int:
   """How many test images the decomposition takes; ConfigError if it can't."""
   try:
     inference_gap.check_model(model)
   except ValueError as e:
-    raise ConfigError(f"--gap_decomposition: {e}; train a one-layer model "
-                      "(e.g. configs/paper.py) to split its gap") from None
+    raise ConfigError(
+      f"--gap_decomposition: {e}; train a one-layer model "
+      "(e.g. configs/paper.py) to split its gap"
+    ) from None
   limit = num_test if max_examples is None else max_examples
   n = request.examples
   if n is None:
     n = min(_DEFAULT_GAP_IMAGES, limit)
   if n < 0 or n > num_test:
-    raise ConfigError(f"--gap_examples={n} is invalid: the test split has "
-                      f"{num_test} images; pass 1 to {num_test}, or 0 for all")
+    raise ConfigError(
+      f"--gap_examples={n} is invalid: the test split has "
+      f"{num_test} images; pass 1 to {num_test}, or 0 for all"
+    )
   if max_examples is not None and n > max_examples:
-    raise ConfigError(f"--gap_examples={n} is larger than --max_examples="
-                      f"{max_examples}: pass at most {max_examples}")
+    raise ConfigError(
+      f"--gap_examples={n} is larger than --max_examples="
+      f"{max_examples}: pass at most {max_examples}"
+    )
   if request.settings.max_steps < 1:
-    raise ConfigError(f"--gap_max_steps={request.settings.max_steps} is "
-                      "invalid: it must be >= 1, e.g. 2000")
+    raise ConfigError(
+      f"--gap_max_steps={request.settings.max_steps} is "
+      "invalid: it must be >= 1, e.g. 2000"
+    )
   if request.settings.init not in inference_gap.INITS:
-    raise ConfigError(f"--gap_init={request.settings.init} is invalid: "
-                      f"choose one of {', '.join(inference_gap.INITS)}")
+    raise ConfigError(
+      f"--gap_init={request.settings.init} is invalid: "
+      f"choose one of {', '.join(inference_gap.INITS)}"
+    )
   return n or limit
 
 
@@ -80,34 +90,51 @@ _DEFAULT_IMPORTANCE_SAMPLES = 5000
 _GAP_STREAM = 7  # the gap split's keys: fold_in(eval key, 7), then per image
 
 
-def _bound_vs_k_figure(model, params, images, rng, num_samples: int,
-                       log_px: np.ndarray, elbo: np.ndarray, path: str,
-                       progress) -> dict:
+def _bound_vs_k_figure(
+  model,
+  params,
+  images,
+  rng,
+  num_samples: int,
+  log_px: np.ndarray,
+  elbo: np.ndarray,
+  path: str,
+  progress,
+) -> dict:
   """figures/bound_vs_k.png on the first examples: the K of BOUND_KS up to
   `num_samples`, and `num_samples` itself (reusing its estimates)."""
   n = min(_BOUND_EXAMPLES, int(images.shape[0]))
   ks = [k for k in evaluation.BOUND_KS if k < num_samples]
-  curve = evaluation.bound_vs_k(model, params, images[:n], rng, ks, elbo[:n],
-                                progress)
+  curve = evaluation.bound_vs_k(
+    model, params, images[:n], rng, ks, elbo[:n], progress
+  )
   mean = float(np.mean(log_px[:n]))
   curve["ks"].append(int(num_samples))
   curve["log_px"].append(mean)
   curve["stderr"].append(float(np.std(log_px[:n] - elbo[:n]) / np.sqrt(n)))
   os.makedirs(os.path.dirname(path), exist_ok=True)
   render.save_bound_vs_k(
-      curve["ks"], curve["log_px"], curve["stderr"], curve["elbo"],
-      curve["elbo_stderr"], path,
-      title=f"log p̂_K(x) rises with K towards log p(x) (first {n} test "
-            "examples)")
+    curve["ks"],
+    curve["log_px"],
+    curve["stderr"],
+    curve["elbo"],
+    curve["elbo_stderr"],
+    path,
+    title=f"log p̂_K(x) rises with K towards log p(x) (first {n} test examples)",
+  )
   return curve
 
 
-def evaluate_run(workdir: str, checkpoint: Optional[str] = None,
-                 num_samples: Optional[int] = None, figures: bool = True,
-                 num_importance_samples: Optional[int] = None,
-                 max_examples: Optional[int] = None,
-                 progress: Optional[bool] = None,
-                 gap: Optional[GapRequest] = None) -> dict:
+def evaluate_run(
+  workdir: str,
+  checkpoint: Optional[str] = None,
+  num_samples: Optional[int] = None,
+  figures: bool = True,
+  num_importance_samples: Optional[int] = None,
+  max_examples: Optional[int] = None,
+  progress: Optional[bool] = None,
+  gap: Optional[GapRequest] = None,
+) -> dict:
   """Evaluates a checkpoint of the run in `workdir` on its test split.
 
   Args:
@@ -136,45 +163,63 @@ def evaluate_run(workdir: str, checkpoint: Optional[str] = None,
   config = load.open_run(workdir)
   if num_samples is None:
     num_samples = config.eval_num_samples
-  for flag, value in (("num_samples", num_samples),
-                      ("num_importance_samples", num_importance_samples)):
+  for flag, value in (
+    ("num_samples", num_samples),
+    ("num_importance_samples", num_importance_samples),
+  ):
     if value is not None and not 1 <= value <= _MAX_SAMPLES:
-      raise ConfigError(f"--{flag}={value} is invalid: it must be from 1 to "
-                        f"{_MAX_SAMPLES}")
+      raise ConfigError(
+        f"--{flag}={value} is invalid: it must be from 1 to {_MAX_SAMPLES}"
+      )
   model = registry.build_model(config, load.event_shape(workdir, config))
   which, step, params = load.restore_params(workdir, checkpoint)
   load.check_params_fit(model, params, workdir, which, step)
   data = prepare_data(config)
   num_test = int(data.test.shape[0])
   if max_examples is not None and not 1 <= max_examples <= num_test:
-    raise ConfigError(f"--max_examples={max_examples} is invalid: the test "
-                      f"split has {num_test} examples; pass 1 to {num_test}")
+    raise ConfigError(
+      f"--max_examples={max_examples} is invalid: the test "
+      f"split has {num_test} examples; pass 1 to {num_test}"
+    )
   images = data.test if max_examples is None else data.test[:max_examples]
-  gap_images = (None if gap is None
-                else _gap_images(gap, model, num_test, max_examples))
+  gap_images = (
+    None if gap is None else _gap_images(gap, model, num_test, max_examples)
+  )
   _, eval_rng, figure_rng = programs.run_keys(config)
-  logging.info("evaluating %s checkpoint at step %d of %s", which, step,
-               workdir)
+  logging.info(
+    "evaluating %s checkpoint at step %d of %s", which, step, workdir
+  )
   result = programs.evaluate_program(
-      model, params, images, eval_rng,
-      batch_size=config.eval_batch_size, num_samples=num_samples,
-      analytic_kl=True)
+    model,
+    params,
+    images,
+    eval_rng,
+    batch_size=config.eval_batch_size,
+    num_samples=num_samples,
+    analytic_kl=True,
+  )
   record = {
-      "checkpoint": which,  # the series the step was restored from
-      "step": step,
-      "epoch": step / (data.num_train // config.batch_size),
-      "test_elbo": float(result.elbo),
-      "test_elbo_stderr": float(result.elbo_stderr),
-      "test_kl": float(result.kl),
-      "test_log_likelihood": float(result.log_likelihood),
-      "num_examples": int(images.shape[0]),
-      "num_samples": num_samples,
+    "checkpoint": which,  # the series the step was restored from
+    "step": step,
+    "epoch": step / (data.num_train // config.batch_size),
+    "test_elbo": float(result.elbo),
+    "test_elbo_stderr": float(result.elbo_stderr),
+    "test_kl": float(result.kl),
+    "test_log_likelihood": float(result.log_likelihood),
+    "num_examples": int(images.shape[0]),
+    "num_samples": num_samples,
   }
   if num_importance_samples is not None:
     report = evaluation.likelihood_report(
-        model, params, images, eval_rng, num_importance_samples,
-        elbo_num_samples=num_samples, batch_size=config.eval_batch_size,
-        progress=progress)
+      model,
+      params,
+      images,
+      eval_rng,
+      num_importance_samples,
+      elbo_num_samples=num_samples,
+      batch_size=config.eval_batch_size,
+      progress=progress,
+    )
     log_px, elbo = report.pop("_log_px"), report.pop("_elbo")
     usage = report.pop("_usage")
     # test_elbo stays the run's own float32 evaluation (bit for bit that of
@@ -186,45 +231,85 @@ def evaluate_run(workdir: str, checkpoint: Optional[str] = None,
     record["test_gap"] = record["test_log_px"] - record["test_elbo"]
     # Per image, so that two runs' results can be paired image by image.
     workdir_lib.write_text_atomic(
-        os.path.join(workdir, PER_IMAGE_FILE),
-        "image,log_px,elbo\n" + "".join(
-            f"{n},{a:.4f},{b:.4f}\n" for n, (a, b) in enumerate(zip(log_px,
-                                                                    elbo))))
+      os.path.join(workdir, PER_IMAGE_FILE),
+      "image,log_px,elbo\n"
+      + "".join(
+        f"{n},{a:.4f},{b:.4f}\n" for n, (a, b) in enumerate(zip(log_px, elbo))
+      ),
+    )
     evaluation.warn_if_collapsed(usage)
-    logging.info("test log p(x) %.2f ± %.2f (K = %d), gap to the ELBO %.2f "
-                 "± %.2f, %d active units, %.0f s", report["test_log_px"],
-                 report["test_log_px_stderr"], num_importance_samples,
-                 report["test_gap"], report["test_gap_stderr"],
-                 report["active_units"], report["importance_seconds"])
+    logging.info(
+      "test log p(x) %.2f ± %.2f (K = %d), gap to the ELBO %.2f "
+      "± %.2f, %d active units, %.0f s",
+      report["test_log_px"],
+      report["test_log_px_stderr"],
+      num_importance_samples,
+      report["test_gap"],
+      report["test_gap_stderr"],
+      report["active_units"],
+      report["importance_seconds"],
+    )
     if figures:
       record["bound_vs_k"] = _bound_vs_k_figure(
-          model, params, images, eval_rng, num_importance_samples, log_px,
-          elbo, os.path.join(workdir, "figures", "bound_vs_k.png"), progress)
+        model,
+        params,
+        images,
+        eval_rng,
+        num_importance_samples,
+        log_px,
+        elbo,
+        os.path.join(workdir, "figures", "bound_vs_k.png"),
+        progress,
+      )
   if gap is not None:
     k = num_importance_samples or _DEFAULT_IMPORTANCE_SAMPLES
-    result = gap_lib.gap_report(model, params, images[:gap_images],
-                                jax.random.fold_in(eval_rng, _GAP_STREAM),
-                                gap.settings, k, progress)
+    result = gap_lib.gap_report(
+      model,
+      params,
+      images[:gap_images],
+      jax.random.fold_in(eval_rng, _GAP_STREAM),
+      gap.settings,
+      k,
+      progress,
+    )
     record.update(gap_lib.gap_record(result, gap.settings))
     record["gap_num_importance_samples"] = k
-    workdir_lib.write_text_atomic(os.path.join(workdir, GAP_PER_IMAGE_FILE),
-                                  gap_lib.per_image_csv(result))
+    workdir_lib.write_text_atomic(
+      os.path.join(workdir, GAP_PER_IMAGE_FILE), gap_lib.per_image_csv(result)
+    )
     logging.info(
-        "gap split over %d images: inference %.2f = approximation %.2f + "
-        "amortisation %.2f nats (L[q*] %.2f, log p(x) with q* %.2f), %.0f s",
-        record["gap_examples"], record["inference_gap"],
-        record["approximation_gap"], record["amortisation_gap"],
-        record["elbo_optimized"], record["log_px_q_star"], result.seconds)
+      "gap split over %d images: inference %.2f = approximation %.2f + "
+      "amortisation %.2f nats (L[q*] %.2f, log p(x) with q* %.2f), %.0f s",
+      record["gap_examples"],
+      record["inference_gap"],
+      record["approximation_gap"],
+      record["amortisation_gap"],
+      record["elbo_optimized"],
+      record["log_px_q_star"],
+      result.seconds,
+    )
     if figures:
-      gap_lib.save_figure(result, os.path.join(workdir, "figures",
-                                               "gap_decomposition.png"))
+      gap_lib.save_figure(
+        result, os.path.join(workdir, "figures", "gap_decomposition.png")
+      )
   workdir_lib.write_json_atomic(os.path.join(workdir, "eval.json"), record)
-  logging.info("test ELBO %.2f ± %.2f (KL %.2f, log-lik %.2f) over %d "
-               "examples, %d z sample(s) each", record["test_elbo"],
-               record["test_elbo_stderr"], record["test_kl"],
-               record["test_log_likelihood"], record["num_examples"],
-               num_samples)
+  logging.info(
+    "test ELBO %.2f ± %.2f (KL %.2f, log-lik %.2f) over %d "
+    "examples, %d z sample(s) each",
+    record["test_elbo"],
+    record["test_elbo_stderr"],
+    record["test_kl"],
+    record["test_log_likelihood"],
+    record["num_examples"],
+    num_samples,
+  )
   if figures:
-    write_figures(model, params, data, workdir_lib.read_metrics(workdir),
-                  os.path.join(workdir, "figures"), figure_rng)
+    write_figures(
+      model,
+      params,
+      data,
+      workdir_lib.read_metrics(workdir),
+      os.path.join(workdir, "figures"),
+      figure_rng,
+    )
   return record

@@ -71,10 +71,14 @@ __all__ = ["train_and_evaluate"]
 
 
 def train_and_evaluate(
-    config, workdir: str, data: Optional[PreparedData] = None,
-    progress_bar: Optional[bool] = None,
-    after_chunk: Optional[Callable[[step_lib.TrainState], None]] = None,
-    figures: bool = True, config_file: str = "", checked: bool = False,
+  config,
+  workdir: str,
+  data: Optional[PreparedData] = None,
+  progress_bar: Optional[bool] = None,
+  after_chunk: Optional[Callable[[step_lib.TrainState], None]] = None,
+  figures: bool = True,
+  config_file: str = "",
+  checked: bool = False,
 ) -> list[dict]:
   """Trains `config` in WORKDIR, resuming the run there if there is one.
 
@@ -129,23 +133,53 @@ def train_and_evaluate(
     distributed.on_first_process(lock)
     outputs = workdir
     if not primary:  # its metrics, figures and events go to a scratch copy
-      outputs = stack.enter_context(tempfile.TemporaryDirectory(
-          prefix=f"vae_jax-process{jax.process_index()}-"))
-    return _train(config, workdir, stored, data, model, progress_bar,
-                  after_chunk, figures and primary, config_file, place,
-                  outputs)
+      outputs = stack.enter_context(
+        tempfile.TemporaryDirectory(
+          prefix=f"vae_jax-process{jax.process_index()}-"
+        )
+      )
+    return _train(
+      config,
+      workdir,
+      stored,
+      data,
+      model,
+      progress_bar,
+      after_chunk,
+      figures and primary,
+      config_file,
+      place,
+      outputs,
+    )
 
 
-def _train(config, workdir, stored, data, model, progress_bar, after_chunk,
-           figures, config_file, place, outputs):
+def _train(
+  config,
+  workdir,
+  stored,
+  data,
+  model,
+  progress_bar,
+  after_chunk,
+  figures,
+  config_file,
+  place,
+  outputs,
+):
   """train_and_evaluate in a locked WORKDIR whose settings were checked;
   metrics, config.json, figures and TensorBoard go to OUTPUTS (WORKDIR on
   process 0), checkpoints to WORKDIR."""
   logging.info(mesh.describe(place))
-  logging.info("data: %s from %s (%s), train %s, test %s, binarization %s, "
-               "input %s", config.dataset, data.dataset.source,
-               data.dataset.source_kind, data.train.shape, data.test.shape,
-               data.describe()["binarization"], data.describe()["input_path"])
+  logging.info(
+    "data: %s from %s (%s), train %s, test %s, binarization %s, input %s",
+    config.dataset,
+    data.dataset.source,
+    data.dataset.source_kind,
+    data.train.shape,
+    data.test.shape,
+    data.describe()["binarization"],
+    data.describe()["input_path"],
+  )
 
   steps_per_epoch = data.num_train // config.batch_size
   chunks = programs.chunk_lengths(steps_per_epoch, config.steps_per_chunk)
@@ -161,16 +195,23 @@ def _train(config, workdir, stored, data, model, progress_bar, after_chunk,
 
   os.makedirs(os.path.join(outputs, "figures"), exist_ok=True)
   ckpts = checkpoints_lib.RunCheckpoints(
-      os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints)
+    os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints
+  )
   writer = stream = None
   try:
     start = resume.start(ckpts, fresh_state, outputs)
     state, progress, history = start.state, start.progress, start.history
     start_epoch, start_chunk = resume.resume_point(
-        config, stored, start, workdir, steps_per_epoch, chunks)
+      config, stored, start, workdir, steps_per_epoch, chunks
+    )
     start_step = int(state.step)
-    workdir_lib.write_config(outputs, config, config_file, data.describe(),
-                             stages.describe_model(config, model))
+    workdir_lib.write_config(
+      outputs,
+      config,
+      config_file,
+      data.describe(),
+      stages.describe_model(config, model),
+    )
     stopping = EarlyStopping(config.early_stopping_patience, history)
 
     if data.streaming and start_epoch < config.epochs:
@@ -179,44 +220,69 @@ def _train(config, workdir, stored, data, model, progress_bar, after_chunk,
       # (This process's copy of the key: the host draws the order.)
       rng = state.rng if place is None else mesh.local_copy(state.rng)
       stream = streaming.stream_chunks(
-          np.asarray(data.train), rng, config.batch_size, chunks,
-          first_epoch=start_epoch, num_epochs=config.epochs - start_epoch,
-          first_chunk=start_chunk,
-          device=None if place is None else place.streamed_chunk)
-    next_input = (lambda: next(stream)) if stream is not None else (
-        lambda: train_split)
+        np.asarray(data.train),
+        rng,
+        config.batch_size,
+        chunks,
+        first_epoch=start_epoch,
+        num_epochs=config.epochs - start_epoch,
+        first_chunk=start_chunk,
+        device=None if place is None else place.streamed_chunk,
+      )
+    next_input = (
+      (lambda: next(stream)) if stream is not None else (lambda: train_split)
+    )
 
     compile_start = time.perf_counter()
     feed = programs.batch_feed(config, data, place)
     # Lowered for the fresh state, so a resumed run (whose restored arrays
     # are committed to the device) finds the programs a first run compiled.
-    compiled = {n: programs.compile_chunk(
-        model, step_cfg, feed, n, fresh_state, train_split, hparams, place)
-        for n in sorted(set(chunks))}
-    logging.info("compiled %d chunk program(s) in %.1fs", len(compiled),
-                 time.perf_counter() - compile_start)
+    compiled = {
+      n: programs.compile_chunk(
+        model, step_cfg, feed, n, fresh_state, train_split, hparams, place
+      )
+      for n in sorted(set(chunks))
+    }
+    logging.info(
+      "compiled %d chunk program(s) in %.1fs",
+      len(compiled),
+      time.perf_counter() - compile_start,
+    )
 
     # On resume (or a start over), readers drop the events that a crashed
     # run wrote after the checkpoint, steps > start_step, since this run
     # writes them again.
     tensorboard_dir = os.path.join(outputs, "tensorboard")
     writer = tensorboard.SummaryWriter(
-        tensorboard_dir, purge_step=start_step + 1 if os.path.isdir(
-            tensorboard_dir) else None)
+      tensorboard_dir,
+      purge_step=start_step + 1 if os.path.isdir(tensorboard_dir) else None,
+    )
     run_start = time.perf_counter() - progress.wall_time_sec
-    done_chunks = min(start_epoch * len(chunks) + start_chunk,
-                      config.epochs * len(chunks))
+    done_chunks = min(
+      start_epoch * len(chunks) + start_chunk, config.epochs * len(chunks)
+    )
     if progress_bar is None:
       progress_bar = sys.stderr.isatty()
-    bar = tqdm.tqdm(total=config.epochs * len(chunks), initial=done_chunks,
-                    unit="chunk", file=sys.stderr, dynamic_ncols=True,
-                    disable=not progress_bar, desc="train")
+    bar = tqdm.tqdm(
+      total=config.epochs * len(chunks),
+      initial=done_chunks,
+      unit="chunk",
+      file=sys.stderr,
+      dynamic_ncols=True,
+      disable=not progress_bar,
+      desc="train",
+    )
     if stopping.should_stop:
-      logging.info("early stopping: the run already stopped after epoch %d",
-                   history[-1]["epoch"])
+      logging.info(
+        "early stopping: the run already stopped after epoch %d",
+        history[-1]["epoch"],
+      )
     elif start_epoch >= config.epochs:
-      logging.info("the run already has %d epochs; pass a larger "
-                   "--config.epochs to extend it", start_epoch)
+      logging.info(
+        "the run already has %d epochs; pass a larger "
+        "--config.epochs to extend it",
+        start_epoch,
+      )
 
     with bar:
       for epoch in range(start_epoch, config.epochs):
@@ -225,8 +291,9 @@ def _train(config, workdir, stored, data, model, progress_bar, after_chunk,
         resumed_mid_epoch = epoch == start_epoch and start_chunk > 0
         # The epoch's chunks so far, and their train seconds.
         done = list(progress.epoch_chunks) if resumed_mid_epoch else []
-        train_seconds = (progress.epoch_train_seconds if resumed_mid_epoch
-                         else 0.0)
+        train_seconds = (
+          progress.epoch_train_seconds if resumed_mid_epoch else 0.0
+        )
         for c in range(start_chunk if epoch == start_epoch else 0, len(chunks)):
           n = chunks[c]
           chunk_start = time.perf_counter()
@@ -234,18 +301,26 @@ def _train(config, workdir, stored, data, model, progress_bar, after_chunk,
           # The records themselves, on the host (waits for the chunk).
           metrics, health = jax.device_get((metrics, health))
           failure = stages.chunk_failure(
-              health, sum(c.skipped_updates for c in done),
-              config.skip_nonfinite_updates, steps_per_epoch, config.epochs,
-              ckpts)
+            health,
+            sum(c.skipped_updates for c in done),
+            config.skip_nonfinite_updates,
+            steps_per_epoch,
+            config.epochs,
+            ckpts,
+          )
           if failure:
             raise NonFiniteError(failure)
           train_seconds += time.perf_counter() - chunk_start
-          done.append(resume.ChunkRecord(n, metrics,
-                                         int(health.skipped_updates)))
+          done.append(
+            resume.ChunkRecord(n, metrics, int(health.skipped_updates))
+          )
           running = sum(c.steps * float(c.metrics.elbo) for c in done) / sum(
-              c.steps for c in done)
-          bar.set_postfix_str(f"epoch {epoch + 1}/{config.epochs} "
-                              f"ELBO {running:.2f}", refresh=False)
+            c.steps for c in done
+          )
+          bar.set_postfix_str(
+            f"epoch {epoch + 1}/{config.epochs} ELBO {running:.2f}",
+            refresh=False,
+          )
           bar.update(1)
           end_of_epoch = c == len(chunks) - 1
           if end_of_epoch:
@@ -253,29 +328,60 @@ def _train(config, workdir, stored, data, model, progress_bar, after_chunk,
             local = state if place is None else mesh.local_copy(state)
             bar.clear()  # the log line goes above the bar, not into it
             stages.end_epoch(
-                stages.EpochEnd(config, outputs, model, data, eval_rng, figure_rng),
-                epoch, state, done, steps_per_epoch, train_seconds,
-                time.perf_counter() - run_start, history, writer, stopping,
-                ckpts, local=local)
+              stages.EpochEnd(
+                config, outputs, model, data, eval_rng, figure_rng
+              ),
+              epoch,
+              state,
+              done,
+              steps_per_epoch,
+              train_seconds,
+              time.perf_counter() - run_start,
+              history,
+              writer,
+              stopping,
+              ckpts,
+              local=local,
+            )
             bar.refresh()
-          ckpts.save_latest(state, resume.checkpoint_progress(
+          ckpts.save_latest(
+            state,
+            resume.checkpoint_progress(
               epoch + 1 if end_of_epoch else epoch,
               [] if end_of_epoch else done,
               0.0 if end_of_epoch else train_seconds,
-              time.perf_counter() - run_start, history))
+              time.perf_counter() - run_start,
+              history,
+            ),
+          )
           if after_chunk is not None:
             after_chunk(state)
         if stopping.should_stop:
           bar.clear()
-          logging.info("early stopping after epoch %d: %s", epoch + 1,
-                       stopping.describe())
+          logging.info(
+            "early stopping after epoch %d: %s", epoch + 1, stopping.describe()
+          )
 
     final_params = stages.final_measurements(
-        config, outputs, model, state if place is None else
-        mesh.local_copy(state), data, ckpts, history, writer, eval_rng)
+      config,
+      outputs,
+      model,
+      state if place is None else mesh.local_copy(state),
+      data,
+      ckpts,
+      history,
+      writer,
+      eval_rng,
+    )
     if figures:
-      write_figures(model, final_params, data, history,
-                    os.path.join(outputs, "figures"), figure_rng)
+      write_figures(
+        model,
+        final_params,
+        data,
+        history,
+        os.path.join(outputs, "figures"),
+        figure_rng,
+      )
   finally:
     if stream is not None:
       stream.close()

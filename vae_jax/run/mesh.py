@@ -35,8 +35,14 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from vae_jax.errors import ConfigError
 
-__all__ = ["Placement", "DATA_AXIS", "placement", "check_batch_size",
-           "describe", "local_copy"]
+__all__ = [
+  "Placement",
+  "DATA_AXIS",
+  "placement",
+  "check_batch_size",
+  "describe",
+  "local_copy",
+]
 
 DATA_AXIS = "data"
 
@@ -73,8 +79,7 @@ class Placement:
     sharding = sharding or self.replicated
 
     def put_leaf(x):
-      if jax.dtypes.issubdtype(getattr(x, "dtype", None),
-                               jax.dtypes.prng_key):
+      if jax.dtypes.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key):
         impl = jax.random.key_impl(x)
         data = jax.device_put(np.asarray(jax.random.key_data(x)), sharding)
         return jax.random.wrap_key_data(data, impl=impl)
@@ -93,15 +98,19 @@ def placement(num_devices: int) -> Optional[Placement]:
   local = available if num_devices == 0 else num_devices
   if local > available:
     raise ConfigError(
-        f"--config.num_devices={num_devices} is invalid: this process has "
-        f"{available} {jax.default_backend()} device(s); use "
-        f"--config.num_devices={available} or less (0 = all of them)")
+      f"--config.num_devices={num_devices} is invalid: this process has "
+      f"{available} {jax.default_backend()} device(s); use "
+      f"--config.num_devices={available} or less (0 = all of them)"
+    )
   if local == 1 and jax.process_count() == 1:
     return None
   # Every process takes its first `local` devices; jax.devices() lists them
   # process by process, so each process holds a contiguous block of rows.
-  devices = [d for p in range(jax.process_count()) for d in
-             [d for d in jax.devices() if d.process_index == p][:local]]
+  devices = [
+    d
+    for p in range(jax.process_count())
+    for d in [d for d in jax.devices() if d.process_index == p][:local]
+  ]
   return Placement(Mesh(np.array(devices), (DATA_AXIS,)))
 
 
@@ -115,10 +124,11 @@ def check_batch_size(batch_size: int, place: Optional[Placement]) -> None:
   if batch_size % size:
     lower = batch_size // size * size
     raise ConfigError(
-        f"--config.batch_size={batch_size} is invalid on a mesh of {size} "
-        f"devices (axis {DATA_AXIS}): the batch is split evenly over them; "
-        f"use a multiple of {size}, e.g. {lower or size} or "
-        f"{lower + size}, or fewer --config.num_devices")
+      f"--config.batch_size={batch_size} is invalid on a mesh of {size} "
+      f"devices (axis {DATA_AXIS}): the batch is split evenly over them; "
+      f"use a multiple of {size}, e.g. {lower or size} or "
+      f"{lower + size}, or fewer --config.num_devices"
+    )
 
 
 def describe(place: Optional[Placement]) -> str:
@@ -127,14 +137,16 @@ def describe(place: Optional[Placement]) -> str:
     return f"mesh: 1 device ({jax.default_backend()}), no sharding"
   processes = jax.process_count()
   over = f" over {processes} processes" if processes > 1 else ""
-  return (f"mesh: {place.num_devices} devices{over}, axis {DATA_AXIS} "
-          f"({jax.default_backend()}; batch sharded, parameters, optimizer "
-          "state and the on-device training split replicated)")
+  return (
+    f"mesh: {place.num_devices} devices{over}, axis {DATA_AXIS} "
+    f"({jax.default_backend()}; batch sharded, parameters, optimizer "
+    "state and the on-device training split replicated)"
+  )
 
 
 def local_copy(tree: Any) -> Any:
   """A replicated tree as arrays on this process's first device, for the
   single-device evaluation programs (no copy: each is that device's shard)."""
   return jax.tree_util.tree_map(
-      lambda x: x.addressable_data(0) if isinstance(x, jax.Array) else x,
-      tree)
+    lambda x: x.addressable_data(0) if isinstance(x, jax.Array) else x, tree
+  )

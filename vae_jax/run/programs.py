@@ -21,17 +21,29 @@ from vae_jax import validation
 from vae_jax.data.feeds import BatchFeed
 from vae_jax.run import mesh
 
-__all__ = ["step_config", "hyperparams", "batch_feed", "chunk_lengths",
-           "run_keys", "compile_chunk", "evaluate_program", "init_state"]
+__all__ = [
+  "step_config",
+  "hyperparams",
+  "batch_feed",
+  "chunk_lengths",
+  "run_keys",
+  "compile_chunk",
+  "evaluate_program",
+  "init_state",
+]
 
 
 def step_config(config) -> step_lib.StepConfig:
   return step_lib.StepConfig(
-      num_samples=config.num_samples, analytic_kl=config.analytic_kl,
-      objective=config.objective, optimizer=config.optimizer,
-      grad_clip_norm=float(config.grad_clip_norm),
-      lr_schedule=config.lr_schedule, ema=config.ema_decay > 0,
-      skip_nonfinite_updates=config.skip_nonfinite_updates)
+    num_samples=config.num_samples,
+    analytic_kl=config.analytic_kl,
+    objective=config.objective,
+    optimizer=config.optimizer,
+    grad_clip_norm=float(config.grad_clip_norm),
+    lr_schedule=config.lr_schedule,
+    ema=config.ema_decay > 0,
+    skip_nonfinite_updates=config.skip_nonfinite_updates,
+  )
 
 
 def hyperparams(config, steps_per_epoch: int) -> step_lib.Hyperparams:
@@ -43,31 +55,41 @@ def hyperparams(config, steps_per_epoch: int) -> step_lib.Hyperparams:
   steps = lambda epochs: jnp.float32(round(epochs * steps_per_epoch))
   rate = config.learning_rate
   if config.lr_batch_scaling != "none":  # else the configured float as it is
-    rate *= validation.batch_scale(config.lr_batch_scaling, config.batch_size,
-                                   config.lr_reference_batch_size)
+    rate *= validation.batch_scale(
+      config.lr_batch_scaling, config.batch_size, config.lr_reference_batch_size
+    )
   return step_lib.Hyperparams(
-      learning_rate=jnp.float32(rate),
-      kl_weight=jnp.float32(config.kl_weight),
-      kl_warmup_steps=steps(config.kl_warmup_epochs),
-      lr_warmup_steps=steps(config.lr_warmup_epochs),
-      lr_schedule_steps=steps(schedule_epochs),
-      lr_floor=jnp.float32(config.lr_floor),
-      ema_decay=jnp.float32(config.ema_decay),
-      free_bits=jnp.float32(config.free_bits))
+    learning_rate=jnp.float32(rate),
+    kl_weight=jnp.float32(config.kl_weight),
+    kl_warmup_steps=steps(config.kl_warmup_epochs),
+    lr_warmup_steps=steps(config.lr_warmup_epochs),
+    lr_schedule_steps=steps(schedule_epochs),
+    lr_floor=jnp.float32(config.lr_floor),
+    ema_decay=jnp.float32(config.ema_decay),
+    free_bits=jnp.float32(config.free_bits),
+  )
 
 
-def batch_feed(config, data, place: Optional[mesh.Placement] = None
-               ) -> BatchFeed:
+def batch_feed(
+  config, data, place: Optional[mesh.Placement] = None
+) -> BatchFeed:
   """How the run's chunks make their batches (static)."""
-  return BatchFeed(config.batch_size, data.dynamic_binarization,
-                   data.pixel_max, streamed=data.streaming,
-                   batch_sharding=None if place is None else place.batch)
+  return BatchFeed(
+    config.batch_size,
+    data.dynamic_binarization,
+    data.pixel_max,
+    streamed=data.streaming,
+    batch_sharding=None if place is None else place.batch,
+  )
 
 
 def chunk_lengths(steps_per_epoch: int, steps_per_chunk: int) -> list[int]:
   """The steps of each compiled chunk of an epoch (one chunk if 0)."""
-  chunk = steps_per_epoch if steps_per_chunk <= 0 else min(steps_per_chunk,
-                                                           steps_per_epoch)
+  chunk = (
+    steps_per_epoch
+    if steps_per_chunk <= 0
+    else min(steps_per_chunk, steps_per_epoch)
+  )
   full, rest = divmod(steps_per_epoch, chunk)
   return [chunk] * full + ([rest] if rest else [])
 
@@ -87,8 +109,9 @@ def run_keys(config) -> tuple[jax.Array, jax.Array, jax.Array]:
 init_state = jax.jit(step_lib.init_train_state, static_argnums=(0, 1))
 
 
-_chunk = jax.jit(chunks.train_chunk, static_argnums=(0, 1, 2, 3),
-                 donate_argnums=(4,))
+_chunk = jax.jit(
+  chunks.train_chunk, static_argnums=(0, 1, 2, 3), donate_argnums=(4,)
+)
 
 
 def _sharded_chunk(feed: BatchFeed, place: mesh.Placement):
@@ -97,14 +120,25 @@ def _sharded_chunk(feed: BatchFeed, place: mesh.Placement):
   sharded along the data axis (the batches themselves are constrained
   inside, by `BatchFeed.batch_sharding`)."""
   data = place.streamed_chunk if feed.streamed else place.replicated
-  return jax.jit(chunks.train_chunk, static_argnums=(0, 1, 2, 3),
-                 donate_argnums=(4,),
-                 in_shardings=(place.replicated, data, place.replicated),
-                 out_shardings=place.replicated)
+  return jax.jit(
+    chunks.train_chunk,
+    static_argnums=(0, 1, 2, 3),
+    donate_argnums=(4,),
+    in_shardings=(place.replicated, data, place.replicated),
+    out_shardings=place.replicated,
+  )
 
 
-def compile_chunk(model, step_cfg, feed: BatchFeed, num_steps: int, state,
-                  train, hparams, place: Optional[mesh.Placement] = None):
+def compile_chunk(
+  model,
+  step_cfg,
+  feed: BatchFeed,
+  num_steps: int,
+  state,
+  train,
+  hparams,
+  place: Optional[mesh.Placement] = None,
+):
   """The compiled chunk of `num_steps` steps: f(state, data, hparams).
 
   `state` (donated) and `hparams` give the shapes; `train` is the training
@@ -115,10 +149,18 @@ def compile_chunk(model, step_cfg, feed: BatchFeed, num_steps: int, state,
   is sharded over it (`feed` must be `batch_feed(..., place)`).
   """
   fn = _chunk if place is None else _sharded_chunk(feed, place)
-  return fn.lower(model, step_cfg, feed, num_steps, state,
-                  feed.source_spec(train, num_steps), hparams).compile()
+  return fn.lower(
+    model,
+    step_cfg,
+    feed,
+    num_steps,
+    state,
+    feed.source_spec(train, num_steps),
+    hparams,
+  ).compile()
 
 
 evaluate_program = jax.jit(
-    evaluation.evaluate,
-    static_argnames=("model", "batch_size", "num_samples", "analytic_kl"))
+  evaluation.evaluate,
+  static_argnames=("model", "batch_size", "num_samples", "analytic_kl"),
+)

@@ -57,14 +57,20 @@ class SummaryWriter:
     # "wb": the suffix keeps a second writer of the same second from
     # truncating the first one's file, and sorts it after that file.
     self._events = event_file_writer.EventsWriter(
-        os.path.join(logdir, "events"), filename_suffix=f".{time.time_ns()}")
+      os.path.join(logdir, "events"), filename_suffix=f".{time.time_ns()}"
+    )
     if purge_step is not None:
-      self._events.write_event(event_pb2.Event(
-          wall_time=time.time(), step=int(purge_step),
-          session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)))
+      self._events.write_event(
+        event_pb2.Event(
+          wall_time=time.time(),
+          step=int(purge_step),
+          session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START),
+        )
+      )
 
-  def write_scalars(self, step: int,
-                    scalars: Mapping[str, Optional[Scalar]]) -> None:
+  def write_scalars(
+    self, step: int, scalars: Mapping[str, Optional[Scalar]]
+  ) -> None:
     """One scalar event per tag at `step`; None values are skipped.
 
     Values are stored as float32 (TensorBoard's simple_value); NaN and ±inf
@@ -84,12 +90,14 @@ class SummaryWriter:
         Stored as 8-bit PNG, value v → round(255·v).
     """
     for tag, image in images.items():
-      self._write(step, tb_summary.image(tag, _to_uint8(image),
-                                         dataformats="HWC"))
+      self._write(
+        step, tb_summary.image(tag, _to_uint8(image), dataformats="HWC")
+      )
 
   def _write(self, step: int, summary) -> None:
-    self._events.write_event(event_pb2.Event(
-        wall_time=time.time(), step=int(step), summary=summary))
+    self._events.write_event(
+      event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary)
+    )
 
   def flush(self) -> None:
     self._events.flush()
@@ -111,8 +119,8 @@ def read_scalars(logdir: str) -> dict[str, list[tuple[int, float]]]:
   """
   accumulator = _load(logdir)
   return {
-      tag: [(int(e.step), float(e.value)) for e in accumulator.Scalars(tag)]
-      for tag in accumulator.Tags()["scalars"]
+    tag: [(int(e.step), float(e.value)) for e in accumulator.Scalars(tag)]
+    for tag in accumulator.Tags()["scalars"]
   }
 
 
@@ -134,9 +142,8 @@ def read_images(logdir: str) -> dict[str, list[tuple[int, np.ndarray]]]:
   result = {}
   for tag in accumulator.Tags()["images"]:
     result[tag] = [
-        (int(e.step),
-         np.asarray(Image.open(io.BytesIO(e.encoded_image_string))))
-        for e in accumulator.Images(tag)
+      (int(e.step), np.asarray(Image.open(io.BytesIO(e.encoded_image_string))))
+      for e in accumulator.Images(tag)
     ]
   return result
 
@@ -147,7 +154,8 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
     image = image[..., None]
   if image.ndim != 3 or image.shape[-1] not in (1, 3):
     raise ValueError(
-        f"an image must be [H, W], [H, W, 1] or [H, W, 3], got {image.shape}")
+      f"an image must be [H, W], [H, W, 1] or [H, W, 3], got {image.shape}"
+    )
   return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
@@ -157,10 +165,12 @@ def _load(logdir: str):
     from tensorboard.backend.event_processing import event_accumulator
   except ImportError as e:
     raise ImportError(
-        "reading event files needs the `tensorboard` package: "
-        "pip install tensorboard (or this project's `test` extra)") from e
+      "reading event files needs the `tensorboard` package: "
+      "pip install tensorboard (or this project's `test` extra)"
+    ) from e
   accumulator = event_accumulator.EventAccumulator(
-      logdir, size_guidance={event_accumulator.SCALARS: 0,
-                             event_accumulator.IMAGES: 0})
+    logdir,
+    size_guidance={event_accumulator.SCALARS: 0, event_accumulator.IMAGES: 0},
+  )
   accumulator.Reload()
   return accumulator

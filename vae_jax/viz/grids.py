@@ -15,8 +15,9 @@ import numpy as np
 __all__ = ["image_grid", "manifold_grid", "pca_2d", "prior_quantile_grid"]
 
 
-def image_grid(images: np.ndarray, rows: int, cols: int, pad: int = 0,
-               pad_value: float = 1.0) -> np.ndarray:
+def image_grid(
+  images: np.ndarray, rows: int, cols: int, pad: int = 0, pad_value: float = 1.0
+) -> np.ndarray:
   """Tiles images row-major into one picture.
 
   Args:
@@ -36,17 +37,22 @@ def image_grid(images: np.ndarray, rows: int, cols: int, pad: int = 0,
   if images.ndim not in (3, 4):
     raise ValueError(f"images must be [N, H, W(, C)], got {images.shape}")
   n, h, w = images.shape[:3]
-  grid = np.full((rows * h + (rows - 1) * pad, cols * w + (cols - 1) * pad)
-                 + images.shape[3:], pad_value, dtype=np.float32)
+  grid = np.full(
+    (rows * h + (rows - 1) * pad, cols * w + (cols - 1) * pad)
+    + images.shape[3:],
+    pad_value,
+    dtype=np.float32,
+  )
   for i in range(min(n, rows * cols)):
     r, c = divmod(i, cols)
     top, left = r * (h + pad), c * (w + pad)
-    grid[top:top + h, left:left + w] = images[i]
+    grid[top : top + h, left : left + w] = images[i]
   return grid
 
 
-def prior_quantile_grid(n: int, low: float = 0.05,
-                        high: float = 0.95) -> np.ndarray:
+def prior_quantile_grid(
+  n: int, low: float = 0.05, high: float = 0.95
+) -> np.ndarray:
   """`[n]` values of z with N(0, 1) CDF evenly spaced in [low, high].
 
   z_i = Φ⁻¹(low + i·(high − low)/(n − 1)), the grid of Kingma & Welling
@@ -99,6 +105,6 @@ def pca_2d(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   components *= np.where(signs == 0, 1.0, signs)[:, None]
   total = np.sum(s**2)
   power = np.zeros(2)
-  power[:min(2, len(s))] = s[:2]**2
+  power[: min(2, len(s))] = s[:2] ** 2
   explained = power / total if total > 0 else power
   return centred @ components.T, explained

@@ -14,6 +14,7 @@ from matplotlib import colormaps
 from matplotlib.lines import Line2D
 
 from vae_jax.viz.grids import pca_2d
+
 # render's canvas, shared by every figure: exact pixel sizes, Agg, no pyplot.
 from vae_jax.viz.render import _figure, _save
 
@@ -23,9 +24,13 @@ __all__ = ["save_latent_space"]
 _MAX_DISCRETE_LABELS = 20
 
 
-def save_latent_space(means: np.ndarray, labels: Optional[np.ndarray],
-                      path: str, label_names: Optional[Sequence[str]] = None,
-                      title: str = "") -> str:
+def save_latent_space(
+  means: np.ndarray,
+  labels: Optional[np.ndarray],
+  path: str,
+  label_names: Optional[Sequence[str]] = None,
+  title: str = "",
+) -> str:
   """Scatter of posterior means μ(x) coloured by label. 760×640 pixels.
 
   D = 2: z₁ against z₂. D > 2: the first two principal components of the
@@ -63,10 +68,12 @@ def save_latent_space(means: np.ndarray, labels: Optional[np.ndarray],
   else:
     projection, explained = pca_2d(means)
     x, y = projection[:, 0], projection[:, 1]
-    ax.set_xlabel(f"PC 1 of posterior means (SVD; {100 * explained[0]:.1f}% "
-                  "of variance)")
-    ax.set_ylabel(f"PC 2 of posterior means (SVD; {100 * explained[1]:.1f}% "
-                  "of variance)")
+    ax.set_xlabel(
+      f"PC 1 of posterior means (SVD; {100 * explained[0]:.1f}% of variance)"
+    )
+    ax.set_ylabel(
+      f"PC 2 of posterior means (SVD; {100 * explained[1]:.1f}% of variance)"
+    )
     what = f"PCA of the {d}-D latent to 2-D"
 
   # Draw in a fixed random order so no class is painted over all the others.
@@ -74,40 +81,68 @@ def save_latent_space(means: np.ndarray, labels: Optional[np.ndarray],
   size = 4 if n > 2000 else 10
   discrete = labels is not None and _is_discrete(labels)
   if labels is None:
-    ax.scatter(x[order], y[order], s=size, alpha=0.6, color="tab:blue",
-               linewidths=0)
+    ax.scatter(
+      x[order], y[order], s=size, alpha=0.6, color="tab:blue", linewidths=0
+    )
   elif discrete:
     classes = np.unique(labels)
     cmap = _class_colours(len(classes))
     index = np.searchsorted(classes, labels)
-    ax.scatter(x[order], y[order], s=size, alpha=0.7, linewidths=0,
-               c=cmap[index[order]])
+    ax.scatter(
+      x[order], y[order], s=size, alpha=0.7, linewidths=0, c=cmap[index[order]]
+    )
     handles = [
-        Line2D([], [], marker="o", linestyle="", color=cmap[i],
-               label=_label_name(k, label_names))
-        for i, k in enumerate(classes)
+      Line2D(
+        [],
+        [],
+        marker="o",
+        linestyle="",
+        color=cmap[i],
+        label=_label_name(k, label_names),
+      )
+      for i, k in enumerate(classes)
     ]
-    ax.legend(handles=handles, title="label", fontsize=8, title_fontsize=9,
-              loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    ax.legend(
+      handles=handles,
+      title="label",
+      fontsize=8,
+      title_fontsize=9,
+      loc="center left",
+      bbox_to_anchor=(1.01, 0.5),
+      frameon=False,
+    )
     if d == 1:
-      ax.set_yticks(classes, [_label_name(k, label_names) for k in classes],
-                    fontsize=8)
+      ax.set_yticks(
+        classes, [_label_name(k, label_names) for k in classes], fontsize=8
+      )
   else:
-    points = ax.scatter(x[order], y[order], s=size, alpha=0.7, linewidths=0,
-                        c=labels[order].astype(np.float64), cmap="viridis")
+    points = ax.scatter(
+      x[order],
+      y[order],
+      s=size,
+      alpha=0.7,
+      linewidths=0,
+      c=labels[order].astype(np.float64),
+      cmap="viridis",
+    )
     fig.colorbar(points, ax=ax, label="label")
   ax.grid(True, alpha=0.3)
-  ax.set_title(title or f"Posterior means μ(x) of {n} test images ({what})",
-               fontsize=11)
+  ax.set_title(
+    title or f"Posterior means μ(x) of {n} test images ({what})", fontsize=11
+  )
   return _save(fig, path)
 
 
 def _is_discrete(labels: np.ndarray) -> bool:
-  integral = (np.issubdtype(labels.dtype, np.integer)
-              or np.issubdtype(labels.dtype, np.bool_)
-              or (np.issubdtype(labels.dtype, np.floating)
-                  and np.all(np.isfinite(labels))
-                  and np.all(labels == np.round(labels))))
+  integral = (
+    np.issubdtype(labels.dtype, np.integer)
+    or np.issubdtype(labels.dtype, np.bool_)
+    or (
+      np.issubdtype(labels.dtype, np.floating)
+      and np.all(np.isfinite(labels))
+      and np.all(labels == np.round(labels))
+    )
+  )
   return bool(integral) and len(np.unique(labels)) <= _MAX_DISCRETE_LABELS
 
 

@@ -16,15 +16,37 @@ from vae_jax.viz import grids
 from vae_jax.viz import latent_space
 from vae_jax.viz import render
 
-__all__ = ["FASHION_MNIST_LABELS", "FIGURE_NAMES", "FigureData",
-           "images_for_tensorboard", "save_figures"]
+__all__ = [
+  "FASHION_MNIST_LABELS",
+  "FIGURE_NAMES",
+  "FigureData",
+  "images_for_tensorboard",
+  "save_figures",
+]
 
-FASHION_MNIST_LABELS = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+FASHION_MNIST_LABELS = (
+  "T-shirt/top",
+  "Trouser",
+  "Pullover",
+  "Dress",
+  "Coat",
+  "Sandal",
+  "Shirt",
+  "Sneaker",
+  "Bag",
+  "Ankle boot",
+)
 
 # File stems, in the order `save_figures` writes them; `{name}.png`.
-FIGURE_NAMES = ("reconstructions", "prior_samples", "latent_space", "manifold",
-                "latent_traversals", "training_curves", "pseudo_inputs")
+FIGURE_NAMES = (
+  "reconstructions",
+  "prior_samples",
+  "latent_space",
+  "manifold",
+  "latent_traversals",
+  "training_curves",
+  "pseudo_inputs",
+)
 
 
 class FigureData(NamedTuple):
@@ -64,10 +86,12 @@ class FigureData(NamedTuple):
   pseudo_inputs: Optional[np.ndarray] = None
 
 
-def save_figures(data: FigureData,
-                 history: Optional[Sequence[Mapping[str, Any]]],
-                 directory: str,
-                 label_names: Optional[Sequence[str]] = None) -> dict[str, str]:
+def save_figures(
+  data: FigureData,
+  history: Optional[Sequence[Mapping[str, Any]]],
+  directory: str,
+  label_names: Optional[Sequence[str]] = None,
+) -> dict[str, str]:
   """Writes the PNGs of `data` (and of `history`, when non-empty).
 
   Returns:
@@ -80,31 +104,47 @@ def save_figures(data: FigureData,
   latent_dim = data.posterior_means.shape[1]
   activity = data.posterior_means.var(axis=0)
   paths = {
-      "reconstructions": render.save_reconstructions(
-          data.images, data.reconstructions, path("reconstructions"),
-          title="Test images and reconstructions E[x|z], z ~ q(z|x) sampled"),
-      "prior_samples": render.save_prior_samples(
-          data.prior_samples, path("prior_samples")),
-      "latent_space": latent_space.save_latent_space(
-          data.posterior_means, data.labels, path("latent_space"),
-          label_names=label_names),
+    "reconstructions": render.save_reconstructions(
+      data.images,
+      data.reconstructions,
+      path("reconstructions"),
+      title="Test images and reconstructions E[x|z], z ~ q(z|x) sampled",
+    ),
+    "prior_samples": render.save_prior_samples(
+      data.prior_samples, path("prior_samples")
+    ),
+    "latent_space": latent_space.save_latent_space(
+      data.posterior_means,
+      data.labels,
+      path("latent_space"),
+      label_names=label_names,
+    ),
   }
   if data.manifold is not None and data.manifold_values is not None:
     paths["manifold"] = render.save_manifold(
-        data.manifold, data.manifold_values, path("manifold"))
+      data.manifold, data.manifold_values, path("manifold")
+    )
   paths["latent_traversals"] = render.save_latent_traversals(
-      data.traversals, data.traversal_values, path("latent_traversals"),
-      title=data.traversal_title,
-      row_labels=[f"$z_{{{d + 1}}}$  Var μ={activity[d]:.2f}"
-                  for d in data.traversal_dims])
+    data.traversals,
+    data.traversal_values,
+    path("latent_traversals"),
+    title=data.traversal_title,
+    row_labels=[
+      f"$z_{{{d + 1}}}$  Var μ={activity[d]:.2f}" for d in data.traversal_dims
+    ],
+  )
   if data.pseudo_inputs is not None:
     paths["pseudo_inputs"] = render.save_prior_samples(
-        data.pseudo_inputs, path("pseudo_inputs"),
-        title="The VampPrior's pseudo-inputs u_k, p(z) = 1/K Σ_k q(z|u_k)")
+      data.pseudo_inputs,
+      path("pseudo_inputs"),
+      title="The VampPrior's pseudo-inputs u_k, p(z) = 1/K Σ_k q(z|u_k)",
+    )
   if history:
     paths["training_curves"] = render.save_training_curves(
-        history, path("training_curves"),
-        title=f"Training curves (D = {latent_dim}; nats per example)")
+      history,
+      path("training_curves"),
+      title=f"Training curves (D = {latent_dim}; nats per example)",
+    )
   return paths
 
 
@@ -124,10 +164,12 @@ def images_for_tensorboard(data: FigureData) -> dict[str, np.ndarray]:
   out["reconstructions"] = np.concatenate([originals, gap, recons])
   p = len(data.prior_samples)
   out["prior_samples"] = grids.image_grid(
-      data.prior_samples, -(-p // min(8, p)), min(8, p), pad=1)
+    data.prior_samples, -(-p // min(8, p)), min(8, p), pad=1
+  )
   d, s = data.traversals.shape[:2]
   out["latent_traversals"] = grids.image_grid(
-      data.traversals.reshape(d * s, *data.traversals.shape[2:]), d, s, pad=1)
+    data.traversals.reshape(d * s, *data.traversals.shape[2:]), d, s, pad=1
+  )
   if data.manifold is not None and data.manifold_values is not None:
     n = len(data.manifold_values)
     out["manifold"] = grids.image_grid(data.manifold, n, n, pad=1)

@@ -26,13 +26,13 @@ from matplotlib.figure import Figure
 from vae_jax.viz.grids import image_grid
 
 __all__ = [
-    "DPI",
-    "save_bound_vs_k",
-    "save_latent_traversals",
-    "save_manifold",
-    "save_prior_samples",
-    "save_reconstructions",
-    "save_training_curves",
+  "DPI",
+  "save_bound_vs_k",
+  "save_latent_traversals",
+  "save_manifold",
+  "save_prior_samples",
+  "save_reconstructions",
+  "save_training_curves",
 ]
 
 DPI = 100
@@ -46,8 +46,9 @@ _MANIFOLD_CELL_PX = 40
 # Figures.
 
 
-def save_reconstructions(images: np.ndarray, reconstructions: np.ndarray,
-                         path: str, title: str = "") -> str:
+def save_reconstructions(
+  images: np.ndarray, reconstructions: np.ndarray, path: str, title: str = ""
+) -> str:
   """Test images (top panel) above their reconstructions E[x|z], z ~ q(z|x).
 
   Shows the first n = min(N, 16) pairs in rows of up to 8. Size in pixels:
@@ -58,11 +59,12 @@ def save_reconstructions(images: np.ndarray, reconstructions: np.ndarray,
     raise ValueError("save_reconstructions needs at least one image")
   cols = min(8, n)
   rows = math.ceil(n / cols)
-  fig, axes = _figure(max(400, _CELL_PX * cols + 40), 180 * rows + 120,
-                      nrows=2)
+  fig, axes = _figure(max(400, _CELL_PX * cols + 40), 180 * rows + 120, nrows=2)
   for ax, batch, label in zip(
-      axes, (images, reconstructions),
-      ("test images x", "reconstructions E[x|z], one z ~ q(z|x) each")):
+    axes,
+    (images, reconstructions),
+    ("test images x", "reconstructions E[x|z], one z ~ q(z|x) each"),
+  ):
     _show(ax, image_grid(batch[:n], rows, cols, pad=1))
     ax.set_title(label, fontsize=9)
     ax.axis("off")
@@ -70,8 +72,9 @@ def save_reconstructions(images: np.ndarray, reconstructions: np.ndarray,
   return _save(fig, path)
 
 
-def save_prior_samples(samples: np.ndarray, path: str, title: str = "",
-                       cols: int = 8) -> str:
+def save_prior_samples(
+  samples: np.ndarray, path: str, title: str = "", cols: int = 8
+) -> str:
   """Decoder means E[x|z] for z ~ p(z), the model's prior.
 
   Size in pixels: width max(400, 90·cols + 40), height 90·rows + 80.
@@ -81,13 +84,13 @@ def save_prior_samples(samples: np.ndarray, path: str, title: str = "",
   fig, ax = _figure(max(400, _CELL_PX * cols + 40), _CELL_PX * rows + 80)
   _show(ax, image_grid(samples, rows, cols, pad=1))
   ax.axis("off")
-  ax.set_title(title or "Samples from the prior: E[x|z], z ~ p(z)",
-               fontsize=11)
+  ax.set_title(title or "Samples from the prior: E[x|z], z ~ p(z)", fontsize=11)
   return _save(fig, path)
 
 
-def save_manifold(images: np.ndarray, grid_values: np.ndarray, path: str,
-                  title: str = "") -> str:
+def save_manifold(
+  images: np.ndarray, grid_values: np.ndarray, path: str, title: str = ""
+) -> str:
   """Decoder means E[x|z] over an n×n grid of a 2-D latent.
 
   `images[r·n + c]` is decoded from z = (grid_values[c], grid_values[n−1−r]),
@@ -99,27 +102,33 @@ def save_manifold(images: np.ndarray, grid_values: np.ndarray, path: str,
   values = np.asarray(grid_values, dtype=np.float64)
   n = len(values)
   if len(images) != n * n:
-    raise ValueError(f"need {n}×{n} = {n * n} images for {n} grid values, "
-                     f"got {len(images)}")
+    raise ValueError(
+      f"need {n}×{n} = {n * n} images for {n} grid values, got {len(images)}"
+    )
   h, w = np.asarray(images).shape[1:3]
   pad = 1
   fig, ax = _figure(_MANIFOLD_CELL_PX * n + 170, _MANIFOLD_CELL_PX * n + 150)
   _show(ax, image_grid(images, n, n, pad=pad))
   centres_x = np.arange(n) * (w + pad) + (w - 1) / 2
   centres_y = np.arange(n) * (h + pad) + (h - 1) / 2
-  ax.set_xticks(centres_x, [_tick(v) for v in values], rotation=90,
-                fontsize=7)
+  ax.set_xticks(centres_x, [_tick(v) for v in values], rotation=90, fontsize=7)
   ax.set_yticks(centres_y, [_tick(v) for v in values[::-1]], fontsize=7)
   ax.set_xlabel(r"$z_1$ (prior quantiles)")
   ax.set_ylabel(r"$z_2$ (prior quantiles)")
-  ax.set_title(title or "Learned manifold: E[x|z] over a grid of the prior's "
-               "quantiles", fontsize=11)
+  ax.set_title(
+    title or "Learned manifold: E[x|z] over a grid of the prior's quantiles",
+    fontsize=11,
+  )
   return _save(fig, path)
 
 
-def save_latent_traversals(images: np.ndarray, values: np.ndarray, path: str,
-                           title: str = "",
-                           row_labels: Optional[Sequence[str]] = None) -> str:
+def save_latent_traversals(
+  images: np.ndarray,
+  values: np.ndarray,
+  path: str,
+  title: str = "",
+  row_labels: Optional[Sequence[str]] = None,
+) -> str:
   """One row per latent dimension d, one column per value of z_d.
 
   Args:
@@ -139,38 +148,63 @@ def save_latent_traversals(images: np.ndarray, values: np.ndarray, path: str,
   h, w = images.shape[2:4]
   pad = 1
   fig, ax = _figure(_SMALL_CELL_PX * cols + 220, _SMALL_CELL_PX * rows + 150)
-  _show(ax, image_grid(images.reshape(rows * cols, *images.shape[2:]), rows,
-                       cols, pad=pad))
+  _show(
+    ax,
+    image_grid(
+      images.reshape(rows * cols, *images.shape[2:]), rows, cols, pad=pad
+    ),
+  )
   if row_labels is None:
     row_labels = [f"$z_{{{d + 1}}}$" for d in range(rows)]
-  ax.set_xticks(np.arange(cols) * (w + pad) + (w - 1) / 2,
-                [_tick(v) for v in values], fontsize=7)
-  ax.set_yticks(np.arange(rows) * (h + pad) + (h - 1) / 2, list(row_labels),
-                fontsize=7)
+  ax.set_xticks(
+    np.arange(cols) * (w + pad) + (w - 1) / 2,
+    [_tick(v) for v in values],
+    fontsize=7,
+  )
+  ax.set_yticks(
+    np.arange(rows) * (h + pad) + (h - 1) / 2, list(row_labels), fontsize=7
+  )
   ax.set_xlabel("value of the traversed dimension $z_d$")
   ax.set_ylabel("latent dimension d")
-  ax.set_title(title or "Latent traversals: E[x|z] as one $z_d$ varies",
-               fontsize=10)
+  ax.set_title(
+    title or "Latent traversals: E[x|z] as one $z_d$ varies", fontsize=10
+  )
   return _save(fig, path)
 
 
 # (panel title, [(history key, legend label)]) of `save_training_curves`.
 _CURVES = (
-    ("ELBO", (("train_elbo", "train"), ("test_elbo", "test"),
-              ("val_elbo", "validation"))),
-    (r"KL$(q(z|x)\,\|\,p(z))$", (("train_kl", "train"), ("test_kl", "test"),
-                                 ("val_kl", "validation"))),
-    (r"reconstruction $E_q[\log p(x|z)]$",
-     (("train_log_likelihood", "train"), ("test_log_likelihood", "test"),
-      ("val_log_likelihood", "validation"))),
+  (
+    "ELBO",
+    (
+      ("train_elbo", "train"),
+      ("test_elbo", "test"),
+      ("val_elbo", "validation"),
+    ),
+  ),
+  (
+    r"KL$(q(z|x)\,\|\,p(z))$",
+    (("train_kl", "train"), ("test_kl", "test"), ("val_kl", "validation")),
+  ),
+  (
+    r"reconstruction $E_q[\log p(x|z)]$",
+    (
+      ("train_log_likelihood", "train"),
+      ("test_log_likelihood", "test"),
+      ("val_log_likelihood", "validation"),
+    ),
+  ),
 )
-_SPLIT_STYLE = {"train": dict(color="tab:blue", marker="o"),
-                "test": dict(color="tab:orange", marker="s"),
-                "validation": dict(color="tab:green", marker="^")}
+_SPLIT_STYLE = {
+  "train": dict(color="tab:blue", marker="o"),
+  "test": dict(color="tab:orange", marker="s"),
+  "validation": dict(color="tab:green", marker="^"),
+}
 
 
-def save_training_curves(history: Sequence[Mapping[str, Optional[float]]],
-                         path: str, title: str = "") -> str:
+def save_training_curves(
+  history: Sequence[Mapping[str, Optional[float]]], path: str, title: str = ""
+) -> str:
   """ELBO, KL and log-likelihood per epoch, train vs test (and validation).
 
   `history` is one dict per epoch, as the trainer's metrics.jsonl: keys
@@ -181,17 +215,28 @@ def save_training_curves(history: Sequence[Mapping[str, Optional[float]]],
   """
   if not history:
     raise ValueError("save_training_curves needs at least one epoch")
-  epochs = np.array([float(i + 1 if (e := r.get("epoch")) is None else e)
-                     for i, r in enumerate(history)])
+  epochs = np.array(
+    [
+      float(i + 1 if (e := r.get("epoch")) is None else e)
+      for i, r in enumerate(history)
+    ]
+  )
   fig, axes = _figure(1500, 460, ncols=3)
   for ax, (panel, series) in zip(axes, _CURVES):
     for key, split in series:
-      values = np.array([np.nan if (v := r.get(key)) is None else float(v)
-                         for r in history])
+      values = np.array(
+        [np.nan if (v := r.get(key)) is None else float(v) for r in history]
+      )
       if np.all(np.isnan(values)):
         continue
-      ax.plot(epochs, values, label=split, markersize=4, linewidth=1.5,
-              **_SPLIT_STYLE[split])
+      ax.plot(
+        epochs,
+        values,
+        label=split,
+        markersize=4,
+        linewidth=1.5,
+        **_SPLIT_STYLE[split],
+      )
     ax.set_title(panel, fontsize=10)
     ax.set_xlabel("epoch")
     ax.set_ylabel("nats per example")
@@ -202,9 +247,15 @@ def save_training_curves(history: Sequence[Mapping[str, Optional[float]]],
   return _save(fig, path)
 
 
-def save_bound_vs_k(ks: Sequence[int], estimates: Sequence[float],
-                    stderrs: Sequence[float], elbo: float, elbo_stderr: float,
-                    path: str, title: str = "") -> str:
+def save_bound_vs_k(
+  ks: Sequence[int],
+  estimates: Sequence[float],
+  stderrs: Sequence[float],
+  elbo: float,
+  elbo_stderr: float,
+  path: str,
+  title: str = "",
+) -> str:
   """The importance-sampled log p̂_K(x) against K, with the ELBO for scale.
 
       log p̂_K(x) = log 1/K Σ_k p(x, z_k) / q(z_k|x),  z_k ~ q(z|x; φ),
@@ -233,35 +284,63 @@ def save_bound_vs_k(ks: Sequence[int], estimates: Sequence[float],
   yerr = np.asarray(stderrs, dtype=np.float64)
   if x.ndim != 1 or len(x) == 0 or y.shape != x.shape or yerr.shape != x.shape:
     raise ValueError(
-        f"ks, estimates and stderrs must be [M] with M > 0, got {x.shape}, "
-        f"{y.shape} and {yerr.shape}")
+      f"ks, estimates and stderrs must be [M] with M > 0, got {x.shape}, "
+      f"{y.shape} and {yerr.shape}"
+    )
   if np.any(x < 1):
     raise ValueError(f"every K must be >= 1, got {x.tolist()}")
   order = np.argsort(x, kind="stable")  # the line runs left to right
   x, y, yerr = x[order], y[order], yerr[order]
   fig, ax = _figure(760, 520)
-  ax.axhline(elbo, color="tab:orange", linestyle="--", linewidth=1.5,
-             label=f"ELBO = {elbo:.2f} ± {elbo_stderr:.2f}")
-  ax.errorbar(x, y, yerr=yerr, color="tab:blue", marker="o",
-              markersize=4, capsize=3, linewidth=1.5,
-              label=r"$\log \hat{p}_K(x)$ ± s.e. of its difference to the "
-              "ELBO (paired over examples)")
+  ax.axhline(
+    elbo,
+    color="tab:orange",
+    linestyle="--",
+    linewidth=1.5,
+    label=f"ELBO = {elbo:.2f} ± {elbo_stderr:.2f}",
+  )
+  ax.errorbar(
+    x,
+    y,
+    yerr=yerr,
+    color="tab:blue",
+    marker="o",
+    markersize=4,
+    capsize=3,
+    linewidth=1.5,
+    label=r"$\log \hat{p}_K(x)$ ± s.e. of its difference to the "
+    "ELBO (paired over examples)",
+  )
   ax.set_xscale("log")
   ax.set_xticks(x, [f"{k:g}" for k in x])
   ax.minorticks_off()
   k_max, best = x[-1], y[-1]
   gap = best - elbo
-  ax.annotate("", xy=(k_max, best), xytext=(k_max, elbo),
-              arrowprops=dict(arrowstyle="<->", color="black", linewidth=1))
-  ax.annotate(f"KL(q‖p(z|x)) ≈ {gap:.2f} nats",
-              xy=(k_max, 0.5 * (best + elbo)), xytext=(-8, 0),
-              textcoords="offset points", ha="right", va="center", fontsize=9)
+  ax.annotate(
+    "",
+    xy=(k_max, best),
+    xytext=(k_max, elbo),
+    arrowprops=dict(arrowstyle="<->", color="black", linewidth=1),
+  )
+  ax.annotate(
+    f"KL(q‖p(z|x)) ≈ {gap:.2f} nats",
+    xy=(k_max, 0.5 * (best + elbo)),
+    xytext=(-8, 0),
+    textcoords="offset points",
+    ha="right",
+    va="center",
+    fontsize=9,
+  )
   ax.set_xlabel("importance samples K (log scale)")
   ax.set_ylabel("nats per example")
   ax.grid(True, alpha=0.3)
   ax.legend(fontsize=8, loc="upper left")  # the estimates rise to the right
-  ax.set_title(title or r"Importance-sampled $\log \hat{p}_K(x)$ against K, "
-               "and the ELBO", fontsize=11)
+  ax.set_title(
+    title
+    or r"Importance-sampled $\log \hat{p}_K(x)$ against K, "
+    "and the ELBO",
+    fontsize=11,
+  )
   return _save(fig, path)
 
 
@@ -275,8 +354,11 @@ def _figure(width_px: int, height_px: int, **subplots):
   Agg truncates the size in pixels (int(inches·dpi)); the half pixel keeps
   float rounding from losing one.
   """
-  fig = Figure(figsize=((width_px + 0.5) / DPI, (height_px + 0.5) / DPI),
-               dpi=DPI, layout="constrained")
+  fig = Figure(
+    figsize=((width_px + 0.5) / DPI, (height_px + 0.5) / DPI),
+    dpi=DPI,
+    layout="constrained",
+  )
   return fig, fig.subplots(**subplots)
 
 
@@ -289,8 +371,13 @@ def _save(fig: Figure, path: str) -> str:
 
 
 def _show(ax, grid: np.ndarray) -> None:
-  ax.imshow(np.clip(grid, 0.0, 1.0), cmap="gray", vmin=0.0, vmax=1.0,
-            interpolation="nearest")
+  ax.imshow(
+    np.clip(grid, 0.0, 1.0),
+    cmap="gray",
+    vmin=0.0,
+    vmax=1.0,
+    interpolation="nearest",
+  )
 
 
 def _tick(value: float) -> str:

@@ -45,8 +45,14 @@ from vae_jax.errors import UserError
 from vae_jax.run.store import integrity
 from vae_jax.step import TrainState
 
-__all__ = ["RunCheckpoints", "Restored", "CheckpointError", "LATEST", "BEST",
-           "DAMAGED"]
+__all__ = [
+  "RunCheckpoints",
+  "Restored",
+  "CheckpointError",
+  "LATEST",
+  "BEST",
+  "DAMAGED",
+]
 
 LATEST = "latest"
 BEST = "best"
@@ -65,19 +71,28 @@ class Restored(NamedTuple):
 
 
 def _to_tree(state: TrainState) -> dict[str, Any]:
-  tree = {"params": state.params, "opt_state": state.opt_state,
-          "step": state.step, "rng": jax.random.key_data(state.rng)}
+  tree = {
+    "params": state.params,
+    "opt_state": state.opt_state,
+    "step": state.step,
+    "rng": jax.random.key_data(state.rng),
+  }
   if state.ema_params is not None:  # else the items of every earlier run
     tree["ema_params"] = state.ema_params
   return tree
 
 
 def _from_tree(tree: dict[str, Any], template: TrainState) -> TrainState:
-  rng = jax.random.wrap_key_data(tree["rng"],
-                                 impl=jax.random.key_impl(template.rng))
-  return TrainState(params=tree["params"], opt_state=tree["opt_state"],
-                    step=tree["step"], rng=rng,
-                    ema_params=tree.get("ema_params"))
+  rng = jax.random.wrap_key_data(
+    tree["rng"], impl=jax.random.key_impl(template.rng)
+  )
+  return TrainState(
+    params=tree["params"],
+    opt_state=tree["opt_state"],
+    step=tree["step"],
+    rng=rng,
+    ema_params=tree.get("ema_params"),
+  )
 
 
 class RunCheckpoints:
@@ -102,10 +117,13 @@ class RunCheckpoints:
         continue
       # (orbax's own read_only option logs a warning on every open.)
       self._managers[name] = ocp.CheckpointManager(
-          path,
-          options=ocp.CheckpointManagerOptions(
-              max_to_keep=None if read_only else max_to_keep,
-              create=not read_only, enable_async_checkpointing=False))
+        path,
+        options=ocp.CheckpointManagerOptions(
+          max_to_keep=None if read_only else max_to_keep,
+          create=not read_only,
+          enable_async_checkpointing=False,
+        ),
+      )
     self._read_only = read_only
 
   def steps(self, which: str = LATEST) -> list[int]:
@@ -133,8 +151,9 @@ class RunCheckpoints:
     """
     self._save(BEST, state, progress)
 
-  def _save(self, which: str, state: TrainState,
-            progress: dict[str, Any]) -> None:
+  def _save(
+    self, which: str, state: TrainState, progress: dict[str, Any]
+  ) -> None:
     if self._read_only:
       raise ValueError(f"{self.directory} was opened read-only")
     step = int(state.step)
@@ -145,18 +164,24 @@ class RunCheckpoints:
     progress = dict(progress, checksums=integrity.checksums(tree))
     integrity.check_room(os.path.join(self.directory, which), tree)
     try:
-      manager.save(step, args=ocp.args.Composite(
+      manager.save(
+        step,
+        args=ocp.args.Composite(
           state=ocp.args.StandardSave(tree),
-          progress=ocp.args.JsonSave(progress)))
+          progress=ocp.args.JsonSave(progress),
+        ),
+      )
       manager.wait_until_finished()
     except Exception as e:  # pylint: disable=broad-except
       # orbax wraps a full disk in several types; the earlier steps are
       # intact (orbax renames a step into place only when it is complete).
-      raise OSError(f"saving checkpoint {which}/{step} failed "
-                    f"({integrity.describe(e)})") from e
+      raise OSError(
+        f"saving checkpoint {which}/{step} failed ({integrity.describe(e)})"
+      ) from e
 
-  def restore(self, step: int, template: TrainState,
-              which: str = LATEST) -> tuple[TrainState, dict[str, Any]]:
+  def restore(
+    self, step: int, template: TrainState, which: str = LATEST
+  ) -> tuple[TrainState, dict[str, Any]]:
     """The state and progress saved at `step` in `which`.
 
     Args:
@@ -177,28 +202,39 @@ class RunCheckpoints:
 
   def _restore_verified(self, step: int, which: str, template: TrainState):
     integrity.check_files(os.path.join(self.directory, which, str(step)))
-    abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct,
-                                      _to_tree(template))
-    restored = self._managers[which].restore(step, args=ocp.args.Composite(
+    abstract = jax.tree_util.tree_map(
+      ocp.utils.to_shape_dtype_struct, _to_tree(template)
+    )
+    restored = self._managers[which].restore(
+      step,
+      args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract),
-        progress=ocp.args.JsonRestore()))
+        progress=ocp.args.JsonRestore(),
+      ),
+    )
     progress = dict(restored["progress"])
     integrity.verify(jax.device_get(restored["state"]), progress)
     return _from_tree(restored["state"], template), progress
 
   def _restore_params_verified(self, step: int, which: str):
     integrity.check_files(os.path.join(self.directory, which, str(step)))
-    restored = self._managers[which].restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(), progress=ocp.args.JsonRestore()))
+    restored = self._managers[which].restore(
+      step,
+      args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(), progress=ocp.args.JsonRestore()
+      ),
+    )
     part = "ema_params" if "ema_params" in restored["state"] else "params"
     params = restored["state"][part]
     progress = dict(restored["progress"])
     integrity.verify({part: params}, progress)
     return jax.tree_util.tree_map(jax.numpy.asarray, params), progress
 
-  def restore_newest(self, candidates: list[tuple[str, int]],
-                     template: Optional[TrainState] = None
-                     ) -> Optional[Restored]:
+  def restore_newest(
+    self,
+    candidates: list[tuple[str, int]],
+    template: Optional[TrainState] = None,
+  ) -> Optional[Restored]:
     """The first of `candidates` ((series, step), in order of preference)
     that restores intact; None if there are no candidates.
 
@@ -221,17 +257,22 @@ class RunCheckpoints:
         # FileNotFoundError, IndexError, ...) for a damaged step.
         problems.append(f"{which}/{step} ({integrity.describe(e)})")
         moved = self._move_aside(which, step)
-        logging.warning("checkpoint %s/%d in %s is unusable (%s)%s; trying "
-                        "the next one", which, step, self.directory,
-                        integrity.describe(e),
-                        f", moved to {moved}" if moved else "")
+        logging.warning(
+          "checkpoint %s/%d in %s is unusable (%s)%s; trying the next one",
+          which,
+          step,
+          self.directory,
+          integrity.describe(e),
+          f", moved to {moved}" if moved else "",
+        )
         continue
       return Restored(which, step, state, progress)
     if problems:
       raise CheckpointError(
-          f"{self.directory} holds no usable checkpoint: "
-          f"{'; '.join(problems)}. Move the damaged steps away to start the "
-          "run over, or choose another --workdir")
+        f"{self.directory} holds no usable checkpoint: "
+        f"{'; '.join(problems)}. Move the damaged steps away to start the "
+        "run over, or choose another --workdir"
+      )
     return None
 
   def _move_aside(self, which: str, step: int) -> Optional[str]:
@@ -240,8 +281,9 @@ class RunCheckpoints:
     source = os.path.join(self.directory, which, str(step))
     if self._read_only or not os.path.lexists(source):
       return None
-    target = os.path.join(self.directory, DAMAGED,
-                          f"{which}-{step}-{time.time_ns()}")
+    target = os.path.join(
+      self.directory, DAMAGED, f"{which}-{step}-{time.time_ns()}"
+    )
     os.makedirs(os.path.dirname(target), exist_ok=True)
     os.replace(source, target)
     self._managers[which].reload()

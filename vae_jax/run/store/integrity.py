@@ -55,8 +55,9 @@ def verify(tree: dict[str, Any], progress: dict[str, Any]) -> None:
   """
   stored = progress.get("checksums") or {}
   actual = checksums(tree)
-  bad = [name for name in actual if name in stored and
-         stored[name] != actual[name]]
+  bad = [
+    name for name in actual if name in stored and stored[name] != actual[name]
+  ]
   if bad:
     raise ValueError(f"checksum mismatch in {', '.join(bad)}")
   for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
@@ -73,19 +74,19 @@ def check_files(step_dir: str) -> None:
   manifest fails inside the asyncio callbacks of orbax's many concurrent
   reads, which print tracebacks of their own after orbax has raised.
   """
-  needed = [os.path.join("state", "_METADATA"),
-            os.path.join("progress", "metadata")]
+  needed = [
+    os.path.join("state", "_METADATA"),
+    os.path.join("progress", "metadata"),
+  ]
   ocdbt = os.path.isdir(os.path.join(step_dir, "state", "ocdbt.process_0"))
   if ocdbt:
     needed.append(os.path.join("state", "manifest.ocdbt"))
-  missing = [n for n in needed
-             if not os.path.isfile(os.path.join(step_dir, n))]
+  missing = [n for n in needed if not os.path.isfile(os.path.join(step_dir, n))]
   if missing:
     raise FileNotFoundError(f"missing {', '.join(missing)}")
   if ocdbt:
     base = "file://" + os.path.join(os.path.abspath(step_dir), "state", "")
-    ts.KvStore.open({"driver": "ocdbt", "base": base}).result().list(
-    ).result()
+    ts.KvStore.open({"driver": "ocdbt", "base": base}).result().list().result()
 
 
 def describe(error: BaseException) -> str:
@@ -100,16 +101,21 @@ def check_room(directory: str, tree: Any) -> None:
   and released. A save that fails inside orbax floods the log from its
   threads; this fails first, in one line, in the common case of a full disk.
   """
-  size = sum(np.asarray(leaf).nbytes for leaf in jax.tree_util.tree_leaves(
-      tree)) + _METADATA_BYTES
+  size = (
+    sum(np.asarray(leaf).nbytes for leaf in jax.tree_util.tree_leaves(tree))
+    + _METADATA_BYTES
+  )
   fd, path = tempfile.mkstemp(prefix=".room-", dir=directory)
   try:
     os.posix_fallocate(fd, 0, size)
   except OSError as e:
     if e.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
       return  # a file system without fallocate: orbax will tell
-    raise OSError(e.errno, f"no room for a checkpoint of {size} bytes in "
-                  f"{directory} ({os.strerror(e.errno)})") from None
+    raise OSError(
+      e.errno,
+      f"no room for a checkpoint of {size} bytes in "
+      f"{directory} ({os.strerror(e.errno)})",
+    ) from None
   finally:
     os.close(fd)
     os.remove(path)
@@ -133,8 +139,10 @@ _default_unraisablehook = sys.unraisablehook
 
 
 def _unraisablehook(unraisable) -> None:
-  if (isinstance(unraisable.exc_value, RuntimeError)
-      and str(unraisable.exc_value) == "Event loop is closed"):
+  if (
+    isinstance(unraisable.exc_value, RuntimeError)
+    and str(unraisable.exc_value) == "Event loop is closed"
+  ):
     return  # a late tensorstore callback of a failed orbax operation
   _default_unraisablehook(unraisable)
 

@@ -62,9 +62,10 @@ class WorkdirLock:
       os.close(fd)
       holder = f"pid {pid}" if pid is not None else "a process"
       raise WorkdirBusy(
-          f"--workdir={workdir} is in use: {holder} is training in it (it "
-          f"holds {self.path}); wait for it to end, or choose another "
-          "--workdir") from None
+        f"--workdir={workdir} is in use: {holder} is training in it (it "
+        f"holds {self.path}); wait for it to end, or choose another "
+        "--workdir"
+      ) from None
     # Ours now: replace the last holder's pid by this one.
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)

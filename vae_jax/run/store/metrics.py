@@ -19,8 +19,15 @@ from absl import logging
 from vae_jax.errors import ConfigError
 from vae_jax.run.store.files import write_text_atomic
 
-__all__ = ["EpochRecord", "METRIC_KEYS", "read_metrics", "append_metrics",
-           "keep_metrics_until", "write_metrics", "json_safe"]
+__all__ = [
+  "EpochRecord",
+  "METRIC_KEYS",
+  "read_metrics",
+  "append_metrics",
+  "keep_metrics_until",
+  "write_metrics",
+  "json_safe",
+]
 
 
 @dataclasses.dataclass
@@ -81,15 +88,19 @@ def read_metrics(workdir: str) -> list[dict]:
       if i == len(lines) - 1:
         logging.warning("%s: dropped a torn last line", path)
         break
-      raise ConfigError(f"{path}: line {i + 1} is not JSON; the file is "
-                        "damaged: repair or delete it") from None
+      raise ConfigError(
+        f"{path}: line {i + 1} is not JSON; the file is "
+        "damaged: repair or delete it"
+      ) from None
   return records
 
 
 def json_safe(record: dict) -> dict:
   """`record` with NaN and ±inf as None: strict JSON."""
-  return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-          for k, v in record.items()}
+  return {
+    k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+    for k, v in record.items()
+  }
 
 
 def _json_line(record: dict) -> str:
@@ -107,8 +118,10 @@ def append_metrics(workdir: str, record: EpochRecord) -> dict:
 
 def write_metrics(workdir: str, records: list[dict]) -> None:
   """Replaces WORKDIR/metrics.jsonl by `records`, atomically."""
-  write_text_atomic(os.path.join(workdir, "metrics.jsonl"),
-                    "".join(_json_line(r) for r in records))
+  write_text_atomic(
+    os.path.join(workdir, "metrics.jsonl"),
+    "".join(_json_line(r) for r in records),
+  )
 
 
 def keep_metrics_until(workdir: str, step: int) -> list[dict]:
@@ -120,6 +133,9 @@ def keep_metrics_until(workdir: str, step: int) -> list[dict]:
   if os.path.exists(os.path.join(workdir, "metrics.jsonl")):
     write_metrics(workdir, kept)  # rewritten whole: drops a torn line too
   if len(kept) != len(records):
-    logging.info("metrics.jsonl: dropped %d epoch(s) after step %d, to redo",
-                 len(records) - len(kept), step)
+    logging.info(
+      "metrics.jsonl: dropped %d epoch(s) after step %d, to redo",
+      len(records) - len(kept),
+      step,
+    )
   return kept

@@ -31,18 +31,35 @@ from vae_jax import settings
 from vae_jax import validation
 from vae_jax.errors import ConfigError
 from vae_jax.names import resolve_image_layout
+
 # The run directory's files, re-exported: `workdir.read_metrics(...)` etc.
 from vae_jax.run.store.files import write_json_atomic, write_text_atomic
-from vae_jax.run.store.metrics import (METRIC_KEYS, EpochRecord,
-                                       append_metrics, json_safe,
-                                       keep_metrics_until, read_metrics,
-                                       write_metrics)
+from vae_jax.run.store.metrics import (
+  METRIC_KEYS,
+  EpochRecord,
+  append_metrics,
+  json_safe,
+  keep_metrics_until,
+  read_metrics,
+  write_metrics,
+)
 
-__all__ = ["EpochRecord", "METRIC_KEYS", "load_config", "check_resumable",
-           "write_config", "read_metrics", "append_metrics",
-           "keep_metrics_until", "write_metrics", "write_json_atomic",
-           "write_text_atomic", "json_safe", "check_directory",
-           "check_workdir"]
+__all__ = [
+  "EpochRecord",
+  "METRIC_KEYS",
+  "load_config",
+  "check_resumable",
+  "write_config",
+  "read_metrics",
+  "append_metrics",
+  "keep_metrics_until",
+  "write_metrics",
+  "write_json_atomic",
+  "write_text_atomic",
+  "json_safe",
+  "check_directory",
+  "check_workdir",
+]
 
 
 def load_config(workdir: str) -> Optional[ml_collections.ConfigDict]:
@@ -51,6 +68,7 @@ def load_config(workdir: str) -> Optional[ml_collections.ConfigDict]:
   if not os.path.exists(path):
     return None
   from vae_jax.configs import default  # pylint: disable=g-import-not-at-top
+
   config = default.get_config()
   try:
     with open(path) as f:
@@ -63,8 +81,8 @@ def load_config(workdir: str) -> Optional[ml_collections.ConfigDict]:
         config[name] = tuple(value) if isinstance(value, list) else value
   except (OSError, ValueError, TypeError, KeyError) as e:
     raise ConfigError(
-        f"{path} is unreadable ({type(e).__name__}: {e}); it is not a run "
-        "directory of vae_jax, or it is damaged: choose another --workdir"
+      f"{path} is unreadable ({type(e).__name__}: {e}); it is not a run "
+      "directory of vae_jax, or it is damaged: choose another --workdir"
     ) from None
   return config
 
@@ -79,12 +97,16 @@ def _differences(stored, config) -> list[str]:
       old = resolve_image_layout(stored.get("model"), old)
       new = resolve_image_layout(config.get("model"), new)
     if old != new:
-      diffs.append(f"--config.{name}: the run has {settings.show(old)}, this "
-                   f"command {settings.show(new)}")
+      diffs.append(
+        f"--config.{name}: the run has {settings.show(old)}, this "
+        f"command {settings.show(new)}"
+      )
   return diffs
 
 
-def check_resumable(config, workdir: str) -> Optional[ml_collections.ConfigDict]:
+def check_resumable(
+  config, workdir: str
+) -> Optional[ml_collections.ConfigDict]:
   """The stored config of the run in `workdir` (None if new), if `config` may resume it.
 
   Raises:
@@ -97,31 +119,46 @@ def check_resumable(config, workdir: str) -> Optional[ml_collections.ConfigDict]
   diffs = _differences(stored, config)
   if diffs:
     raise ConfigError(
-        f"--workdir={workdir} holds a run with other settings, so it cannot "
-        f"resume it ({'; '.join(diffs)}); only "
-        f"{', '.join('--config.' + n for n in settings.resumable())}, "
-        "--quiet and the logging flags may change on resume: repeat the "
-        "run's settings, or choose a new --workdir")
+      f"--workdir={workdir} holds a run with other settings, so it cannot "
+      f"resume it ({'; '.join(diffs)}); only "
+      f"{', '.join('--config.' + n for n in settings.resumable())}, "
+      "--quiet and the logging flags may change on resume: repeat the "
+      "run's settings, or choose a new --workdir"
+    )
   return stored
 
 
-def write_config(workdir: str, config, config_file: str,
-                 data_description: dict, model_description: dict) -> None:
+def write_config(
+  workdir: str,
+  config,
+  config_file: str,
+  data_description: dict,
+  model_description: dict,
+) -> None:
   """WORKDIR/config.json: the resolved config, where the data came from and
   the model's layers and KL estimator (`stages.describe_model`)."""
-  write_json_atomic(os.path.join(workdir, "config.json"), {
+  write_json_atomic(
+    os.path.join(workdir, "config.json"),
+    {
       "config": validation.to_json_dict(config),
       "config_file": config_file,
       "data_source": data_description["source"],
       "data": data_description,  # resolved source and preprocessing
       "model": model_description,
-  })
+    },
+  )
 
 
 # What a run directory may hold: name → must be a directory (True) or a file.
-_ENTRIES = {"config.json": False, "metrics.jsonl": False, "eval.json": False,
-            ".lock": False, "checkpoints": True, "figures": True,
-            "tensorboard": True}
+_ENTRIES = {
+  "config.json": False,
+  "metrics.jsonl": False,
+  "eval.json": False,
+  ".lock": False,
+  "checkpoints": True,
+  "figures": True,
+  "tensorboard": True,
+}
 
 
 def _nearest_existing(path: str) -> str:
@@ -157,17 +194,23 @@ def check_directory(path: str, flag_name: str = "workdir") -> bool:
     raise ConfigError(f"{flag} is a file, not a directory: choose a directory")
   anchor = _nearest_existing(absolute)
   if not os.path.isdir(anchor):
-    raise ConfigError(f"{flag}: {anchor} is a file, so the directory cannot "
-                      f"be created there; choose another --{flag_name}")
+    raise ConfigError(
+      f"{flag}: {anchor} is a file, so the directory cannot "
+      f"be created there; choose another --{flag_name}"
+    )
   limit = os.pathconf(anchor, "PC_NAME_MAX")
-  if (any(len(n.encode()) > limit for n in absolute.split(os.sep))
-      or len(absolute.encode()) >= os.pathconf(anchor, "PC_PATH_MAX")):
-    raise ConfigError(f"{flag}: the path is too long for the file system "
-                      f"(names of at most {limit} bytes); choose a shorter one")
+  if any(len(n.encode()) > limit for n in absolute.split(os.sep)) or len(
+    absolute.encode()
+  ) >= os.pathconf(anchor, "PC_PATH_MAX"):
+    raise ConfigError(
+      f"{flag}: the path is too long for the file system "
+      f"(names of at most {limit} bytes); choose a shorter one"
+    )
   why = _probe_writable(anchor)
   if why is not None:
-    raise ConfigError(f"{flag}: cannot write in {anchor} ({why}); choose "
-                      f"another --{flag_name}")
+    raise ConfigError(
+      f"{flag}: cannot write in {anchor} ({why}); choose another --{flag_name}"
+    )
   return anchor == absolute
 
 
@@ -183,15 +226,18 @@ def check_workdir(workdir: str, for_training: bool = True) -> None:
   flag = f"--workdir={workdir}"
   absolute = os.path.abspath(workdir)
   if not for_training and not os.path.lexists(absolute):
-    raise ConfigError(f"{flag}: no such directory; pass the run directory "
-                      "that experiments/train.py wrote")
+    raise ConfigError(
+      f"{flag}: no such directory; pass the run directory "
+      "that experiments/train.py wrote"
+    )
   if not check_directory(workdir):
     return  # a new directory: nothing else to check
   for name, is_dir in _ENTRIES.items():
     path = os.path.join(absolute, name)
     if os.path.lexists(path) and os.path.isdir(path) != is_dir:
       raise ConfigError(
-          f"{flag} holds {name} as a {'file' if is_dir else 'directory'}, "
-          f"where a run keeps a {'directory' if is_dir else 'file'}: it is "
-          "not a run directory of vae_jax; choose another --workdir")
+        f"{flag} holds {name} as a {'file' if is_dir else 'directory'}, "
+        f"where a run keeps a {'directory' if is_dir else 'file'}: it is "
+        "not a run directory of vae_jax; choose another --workdir"
+      )
   load_config(workdir)  # a damaged or foreign config.json: ConfigError

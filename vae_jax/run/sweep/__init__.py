@@ -17,17 +17,33 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from vae_jax.run.sweep.grid import (SWEEP_JSON, SweepPlan, check_sweep_dir,
-                                    plan_sweep)
+from vae_jax.run.sweep.grid import (
+  SWEEP_JSON,
+  SweepPlan,
+  check_sweep_dir,
+  plan_sweep,
+)
 
 if TYPE_CHECKING:
-  from vae_jax.run.sweep.driver import (STATUS_JSON, read_status, run_sweep,
-                                        vectorize_choice)
+  from vae_jax.run.sweep.driver import (
+    STATUS_JSON,
+    read_status,
+    run_sweep,
+    vectorize_choice,
+  )
 
 _DRIVER = ("run_sweep", "vectorize_choice", "read_status", "STATUS_JSON")
 
-__all__ = ["run_sweep", "vectorize_choice", "read_status", "STATUS_JSON",
-           "SweepPlan", "plan_sweep", "check_sweep_dir", "SWEEP_JSON"]
+__all__ = [
+  "run_sweep",
+  "vectorize_choice",
+  "read_status",
+  "STATUS_JSON",
+  "SweepPlan",
+  "plan_sweep",
+  "check_sweep_dir",
+  "SWEEP_JSON",
+]
 
 
 def __getattr__(name: str) -> Any:

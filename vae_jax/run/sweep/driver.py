@@ -46,9 +46,18 @@ from vae_jax.run.sweep.grid import SWEEP_JSON, SweepPlan, check_sweep_dir
 __all__ = ["run_sweep", "vectorize_choice", "read_status", "STATUS_JSON"]
 
 STATUS_JSON = "status.json"
-_DATA_SETTINGS = ("dataset", "data_dir", "binarization", "validation_size",
-                  "train_split", "test_split", "image_layout", "streaming",
-                  "batch_size", "model")
+_DATA_SETTINGS = (
+  "dataset",
+  "data_dir",
+  "binarization",
+  "validation_size",
+  "train_split",
+  "test_split",
+  "image_layout",
+  "streaming",
+  "batch_size",
+  "model",
+)
 
 
 def vectorize_choice(vectorize: str, backend: Optional[str] = None) -> bool:
@@ -81,22 +90,27 @@ def read_status(sweep_dir: str) -> dict:
       return status
   except (OSError, ValueError):
     pass
-  logging.warning("%s is unreadable: every member is checked again from its "
-                  "run directory", path)
+  logging.warning(
+    "%s is unreadable: every member is checked again from its run directory",
+    path,
+  )
   return {}
 
 
 def _active_units(config, workdir: str, model, data) -> Optional[int]:
   """Of the member's best checkpoint, else its latest; None without one."""
-  with checkpoints_lib.RunCheckpoints(os.path.join(workdir, "checkpoints"),
-                                      read_only=True) as ckpts:
+  with checkpoints_lib.RunCheckpoints(
+    os.path.join(workdir, "checkpoints"), read_only=True
+  ) as ckpts:
     for which in (checkpoints_lib.BEST, checkpoints_lib.LATEST):
       steps = ckpts.steps(which)
       if steps:
         params = ckpts.restore_params(steps[-1], which)
-        return int(evaluation.latent_usage(model, params, data.test,
-                                           config.eval_batch_size
-                                           ).active_units)
+        return int(
+          evaluation.latent_usage(
+            model, params, data.test, config.eval_batch_size
+          ).active_units
+        )
   return None
 
 
@@ -131,10 +145,14 @@ def _check(plan: SweepPlan, sweep_dir: str, vectorized: bool):
   return groups
 
 
-def run_sweep(plan: SweepPlan, sweep_dir: str, vectorize: str = "auto",
-              progress_bar: Optional[bool] = False,
-              after_chunk: Optional[Callable[[int], None]] = None,
-              figures: bool = True) -> dict:
+def run_sweep(
+  plan: SweepPlan,
+  sweep_dir: str,
+  vectorize: str = "auto",
+  progress_bar: Optional[bool] = False,
+  after_chunk: Optional[Callable[[int], None]] = None,
+  figures: bool = True,
+) -> dict:
   """Trains every unfinished member of `plan` in SWEEP_DIR; writes the
   summary. Returns status.json's content ({member: status, …}).
 
@@ -147,12 +165,16 @@ def run_sweep(plan: SweepPlan, sweep_dir: str, vectorize: str = "auto",
   vectorized = vectorize_choice(vectorize)
   groups = _check(plan, sweep_dir, vectorized)
   with WorkdirLock(sweep_dir, create=True):
-    description = dict(plan.description, vectorize=vectorize,
-                       vectorized=vectorized, backend=jax.default_backend(),
-                       groups=[[plan.members[i].name for i in g]
-                               for g, _, _ in groups])
-    workdir_lib.write_json_atomic(os.path.join(sweep_dir, SWEEP_JSON),
-                                  description)
+    description = dict(
+      plan.description,
+      vectorize=vectorize,
+      vectorized=vectorized,
+      backend=jax.default_backend(),
+      groups=[[plan.members[i].name for i in g] for g, _, _ in groups],
+    )
+    workdir_lib.write_json_atomic(
+      os.path.join(sweep_dir, SWEEP_JSON), description
+    )
     status = read_status(sweep_dir)
     for group, data, model in groups:
       pending = [i for i in group if plan.members[i].name not in status]
@@ -162,32 +184,48 @@ def run_sweep(plan: SweepPlan, sweep_dir: str, vectorize: str = "auto",
       workdirs = [_member_dir(sweep_dir, plan.members[i]) for i in pending]
       outcomes: Iterable[sweep_group.Outcome]
       if vectorized and len(pending) > 1 and not configs[0].streaming:
-        logging.info("training %d members as one vmapped program: %s",
-                     len(pending), ", ".join(plan.members[i].name
-                                             for i in pending))
+        logging.info(
+          "training %d members as one vmapped program: %s",
+          len(pending),
+          ", ".join(plan.members[i].name for i in pending),
+        )
         with contextlib.ExitStack() as stack:
           for workdir in workdirs:
             stack.enter_context(WorkdirLock(workdir, create=True))
           outcomes = sweep_group.train_group(
-              configs, workdirs, data, model, plan.config_file,
-              after_chunk=after_chunk, figures=figures)
+            configs,
+            workdirs,
+            data,
+            model,
+            plan.config_file,
+            after_chunk=after_chunk,
+            figures=figures,
+          )
       else:
-        outcomes = (_train_alone(c, w, data, progress_bar, after_chunk,
-                                 figures, plan.config_file)
-                    for c, w in zip(configs, workdirs))
-      for i, config, workdir, outcome in zip(pending, configs, workdirs,
-                                             outcomes):
+        outcomes = (
+          _train_alone(
+            c, w, data, progress_bar, after_chunk, figures, plan.config_file
+          )
+          for c, w in zip(configs, workdirs)
+        )
+      for i, config, workdir, outcome in zip(
+        pending, configs, workdirs, outcomes
+      ):
         status[plan.members[i].name] = {
-            "status": outcome.status, "message": outcome.message,
-            "active_units": _active_units(config, workdir, model, data)}
-        workdir_lib.write_json_atomic(os.path.join(sweep_dir, STATUS_JSON),
-                                      status)
+          "status": outcome.status,
+          "message": outcome.message,
+          "active_units": _active_units(config, workdir, model, data),
+        }
+        workdir_lib.write_json_atomic(
+          os.path.join(sweep_dir, STATUS_JSON), status
+        )
     sweep_summary.write_summary(sweep_dir, plan.description, status)
   return status
 
 
-def _train_alone(config, workdir, data, progress_bar, after_chunk, figures,
-                 config_file) -> sweep_group.Outcome:
+def _train_alone(
+  config, workdir, data, progress_bar, after_chunk, figures, config_file
+) -> sweep_group.Outcome:
   """One member through the single run's trainer."""
   count = [0]
 
@@ -197,9 +235,15 @@ def _train_alone(config, workdir, data, progress_bar, after_chunk, figures,
 
   try:
     history = loop.train_and_evaluate(
-        config, workdir, data=data, progress_bar=progress_bar,
-        after_chunk=counted if after_chunk is not None else None,
-        figures=figures, config_file=config_file, checked=True)
+      config,
+      workdir,
+      data=data,
+      progress_bar=progress_bar,
+      after_chunk=counted if after_chunk is not None else None,
+      figures=figures,
+      config_file=config_file,
+      checked=True,
+    )
   except NonFiniteError as e:
     logging.warning("%s diverged (the others go on): %s", workdir, e)
     return sweep_group.Outcome("diverged", str(e))

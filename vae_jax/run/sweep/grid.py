@@ -31,10 +31,20 @@ from vae_jax import validation
 from vae_jax.errors import ConfigError
 from vae_jax.run.store import workdir as workdir_lib
 
-__all__ = ["SweepPlan", "plan_sweep", "MAX_MEMBERS", "LARGEST_SWEEP",
-           "Axis",
-           "Member", "parse_axis", "make_members", "group_members",
-           "describe", "check_sweep_dir", "SWEEP_JSON"]
+__all__ = [
+  "SweepPlan",
+  "plan_sweep",
+  "MAX_MEMBERS",
+  "LARGEST_SWEEP",
+  "Axis",
+  "Member",
+  "parse_axis",
+  "make_members",
+  "group_members",
+  "describe",
+  "check_sweep_dir",
+  "SWEEP_JSON",
+]
 
 MAX_MEMBERS = 64  # more needs --allow_large_sweep
 # More is refused even with --allow_large_sweep, before any member is
@@ -42,6 +52,8 @@ MAX_MEMBERS = 64  # more needs --allow_large_sweep
 # in --seeds) would hang the command without a word.
 LARGEST_SWEEP = 4096
 SWEEP_JSON = "sweep.json"
+
+
 @dataclasses.dataclass(frozen=True)
 class Axis:
   """One `--sweep=NAME=V1,V2,…`: a setting and its values, in order."""
@@ -70,9 +82,10 @@ def _parse_value(name: str, text: str, default: Any) -> Any:
     return type(default)(text)
   except ValueError as e:
     raise ConfigError(
-        f"--sweep={name}: {text!r} is not a value of {name} "
-        f"({type(default).__name__}: {e}); tuples are written with '/', e.g. "
-        "--sweep=hidden_dims=300/300,500") from None
+      f"--sweep={name}: {text!r} is not a value of {name} "
+      f"({type(default).__name__}: {e}); tuples are written with '/', e.g. "
+      "--sweep=hidden_dims=300/300,500"
+    ) from None
 
 
 def parse_axis(spec: str, base) -> Axis:
@@ -80,28 +93,39 @@ def parse_axis(spec: str, base) -> Axis:
   name, sep, text = spec.partition("=")
   name = name.strip()
   if not sep or not name:
-    raise ConfigError(f"--sweep={spec}: write --sweep=NAME=V1,V2,… "
-                      "(e.g. --sweep=kl_weight=0.5,1,2)")
+    raise ConfigError(
+      f"--sweep={spec}: write --sweep=NAME=V1,V2,… "
+      "(e.g. --sweep=kl_weight=0.5,1,2)"
+    )
   if name not in base:
-    raise ConfigError(f"--sweep={spec}: unknown setting {name!r}; the "
-                      "settings are those of vae_jax/configs/default.py")
+    raise ConfigError(
+      f"--sweep={spec}: unknown setting {name!r}; the "
+      "settings are those of vae_jax/configs/default.py"
+    )
   if name == "seed":
-    raise ConfigError(f"--sweep={spec}: seeds are swept with --seeds=N (the "
-                      "seeds config.seed … config.seed + N − 1)")
+    raise ConfigError(
+      f"--sweep={spec}: seeds are swept with --seeds=N (the "
+      "seeds config.seed … config.seed + N − 1)"
+    )
   texts = [t.strip() for t in text.split(",") if t.strip()]
   if not texts:
-    raise ConfigError(f"--sweep={spec}: no values; list one or more, e.g. "
-                      f"--sweep={name}=1,2")
+    raise ConfigError(
+      f"--sweep={spec}: no values; list one or more, e.g. --sweep={name}=1,2"
+    )
   if len(texts) > LARGEST_SWEEP:
-    raise ConfigError(f"--sweep={name}=… lists {len(texts)} values, more "
-                      f"than a sweep may have members ({LARGEST_SWEEP}): "
-                      "list fewer")
+    raise ConfigError(
+      f"--sweep={name}=… lists {len(texts)} values, more "
+      f"than a sweep may have members ({LARGEST_SWEEP}): "
+      "list fewer"
+    )
   values = tuple(_parse_value(name, t, base[name]) for t in texts)
-  repeated = sorted({_spell(v) for v in values
-                     if sum(u == v for u in values) > 1})
+  repeated = sorted(
+    {_spell(v) for v in values if sum(u == v for u in values) > 1}
+  )
   if repeated:
-    raise ConfigError(f"--sweep={spec} lists {', '.join(repeated)} more than "
-                      "once")
+    raise ConfigError(
+      f"--sweep={spec} lists {', '.join(repeated)} more than once"
+    )
   for value in values:
     config = base.copy_and_resolve_references()
     config[name] = value
@@ -120,8 +144,9 @@ def _spell(value: Any) -> str:
   return str(value)
 
 
-def make_members(base, axes: list[Axis], seeds: int,
-                 allow_large: bool = False) -> list[Member]:
+def make_members(
+  base, axes: list[Axis], seeds: int, allow_large: bool = False
+) -> list[Member]:
   """The grid's members, in the order of the command line (seeds last).
 
   Raises:
@@ -132,28 +157,36 @@ def make_members(base, axes: list[Axis], seeds: int,
   names = [a.name for a in axes]
   twice = sorted({n for n in names if names.count(n) > 1})
   if twice:
-    raise ConfigError(f"--sweep names {', '.join(twice)} more than once: "
-                      "give each setting's values in one --sweep")
+    raise ConfigError(
+      f"--sweep names {', '.join(twice)} more than once: "
+      "give each setting's values in one --sweep"
+    )
   if seeds < 1:
-    raise ConfigError(f"--seeds={seeds}: the grid is empty; pass --seeds=1 "
-                      "or more")
+    raise ConfigError(
+      f"--seeds={seeds}: the grid is empty; pass --seeds=1 or more"
+    )
   if base.seed + seeds - 1 > validation.INT32_MAX:
     raise ConfigError(
-        f"--seeds={seeds} from --config.seed={base.seed} passes the largest "
-        f"seed, {validation.INT32_MAX}: pass at most "
-        f"--seeds={validation.INT32_MAX - base.seed + 1}")
+      f"--seeds={seeds} from --config.seed={base.seed} passes the largest "
+      f"seed, {validation.INT32_MAX}: pass at most "
+      f"--seeds={validation.INT32_MAX - base.seed + 1}"
+    )
   count = seeds
   for axis in axes:
     count *= len(axis.values)
   if count > LARGEST_SWEEP:
-    product = " × ".join([str(len(a.values)) for a in axes]
-                         + [f"{seeds} seed(s)"])
+    product = " × ".join(
+      [str(len(a.values)) for a in axes] + [f"{seeds} seed(s)"]
+    )
     raise ConfigError(
-        f"the grid has {count} members ({product}), more than a sweep may "
-        f"have ({LARGEST_SWEEP}, even with --allow_large_sweep): shrink it")
+      f"the grid has {count} members ({product}), more than a sweep may "
+      f"have ({LARGEST_SWEEP}, even with --allow_large_sweep): shrink it"
+    )
   if count > MAX_MEMBERS and not allow_large:
-    raise ConfigError(f"the grid has {count} members, more than "
-                      f"{MAX_MEMBERS}: shrink it, or pass --allow_large_sweep")
+    raise ConfigError(
+      f"the grid has {count} members, more than "
+      f"{MAX_MEMBERS}: shrink it, or pass --allow_large_sweep"
+    )
   members = []
   for point in itertools.product(*(a.values for a in axes)):
     for offset in range(seeds):
@@ -164,8 +197,9 @@ def make_members(base, axes: list[Axis], seeds: int,
       try:
         validation.validate(config)
       except ConfigError as e:
-        raise ConfigError(f"the sweep's member {_name(settings)}: {e}"
-                          ) from None
+        raise ConfigError(
+          f"the sweep's member {_name(settings)}: {e}"
+        ) from None
       members.append(Member(_name(settings), settings, config))
   return members
 
@@ -194,18 +228,30 @@ def group_members(members: list[Member]) -> list[list[int]]:
   return list(groups.values())
 
 
-def describe(config_file: str, axes: list[Axis], seeds: int,
-             members: list[Member], groups: list[list[int]]) -> dict:
+def describe(
+  config_file: str,
+  axes: list[Axis],
+  seeds: int,
+  members: list[Member],
+  groups: list[list[int]],
+) -> dict:
   """The content of sweep.json: the grid, its members and groups."""
   return {
-      "config_file": config_file,
-      "axes": [{"name": a.name, "values": [_settings_json_value(v)
-                                           for v in a.values]} for a in axes],
-      "seeds": seeds,
-      "members": [{"name": m.name, "settings": {
-          k: _settings_json_value(v) for k, v in m.settings.items()},
-                   "config": _settings_json(m.config)} for m in members],
-      "groups": [[members[i].name for i in g] for g in groups],
+    "config_file": config_file,
+    "axes": [
+      {"name": a.name, "values": [_settings_json_value(v) for v in a.values]}
+      for a in axes
+    ],
+    "seeds": seeds,
+    "members": [
+      {
+        "name": m.name,
+        "settings": {k: _settings_json_value(v) for k, v in m.settings.items()},
+        "config": _settings_json(m.config),
+      }
+      for m in members
+    ],
+    "groups": [[members[i].name for i in g] for g in groups],
   }
 
 
@@ -219,8 +265,10 @@ _MAY_CHANGE = tuple(f for f in settings_lib.resumable() if f != "epochs")
 
 
 def _identity(members: list) -> list:
-  return [(name, {k: v for k, v in config.items() if k not in _MAY_CHANGE})
-          for name, config in members]
+  return [
+    (name, {k: v for k, v in config.items() if k not in _MAY_CHANGE})
+    for name, config in members
+  ]
 
 
 def check_sweep_dir(sweep_dir: str, description: dict) -> None:
@@ -236,8 +284,10 @@ def check_sweep_dir(sweep_dir: str, description: dict) -> None:
     _check_same_grid(flag, path, description)
   elif os.path.isdir(sweep_dir) and set(os.listdir(sweep_dir)) - {".lock"}:
     # (.lock alone: a sweep killed before it wrote sweep.json.)
-    raise ConfigError(f"{flag} holds files but no {SWEEP_JSON}: it is not "
-                      "a sweep directory; choose an empty or new one")
+    raise ConfigError(
+      f"{flag} holds files but no {SWEEP_JSON}: it is not "
+      "a sweep directory; choose an empty or new one"
+    )
   # Last: it tries a write (a directory made and removed) in it.
   workdir_lib.check_directory(sweep_dir, "sweep_dir")
 
@@ -248,25 +298,39 @@ def _check_same_grid(flag: str, path: str, description: dict) -> None:
       stored = json.load(f)
     stored_members = [(m["name"], m["config"]) for m in stored["members"]]
   except (OSError, ValueError, TypeError, KeyError) as e:
-    raise ConfigError(f"{path} is unreadable ({type(e).__name__}: {e}); "
-                      "choose another --sweep_dir") from None
+    raise ConfigError(
+      f"{path} is unreadable ({type(e).__name__}: {e}); "
+      "choose another --sweep_dir"
+    ) from None
   members = [(m["name"], m["config"]) for m in description["members"]]
   stored_members, members = _identity(stored_members), _identity(members)
   if stored_members != members:
     ours = {n for n, _ in members}
     theirs = {n for n, _ in stored_members}
-    changed = sorted(n for n, c in members
-                     if n in theirs and c != dict(stored_members)[n])
-    what = "; ".join(filter(None, (
-        f"members only in it: {', '.join(sorted(theirs - ours))}"
-        if theirs - ours else "",
-        f"members only in this command: {', '.join(sorted(ours - theirs))}"
-        if ours - theirs else "",
-        f"members with other settings: {', '.join(changed)}"
-        if changed else "")))
-    raise ConfigError(f"{flag} holds a sweep of another grid ({what}): rerun "
-                      "that sweep's own command, or choose another "
-                      "--sweep_dir")
+    changed = sorted(
+      n for n, c in members if n in theirs and c != dict(stored_members)[n]
+    )
+    what = "; ".join(
+      filter(
+        None,
+        (
+          f"members only in it: {', '.join(sorted(theirs - ours))}"
+          if theirs - ours
+          else "",
+          f"members only in this command: {', '.join(sorted(ours - theirs))}"
+          if ours - theirs
+          else "",
+          f"members with other settings: {', '.join(changed)}"
+          if changed
+          else "",
+        ),
+      )
+    )
+    raise ConfigError(
+      f"{flag} holds a sweep of another grid ({what}): rerun "
+      "that sweep's own command, or choose another "
+      "--sweep_dir"
+    )
 
 
 class SweepPlan(NamedTuple):
@@ -276,8 +340,13 @@ class SweepPlan(NamedTuple):
   config_file: str = ""
 
 
-def plan_sweep(config, sweep_specs: list[str], seeds: int = 1,
-               allow_large: bool = False, config_file: str = "") -> SweepPlan:
+def plan_sweep(
+  config,
+  sweep_specs: list[str],
+  seeds: int = 1,
+  allow_large: bool = False,
+  config_file: str = "",
+) -> SweepPlan:
   """The plan of `--sweep` specs and `--seeds` on top of `config`.
 
   Raises:
@@ -287,6 +356,9 @@ def plan_sweep(config, sweep_specs: list[str], seeds: int = 1,
   axes = [parse_axis(spec, config) for spec in sweep_specs]
   members = make_members(config, axes, seeds, allow_large)
   groups = group_members(members)
-  return SweepPlan(members, groups,
-                   describe(config_file, axes, seeds, members, groups),
-                   config_file)
+  return SweepPlan(
+    members,
+    groups,
+    describe(config_file, axes, seeds, members, groups),
+    config_file,
+  )

@@ -68,14 +68,16 @@ def resolve_devices(num_devices: int) -> list:
   """The devices of `config.num_devices` (0: all local devices)."""
   devices = jax.local_devices()
   if num_devices > len(devices):
-    raise ValueError(f"--config.num_devices={num_devices}: only "
-                     f"{len(devices)} local device(s)")
-  return devices[:num_devices or len(devices)]
+    raise ValueError(
+      f"--config.num_devices={num_devices}: only {len(devices)} local device(s)"
+    )
+  return devices[: num_devices or len(devices)]
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2, 3), donate_argnums=(4,))
-def group_chunk(model, step_cfg, feed, num_steps, states, images,
-                hparams, active):
+def group_chunk(
+  model, step_cfg, feed, num_steps, states, images, hparams, active
+):
   """A chunk of `num_steps` steps for every member: f(states, images,
   hparams, active) → (states, metrics, health), each with a member axis.
 
@@ -85,12 +87,13 @@ def group_chunk(model, step_cfg, feed, num_steps, states, images,
 
   def one(state, hp, train):
     new, metrics, health = chunks_lib.train_chunk(
-        model, step_cfg, feed, num_steps, state, images, hp)
+      model, step_cfg, feed, num_steps, state, images, hp
+    )
     finite = (health.first_bad_step < 0) | (
-        step_cfg.skip_nonfinite_updates & (health.first_bad_quantity < 3))
+      step_cfg.skip_nonfinite_updates & (health.first_bad_quantity < 3)
+    )
     keep = train & finite
-    new = jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), new,
-                                 state)
+    new = jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), new, state)
     return new, metrics, health
 
   return jax.vmap(one)(states, hparams, active)
@@ -99,15 +102,17 @@ def group_chunk(model, step_cfg, feed, num_steps, states, images,
 class _Run:
   """The host-side record of one member: its directory and progress."""
 
-  def __init__(self, config, workdir, data, model, step_cfg, steps_per_epoch,
-               config_file):
+  def __init__(
+    self, config, workdir, data, model, step_cfg, steps_per_epoch, config_file
+  ):
     self.config, self.workdir = config, workdir
     self.hparams = programs.hyperparams(config, steps_per_epoch)
     init_rng, self.eval_rng, self.figure_rng = programs.run_keys(config)
     self.fresh = programs.init_state(model, step_cfg, init_rng)
     os.makedirs(os.path.join(workdir, "figures"), exist_ok=True)
     self.ckpts = checkpoints_lib.RunCheckpoints(
-        os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints)
+      os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints
+    )
     start = resume.start(self.ckpts, self.fresh, workdir)
     self.state, self.history = start.state, start.history
     self.step = int(self.state.step)
@@ -117,23 +122,32 @@ class _Run:
     self.train_seconds = progress.epoch_train_seconds if mid else 0.0
     self.wall_before = progress.wall_time_sec
     self.run_start = time.perf_counter() - self.wall_before
-    self.stopping = EarlyStopping(config.early_stopping_patience,
-                                  self.history)
+    self.stopping = EarlyStopping(config.early_stopping_patience, self.history)
     self.diverged: Optional[str] = None
-    self.outputs = stages.EpochEnd(config, workdir, model, data, self.eval_rng,
-                                 self.figure_rng)
-    workdir_lib.write_config(workdir, config, config_file, data.describe(),
-                             stages.describe_model(config, model))
+    self.outputs = stages.EpochEnd(
+      config, workdir, model, data, self.eval_rng, self.figure_rng
+    )
+    workdir_lib.write_config(
+      workdir,
+      config,
+      config_file,
+      data.describe(),
+      stages.describe_model(config, model),
+    )
     tensorboard_dir = os.path.join(workdir, "tensorboard")
     self.writer = tensorboard.SummaryWriter(
-        tensorboard_dir, purge_step=self.step + 1 if os.path.isdir(
-            tensorboard_dir) else None)
+      tensorboard_dir,
+      purge_step=self.step + 1 if os.path.isdir(tensorboard_dir) else None,
+    )
     if start.restored_step is not None:
       logging.info("resuming %s from step %d", workdir, self.step)
 
   def training(self, steps_per_epoch: int) -> bool:
-    return (self.diverged is None and not self.stopping.should_stop
-            and self.step < self.config.epochs * steps_per_epoch)
+    return (
+      self.diverged is None
+      and not self.stopping.should_stop
+      and self.step < self.config.epochs * steps_per_epoch
+    )
 
   def outcome(self) -> Outcome:
     if self.diverged is not None:
@@ -148,10 +162,15 @@ class _Run:
     self.ckpts.close()
 
 
-def train_group(configs: list, workdirs: list[str], data, model,
-                config_file: str = "",
-                after_chunk: Optional[Callable[[int], None]] = None,
-                figures: bool = True) -> list[Outcome]:
+def train_group(
+  configs: list,
+  workdirs: list[str],
+  data,
+  model,
+  config_file: str = "",
+  after_chunk: Optional[Callable[[int], None]] = None,
+  figures: bool = True,
+) -> list[Outcome]:
   """Trains the members of one group together, resuming each from its
   checkpoint; returns how each ended.
 
@@ -167,27 +186,53 @@ def train_group(configs: list, workdirs: list[str], data, model,
   """
   first = configs[0]
   steps_per_epoch = data.num_train // first.batch_size
-  chunk_lengths = programs.chunk_lengths(steps_per_epoch,
-                                         first.steps_per_chunk)
+  chunk_lengths = programs.chunk_lengths(steps_per_epoch, first.steps_per_chunk)
   chunk_starts = [sum(chunk_lengths[:i]) for i in range(len(chunk_lengths))]
   step_cfg = programs.step_config(first)
   feed = programs.batch_feed(first, data)
   runs = []
   try:
     for config, workdir in zip(configs, workdirs):
-      runs.append(_Run(config, workdir, data, model, step_cfg,
-                       steps_per_epoch, config_file))
-    _train(runs, data, model, step_cfg, feed, steps_per_epoch,
-           chunk_lengths, chunk_starts, first.num_devices, after_chunk)
+      runs.append(
+        _Run(
+          config, workdir, data, model, step_cfg, steps_per_epoch, config_file
+        )
+      )
+    _train(
+      runs,
+      data,
+      model,
+      step_cfg,
+      feed,
+      steps_per_epoch,
+      chunk_lengths,
+      chunk_starts,
+      first.num_devices,
+      after_chunk,
+    )
     for run in runs:
       if run.diverged is not None:
         continue
       params = stages.final_measurements(
-          run.config, run.workdir, model, run.state, data, run.ckpts,
-          run.history, run.writer, run.eval_rng)
+        run.config,
+        run.workdir,
+        model,
+        run.state,
+        data,
+        run.ckpts,
+        run.history,
+        run.writer,
+        run.eval_rng,
+      )
       if figures:
-        write_figures(model, params, data, run.history,
-                      os.path.join(run.workdir, "figures"), run.figure_rng)
+        write_figures(
+          model,
+          params,
+          data,
+          run.history,
+          os.path.join(run.workdir, "figures"),
+          run.figure_rng,
+        )
     return [run.outcome() for run in runs]
   finally:
     for run in runs:
@@ -199,8 +244,18 @@ def _member(tree, i: int):
   return jax.tree_util.tree_map(lambda a: a[i], tree)
 
 
-def _train(runs, data, model, step_cfg, feed, steps_per_epoch,
-           chunk_lengths, chunk_starts, num_devices, after_chunk):
+def _train(
+  runs,
+  data,
+  model,
+  step_cfg,
+  feed,
+  steps_per_epoch,
+  chunk_lengths,
+  chunk_starts,
+  num_devices,
+  after_chunk,
+):
   """The group's chunks, until no member trains."""
   devices = resolve_devices(num_devices)
   padded = math.ceil(len(runs) / len(devices)) * len(devices)
@@ -216,10 +271,19 @@ def _train(runs, data, model, step_cfg, feed, steps_per_epoch,
   else:
     members = None
   # Compiled ahead, so that no member's examples/s counts the compilation.
-  compiled = {n: group_chunk.lower(
-      model, step_cfg, feed, n, states, images, hparams,
-      stack_lib.active_mask([False] * padded, members)).compile()
-              for n in sorted(set(chunk_lengths))}
+  compiled = {
+    n: group_chunk.lower(
+      model,
+      step_cfg,
+      feed,
+      n,
+      states,
+      images,
+      hparams,
+      stack_lib.active_mask([False] * padded, members),
+    ).compile()
+    for n in sorted(set(chunk_lengths))
+  }
   for run in runs:  # as a single run, the wall time starts after compiling
     run.run_start = time.perf_counter() - run.wall_before
   dispatched = 0
@@ -230,62 +294,102 @@ def _train(runs, data, model, step_cfg, feed, steps_per_epoch,
     step = min(r.step for r, t in zip(runs, training) if t)
     epoch, position = divmod(step, steps_per_epoch)
     if position not in chunk_starts:
-      raise RuntimeError(f"checkpoint at step {step} is not at a chunk "
-                         f"boundary of chunks {chunk_lengths}")
+      raise RuntimeError(
+        f"checkpoint at step {step} is not at a chunk "
+        f"boundary of chunks {chunk_lengths}"
+      )
     c = chunk_starts.index(position)
     n = chunk_lengths[c]
     active = [t and r.step == step for r, t in zip(runs, training)]
     chunk_start = time.perf_counter()
     states, metrics, health = compiled[n](
-        states, images, hparams,
-        stack_lib.active_mask(active + [False] * len(pad), members))
+      states,
+      images,
+      hparams,
+      stack_lib.active_mask(active + [False] * len(pad), members),
+    )
     if members is not None:  # as the compiled program takes them
       states = jax.device_put(states, members)
     metrics, health = jax.device_get((metrics, health))
     now = time.perf_counter()  # every member's wall time: the group's
     seconds = now - chunk_start
     members_now = stack_lib.unstack_states(states, len(runs))
-    logging.info("group of %d: chunk of %d steps at step %d for %d member(s) "
-                 "in %.2fs", len(runs), n, step, sum(active), seconds)
+    logging.info(
+      "group of %d: chunk of %d steps at step %d for %d member(s) in %.2fs",
+      len(runs),
+      n,
+      step,
+      sum(active),
+      seconds,
+    )
     for i, run in enumerate(runs):
       if not active[i]:
         continue
       bad = _member(health, i)
       run.diverged = stages.chunk_failure(
-          bad, sum(c.skipped_updates for c in run.done),
-          step_cfg.skip_nonfinite_updates, steps_per_epoch, run.config.epochs,
-          run.ckpts)
+        bad,
+        sum(c.skipped_updates for c in run.done),
+        step_cfg.skip_nonfinite_updates,
+        steps_per_epoch,
+        run.config.epochs,
+        run.ckpts,
+      )
       if run.diverged:
-        logging.warning("%s diverged (frozen; the others go on): %s",
-                        run.workdir, run.diverged)
+        logging.warning(
+          "%s diverged (frozen; the others go on): %s",
+          run.workdir,
+          run.diverged,
+        )
         continue
       run.state = members_now[i]
       run.step = int(run.state.step)
-      run.done.append(resume.ChunkRecord(n, _member(metrics, i),
-                                         int(bad.skipped_updates)))
+      run.done.append(
+        resume.ChunkRecord(n, _member(metrics, i), int(bad.skipped_updates))
+      )
       run.train_seconds += seconds
       end_of_epoch = c == len(chunk_lengths) - 1
       if end_of_epoch:
         try:
-          stages.end_epoch(run.outputs, epoch, run.state, run.done,
-                           steps_per_epoch, run.train_seconds,
-                           now - run.run_start, run.history,
-                           run.writer, run.stopping, run.ckpts)
+          stages.end_epoch(
+            run.outputs,
+            epoch,
+            run.state,
+            run.done,
+            steps_per_epoch,
+            run.train_seconds,
+            now - run.run_start,
+            run.history,
+            run.writer,
+            run.stopping,
+            run.ckpts,
+          )
         except NonFiniteError as e:
           run.diverged = str(e)
-          logging.warning("%s diverged (frozen; the others go on): %s",
-                          run.workdir, run.diverged)
+          logging.warning(
+            "%s diverged (frozen; the others go on): %s",
+            run.workdir,
+            run.diverged,
+          )
           continue
-      run.ckpts.save_latest(run.state, resume.checkpoint_progress(
+      run.ckpts.save_latest(
+        run.state,
+        resume.checkpoint_progress(
           epoch + 1 if end_of_epoch else epoch,
           [] if end_of_epoch else run.done,
           0.0 if end_of_epoch else run.train_seconds,
-          now - run.run_start, run.history))
+          now - run.run_start,
+          run.history,
+        ),
+      )
       if end_of_epoch:
         run.done, run.train_seconds = [], 0.0
         if run.stopping.should_stop:
-          logging.info("%s: early stopping after epoch %d: %s", run.workdir,
-                       epoch + 1, run.stopping.describe())
+          logging.info(
+            "%s: early stopping after epoch %d: %s",
+            run.workdir,
+            epoch + 1,
+            run.stopping.describe(),
+          )
     dispatched += 1
     if after_chunk is not None:
       after_chunk(dispatched)
