@@ -7,10 +7,11 @@ the paper. The KL is Monte Carlo (the prior has no closed form).
 
 Command: python -m experiments.train --config=vae_jax/configs/hvae_vamp.py --workdir=runs/hvae_vamp
 then:    python -m experiments.evaluate --workdir=runs/hvae_vamp --checkpoint=best --num_importance_samples=5000
-Measured (Fashion-MNIST, seed 0, 2-core Intel Xeon): 77 of at most 2000
-epochs, stopped by hand inside the KL warm-up, best checkpoint at epoch 77,
-test ELBO -235.77 nats (single-sample) in 3229 s; the IS log p(x) and the
-goal -226.72 not yet reached (README Results).
+Measured (Fashion-MNIST, seed 0; the training time and machine are in the
+README's Results table): 77 of at most 2000 epochs, stopped by hand inside
+the KL warm-up, best checkpoint at epoch 77, test ELBO -235.77 nats
+(single-sample); the IS log p(x) not yet measured, the goal -226.72 not yet
+reached.
 """
 
 from vae_jax.configs import hvae

@@ -9,10 +9,11 @@ Carlo (the prior has no closed form).
 
 Command: python -m experiments.train --config=vae_jax/configs/vamp.py --workdir=runs/vamp
 then:    python -m experiments.evaluate --workdir=runs/vamp --checkpoint=best --num_importance_samples=5000
-Measured (Fashion-MNIST, seed 0, 2-core AMD EPYC shared with test suites):
-418 of at most 2000 epochs, stopped by hand, best checkpoint at epoch 412:
-test log p(x) -227.77 ± 0.75 nats (K = 5000; the goal -227.35 not yet
-reached), ELBO -230.30 nats, 125 min of training (README Results).
+Measured (Fashion-MNIST, seed 0; the training time and machine are in the
+README's Results table, the per-image values in results/vamp.csv): 418 of
+at most 2000 epochs, stopped by hand, best checkpoint at epoch 412: test
+log p(x) -227.77 ± 0.75 nats (K = 5000; the goal -227.35 not yet reached),
+ELBO -230.30 nats.
 """
 
 from vae_jax.configs import paper
