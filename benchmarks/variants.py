@@ -165,7 +165,7 @@ def _run_row(
     active_units=record["active_units"],
     train_seconds=train_seconds,
     eval_seconds=record["importance_seconds"],
-    examples_per_sec=last["examples_per_sec"],
+    examples_per_sec=last.examples_per_sec,
   )
 
 

@@ -115,8 +115,8 @@ def _final_state(workdir: str) -> list[np.ndarray]:
   import jax
   from vae_jax.nets import registry
   from vae_jax.run import programs
-  from vae_jax.run.store import checkpoints
-  from vae_jax.run.store import workdir as workdir_lib
+  from vae_jax.store import checkpoints
+  from vae_jax.store import workdir as workdir_lib
 
   config = workdir_lib.load_config(workdir)
   template = programs.init_state(
@@ -143,7 +143,7 @@ def _final_state(workdir: str) -> list[np.ndarray]:
 
 def _records(workdir: str) -> list[dict]:
   # pylint: disable-next=g-import-not-at-top
-  from vae_jax.run.store import workdir as workdir_lib
+  from vae_jax.store import workdir as workdir_lib
 
   return [
     {k: v for k, v in r.items() if k not in _TIME_KEYS}

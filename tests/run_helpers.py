@@ -20,7 +20,7 @@ from tolerances import sum_atol
 from vae_jax.math import objectives
 from vae_jax.configs import default
 from vae_jax.nets import registry
-from vae_jax.run.store import checkpoints as checkpoints_lib
+from vae_jax.store import checkpoints as checkpoints_lib
 from vae_jax.run import loop
 from vae_jax.run import programs
 
@@ -51,9 +51,18 @@ def flags_of(config) -> list[str]:
 
 
 def train(config, workdir, **kwargs):
-  return loop.train_and_evaluate(
-    config, str(workdir), progress_bar=False, figures=False, **kwargs
+  """train_and_evaluate's records, as metrics.jsonl's JSON objects (the
+  form the tests compare with the file)."""
+  return as_json(
+    loop.train_and_evaluate(
+      config, str(workdir), progress_bar=False, figures=False, **kwargs
+    )
   )
+
+
+def as_json(history) -> list[dict]:
+  """A run's `EpochRecord`s as metrics.jsonl holds them."""
+  return [r.to_json() for r in history]
 
 
 def template(config):

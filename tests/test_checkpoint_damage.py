@@ -28,9 +28,9 @@ from run_helpers import (
   train,
   without_times,
 )
-from vae_jax.run.store import checkpoints as checkpoints_lib
+from vae_jax.store import checkpoints as checkpoints_lib
 from vae_jax.run import load
-from vae_jax.run.store import workdir as workdir_lib
+from vae_jax.store import workdir as workdir_lib
 
 # Training runs, damaged and resumed.
 pytestmark = pytest.mark.slow

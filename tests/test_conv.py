@@ -17,15 +17,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import run_helpers
 from vae_jax import validation
 from vae_jax.configs import default
 from vae_jax.errors import ConfigError
 from vae_jax.nets import conv
 from vae_jax.nets import registry
-from vae_jax.run.store import checkpoints as checkpoints_lib
+from vae_jax.store import checkpoints as checkpoints_lib
 from vae_jax.run import loop
 from vae_jax.run import programs
-from vae_jax.run.store import workdir as workdir_lib
+from vae_jax.store import workdir as workdir_lib
 
 _TIME_KEYS = ("examples_per_sec", "wall_time_sec")
 _EPS = float(np.finfo(np.float32).eps)
@@ -56,8 +57,10 @@ def _config(data_dir: str, **overrides):
 
 
 def _train(config, workdir, **kwargs):
-  return loop.train_and_evaluate(
-    config, str(workdir), progress_bar=False, figures=False, **kwargs
+  return run_helpers.as_json(
+    loop.train_and_evaluate(
+      config, str(workdir), progress_bar=False, figures=False, **kwargs
+    )
   )
 
 

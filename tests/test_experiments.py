@@ -24,9 +24,9 @@ import vae_jax
 from vae_jax import configs
 from vae_jax import validation
 from vae_jax.errors import ConfigError
-from vae_jax.run.store import checkpoints as checkpoints_lib
+from vae_jax.store import checkpoints as checkpoints_lib
 from vae_jax.run import evaluate as evaluate_lib
-from vae_jax.run.store import workdir as workdir_lib
+from vae_jax.store import workdir as workdir_lib
 
 # The launchers end to end: subprocesses and training runs.
 pytestmark = pytest.mark.slow

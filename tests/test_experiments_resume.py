@@ -20,6 +20,7 @@ import jax
 import numpy as np
 import pytest
 
+import run_helpers
 from tolerances import assert_close
 from tolerances import rounding_atol
 from tolerances import sum_atol
@@ -27,11 +28,11 @@ from vae_jax import step as step_lib
 from vae_jax.configs import default
 from vae_jax.errors import ConfigError
 from vae_jax.nets import registry
-from vae_jax.run.store import checkpoints as checkpoints_lib
+from vae_jax.store import checkpoints as checkpoints_lib
 from vae_jax.run import loop
 from vae_jax.run import programs
 from vae_jax.run import tensorboard as summary_writer
-from vae_jax.run.store import workdir as workdir_lib
+from vae_jax.store import workdir as workdir_lib
 
 # Runs stopped, killed and resumed.
 pytestmark = pytest.mark.slow
@@ -77,8 +78,10 @@ def _config(data_dir: str, **overrides):
 
 
 def _train(config, workdir, **kwargs):
-  return loop.train_and_evaluate(
-    config, str(workdir), progress_bar=False, figures=False, **kwargs
+  return run_helpers.as_json(
+    loop.train_and_evaluate(
+      config, str(workdir), progress_bar=False, figures=False, **kwargs
+    )
   )
 
 

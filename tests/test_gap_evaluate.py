@@ -21,7 +21,8 @@ from vae_jax import inference_gap
 from vae_jax.errors import ConfigError
 from vae_jax.nets import registry
 from vae_jax.run import evaluate
-from vae_jax.run.sweep import summary as sweep_summary
+from vae_jax.run import gap_request
+from vae_jax.sweep import summary as sweep_summary
 
 # A trained run and the evaluate launcher.
 pytestmark = pytest.mark.slow
@@ -123,7 +124,7 @@ def test_a_hierarchical_model_is_refused(idx_data_dir):
   config = small_config(idx_data_dir, model="hvae", latent_dims=(4, 2))
   model = registry.build_model(config, (28 * 28,))
   with pytest.raises(ConfigError, match="one latent layer"):
-    evaluate._gap_images(evaluate.GapRequest(), model, 256, None)  # pylint: disable=protected-access
+    gap_request.gap_images(evaluate.GapRequest(), model, 256, None)
 
 
 def test_the_launcher_says_one_line_and_writes_nothing(trained, evaluated):

@@ -29,7 +29,7 @@ from run_helpers import (
   saved_state,
   without_times,
 )
-from vae_jax.run.store import workdir as workdir_lib
+from vae_jax.store import workdir as workdir_lib
 
 # kill -9 and resume of launcher subprocesses.
 pytestmark = pytest.mark.slow

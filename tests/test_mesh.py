@@ -45,8 +45,8 @@ from vae_jax.data import pipeline
 from vae_jax.data.prepared import prepare_data
 from vae_jax.nets import registry
 from vae_jax.run import programs
-from vae_jax.run.store import workdir as workdir_lib
-from vae_jax.run.store.lock import WorkdirLock
+from vae_jax.store import workdir as workdir_lib
+from vae_jax.store.lock import WorkdirLock
 
 # Meshes of host devices and processes, as subprocesses.
 pytestmark = pytest.mark.slow

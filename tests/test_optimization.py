@@ -1,6 +1,6 @@
 """The optimiser's settings: schedules, their floor, the parameters' average.
 
-Each schedule of `vae_jax.step.lr_factor` is checked against optax's own
+Each schedule of `vae_jax.optim.lr_factor` is checked against optax's own
 schedule of the same formula (which takes its lengths as Python numbers);
 the moving average of the parameters against the average computed by hand
 in float64; with the average off, the state and the training are those of
@@ -30,13 +30,13 @@ from vae_jax.configs import default
 from vae_jax.data.prepared import prepare_data
 from vae_jax.errors import ConfigError
 from vae_jax.nets import registry
-from vae_jax.run.store import checkpoints as checkpoints_lib
+from vae_jax.store import checkpoints as checkpoints_lib
 from vae_jax.evaluation import dataset as likelihood
 from vae_jax.run import load
 from vae_jax.run import programs
-from vae_jax.run import sweep
-from vae_jax.run.sweep import grid as sweep_grid
-from vae_jax.run.store import workdir as workdir_lib
+from vae_jax import sweep
+from vae_jax.sweep import grid as sweep_grid
+from vae_jax.store import workdir as workdir_lib
 from vae_jax.names import FLOORED_SCHEDULES, LR_SCHEDULES
 
 _TOTAL, _WARMUP, _FLOOR = 40, 8, 0.1

@@ -36,11 +36,11 @@ from run_helpers import (
 from toy_models import DIVERGING_STEP
 from vae_jax.chunks import ChunkHealth
 from vae_jax.errors import NonFiniteError
-from vae_jax.run.store import checkpoints as checkpoints_lib
+from vae_jax.store import checkpoints as checkpoints_lib
 from vae_jax.run import evaluate as evaluate_lib
 from vae_jax.run import stages
-from vae_jax.run.store import workdir as workdir_lib
-from vae_jax.run.store.lock import WorkdirBusy, WorkdirLock
+from vae_jax.store import workdir as workdir_lib
+from vae_jax.store.lock import WorkdirBusy, WorkdirLock
 
 # Faults done for real: subprocesses and training runs.
 pytestmark = pytest.mark.slow
@@ -62,7 +62,7 @@ def test_a_second_trainer_is_refused_and_touches_nothing(reference, tmp_path):
       sys.executable,
       "-c",
       "import sys, time\n"
-      "from vae_jax.run.store.lock import WorkdirLock\n"
+      "from vae_jax.store.lock import WorkdirLock\n"
       "WorkdirLock(sys.argv[1]); print('locked', flush=True)\n"
       "time.sleep(300)",
       workdir,

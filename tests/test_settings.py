@@ -18,7 +18,7 @@ from vae_jax import validation
 from vae_jax.configs import default
 from vae_jax.errors import ConfigError
 from vae_jax.run import programs
-from vae_jax.run.sweep import grid as sweep_grid
+from vae_jax.sweep import grid as sweep_grid
 
 _STEPS_PER_EPOCH = 7
 

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from vae_jax import validation
 from vae_jax.configs import default
 from vae_jax.errors import ConfigError
-from vae_jax.run.store import workdir as workdir_lib
+from vae_jax.store import workdir as workdir_lib
 
 # Property tests (hypothesis): many generated cases.
 pytestmark = pytest.mark.slow

@@ -25,13 +25,13 @@ from run_helpers import (
 )
 from tolerances import sum_atol
 from vae_jax.nets import registry
-from vae_jax.run.store import checkpoints as checkpoints_lib
+from vae_jax.store import checkpoints as checkpoints_lib
 from vae_jax.run import evaluate as evaluate_lib
 from vae_jax.run import load
 from vae_jax.run import programs
-from vae_jax.run import sweep
-from vae_jax.run.sweep import grid as sweep_grid
-from vae_jax.run.store import workdir as workdir_lib
+from vae_jax import sweep
+from vae_jax.sweep import grid as sweep_grid
+from vae_jax.store import workdir as workdir_lib
 
 # Sweeps: vmapped groups trained, interrupted and resumed.
 pytestmark = pytest.mark.slow

@@ -23,8 +23,8 @@ from vae_jax.configs import smoke
 from vae_jax.errors import ConfigError
 from vae_jax.nets import registry
 from vae_jax.run import memory
-from vae_jax.run import sweep
-from vae_jax.run.sweep import grid as sweep_grid
+from vae_jax import sweep
+from vae_jax.sweep import grid as sweep_grid
 
 # The sweep launcher, as subprocesses.
 pytestmark = pytest.mark.slow

@@ -21,9 +21,9 @@ import pytest
 from conftest import REPO_ROOT
 from run_helpers import assert_same_state, flags_of, saved_state
 from run_helpers import small_config, without_times
-from vae_jax.run import sweep
-from vae_jax.run.sweep import grid as sweep_grid
-from vae_jax.run.store import workdir as workdir_lib
+from vae_jax import sweep
+from vae_jax.sweep import grid as sweep_grid
+from vae_jax.store import workdir as workdir_lib
 
 # kill -9 of a sweep subprocess, then resume.
 pytestmark = pytest.mark.slow

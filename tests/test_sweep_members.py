@@ -18,10 +18,10 @@ import pytest
 
 from conftest import REPO_ROOT
 from run_helpers import small_config
-from vae_jax.run.store import checkpoints as checkpoints_lib
-from vae_jax.run import sweep
-from vae_jax.run.sweep import grid as sweep_grid
-from vae_jax.run.store import workdir as workdir_lib
+from vae_jax.store import checkpoints as checkpoints_lib
+from vae_jax import sweep
+from vae_jax.sweep import grid as sweep_grid
+from vae_jax.store import workdir as workdir_lib
 
 # Sweep members over a mesh of host devices, as subprocesses.
 pytestmark = pytest.mark.slow
@@ -33,10 +33,10 @@ sys.path.insert(0, os.path.join(sys.argv[1], "tests"))
 from run_helpers import (assert_runs_close, saved_state, small_config,
                          without_times)
 from vae_jax.nets import registry
-from vae_jax.run import sweep
-from vae_jax.run.store import workdir as workdir_lib
-from vae_jax.run.sweep import grid as sweep_grid
-from vae_jax.run.sweep import group as sweep_group
+from vae_jax import sweep
+from vae_jax.store import workdir as workdir_lib
+from vae_jax.sweep import grid as sweep_grid
+from vae_jax.sweep import group as sweep_group
 assert jax.device_count() == 4, jax.devices()
 shardings = []
 

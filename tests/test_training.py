@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import run_helpers
 from conftest import make_linear_gaussian
 from tolerances import assert_close
 from tolerances import rounding_atol
@@ -37,6 +38,7 @@ from vae_jax.math import objectives as elbo_lib
 from vae_jax.math import model as model_lib
 from vae_jax.math.gaussian_vae import GaussianVAE
 from vae_jax.run import loop
+from vae_jax.store.metrics import EpochRecord
 
 _DATA_DIM = 16
 _LATENT_DIM = 2
@@ -672,12 +674,11 @@ def runs(idx_data_dir, tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("run") / name)
     # Only the first run's figures are checked; the others skip drawing them.
     options = {} if name == "first" else {"figures": False}
-    out[name] = (
-      workdir,
-      loop.train_and_evaluate(
-        _run_config(idx_data_dir, seed), workdir, **options
-      ),
+    history = loop.train_and_evaluate(
+      _run_config(idx_data_dir, seed), workdir, **options
     )
+    assert all(isinstance(r, EpochRecord) for r in history)
+    out[name] = (workdir, run_helpers.as_json(history))
   return out
 
 

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import run_helpers
 from conftest import make_linear_gaussian
 from vae_jax import step as step_lib
 from vae_jax.configs import default
@@ -264,8 +265,10 @@ def _run(data_dir, workdir, **overrides):
       **overrides,
     )
   )
-  return loop.train_and_evaluate(
-    config, str(workdir), progress_bar=False, figures=False
+  return run_helpers.as_json(
+    loop.train_and_evaluate(
+      config, str(workdir), progress_bar=False, figures=False
+    )
   )
 
 

@@ -21,7 +21,7 @@ import pytest
 from conftest import REPO_ROOT, write_idx_directory
 from run_helpers import error_lines, flags_of, small_config, train
 from vae_jax.run import loop
-from vae_jax.run.store.lock import LOCK_FILE, WorkdirBusy, WorkdirLock
+from vae_jax.store.lock import LOCK_FILE, WorkdirBusy, WorkdirLock
 
 # Trainers started together, as subprocesses.
 pytestmark = pytest.mark.slow

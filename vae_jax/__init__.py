@@ -12,8 +12,11 @@ Layers, each importing only those before it:
     vae_jax.step, .chunks    the pure train step and its compiled chunks
     vae_jax.evaluation  per example (pure JAX) and per data set: the ELBO,
                         log p(x), the gap, latent usage
-    vae_jax.run         the loop, run directory (run.store), checkpoints,
-                        sweeps (run.sweep), load_run
+    vae_jax.store       the run directory on disk: config.json,
+                        metrics.jsonl, checkpoints, lock, resume
+    vae_jax.run         one run: the loop, its host-side tracker,
+                        evaluate_run, load_run, devices
+    vae_jax.sweep       many runs: a grid trained as vmapped groups
     vae_jax.launchers   the absl mains (experiments/*.py)
 
 The names below are imported on first use (PEP 562), so `import vae_jax`

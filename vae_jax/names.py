@@ -52,7 +52,7 @@ LIKELIHOODS = {
   "continuous_bernoulli": "vae_jax.math.likelihoods:CONTINUOUS_BERNOULLI",
 }
 BINARY_LIKELIHOODS = ("bernoulli",)
-# The factor on the learning rate over the steps (vae_jax.step.lr_factor).
+# The factor on the learning rate over the steps (vae_jax.optim.lr_factor).
 LR_SCHEDULES = (
   "constant",
   "cosine",

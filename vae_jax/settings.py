@@ -432,7 +432,7 @@ def _declare() -> Tuple[Setting, ...]:
     "constant",
     STATIC,
     "constant | cosine | warmup_cosine | "
-    "exponential | linear | onecycle (vae_jax.step.lr_factor); onecycle "
+    "exponential | linear | onecycle (vae_jax.optim.lr_factor); onecycle "
     "rises over lr_warmup_epochs.",
     Choice(names.LR_SCHEDULES),
   )

@@ -93,7 +93,7 @@ def main(argv):
         "experiments/train.py wrote"
       )
     # pylint: disable-next=g-import-not-at-top
-    from vae_jax.run.store import workdir as workdir_lib
+    from vae_jax.store import workdir as workdir_lib
 
     workdir_lib.check_workdir(FLAGS.workdir, for_training=False)
     if FLAGS.num_importance_samples < 1:

@@ -9,7 +9,7 @@ Each `--sweep=NAME=V1,V2,…` lists the values of one setting (a tuple's
 items joined by '/': `--sweep=hidden_dims=300/300,500`); the grid is their
 product, each point with the seeds config.seed … config.seed + seeds − 1, on
 top of `--config` and its `--config.NAME=VALUE` overrides. Every member gets
-its own run directory SWEEP_DIR/<settings> (vae_jax.run.sweep describes the
+its own run directory SWEEP_DIR/<settings> (vae_jax.sweep describes the
 rest). `--vectorize=on` trains the members that share a compiled program
 (all but the traced step inputs and the seed equal) as one vmapped program,
 `off` one after another, `auto` off on CPU and on on GPU/TPU. Running the
@@ -61,7 +61,7 @@ def main(argv):
     cli.fail("--sweep_dir is required: the directory of the sweep's runs")
   try:
     # pylint: disable-next=g-import-not-at-top
-    from vae_jax.run.sweep import grid as sweep_grid
+    from vae_jax.sweep import grid as sweep_grid
 
     plan = sweep_grid.plan_sweep(
       _CONFIG.value,
@@ -71,7 +71,7 @@ def main(argv):
       cli.config_file(),
     )
     sweep_grid.check_sweep_dir(FLAGS.sweep_dir, plan.description)
-    from vae_jax.run import sweep  # pylint: disable=g-import-not-at-top
+    from vae_jax import sweep  # pylint: disable=g-import-not-at-top
 
     if not FLAGS.quiet:
       print(

@@ -82,7 +82,7 @@ def main(argv):
     from vae_jax import validation  # pylint: disable=g-import-not-at-top
 
     # pylint: disable-next=g-import-not-at-top
-    from vae_jax.run.store import workdir as workdir_lib
+    from vae_jax.store import workdir as workdir_lib
 
     workdir_lib.check_workdir(workdir)  # before JAX starts
     config = validation.validate(_CONFIG.value)

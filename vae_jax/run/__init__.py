@@ -1,30 +1,18 @@
-"""The run: the loop, its directory, checkpoints, evaluation and loading.
+"""One run: the loop, its host side, evaluation and loading.
 
     loop            train_and_evaluate(config, workdir)
-    stages          the model check, an epoch's end, the final measurements
-                    (shared by a run and a sweep's members)
+    context         RunContext (what stays fixed) and RunTracker (where the
+                    run is: history, early stopping, the epoch's chunks),
+                    shared by a single run and a sweep's members
+    stages          the checks: the model against data and memory, why a
+                    non-finite chunk or evaluation stops a run
     programs        a config → the compiled programs' static and traced inputs
     outputs         epoch records, log lines, figures, TensorBoard images
     evaluate        evaluate_run(workdir, ...) → eval.json
     load            load_run(workdir) → (config, model, params), for notebooks
     early_stopping, memory, tensorboard, mesh, distributed
 
-    store/          the run directory on disk (`vae_jax.run.store`):
-      workdir       config.json, resume and directory checks
-      files         small files written atomically
-      metrics       metrics.jsonl
-      lock          one training process per run directory
-      resume        the newest intact checkpoint, or a start over
-      checkpoints   orbax checkpoints: latest/ and best/, verified restores
-      integrity     checksums, file and room checks, orbax's noise
-
-    sweep/          a sweep (`vae_jax.run.sweep`: run_sweep, plan_sweep):
-      driver        run_sweep(plan, sweep_dir): members group by group
-      grid          --sweep specs × seeds → members, groups, sweep.json
-      group         a group's members vmapped as one program
-      stack         the member axis: states stacked and split
-      summary       summary.csv, summary.md, comparison.png
-
-What is measured on a data set (log p(x), the gap, latent usage) is
-`vae_jax.evaluation`.
+Below it, `vae_jax.store` keeps the run directory on disk; above it,
+`vae_jax.sweep` trains many runs. What is measured on a data set (log p(x),
+the gap, latent usage) is `vae_jax.evaluation`.
 """

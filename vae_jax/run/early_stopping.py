@@ -5,13 +5,15 @@ from __future__ import annotations
 import math
 from typing import Optional
 
+from vae_jax.store.metrics import EpochRecord
+
 __all__ = ["EarlyStopping"]
 
 
 class EarlyStopping:
   """The best validation ELBO so far and the epochs since it."""
 
-  def __init__(self, patience: int, history: list[dict]):
+  def __init__(self, patience: int, history: list[EpochRecord]):
     self.patience = patience
     self.best: Optional[float] = None
     self.best_epoch: Optional[int] = None
@@ -19,13 +21,13 @@ class EarlyStopping:
     for record in history:
       self.update(record)
 
-  def update(self, record: dict) -> bool:
+  def update(self, record: EpochRecord) -> bool:
     """Takes an epoch's record; True if its val_elbo is the best so far."""
-    value = record.get("val_elbo")
+    value = record.val_elbo
     if value is None:
       return False
     if math.isfinite(value) and (self.best is None or value > self.best):
-      self.best, self.best_epoch = value, record["epoch"]
+      self.best, self.best_epoch = value, record.epoch
       self.epochs_since_best = 0
       return True
     self.epochs_since_best += 1

@@ -9,22 +9,23 @@ evaluation takes no lock and writes only eval.json and figures/.
 from __future__ import annotations
 
 import os
-from typing import NamedTuple, Optional
+from typing import Optional
 
 import jax
 import numpy as np
 from absl import logging
 
 from vae_jax import evaluation
-from vae_jax import inference_gap
 from vae_jax.data.prepared import prepare_data
 from vae_jax.errors import ConfigError
 from vae_jax.evaluation import gap as gap_lib
 from vae_jax.nets import registry
 from vae_jax.run import load
 from vae_jax.run import programs
+from vae_jax.run import gap_request
+from vae_jax.run.gap_request import GapRequest
 from vae_jax.run.outputs import write_figures
-from vae_jax.run.store import workdir as workdir_lib
+from vae_jax.store import workdir as workdir_lib
 from vae_jax.viz import render
 
 __all__ = ["evaluate_run", "GapRequest", "PER_IMAGE_FILE", "GAP_PER_IMAGE_FILE"]
@@ -33,55 +34,6 @@ __all__ = ["evaluate_run", "GapRequest", "PER_IMAGE_FILE", "GAP_PER_IMAGE_FILE"]
 PER_IMAGE_FILE = "eval_per_image.csv"
 # The gap split's per-image terms (--gap_decomposition).
 GAP_PER_IMAGE_FILE = "eval_gap_per_image.csv"
-
-
-class GapRequest(NamedTuple):
-  """`--gap_decomposition` on the first `examples` test images: 0 means
-  all those evaluated, None the first 1000 of them (or all, if fewer)."""
-
-  examples: Optional[int] = None
-  settings: inference_gap.GapSettings = inference_gap.GapSettings()
-
-
-_DEFAULT_GAP_IMAGES = 1000
-
-
-def _gap_images(
-  request: GapRequest, model, num_test: int, max_examples: Optional[int]
-) -> int:
-  """How many test images the decomposition takes; ConfigError if it can't."""
-  try:
-    inference_gap.check_model(model)
-  except ValueError as e:
-    raise ConfigError(
-      f"--gap_decomposition: {e}; train a one-layer model "
-      "(e.g. configs/paper.py) to split its gap"
-    ) from None
-  limit = num_test if max_examples is None else max_examples
-  n = request.examples
-  if n is None:
-    n = min(_DEFAULT_GAP_IMAGES, limit)
-  if n < 0 or n > num_test:
-    raise ConfigError(
-      f"--gap_examples={n} is invalid: the test split has "
-      f"{num_test} images; pass 1 to {num_test}, or 0 for all"
-    )
-  if max_examples is not None and n > max_examples:
-    raise ConfigError(
-      f"--gap_examples={n} is larger than --max_examples="
-      f"{max_examples}: pass at most {max_examples}"
-    )
-  if request.settings.max_steps < 1:
-    raise ConfigError(
-      f"--gap_max_steps={request.settings.max_steps} is "
-      "invalid: it must be >= 1, e.g. 2000"
-    )
-  if request.settings.init not in inference_gap.INITS:
-    raise ConfigError(
-      f"--gap_init={request.settings.init} is invalid: "
-      f"choose one of {', '.join(inference_gap.INITS)}"
-    )
-  return n or limit
 
 
 _MAX_SAMPLES = 1 << 20
@@ -95,14 +47,14 @@ def _bound_vs_k_figure(
   params,
   images,
   rng,
-  num_samples: int,
-  log_px: np.ndarray,
-  elbo: np.ndarray,
+  estimates: tuple[int, np.ndarray, np.ndarray],
   path: str,
   progress,
 ) -> dict:
   """figures/bound_vs_k.png on the first examples: the K of BOUND_KS up to
-  `num_samples`, and `num_samples` itself (reusing its estimates)."""
+  `num_samples`, and `num_samples` itself, whose per-image log p(x) and
+  ELBO are `estimates` = (num_samples, log_px, elbo), reused."""
+  num_samples, log_px, elbo = estimates
   n = min(_BOUND_EXAMPLES, int(images.shape[0]))
   ks = [k for k in evaluation.BOUND_KS if k < num_samples]
   curve = evaluation.bound_vs_k(
@@ -183,7 +135,9 @@ def evaluate_run(
     )
   images = data.test if max_examples is None else data.test[:max_examples]
   gap_images = (
-    None if gap is None else _gap_images(gap, model, num_test, max_examples)
+    None
+    if gap is None
+    else gap_request.gap_images(gap, model, num_test, max_examples)
   )
   _, eval_rng, figure_rng = programs.run_keys(config)
   logging.info(
@@ -255,9 +209,7 @@ def evaluate_run(
         params,
         images,
         eval_rng,
-        num_importance_samples,
-        log_px,
-        elbo,
+        (num_importance_samples, log_px, elbo),
         os.path.join(workdir, "figures", "bound_vs_k.png"),
         progress,
       )
@@ -308,7 +260,7 @@ def evaluate_run(
       model,
       params,
       data,
-      workdir_lib.read_metrics(workdir),
+      workdir_lib.read_records(workdir),
       os.path.join(workdir, "figures"),
       figure_rng,
     )

@@ -16,8 +16,8 @@ from vae_jax import validation
 from vae_jax.errors import ConfigError
 from vae_jax.names import resolve_image_layout
 from vae_jax.nets import registry
-from vae_jax.run.store import checkpoints as checkpoints_lib
-from vae_jax.run.store import workdir as workdir_lib
+from vae_jax.store import checkpoints as checkpoints_lib
+from vae_jax.store import workdir as workdir_lib
 
 __all__ = [
   "LoadedRun",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import jax
 import numpy as np
 from absl import logging
@@ -9,9 +11,12 @@ from absl import logging
 from vae_jax import step as step_lib
 from vae_jax.data.prepared import PreparedData
 from vae_jax.run import programs
-from vae_jax.run.store.resume import ChunkRecord
-from vae_jax.run.store.workdir import EpochRecord
+from vae_jax.store.resume import ChunkRecord
+from vae_jax.store.workdir import EpochRecord
 from vae_jax.viz import figure_data
+
+if TYPE_CHECKING:
+  from vae_jax.run.context import RunContext
 
 __all__ = [
   "epoch_record",
@@ -37,23 +42,21 @@ def _evaluate(config, model, params, images, rng):
 
 
 def epoch_record(
+  ctx: RunContext,
   epoch: int,
   state: step_lib.TrainState,
   chunks: list[ChunkRecord],
-  steps_per_epoch: int,
-  config,
-  data: PreparedData,
-  model,
-  eval_rng: jax.Array,
   train_seconds: float,
   wall_time_sec: float,
 ) -> EpochRecord:
-  """The metrics.jsonl record of the epoch that ends at `state`.
+  """The metrics.jsonl record of the epoch (0-based) that ends at `state`.
 
   Args:
     chunks: the epoch's chunks; their metrics are means over the chunk's
       steps whose update was taken.
   """
+  config, data, model = ctx.config, ctx.data, ctx.model
+  steps_per_epoch = ctx.steps_per_epoch
   taken = [c.steps - c.skipped_updates for c in chunks]
   total = sum(taken)
   train = {
@@ -66,9 +69,9 @@ def epoch_record(
     for k in step_lib.StepMetrics._fields
   }
   params = step_lib.evaluation_params(state)  # the average, if kept
-  test = _evaluate(config, model, params, data.test, eval_rng)
+  test = _evaluate(config, model, params, data.test, ctx.eval_rng)
   val_elbo = (
-    float(_evaluate(config, model, params, data.validation, eval_rng).elbo)
+    float(_evaluate(config, model, params, data.validation, ctx.eval_rng).elbo)
     if data.validation is not None
     else None
   )
@@ -137,16 +140,22 @@ def tensorboard_images(
 
 
 def write_figures(
-  model, params, data: PreparedData, history, directory: str, rng: jax.Array
+  model,
+  params,
+  data: PreparedData,
+  history: list[EpochRecord],
+  directory: str,
+  rng: jax.Array,
 ) -> dict[str, str]:
-  """The PNGs of vae_jax.viz for the test split: {name: path}."""
+  """The PNGs of vae_jax.viz for the test split, and the training curves
+  of `history`: {name: path}."""
   return figure_data.write_all_figures(
     model,
     params,
     data.test,
     data.dataset.test.labels,
     data.image_shape,
-    history,
+    [r.to_json() for r in history],
     directory,
     rng,
     label_names=label_names(data),

@@ -13,11 +13,13 @@ from typing import Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from vae_jax import chunks
 from vae_jax import evaluation
 from vae_jax import step as step_lib
 from vae_jax import validation
+from vae_jax.data import streaming
 from vae_jax.data.feeds import BatchFeed
 from vae_jax.run import mesh
 
@@ -27,6 +29,7 @@ __all__ = [
   "batch_feed",
   "chunk_lengths",
   "run_keys",
+  "train_stream",
   "compile_chunk",
   "evaluate_program",
   "init_state",
@@ -164,3 +167,23 @@ evaluate_program = jax.jit(
   evaluation.evaluate,
   static_argnames=("model", "batch_size", "num_samples", "analytic_kl"),
 )
+
+
+def train_stream(
+  config, data, place, rng: jax.Array, chunks: list[int], resume_at
+) -> streaming.Prefetcher:
+  """The streamed training chunks of a run from `resume_at` = (epoch,
+  chunk) on: the chunks before it are never gathered on the host nor sent
+  to the device. `rng` is this process's copy of the run's key (the host
+  draws the order)."""
+  first_epoch, first_chunk = resume_at
+  return streaming.stream_chunks(
+    np.asarray(data.train),
+    rng,
+    config.batch_size,
+    chunks,
+    first_epoch=first_epoch,
+    num_epochs=config.epochs - first_epoch,
+    first_chunk=first_chunk,
+    device=None if place is None else place.streamed_chunk,
+  )

@@ -1,44 +1,38 @@
-"""The stages of a run that a single run and a sweep's members share.
-
-`vae_jax.run.loop` (one run) and `vae_jax.run.sweep.group` (a vmapped group
-of runs) order them differently; each stage does one thing the same way for
-both: check the model against the data and memory, end an epoch (the
-metrics.jsonl record, the log line, TensorBoard, the best checkpoint),
-measure the trained model at the end, and say where a non-finite run stopped.
+"""The checks a single run and a sweep's members share: the model against
+the data and memory (before anything is written), and why a non-finite
+chunk or evaluation stops a run, in words that name the step and the last
+good checkpoint.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from typing import Any, NamedTuple, Optional
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
-from absl import logging
 
 from vae_jax import step as step_lib
 from vae_jax import validation
 from vae_jax.chunks import ChunkHealth
 from vae_jax.data.prepared import PreparedData
-from vae_jax.errors import ConfigError, NonFiniteError
-from vae_jax.evaluation import dataset as likelihood
+from vae_jax.errors import ConfigError
 from vae_jax.math import objectives
 from vae_jax.nets import registry
 from vae_jax.run import memory
-from vae_jax.run.outputs import epoch_record, log_epoch, tensorboard_images
-from vae_jax.run.store import checkpoints as checkpoints_lib
-from vae_jax.run.store import resume
-from vae_jax.run.store import workdir as workdir_lib
+from vae_jax.store import checkpoints as checkpoints_lib
+from vae_jax.store import workdir as workdir_lib
 
 __all__ = [
   "check_model",
   "MAX_SKIPPED_SHARE",
   "chunk_failure",
   "nonfinite_message",
-  "EpochEnd",
-  "end_epoch",
-  "final_measurements",
+  "nonfinite_evaluation",
+  "last_good",
+  "describe_model",
+  "write_run_config",
 ]
 
 # With skip_nonfinite_updates a run skips a rare non-finite update; once more
@@ -47,7 +41,7 @@ __all__ = [
 MAX_SKIPPED_SHARE = 0.1
 
 
-def _last_good(ckpts: checkpoints_lib.RunCheckpoints) -> str:
+def last_good(ckpts: checkpoints_lib.RunCheckpoints) -> str:
   last = ckpts.latest_step()
   return (
     f"the last good checkpoint is step {last} in "
@@ -71,7 +65,7 @@ def nonfinite_message(
   return (
     f"non-finite {quantity} at step {step} (epoch {epoch} of {epochs}): "
     "the run stopped there and saved nothing after it; "
-    f"{_last_good(ckpts)}. Rerun with --config.skip_nonfinite_updates=true "
+    f"{last_good(ckpts)}. Rerun with --config.skip_nonfinite_updates=true "
     "to skip such steps, or start a new run with a smaller "
     "--config.learning_rate"
   )
@@ -106,7 +100,7 @@ def chunk_failure(
     f"{epochs} were non-finite and skipped (this chunk's first at step "
     f"{step}), more than {MAX_SKIPPED_SHARE:.0%}: skipping is for a rare bad step, and this "
     "run diverges. The run stopped there and saved nothing after it; "
-    f"{_last_good(ckpts)}. Start a new run with a smaller "
+    f"{last_good(ckpts)}. Start a new run with a smaller "
     "--config.learning_rate"
   )
 
@@ -161,6 +155,18 @@ def closed_form_kl(model) -> bool:
   return objectives.uses_closed_form_kl(model, params, x)
 
 
+def write_run_config(outputs: str, config, config_file: str, data, model):
+  """OUTPUTS/config.json: the settings, the config file, the data, the
+  model's layers and its KL."""
+  workdir_lib.write_config(
+    outputs,
+    config,
+    config_file,
+    data.describe(),
+    describe_model(config, model),
+  )
+
+
 def describe_model(config, model) -> dict:
   """config.json's record of the model: its layers and which KL it trains.
 
@@ -175,137 +181,3 @@ def describe_model(config, model) -> dict:
     "prior": config.prior,
     "kl": "closed_form" if closed else "monte_carlo",
   }
-
-
-class EpochEnd(NamedTuple):
-  """What stays fixed for a run's epoch ends."""
-
-  config: Any
-  workdir: str
-  model: Any
-  data: PreparedData
-  eval_rng: Any
-  figure_rng: Any
-
-
-def end_epoch(
-  run: EpochEnd,
-  epoch: int,
-  state: step_lib.TrainState,
-  done: list[resume.ChunkRecord],
-  steps_per_epoch: int,
-  train_seconds: float,
-  wall_time_sec: float,
-  history: list[dict],
-  writer,
-  stopping,
-  ckpts: checkpoints_lib.RunCheckpoints,
-  local: Optional[step_lib.TrainState] = None,
-) -> None:
-  """An epoch's record: metrics.jsonl (appended to `history`), the log
-  line, TensorBoard, and the best checkpoint when its validation ELBO is.
-
-  Raises:
-    NonFiniteError: a non-finite validation or test ELBO (before anything
-      of the epoch is written).
-
-  `local` is the state evaluated (on a mesh: this process's replica of
-  `state`, which is what the checkpoint saves); default `state`.
-  """
-  local = state if local is None else local
-  record = epoch_record(
-    epoch,
-    local,
-    done,
-    steps_per_epoch,
-    run.config,
-    run.data,
-    run.model,
-    run.eval_rng,
-    train_seconds,
-    wall_time_sec,
-  )
-  failure = nonfinite_evaluation(record)
-  if failure:
-    raise NonFiniteError(
-      f"{failure}; {_last_good(ckpts)}. Start a new run "
-      "with a smaller --config.learning_rate"
-    )
-  history.append(workdir_lib.append_metrics(run.workdir, record))
-  log_epoch(record, run.config.epochs)
-  writer.write_scalars(
-    record.step, {k: v for k, v in history[-1].items() if k != "step"}
-  )
-  writer.write_images(
-    record.step,
-    tensorboard_images(
-      run.model, step_lib.evaluation_params(local), run.data, run.figure_rng
-    ),
-  )
-  writer.flush()
-  if stopping.update(history[-1]):
-    # The progress of a latest/ step at an epoch's end (a run resumes from
-    # best/ when every later latest/ step is damaged), and its val ELBO.
-    ckpts.save_best(
-      state,
-      dict(
-        resume.checkpoint_progress(epoch + 1, [], 0.0, wall_time_sec, history),
-        val_elbo=record.val_elbo,
-      ),
-    )
-
-
-def final_measurements(
-  config, workdir, model, state, data, ckpts, history, writer, eval_rng
-):
-  """The latent usage (a collapse warning) and, with
-  `final_importance_samples`, the test log p(x) of the best checkpoint (else
-  the last state) on the last line of metrics.jsonl. Returns those params
-  (the averaged ones when the run keeps an average)."""
-  best = ckpts.best_step()
-  params = (
-    step_lib.evaluation_params(state)
-    if best is None
-    else ckpts.restore_params(best, checkpoints_lib.BEST)
-  )
-  usage = likelihood.latent_usage(
-    model, params, data.test, config.eval_batch_size
-  )
-  likelihood.warn_if_collapsed(usage)
-  k = config.final_importance_samples
-  if k and history and history[-1].get("test_log_px") is None:
-    report = likelihood.likelihood_report(
-      model,
-      params,
-      data.test,
-      eval_rng,
-      k,
-      elbo_num_samples=config.eval_num_samples,
-      batch_size=config.eval_batch_size,
-    )
-    for record in history[:-1]:  # an extended run measured an earlier last
-      record.update(test_log_px=None, test_log_px_stderr=None)
-    history[-1].update(
-      test_log_px=report["test_log_px"],
-      test_log_px_stderr=report["test_log_px_stderr"],
-    )
-    workdir_lib.write_metrics(workdir, history)
-    writer.write_scalars(
-      history[-1]["step"],
-      {
-        "test_log_px": report["test_log_px"],
-        "test_log_px_stderr": report["test_log_px_stderr"],
-      },
-    )
-    writer.flush()
-    logging.info(
-      "test log p(x) %.2f ± %.2f (K = %d, %s checkpoint), gap to "
-      "the ELBO %.2f ± %.2f",
-      report["test_log_px"],
-      report["test_log_px_stderr"],
-      k,
-      "last" if best is None else "best",
-      report["test_gap"],
-      report["test_gap_stderr"],
-    )
-  return params

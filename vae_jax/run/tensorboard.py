@@ -174,3 +174,13 @@ def _load(logdir: str):
   )
   accumulator.Reload()
   return accumulator
+
+
+def for_run(outputs: str, start_step: int) -> SummaryWriter:
+  """OUTPUTS/tensorboard's writer for a run that goes on from `start_step`.
+  On resume (or a start over), readers drop the events a crashed run wrote
+  after the checkpoint, steps > start_step, which this run writes again."""
+  logdir = os.path.join(outputs, "tensorboard")
+  return SummaryWriter(
+    logdir, purge_step=start_step + 1 if os.path.isdir(logdir) else None
+  )

@@ -3,14 +3,14 @@
     WORKDIR/config.json      the run's resolved config (every setting), the
                              config file it started from, the data source
     WORKDIR/metrics.jsonl    one JSON object per epoch, `EpochRecord`
-                             (vae_jax.run.store.metrics)
+                             (vae_jax.store.metrics)
     WORKDIR/tensorboard/     event files (vae_jax.run.tensorboard)
-    WORKDIR/checkpoints/     latest/ and best/ (vae_jax.run.store.checkpoints)
+    WORKDIR/checkpoints/     latest/ and best/ (vae_jax.store.checkpoints)
     WORKDIR/figures/*.png    vae_jax.viz.figure_data.FIGURE_NAMES
     WORKDIR/eval.json        written by vae_jax.run.evaluate
 
 Other tools and notebooks read a run through these files alone. Small files
-are written to a temporary file and renamed (vae_jax.run.store.files), so a
+are written to a temporary file and renamed (vae_jax.store.files), so a
 kill never leaves one half-written. metrics.jsonl is appended to during a
 run and rewritten whole on resume from the records kept in the restored
 checkpoint, so a torn, emptied or overlong file is repaired. Its functions
@@ -33,14 +33,15 @@ from vae_jax.errors import ConfigError
 from vae_jax.names import resolve_image_layout
 
 # The run directory's files, re-exported: `workdir.read_metrics(...)` etc.
-from vae_jax.run.store.files import write_json_atomic, write_text_atomic
-from vae_jax.run.store.metrics import (
+from vae_jax.store.files import write_json_atomic, write_text_atomic
+from vae_jax.store.metrics import (
   METRIC_KEYS,
   EpochRecord,
   append_metrics,
   json_safe,
   keep_metrics_until,
   read_metrics,
+  read_records,
   write_metrics,
 )
 
@@ -51,6 +52,7 @@ __all__ = [
   "check_resumable",
   "write_config",
   "read_metrics",
+  "read_records",
   "append_metrics",
   "keep_metrics_until",
   "write_metrics",

@@ -19,8 +19,9 @@ from typing import Any, NamedTuple, Optional
 from absl import logging
 
 from vae_jax.errors import ConfigError
-from vae_jax.run.store import checkpoints as checkpoints_lib
-from vae_jax.run.store import workdir as workdir_lib
+from vae_jax.store import checkpoints as checkpoints_lib
+from vae_jax.store import workdir as workdir_lib
+from vae_jax.store.metrics import EpochRecord
 from vae_jax.step import StepMetrics, TrainState
 
 __all__ = [
@@ -63,7 +64,8 @@ class Progress(NamedTuple):
   epoch_chunks: tuple = ()  # ChunkRecords of an unfinished epoch
   epoch_train_seconds: float = 0.0  # that epoch's training seconds so far
   wall_time_sec: float = 0.0  # the run's seconds so far
-  records: Optional[list] = None  # None: a checkpoint from before records
+  # metrics.jsonl up to the step; None: a checkpoint from before records.
+  records: Optional[list[EpochRecord]] = None
 
   def to_json(self) -> dict[str, Any]:
     return {
@@ -71,7 +73,7 @@ class Progress(NamedTuple):
       "epoch_chunks": [c.to_json() for c in self.epoch_chunks],
       "epoch_train_seconds": self.epoch_train_seconds,
       "wall_time_sec": self.wall_time_sec,
-      "records": [workdir_lib.json_safe(r) for r in self.records or []],
+      "records": [r.to_json() for r in self.records or []],
     }
 
   @classmethod
@@ -81,14 +83,18 @@ class Progress(NamedTuple):
       tuple(ChunkRecord.from_json(c) for c in stored.get("epoch_chunks", [])),
       float(stored.get("epoch_train_seconds", 0.0)),
       float(stored.get("wall_time_sec", 0.0)),
-      ([dict(r) for r in stored["records"]] if "records" in stored else None),
+      (
+        [EpochRecord.from_json(r) for r in stored["records"]]
+        if "records" in stored
+        else None
+      ),
     )
 
 
 class Start(NamedTuple):
   state: TrainState
   progress: Progress  # the restored step's progress; Progress() when fresh
-  history: list[dict]  # metrics.jsonl's records up to state.step
+  history: list[EpochRecord]  # metrics.jsonl's records up to state.step
   restored_step: Optional[int]  # None: the run starts from the beginning
   restored_from: Optional[str] = None  # LATEST or BEST; None when fresh
 
@@ -179,7 +185,7 @@ def checkpoint_progress(
   done: list,
   train_seconds: float,
   wall_time_sec: float,
-  history: list[dict],
+  history: list[EpochRecord],
 ) -> dict:
   """The `progress` item of a latest/ checkpoint, as JSON (`Progress`).
 

@@ -2,7 +2,7 @@
 
 A kill (or a full disk) never leaves such a file half-written: the reader
 sees the old content or the new. config.json, eval.json, metrics.jsonl when
-rewritten (`vae_jax.run.store.metrics`), a sweep's sweep.json and
+rewritten (`vae_jax.store.metrics`), a sweep's sweep.json and
 status.json.
 """
 

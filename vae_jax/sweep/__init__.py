@@ -6,7 +6,7 @@
     stack     the member axis: states stacked and split, who trains
     summary   summary.csv, summary.md, comparison.png
 
-`from vae_jax.run import sweep` then `sweep.run_sweep(...)`,
+`from vae_jax import sweep` then `sweep.run_sweep(...)`,
 `sweep.plan_sweep(...)`: the grid's names are imported with this package
 (pure Python), the driver's on first use (PEP 562), so a launcher checks a
 sweep's command line before JAX starts.
@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from vae_jax.run.sweep.grid import (
+from vae_jax.sweep.grid import (
   SWEEP_JSON,
   SweepPlan,
   check_sweep_dir,
@@ -25,7 +25,7 @@ from vae_jax.run.sweep.grid import (
 )
 
 if TYPE_CHECKING:
-  from vae_jax.run.sweep.driver import (
+  from vae_jax.sweep.driver import (
     STATUS_JSON,
     read_status,
     run_sweep,
@@ -48,7 +48,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
   if name in _DRIVER:
-    return getattr(importlib.import_module("vae_jax.run.sweep.driver"), name)
+    return getattr(importlib.import_module("vae_jax.sweep.driver"), name)
   raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -9,7 +9,7 @@
     integrity     checksums, file and room checks, orbax's noise
     resume        the newest intact checkpoint, or a start over
 
-Import the modules themselves (`from vae_jax.run.store import workdir`):
+Import the modules themselves (`from vae_jax.store import workdir`):
 this file imports nothing, so the launchers check a directory (workdir,
 lock: no JAX) before JAX starts.
 """

@@ -1,14 +1,14 @@
 """A sweep: its members trained group by group into SWEEP_DIR, then compared.
 
     SWEEP_DIR/sweep.json       the grid, its members' settings and the groups
-    SWEEP_DIR/<member>/        a run directory (vae_jax.run.store.workdir),
+    SWEEP_DIR/<member>/        a run directory (vae_jax.store.workdir),
                                one per member, read by every tool that reads
                                a run
     SWEEP_DIR/status.json      each finished member: done | early_stopped |
                                diverged, why, its active units
     SWEEP_DIR/summary.csv, summary.md, comparison.png   (sweep.summary)
 
-A group runs vmapped (`vae_jax.run.sweep.group`) when vectorised, else its
+A group runs vmapped (`vae_jax.sweep.group`) when vectorised, else its
 members run one after another through `train_and_evaluate`: the same run
 directories either way, so a member resumes in either mode (bit for bit in
 the mode it began in). Running the same sweep again resumes every
@@ -36,12 +36,12 @@ from vae_jax.run import loop
 from vae_jax.run import memory
 from vae_jax.run import stages
 from vae_jax.run.early_stopping import EarlyStopping
-from vae_jax.run.store import checkpoints as checkpoints_lib
-from vae_jax.run.store import workdir as workdir_lib
-from vae_jax.run.store.lock import WorkdirLock
-from vae_jax.run.sweep import group as sweep_group
-from vae_jax.run.sweep import summary as sweep_summary
-from vae_jax.run.sweep.grid import SWEEP_JSON, SweepPlan, check_sweep_dir
+from vae_jax.store import checkpoints as checkpoints_lib
+from vae_jax.store import workdir as workdir_lib
+from vae_jax.store.lock import WorkdirLock
+from vae_jax.sweep import group as sweep_group
+from vae_jax.sweep import summary as sweep_summary
+from vae_jax.sweep.grid import SWEEP_JSON, SweepPlan, check_sweep_dir
 
 __all__ = ["run_sweep", "vectorize_choice", "read_status", "STATUS_JSON"]
 
@@ -63,10 +63,9 @@ _DATA_SETTINGS = (
 def vectorize_choice(vectorize: str, backend: Optional[str] = None) -> bool:
   """`on`/`off`, or `auto`: off on CPU, on on GPU and TPU.
 
-  On the 2-core CPU a vmapped group of 8 default models trained at
-  0.61–0.77× the speed of the 8 runs one after
-  another (benchmarks/sweep.py); on an accelerator a small model leaves
-  most of the device idle and a group fills it (not measured here).
+  On the CPU a vmapped group trained slower than its members one after
+  another (benchmarks/results/sweep.json); on an accelerator a small model
+  leaves most of the device idle and a group fills it (not measured yet).
   """
   if vectorize in ("on", "off"):
     return vectorize == "on"

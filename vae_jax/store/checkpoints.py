@@ -42,7 +42,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from vae_jax.errors import UserError
-from vae_jax.run.store import integrity
+from vae_jax.store import integrity
 from vae_jax.step import TrainState
 
 __all__ = [

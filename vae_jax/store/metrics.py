@@ -1,7 +1,7 @@
 """WORKDIR/metrics.jsonl: one JSON object per epoch, `EpochRecord`.
 
 The file is appended to during a run and rewritten whole on resume from
-the records kept in the restored checkpoint (`vae_jax.run.store.resume`),
+the records kept in the restored checkpoint (`vae_jax.store.resume`),
 so a torn, emptied or overlong file is repaired. Strict JSON: NaN and ±inf
 are written as null.
 """
@@ -17,12 +17,13 @@ from typing import Optional
 from absl import logging
 
 from vae_jax.errors import ConfigError
-from vae_jax.run.store.files import write_text_atomic
+from vae_jax.store.files import write_text_atomic
 
 __all__ = [
   "EpochRecord",
   "METRIC_KEYS",
   "read_metrics",
+  "read_records",
   "append_metrics",
   "keep_metrics_until",
   "write_metrics",
@@ -66,12 +67,23 @@ class EpochRecord:
   test_log_px: Optional[float] = None
   test_log_px_stderr: Optional[float] = None
 
+  def to_json(self) -> dict:
+    """metrics.jsonl's object of this record (NaN and ±inf as null)."""
+    return json_safe(dataclasses.asdict(self))
+
+  @classmethod
+  def from_json(cls, item: dict) -> "EpochRecord":
+    """The record of one metrics.jsonl object (keys not in it: defaults)."""
+    return cls(**{k: item[k] for k in METRIC_KEYS if k in item})
+
 
 METRIC_KEYS = tuple(f.name for f in dataclasses.fields(EpochRecord))
 
 
 def read_metrics(workdir: str) -> list[dict]:
-  """The records of WORKDIR/metrics.jsonl, one dict per epoch ([] if none).
+  """WORKDIR/metrics.jsonl's JSON objects, one per epoch ([] if none), as
+  tools and notebooks read any run directory; the run itself keeps
+  `EpochRecord`s (`read_records`).
 
   A torn last line (a kill during the append) is dropped with a warning.
   """
@@ -95,6 +107,11 @@ def read_metrics(workdir: str) -> list[dict]:
   return records
 
 
+def read_records(workdir: str) -> list[EpochRecord]:
+  """WORKDIR/metrics.jsonl as `EpochRecord`s ([] if none)."""
+  return [EpochRecord.from_json(r) for r in read_metrics(workdir)]
+
+
 def json_safe(record: dict) -> dict:
   """`record` with NaN and ±inf as None: strict JSON."""
   return {
@@ -108,28 +125,26 @@ def _json_line(record: dict) -> str:
   return json.dumps(json_safe(record), allow_nan=False) + "\n"
 
 
-def append_metrics(workdir: str, record: EpochRecord) -> dict:
-  """Appends `record` to WORKDIR/metrics.jsonl; returns it as a JSON dict."""
-  as_dict = json_safe(dataclasses.asdict(record))
+def append_metrics(workdir: str, record: EpochRecord) -> None:
+  """Appends `record` to WORKDIR/metrics.jsonl."""
   with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
-    f.write(_json_line(as_dict))
-  return as_dict
+    f.write(_json_line(record.to_json()))
 
 
-def write_metrics(workdir: str, records: list[dict]) -> None:
+def write_metrics(workdir: str, records: list[EpochRecord]) -> None:
   """Replaces WORKDIR/metrics.jsonl by `records`, atomically."""
   write_text_atomic(
     os.path.join(workdir, "metrics.jsonl"),
-    "".join(_json_line(r) for r in records),
+    "".join(_json_line(r.to_json()) for r in records),
   )
 
 
-def keep_metrics_until(workdir: str, step: int) -> list[dict]:
+def keep_metrics_until(workdir: str, step: int) -> list[EpochRecord]:
   """Drops the records after `step` (a crash after the record, before its
   checkpoint) from metrics.jsonl; returns the records kept. (For
   checkpoints that carry no records of their own.)"""
-  records = read_metrics(workdir)
-  kept = [r for r in records if r["step"] <= step]
+  records = read_records(workdir)
+  kept = [r for r in records if r.step <= step]
   if os.path.exists(os.path.join(workdir, "metrics.jsonl")):
     write_metrics(workdir, kept)  # rewritten whole: drops a torn line too
   if len(kept) != len(records):
