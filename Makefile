@@ -9,7 +9,7 @@ WORKDIR ?= runs/$(shell date +%Y%m%d-%H%M%S)
 DATA_DIR ?=
 ARGS ?=
 
-.PHONY: train test test-fast lint setup data clean
+.PHONY: train test test-fast lint docs setup data clean
 
 train: setup
 ifeq ($(DATA_DIR),)
@@ -19,10 +19,10 @@ else
 	$(PY) -m experiments.train --workdir=$(WORKDIR) --config.data_dir=$(DATA_DIR) $(ARGS)
 endif
 
-# Lint, format and types first (seconds), then two pytest workers, each
-# taking whole test files, so that a file's shared training run (a module
-# fixture) is computed once.
-test: setup lint
+# Lint, format and types first (seconds), the docs site built strictly,
+# then two pytest workers, each taking whole test files, so that a file's
+# shared training run (a module fixture) is computed once.
+test: setup lint docs
 	@bash scripts/ensure_data.sh --optional
 	$(PY) -m pytest -q -n 2 --dist loadfile tests
 
@@ -31,6 +31,12 @@ lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+
+# The documentation site (mkdocs.yml, docs/) into site/. --strict: a broken
+# link, cross-reference or docstring, or a page left out of the navigation,
+# fails the build (and `make test`).
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
 
 # The fast tier, for the edit-test loop: the suite less the tests marked
 # `slow` (launcher subprocesses, kill/resume, notebooks, sweeps, device
@@ -48,11 +54,11 @@ setup: $(STAMP)
 $(STAMP): constraints.txt setup.cfg pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -c constraints.txt --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[test,docs]'
 	@touch $@
 
 data:
 	@bash scripts/ensure_data.sh
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site

@@ -26,6 +26,8 @@ The three programs are measured --repeats times, alternating; the best of
 each is compared (the least disturbed on a shared machine), and the median
 of the per-repeat ratios is printed beside it. --profile adds the estimator's
 per-op trace (benchmarks/op_profile.py): which ops take its time.
+--record=PATH also writes the numbers as a result record
+(benchmarks/records.py), e.g. benchmarks/results/importance_sampling.json.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from vae_jax.evaluation import dataset
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import op_profile  # pylint: disable=g-import-not-at-top,wrong-import-position
+import records  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _K = flags.DEFINE_integer("num_samples", 1000, "K per image.")
 _N = flags.DEFINE_integer("num_examples", 200, "Images timed per repeat.")
@@ -54,6 +57,12 @@ _HIDDEN = flags.DEFINE_list("hidden_dims", ["500"], "Hidden widths.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Alternating repeats.")
 _PROFILE = flags.DEFINE_bool(
   "profile", False, "Also print the estimator's time op by op."
+)
+_RECORD = flags.DEFINE_string(
+  "record",
+  "",
+  "Also write the numbers as a record (JSON) to this path, e.g. "
+  "benchmarks/results/importance_sampling.json.",
 )
 
 
@@ -162,6 +171,10 @@ def main(argv):
     f"projected: the 10,000 test images at K = 5000 in {full / 60:.1f} min "
     f"(limit: {10_000 * 5000 / k / limit / 60:.1f} min)"
   )
+  if _RECORD.value:
+    _write_record(
+      hidden, k, n, chunk, rate, limit, floor, flops, full, median_pct
+    )
   if _PROFILE.value:
     # The program of one call over all n images (n ≤ 200,000 / K: one block).
     hlo = (
@@ -183,6 +196,61 @@ def main(argv):
       "(a step = an image)"
     )
     print(op_profile.table(op_profile.op_times(estimate), hlo, n))
+
+
+def _write_record(hidden, k, n, chunk, rate, limit, floor, flops, full, median):
+  model = f"784-{'-'.join(map(str, hidden))}-{_LATENT.value}"
+  column = records.Column
+  records.write(
+    records.new(
+      "importance_sampling",
+      records.BENCHMARK,
+      title=f"The importance-sampled log p(x) against the decoder-matmul "
+      f"limit ({model}, K = {k})",
+      config=dict(
+        model=model,
+        num_samples=k,
+        num_examples=n,
+        chunk=chunk,
+        repeats=_REPEATS.value,
+      ),
+      numbers={
+        "decoder matmuls, GFLOP/s": round(flops, 1),
+        "the 10,000 test images at K = 5000, minutes": round(full / 60, 1),
+        "the estimator's % of the limit, median of the repeats": round(median),
+      },
+      table=records.Table(
+        columns=(
+          column(key="row", header="program"),
+          column(key="images_per_sec", header="images/s", format=",.1f"),
+          column(
+            key="percent_of_limit",
+            header="% of limit",
+            format=".0f",
+            suffix="%",
+          ),
+        ),
+        rows=(
+          dict(
+            row="estimator (`dataset_log_px`)",
+            images_per_sec=rate,
+            percent_of_limit=100 * rate / limit,
+          ),
+          dict(
+            row="matmuls + log p(x|z)",
+            images_per_sec=floor,
+            percent_of_limit=100 * floor / limit,
+          ),
+          dict(
+            row="limit (matmuls)", images_per_sec=limit, percent_of_limit=100
+          ),
+        ),
+      ),
+      notes=f"Best of {_REPEATS.value} alternating repeats, after compilation.",
+    ),
+    _RECORD.value,
+  )
+  print(f"wrote {_RECORD.value}")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ Fashion-MNIST, with the training split on the device:
 
   sequential  each member's compiled chunk (vae_jax.run.programs), one
               member after another: what --vectorize=off does
-  vmapped     vae_jax.run.sweep.group.group_chunk, all members in one
+  vmapped     vae_jax.sweep.group.group_chunk, all members in one
               program: what --vectorize=on does
 
 Compilation is done before timing. Repeats alternate the two modes (so a
@@ -20,7 +20,9 @@ busy machine slows both alike); examples/s counts every member's examples
 row `auto` is the mode `--vectorize=auto` picks on this backend, with its
 ratio to the faster of the two. Prints a table, then one JSON line per row.
 --hidden_dims and --latent_dim change the model, --synthetic=N and
---data_dir=DIR the data (benchmarks/bench_data.py).
+--data_dir=DIR the data (benchmarks/bench_data.py). --record=PATH also
+writes the table as a result record (benchmarks/records.py), e.g.
+benchmarks/results/sweep.json.
 """
 
 from __future__ import annotations
@@ -39,10 +41,14 @@ flags.DEFINE_integer("steps", 50, "Steps per timed chunk.")
 flags.DEFINE_integer("repeats", 5, "Alternating repeats of both modes.")
 flags.DEFINE_list("hidden_dims", ["500"], "The members' hidden widths.")
 flags.DEFINE_integer("latent_dim", 20, "The members' latent size.")
+flags.DEFINE_string(
+  "record", "", "Also write the table as a record (JSON) to this path."
+)
 FLAGS = flags.FLAGS
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_data  # pylint: disable=g-import-not-at-top,wrong-import-position
+import records  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def main(argv):
@@ -56,10 +62,10 @@ def main(argv):
   from vae_jax.data.prepared import prepare_data
   from vae_jax.nets import registry  # pylint: disable=g-import-not-at-top
   from vae_jax.run import programs  # pylint: disable=g-import-not-at-top
-  from vae_jax.run import sweep  # pylint: disable=g-import-not-at-top
+  from vae_jax import sweep  # pylint: disable=g-import-not-at-top
 
   # pylint: disable-next=g-import-not-at-top
-  from vae_jax.run.sweep import group as sweep_group
+  from vae_jax.sweep import group as sweep_group
 
   config = default.get_config()
   config.hidden_dims = tuple(int(h) for h in FLAGS.hidden_dims)
@@ -150,6 +156,46 @@ def main(argv):
         dict(row, members=FLAGS.members, steps=n, backend=jax.default_backend())
       )
     )
+  if FLAGS.record:
+    column = records.Column
+    records.write(
+      records.new(
+        "sweep",
+        records.BENCHMARK,
+        title=f"A sweep's group of {FLAGS.members} {model_name} models: "
+        "vmapped against one after another",
+        config=dict(
+          members=FLAGS.members,
+          steps=n,
+          batch_size=config.batch_size,
+          repeats=FLAGS.repeats,
+          data=bench_data.describe(),
+        ),
+        table=records.Table(
+          columns=(
+            column(key="mode", header="mode"),
+            column(key="examples_per_sec", header="examples/s", format=",.0f"),
+            column(
+              key="speedup_vs_sequential",
+              header="vs sequential",
+              format=".2f",
+              suffix="×",
+            ),
+          ),
+          rows=tuple(
+            {
+              k: row[k]
+              for k in ("mode", "examples_per_sec", "speedup_vs_sequential")
+            }
+            for row in rows
+          ),
+        ),
+        notes=f"Compiled beforehand; {FLAGS.repeats} alternating repeats, "
+        "medians.",
+      ),
+      FLAGS.record,
+    )
+    print(f"wrote {FLAGS.record}")
   sys.stdout.flush()
 
 

@@ -23,6 +23,10 @@ run's best one, so every run reaches them all.
 
 --override=K=V,… changes the trained configs (e.g. epochs=2 for a smoke
 test); --synthetic=N or --data_dir=DIR the data (benchmarks/bench_data.py).
+--record=PATH also writes the table as a result record
+(benchmarks/records.py), e.g. benchmarks/results/time_to_quality.json; its
+"wall time ÷ FIRST's" numbers are what `scripts/record_run.py
+--time_ratio` puts into a run's results row (`0.24×`).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_data  # pylint: disable=g-import-not-at-top,wrong-import-position
+import records  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _RUNS = flags.DEFINE_list(
   "runs",
@@ -56,6 +61,12 @@ _OVERRIDES = flags.DEFINE_list(
   "override", [], "K=V settings of the trained configs; tuples joined by '/'."
 )
 _PLOT = flags.DEFINE_string("plot", "time_to_quality.png", "The figure.")
+_RECORD = flags.DEFINE_string(
+  "record",
+  "",
+  "Also write the table as a record (JSON) to this path, e.g. "
+  "benchmarks/results/time_to_quality.json.",
+)
 
 
 class Curve(NamedTuple):
@@ -125,6 +136,54 @@ def report(curves: list[Curve], thresholds: list[float]) -> dict:
     "total_seconds": {c.name: c.seconds[-1] for c in curves},
     "epochs": {c.name: len(c.elbo) for c in curves},
   }
+
+
+def to_record(
+  curves: list[Curve], result: dict, config: Optional[dict] = None
+) -> records.Record:
+  """The report as a benchmark record: a row per threshold, the seconds of
+  each run and the ratios; the totals, best ELBOs and IS-NLLs as numbers."""
+  first = curves[0].name
+  column = records.Column
+  columns = [column(key="threshold", header="ELBO ≥", format=".2f")]
+  columns += [
+    column(key=f"{c.name}_s", header=f"{c.name} s", format=",.0f")
+    for c in curves
+  ]
+  columns += [
+    column(key=ratio, header=ratio, format=".2f", suffix="×")
+    for ratio in result["ratios"]
+  ]
+  rows = []
+  for i, threshold in enumerate(result["thresholds"]):
+    row: dict = {"threshold": threshold}
+    for c in curves:
+      row[f"{c.name}_s"] = result["seconds_to_threshold"][c.name][i]
+    for ratio, values in result["ratios"].items():
+      row[ratio] = values[i]
+    rows.append(row)
+  numbers: dict = {}
+  for c in curves:
+    nll = result["final_is_nll"][c.name]
+    numbers[f"{c.name}: best {c.metric}"] = round(
+      result["best_elbo"][c.name], 2
+    )
+    numbers[f"{c.name}: final IS-NLL"] = None if nll is None else round(nll, 2)
+    numbers[f"{c.name}: wall time, s"] = round(result["total_seconds"][c.name])
+    numbers[f"{c.name}: epochs"] = result["epochs"][c.name]
+  for c in curves[1:]:
+    numbers[f"{c.name}: wall time ÷ {first}'s"] = round(
+      result["total_seconds"][c.name] / result["total_seconds"][first], 3
+    )
+  return records.new(
+    "time_to_quality",
+    records.BENCHMARK,
+    title="Wall time to validation-ELBO thresholds: "
+    + " against ".join(c.name for c in curves),
+    config=config or {},
+    numbers=numbers,
+    table=records.Table(columns=tuple(columns), rows=tuple(rows)),
+  )
 
 
 def _show(value: Optional[float], spec: str = ".0f") -> str:
@@ -226,6 +285,10 @@ def main(argv):
   result = report(curves, thresholds)
   print_table(curves, result)
   print(json.dumps(result))
+  if _RECORD.value:
+    config = {"runs": _RUNS.value, "train": _TRAIN.value}
+    records.write(to_record(curves, result, config), _RECORD.value)
+    print(f"wrote {_RECORD.value}")
   if _PLOT.value:
     draw(curves, thresholds, _PLOT.value)
     print(f"wrote {_PLOT.value}")

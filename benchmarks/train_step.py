@@ -48,6 +48,10 @@ bench_data.py) choose the data. --override=compute_dtype=bfloat16 runs the
 trainer in bf16 (the baselines stay float32); --compute_dtypes=bfloat16
 adds rows trainer-bf16 and matmuls-bf16 (the matmul bound with bf16
 matmuls) beside the float32 ones.
+
+--record=PATH also writes the table (or --users' medians) as a result
+record (benchmarks/records.py), e.g. benchmarks/results/train_step.json,
+for scripts/tables.py.
 """
 
 from __future__ import annotations
@@ -71,6 +75,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_data  # pylint: disable=g-import-not-at-top,wrong-import-position
 import op_profile  # pylint: disable=g-import-not-at-top,wrong-import-position
 import plain_vae  # pylint: disable=g-import-not-at-top,wrong-import-position
+import records  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _MODELS = flags.DEFINE_list(
   "models", ["default", "paper"], "Configs whose models are measured."
@@ -105,6 +110,23 @@ _DTYPES = flags.DEFINE_list(
   "Also these compute "
   "dtypes: a trainer and a matmuls row for each, "
   "e.g. bfloat16.",
+)
+_RECORD = flags.DEFINE_string(
+  "record",
+  "",
+  "Also write the results as a record (JSON) to this path, e.g. "
+  "benchmarks/results/train_step.json.",
+)
+_COLUMNS = (
+  records.Column(key="model", header="model"),
+  records.Column(key="row", header="row"),
+  records.Column(key="examples_per_sec", header="examples/s", format=",.0f"),
+  records.Column(
+    key="percent_of_limit", header="% of limit", format=".0f", suffix="%"
+  ),
+  records.Column(key="ratio_to_plain", header="× plain", format=".2f"),
+  records.Column(key="compile_sec", header="compile s", format=".1f"),
+  records.Column(key="memory_mb", header="memory MB", format=".0f"),
 )
 
 
@@ -303,7 +325,8 @@ def _plain_rows(config, images: np.ndarray, timed: set) -> list[_Row]:
   return rows
 
 
-def _measure(name: str) -> None:
+def _measure(name: str) -> list[dict]:
+  """Times the rows of config `name`; their table rows for the record."""
   from vae_jax.data.prepared import prepare_data  # pylint: disable=g-import-not-at-top
 
   config = _config(name)
@@ -371,6 +394,27 @@ def _measure(name: str) -> None:
     )
   for row in rows:
     print(json.dumps(row.summary))
+  table_rows = [
+    dict(
+      model=f"{name} {model}, batch {sizes.batch}",
+      row=(
+        f"matmuls (limit, {gflops:.0f} GFLOP/s)"
+        if row.name == "matmuls"
+        else row.name
+      ),
+      **{
+        k: row.summary[k]
+        for k in (
+          "examples_per_sec",
+          "percent_of_limit",
+          "ratio_to_plain",
+          "compile_sec",
+          "memory_mb",
+        )
+      },
+    )
+    for row in rows
+  ]
   if _PROFILE.value:
     heads = (sizes.hidden[-1], sizes.latent)  # the trainer's: two
     shapes = frozenset(
@@ -385,6 +429,18 @@ def _measure(name: str) -> None:
             op_profile.op_times(row.run), row.hlo, steps, param_shapes=shapes
           )
         )
+  return table_rows
+
+
+def _settings() -> dict:
+  return dict(
+    models=_MODELS.value,
+    repeats=_REPEATS.value,
+    override=_CONFIG_OVERRIDES.value,
+    rows=_ROWS_TIMED.value,
+    compute_dtypes=_DTYPES.value,
+    data=bench_data.describe(),
+  )
 
 
 def _plain_run(epochs: int) -> None:
@@ -451,6 +507,47 @@ def _users() -> None:
       dict(trainer=trainer, plain=plain, ratio=ratio, machine=_machine())
     )
   )
+  if _RECORD.value:
+    pairs = [t / p for t, p in zip(trainer, plain)]
+    records.write(
+      records.new(
+        "train_step_users",
+        records.BENCHMARK,
+        title="Training throughput as users see it: 3-epoch runs of the "
+        "launcher against plain",
+        config=_settings(),
+        numbers={"trainer ÷ plain, the 5 pairs": [min(pairs), max(pairs)]},
+        table=records.Table(
+          columns=(
+            records.Column(key="row", header="row"),
+            records.Column(
+              key="examples_per_sec",
+              header="examples/s (median of 5)",
+              format=",.0f",
+            ),
+            records.Column(
+              key="ratio_to_plain",
+              header="× plain (median of the pairs)",
+              format=".2f",
+            ),
+          ),
+          rows=(
+            dict(
+              row="trainer (`make train`'s launcher)",
+              examples_per_sec=statistics.median(trainer),
+              ratio_to_plain=ratio,
+            ),
+            dict(
+              row="plain",
+              examples_per_sec=statistics.median(plain),
+              ratio_to_plain=1.0,
+            ),
+          ),
+        ),
+      ),
+      _RECORD.value,
+    )
+    print(f"wrote {_RECORD.value}")
 
 
 def main(argv):
@@ -462,8 +559,22 @@ def main(argv):
   print(_machine())
   if _USERS.value:
     return _users()
-  for name in _MODELS.value:
-    _measure(name)
+  rows = [row for name in _MODELS.value for row in _measure(name)]
+  if _RECORD.value:
+    records.write(
+      records.new(
+        "train_step",
+        records.BENCHMARK,
+        title="Training throughput: the trainer against plain JAX and the "
+        "matmul limit",
+        config=_settings(),
+        table=records.Table(columns=_COLUMNS, rows=tuple(rows)),
+        notes=f"Medians of {_REPEATS.value} interleaved repeats of one "
+        "epoch each, after compilation.",
+      ),
+      _RECORD.value,
+    )
+    print(f"wrote {_RECORD.value}")
 
 
 if __name__ == "__main__":

@@ -127,6 +127,7 @@ def pytest_unconfigure(config):
 # a long file started last would leave one worker idle for its length.
 _SLOW_FILES = (
   "test_hierarchical_models.py",
+  "test_docs.py",
   "test_device_check.py",
   "test_notebooks.py",
   "test_sweep_members.py",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -109,15 +110,77 @@ def _load(name: str):
   return importlib.import_module(f"vae_jax.configs.{name}")
 
 
+_RESULTS_DIR = os.path.join(REPO_ROOT, "benchmarks", "results")
+_RECORD_NAMED = re.compile(r"\(benchmarks/results/([\w-]+)\.json\)")
+# What a header must not state itself: its record holds the time, the
+# machine and the rate.
+_TIMING_OR_MACHINE = re.compile(
+  r"EPYC|Xeon|Intel|AMD|µs|examples/s|images/s|GFLOP|\d-core|"
+  r"\b\d+(\.\d+)? ?(ms|s|min|minutes|seconds|hours?)\b"
+)
+
+
+def _quality_records() -> list[dict]:
+  found = []
+  for file in sorted(os.listdir(_RESULTS_DIR)):
+    with open(os.path.join(_RESULTS_DIR, file), encoding="utf-8") as f:
+      record = json.load(f)
+    if record["kind"] == "quality":
+      found.append(record)
+  return found
+
+
+def _numbers_of(value) -> list[float]:
+  """Every number in a record's (nested) numbers."""
+  if isinstance(value, bool):
+    return []
+  if isinstance(value, (int, float)):
+    return [float(value)]
+  if isinstance(value, dict):
+    value = list(value.values())
+  if isinstance(value, list):
+    return [n for v in value for n in _numbers_of(v)]
+  return []
+
+
 @pytest.mark.parametrize("name", configs.NAMES)
-def test_config_documents_command_time_and_result(name):
+def test_config_header_gives_command_and_result_from_its_record(name):
+  """The header gives the command, and the result in one `Result:` line
+  that names its record (benchmarks/results/NAME.json, which holds the
+  time, machine and date) and quotes only numbers of that record; no
+  timing or machine name of its own. A config without a quality record
+  says "not yet run"."""
   module = _load(name)
   doc = module.__doc__
   command = "python -m experiments.train"
   assert command in doc or "make train" in doc
   if name != "default":
     assert f"--config=vae_jax/configs/{name}.py" in doc
-  assert "Measured" in doc and "nats" in doc and " s" in doc
+  timing = _TIMING_OR_MACHINE.search(doc)
+  assert timing is None, f"{name}.py's header states {timing.group(0)!r}"
+  lines = [line for line in doc.splitlines() if line.startswith("Result:")]
+  assert len(lines) == 1, f"{name}.py: one Result: line, not {len(lines)}"
+  line = lines[0]
+  recorded = [
+    r for r in _quality_records() if r["numbers"]["config_file"] == f"{name}.py"
+  ]
+  named = _RECORD_NAMED.search(line)
+  if "not yet run" in line:
+    assert not recorded, f"{name}.py has a record: name it"
+  else:
+    assert named, f"{name}.py's Result: line names no record: {line}"
+    path = os.path.join(_RESULTS_DIR, f"{named.group(1)}.json")
+    assert os.path.exists(path), path
+    with open(path, encoding="utf-8") as f:
+      record = json.load(f)
+    assert record["kind"] == "quality"
+    assert record["numbers"]["config_file"] == f"{name}.py"
+    values = _numbers_of(record["numbers"])
+    for text in re.findall(r"-?\d+(?:\.\d+)?", line[: named.start()]):
+      places = len(text.partition(".")[2])
+      assert any(
+        abs(v - float(text)) <= 0.5 * 10**-places + 1e-9 for v in values
+      ), f"{name}.py's Result: {text} is not in {path}"
   assert os.path.exists(configs.path(name))
   validation.validate(module.get_config())
 

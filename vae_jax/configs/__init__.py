@@ -4,10 +4,10 @@
 
 `default.py` defines every setting and its default (the one source of
 truth); the others start from it and change a few fields. Each file's
-`get_config()` docstring states its command, its measured time and result,
-and the machine they were measured on. `path(name)` gives a packaged
-config's file, for installed wheels whose configs are not under the working
-directory.
+docstring states its command and, in one `Result:` line, its result and the
+record it comes from (benchmarks/results/NAME.json, which holds the time,
+the machine and the date). `path(name)` gives a packaged config's file, for
+installed wheels whose configs are not under the working directory.
 """
 
 import os

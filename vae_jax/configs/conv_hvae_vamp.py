@@ -10,8 +10,7 @@ architecture.
 
 Command: python -m experiments.train --config=vae_jax/configs/conv_hvae_vamp.py --workdir=runs/conv_hvae_vamp
 then:    python -m experiments.evaluate --workdir=runs/conv_hvae_vamp --checkpoint=best --num_importance_samples=5000
-Measured: not yet measured. A later run records here the test log p(x) in
-nats (K = 5000, best checkpoint), the epochs and the training time in s.
+Result: not yet run (then: scripts/record_run.py runs/conv_hvae_vamp writes benchmarks/results/conv_hvae_vamp.json).
 """
 
 from vae_jax.configs import hvae_vamp

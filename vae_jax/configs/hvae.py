@@ -10,8 +10,7 @@ given its parents' draws.
 
 Command: python -m experiments.train --config=vae_jax/configs/hvae.py --workdir=runs/hvae
 then:    python -m experiments.evaluate --workdir=runs/hvae --checkpoint=best --num_importance_samples=5000
-Measured: not yet measured. A later run records here the test log p(x) in
-nats (K = 5000, best checkpoint), the epochs and the training time in s.
+Result: not yet run (then: scripts/record_run.py runs/hvae writes benchmarks/results/hvae.json).
 """
 
 from vae_jax.configs import paper

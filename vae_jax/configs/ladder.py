@@ -11,8 +11,7 @@ parents' draws.
 
 Command: python -m experiments.train --config=vae_jax/configs/ladder.py --workdir=runs/ladder
 then:    python -m experiments.evaluate --workdir=runs/ladder --checkpoint=best --num_importance_samples=5000
-Measured: not yet measured. A later run records here the test log p(x) in
-nats (K = 5000, best checkpoint), the epochs and the training time in s.
+Result: not yet run (then: scripts/record_run.py runs/ladder writes benchmarks/results/ladder.json).
 """
 
 from vae_jax.configs import paper

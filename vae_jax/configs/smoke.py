@@ -4,12 +4,7 @@ Command: python -m experiments.train --config=vae_jax/configs/smoke.py --workdir
 A 784-64-2 MLP VAE (a 2-D latent, so the manifold figure is drawn), 2 epochs
 with one epoch of KL warm-up, a 1000-example validation split (best
 checkpoint, early stopping) and one checkpoint per epoch.
-Measured (Fashion-MNIST, seed 0, 2-core Intel Xeon): test ELBO -292.84
-nats after epoch 1 and -284.19 after epoch 2 (-284.17 before the encoder's
-heads became one matmul); 97,500 training examples/s in epoch 2 with a
-benchmark running beside it (58,000 before the bounds lost their K axis of
-size 1; 49,000-71,000 and 18 s for the whole command on the idle machine,
-before both).
+Result: test ELBO -284.19 nats after 2 epochs (benchmarks/results/smoke.json).
 """
 
 from vae_jax.configs import default

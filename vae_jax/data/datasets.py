@@ -320,8 +320,9 @@ def load_dataset(
     data_dir: where this dataset's files are: the IDX directory for a local
       source, TFDS's data directory for a TFDS source.
     validation_size: examples carved from the end of train.
-    train_split, test_split: split names of the source (TFDS slicing such as
+    train_split: the source's split to train on (TFDS slicing such as
       "train[:50%]" works for TFDS sources; IDX sources have train and test).
+    test_split: the source's split to test on (the same names).
 
   Raises:
     DataError: one line saying what is wrong and what to do.

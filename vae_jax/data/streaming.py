@@ -46,7 +46,8 @@ def host_chunks(
     chunk_lengths: the steps of each chunk of an epoch, in order; they sum to
       at most N // B (the remainder of the permutation is dropped, as on the
       device).
-    first_epoch, num_epochs: the epochs to stream.
+    first_epoch: the first epoch to stream.
+    num_epochs: how many epochs to stream.
     first_chunk: the chunk of `first_epoch` to start at (a run resumed from a
       checkpoint inside an epoch); the chunks before it are skipped, not
       gathered.

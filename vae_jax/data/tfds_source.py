@@ -182,7 +182,7 @@ def open_splits(
   """Opens the requested splits of TFDS dataset `name`, preparing it if need be.
 
   Args:
-    name: TFDS syntax, name[/config][:version].
+    name: TFDS syntax, `name[/config][:version]`.
     data_dir: TFDS's data directory; None: TFDS's default.
     requested: {flag: split name}, e.g. {"train_split": "train[:50%]"}; the
       flag names the setting in error messages.

@@ -131,7 +131,8 @@ def monte_carlo_kl(
 
   Args:
     rng: PRNG key.
-    mean, logvar: parameters of q, `[..., D]`.
+    mean: the mean of q, `[..., D]`.
+    logvar: the log-variance of q, `[..., D]`.
     num_samples: S.
     log_prior: log p(z) over the last axis; N(0, I) by default.
 
@@ -171,11 +172,10 @@ def bernoulli_log_likelihood(logits: chex.Array, x: chex.Array) -> chex.Array:
 def _softplus(logits: chex.Array) -> chex.Array:
   """log(1 + e^ℓ) = max(ℓ, 0) + log1p(e^−|ℓ|): exact and overflow-free.
 
-  The same values as `jax.nn.softplus` (`logaddexp(ℓ, 0)`), whose handling
-  of infinities costs more than the whole expression: the Bernoulli
-  log-likelihood of [500, 784] logits (the evaluation's chunk) took 1.10 ms
-  with it and 0.52 ms with this form, clip included (2-core Intel Xeon,
-  best of 5). Logits reach it clipped, so they are finite.
+  The same values as `jax.nn.softplus` (`logaddexp(ℓ, 0)`), without its
+  handling of infinities, which costs more than the whole expression
+  (benchmarks/results/likelihood_softplus.json). Logits reach it clipped,
+  so they are finite.
   """
   return jnp.maximum(logits, 0.0) + jnp.log1p(jnp.exp(-jnp.abs(logits)))
 

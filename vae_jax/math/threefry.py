@@ -10,11 +10,11 @@ default since jax 0.5). Why hand-written: on CPU, JAX lowers every threefry
 call to an XLA while loop of 5 iterations (rolled, to keep compile times
 down), and XLA runs each iteration's ops as separate kernels. A train step
 makes several small draws (its key, the batch's binarisation, the z noise),
-each one such loop. Measured on the 2-core Xeon (one process, interleaved
-medians): a step's `[128, 784]` bits took 0.72 ms with `jax.random.bits`
-and 0.20 ms with `bits` here, whose 20 rounds XLA fuses into one loop over
-the output together with the code around it. The functions accept keys with leading batch axes (vmap
-them, or pass the key data), so a key per example costs no loop either.
+each one such loop. Here the 20 rounds are plain arithmetic, which XLA
+fuses into one loop over the output together with the code around it
+(benchmarks/results/threefry.json). The functions accept keys with leading
+batch axes (vmap them, or pass the key data), so a key per example costs no
+loop either.
 
 The numbers are the same as jax.random's (tests/test_threefry.py checks it
 for keys, shapes, fold-ins and vmapped use), so runs, checkpoints and the

@@ -21,20 +21,18 @@ Why sub-pixel convolutions (Shi et al. 2016) and not transposed ones: each
 doubles H and W by a stride-1 convolution at the low resolution with 4×
 the channels, then a reshape (depth_to_space), which spans the same maps
 as a stride-2 transposed convolution of kernel 6. On XLA:CPU the gradient of
-a transposed convolution (an input-dilated convolution) runs about 5× slower
-than that of this plain one (measured on the 2-core CPU: 0.43 s against
-0.09 s for the decoder's backward pass of a batch of 128), and it dominated
-the step.
+a transposed convolution (an input-dilated convolution) is several times
+slower than that of this plain one, and it dominated the step.
 
 Why the convolutions are written as patches times a matrix (`PatchConv`):
 inside the `lax.scan` of a chunk of train steps, XLA:CPU runs the gradient
-of `lax.conv_general_dilated` 15-25× slower than outside one (measured: the
-encoder's backward pass, batch 128, 0.69 s in a scan against 0.04 s
-unrolled; a whole conv train step 3.9 s against 0.16 s). Gathering the
-k×k shifted, strided slices of the padded input and multiplying by the
+of `lax.conv_general_dilated` many times slower than outside one. Gathering
+the k×k shifted, strided slices of the padded input and multiplying by the
 kernel reshaped to a matrix is the same convolution (same parameters, same
 SAME padding, equal up to float rounding) built from slices and one dot,
-whose gradients are pads and dots: 0.037 s in the scan.
+whose gradients are pads and dots. The timings of both choices are in
+benchmarks/results/conv_forms.json; benchmarks/conv.py measures the patch
+form against nn.Conv on the machine at hand.
 
 Like the MLP, the model is a frozen dataclass of plain values and accepts
 leading batch axes (x `[..., H, W, C]`, z `[..., latent_dim]`).
