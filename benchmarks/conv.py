@@ -12,13 +12,16 @@ conv VAE's convolutions (two 4×4 stride-2 layers down, 28×28×1 → 14×14×c�
 and backward pass and an SGD update, `--steps` steps in one jitted
 `lax.scan`, once with PatchConv and once with nn.Conv of the same
 parameters. Repeats alternate the two; the table gives images/s (medians)
-and patch ÷ nn.Conv. Then one JSON line per row.
+and patch ÷ nn.Conv. Then one JSON line per row. --record=PATH also writes
+the table as a result record (benchmarks/records.py).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
+import sys
 import time
 
 import flax.linen as nn
@@ -29,10 +32,16 @@ from absl import flags
 
 from vae_jax.nets import conv
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import records  # pylint: disable=g-import-not-at-top,wrong-import-position
+
 _BATCH = flags.DEFINE_integer("batch", 128, "Images per step.")
 _STEPS = flags.DEFINE_integer("steps", 20, "Steps per timed scan.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Alternating repeats.")
 _CHANNELS = flags.DEFINE_list("channels", ["32", "64"], "c₁, c₂.")
+_RECORD = flags.DEFINE_string(
+  "record", "", "Also write the table as a record (JSON) to this path."
+)
 
 
 class _Stack(nn.Module):
@@ -129,6 +138,50 @@ def main(argv):
         )
       )
     )
+  if _RECORD.value:
+    column = records.Column
+    records.write(
+      records.new(
+        "conv",
+        records.BENCHMARK,
+        title=f"The conv VAE's convolutions in a lax.scan (28×28×1 → "
+        f"{channels[0]} → {channels[1]} → up, batch {batch}): PatchConv "
+        "against nn.Conv",
+        config=dict(
+          channels=list(channels),
+          batch=batch,
+          steps=steps,
+          repeats=_REPEATS.value,
+        ),
+        table=records.Table(
+          columns=(
+            column(key="layers", header="layers"),
+            column(key="images_per_sec", header="images/s", format=",.0f"),
+            column(
+              key="ratio_to_nn_conv",
+              header="÷ nn.Conv",
+              format=".2f",
+              suffix="×",
+            ),
+            column(key="compile_sec", header="compile s", format=".2f"),
+          ),
+          rows=tuple(
+            dict(
+              layers=name,
+              images_per_sec=medians[name],
+              ratio_to_nn_conv=medians[name] / medians["nn.Conv"],
+              compile_sec=row["compile_sec"],
+            )
+            for name, row in rows.items()
+          ),
+        ),
+        notes=f"Forward, backward and an SGD update, {steps} steps per "
+        f"jitted scan; compiled beforehand, {_REPEATS.value} alternating "
+        "repeats, medians.",
+      ),
+      _RECORD.value,
+    )
+    print(f"wrote {_RECORD.value}")
 
 
 if __name__ == "__main__":

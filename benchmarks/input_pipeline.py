@@ -17,12 +17,15 @@ the machine's load falls on all of them alike:
                   the previous chunk trains (a streamed `feeds.BatchFeed`).
 
 Both paths train on bit-identical batches (tests/test_data_*.py), so the
-difference is the cost of the input path alone.
+difference is the cost of the input path alone. --record=PATH also writes
+the table as a result record (benchmarks/records.py).
 """
 
 from __future__ import annotations
 
 import functools
+import os
+import sys
 import time
 
 import jax
@@ -38,6 +41,9 @@ from vae_jax.data import prepared
 from vae_jax.data import streaming as streaming_lib
 from vae_jax.nets.mlp import make_mlp_vae
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import records  # pylint: disable=g-import-not-at-top,wrong-import-position
+
 _DATASET = flags.DEFINE_string("dataset", "fashion_mnist", "Dataset name.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Where its files are.")
 _EPOCHS = flags.DEFINE_integer("epochs", 3, "Timed epochs per path.")
@@ -46,6 +52,9 @@ _CHUNK = flags.DEFINE_integer(
   "steps_per_chunk", 50, "Steps per streamed chunk."
 )
 _PREFETCH = flags.DEFINE_integer("prefetch", 2, "Chunks prefetched ahead.")
+_RECORD = flags.DEFINE_string(
+  "record", "", "Also write the table as a record (JSON) to this path."
+)
 
 
 def _chunk_lengths(steps_per_epoch: int, chunk: int) -> list[int]:
@@ -160,11 +169,11 @@ def main(argv):
       name, data, compiled, state, chunks, stream, _ = run
       run[3], seconds = _epoch(data, compiled, state, hparams, chunks, stream)
       run[6] += seconds
-  results = {}
+  results, seconds_of = {}, {}
   for name, _, _, _, _, stream, seconds in runs:
     if stream is not None:
       stream.close()
-    results[name] = examples / seconds
+    results[name], seconds_of[name] = examples / seconds, seconds
     print(
       f"{name:>14}: {results[name]:10.0f} examples/s "
       f"({_EPOCHS.value} epochs in {seconds:.2f}s)",
@@ -173,6 +182,53 @@ def main(argv):
   reference = results["on-device"]
   for name in list(results)[1:]:
     print(f"{name:>14} / on-device: {results[name] / reference:.3f}")
+  if _RECORD.value:
+    column = records.Column
+    records.write(
+      records.new(
+        "input_pipeline",
+        records.BENCHMARK,
+        title="The input paths: the split on the device against chunks "
+        f"streamed from the host ({on_device.dataset.source}, batch "
+        f"{_BATCH.value})",
+        config=dict(
+          dataset=_DATASET.value,
+          data_dir=_DATA_DIR.value or "",
+          train_shape=list(on_device.train.shape),
+          batch_size=_BATCH.value,
+          steps_per_epoch=steps_per_epoch,
+          epochs=_EPOCHS.value,
+          steps_per_chunk=_CHUNK.value,
+          prefetch=_PREFETCH.value,
+        ),
+        table=records.Table(
+          columns=(
+            column(key="path", header="path"),
+            column(key="examples_per_sec", header="examples/s", format=",.0f"),
+            column(key="seconds", header="s", format=".2f"),
+            column(
+              key="ratio_to_on_device",
+              header="÷ on-device",
+              format=".3f",
+            ),
+          ),
+          rows=tuple(
+            dict(
+              path=name,
+              examples_per_sec=rate,
+              seconds=seconds_of[name],
+              ratio_to_on_device=rate / reference,
+            )
+            for name, rate in results.items()
+          ),
+        ),
+        notes=f"The default model (784-500-20 MLP); {_EPOCHS.value} timed "
+        "epochs per path after a warm-up epoch, the paths taking turns "
+        "epoch by epoch; s: the timed epochs' sum.",
+      ),
+      _RECORD.value,
+    )
+    print(f"wrote {_RECORD.value}")
 
 
 if __name__ == "__main__":

@@ -14,8 +14,10 @@ Two kinds:
   benchmark  a timing; `table` holds its rows, `numbers` anything else,
              keyed by what each number is ("examples/s, trainer")
 
-A benchmark writes its record with `--record=PATH` (train_step.py,
-importance_sampling.py, time_to_quality.py, sweep.py, inference_gap.py):
+A benchmark writes its record with `--record=PATH` (every script of
+benchmarks/ with a main: train_step.py, importance_sampling.py,
+time_to_quality.py, sweep.py, inference_gap.py, conv.py, input_pipeline.py,
+variants.py):
 
     record = records.new("train_step", "benchmark", title=..., table=...)
     records.write(record, path)

@@ -41,6 +41,10 @@ reuses the ELBO row's program).
 --quick: the first 2000 training and 500 test images (a local IDX copy), 1
 epoch, K = 100 on 200 images: the same code path and architectures, for a
 smoke test and the time estimate, not for the numbers.
+
+--record=PATH also writes the table as a result record
+(benchmarks/records.py), e.g. benchmarks/results/variants.json (the
+--quick one: variants_quick.json).
 """
 
 from __future__ import annotations
@@ -54,6 +58,9 @@ import time
 from absl import app
 from absl import flags
 from absl import logging
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import records  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _QUICK = flags.DEFINE_bool("quick", False, "A tiny run of every row.")
 _EPOCHS = flags.DEFINE_integer("epochs", 20, "Epochs of every row.")
@@ -73,6 +80,9 @@ _ROWS = flags.DEFINE_list("rows", None, "Run only these rows (their names).")
 _WORKDIR = flags.DEFINE_string(
   "workdir", None, "Where the runs go; default: a temporary one."
 )
+_RECORD = flags.DEFINE_string(
+  "record", "", "Also write the table as a record (JSON) to this path."
+)
 
 _QUICK_TRAIN, _QUICK_TEST = 2000, 500
 _QUICK_IMPORTANCE, _QUICK_EVAL = 100, 200
@@ -83,6 +93,10 @@ _FULL_TRAIN = 60000
 class Row:
   name: str
   settings: dict
+
+  def describe(self) -> str:
+    """`objective=iwae, num_samples=5`; `default`."""
+    return ", ".join(f"{k}={v}" for k, v in self.settings.items()) or "default"
 
 
 def _rows(free_bits: float) -> list[Row]:
@@ -193,11 +207,9 @@ def _table(
     "|---|---|---|---|---|---|---|---|---|" + ("---|" if estimate else ""),
   ]
   for r in results:
-    settings = (
-      ", ".join(f"{k}={v}" for k, v in r.row.settings.items()) or "default"
-    )
     lines.append(
-      f"| {r.row.name} | {settings} | {r.nll:.2f} ± {r.nll_stderr:.2f} | "
+      f"| {r.row.name} | {r.row.describe()} | "
+      f"{r.nll:.2f} ± {r.nll_stderr:.2f} | "
       f"{r.test_elbo:.2f} | {r.gap:.2f} | {r.active_units} | "
       f"{r.train_seconds:.1f} | {r.eval_seconds:.1f} | "
       f"{r.examples_per_sec:.0f} |"
@@ -236,14 +248,88 @@ def main(argv):
         _run_row(row, data_dir, root, epochs, importance, eval_examples)
       )
   print(_table(results, epochs, importance, eval_examples, quick))
+  total = sum(_row_minutes(r, importance, eval_examples) for r in results)
   if quick:
-    total = sum(_row_minutes(r, importance, eval_examples) for r in results)
     print(
       f"\ngrid min: each row's time in the default grid "
       f"({_EPOCHS.default} epochs of 60000 images, K = 1000 on 2000 "
       f"images), from its throughput here; {total:.0f} min in all, "
       "plus compilation"
     )
+  if _RECORD.value:
+    _write_record(results, epochs, importance, eval_examples, quick, total)
+
+
+def _write_record(results, epochs, importance, eval_examples, quick, total):
+  column = records.Column
+  columns = [
+    column(key="row", header="row"),
+    column(key="settings", header="settings"),
+    column(key="is_nll", header="IS-NLL", format=".2f"),
+    column(key="test_elbo", header="test ELBO", format=".2f"),
+    column(key="gap", header="gap", format=".2f"),
+    column(key="active_units", header="active units"),
+    column(key="train_s", header="train s", format=".1f"),
+    column(key="eval_s", header="eval s", format=".1f"),
+    column(key="train_eps", header="train ex/s", format=",.0f"),
+  ]
+  if quick:
+    columns.append(column(key="grid_min", header="grid min", format=".0f"))
+  rows = []
+  for r in results:
+    row = dict(
+      row=r.row.name,
+      settings=r.row.describe(),
+      is_nll=dict(mean=r.nll, stderr=r.nll_stderr),
+      test_elbo=r.test_elbo,
+      gap=r.gap,
+      active_units=r.active_units,
+      train_s=r.train_seconds,
+      eval_s=r.eval_seconds,
+      train_eps=r.examples_per_sec,
+    )
+    if quick:
+      row["grid_min"] = _row_minutes(r, importance, eval_examples)
+    rows.append(row)
+  title = (
+    f"The variants at equal architecture and epochs ({epochs} epochs, "
+    f"IS-NLL with K = {importance} on the first {eval_examples} test images)"
+  )
+  if quick:
+    title = (
+      "The variants' grid, tiny (--quick): a smoke test and the time "
+      "estimate, not a comparison"
+    )
+  numbers = {}
+  if quick:
+    numbers[
+      f"the default grid's minutes ({_EPOCHS.default} epochs of 60000 "
+      "images, K = 1000 on 2000 images), from these rows' throughput"
+    ] = round(total)
+  records.write(
+    records.new(
+      "variants_quick" if quick else "variants",
+      records.BENCHMARK,
+      section="",
+      title=title,
+      config=dict(
+        quick=quick,
+        rows=[r.row.name for r in results],
+        epochs=epochs,
+        importance_samples=importance,
+        eval_examples=eval_examples,
+        free_bits=_FREE_BITS.value,
+        data_dir=_DATA_DIR.value,
+      ),
+      numbers=numbers,
+      table=records.Table(columns=tuple(columns), rows=tuple(rows)),
+      notes="784-500-20 MLP, or the conv VAE with channels 32, 64 and a "
+      "500-unit dense layer; seed 0. 'train s' is the loop's wall time "
+      "(with compilation); 'train ex/s' the last epoch's.",
+    ),
+    _RECORD.value,
+  )
+  print(f"wrote {_RECORD.value}")
 
 
 if __name__ == "__main__":
