@@ -8,7 +8,7 @@ published test NLL is 226.72 nats (Norouzi, Fleet & Norouzi 2020, Table 1).
 
 Command: python -m experiments.train --config=vae_jax/configs/hvae_vamp.py --workdir=runs/hvae_vamp
 then:    python -m experiments.evaluate --workdir=runs/hvae_vamp --checkpoint=best --num_importance_samples=5000
-Result: test log p(x) -227.53 ± 0.76 nats (K = 5000), ELBO -230.33, after 348 epochs, stopped by hand (benchmarks/results/hvae_vamp.json).
+Result: test log p(x) -227.53 ± 0.76 nats (K = 5000), 348 epochs, stopped by hand (benchmarks/results/hvae_vamp.json).
 """
 
 from vae_jax.configs import hvae
