@@ -34,6 +34,7 @@ import datetime
 import json
 import math
 import os
+import shlex
 import platform
 import sys
 from typing import Any, Optional
@@ -331,7 +332,7 @@ def command_line(argv: Optional[list[str]] = None) -> str:
   argv = list(sys.argv if argv is None else argv)
   script = os.path.relpath(os.path.abspath(argv[0]), REPO_ROOT)
   args = [a for a in argv[1:] if not a.startswith("--record")]
-  return " ".join(["python", script, *args])
+  return shlex.join(["python", script, *args])  # quoted: it can be rerun
 
 
 def new(

@@ -12,8 +12,11 @@ not exist is reported and its run skipped) and prints, for each run:
   each threshold (`wall_time_sec` of metrics.jsonl: training and the
   epochs' evaluations after the training program's compilation, so the
   first evaluation's compilation counts in the second epoch; test ELBO for
-  a run without a validation split), the best validation ELBO, and the final IS-NLL
-  (−test_log_px of the last line: config.final_importance_samples);
+  a run without a validation split), the best validation ELBO and the wall
+  time to its epoch (the best checkpoint's), and the IS-NLL: −test_log_px of
+  the run's eval.json (`experiments.evaluate --checkpoint=best
+  --num_importance_samples=5000`) when there is one, else of metrics.jsonl's
+  last line (config.final_importance_samples);
 
 then the time ratio first run ÷ each other run per threshold, one JSON
 line, and --plot (default time_to_quality.png): validation ELBO against
@@ -61,6 +64,12 @@ _OVERRIDES = flags.DEFINE_list(
   "override", [], "K=V settings of the trained configs; tuples joined by '/'."
 )
 _PLOT = flags.DEFINE_string("plot", "time_to_quality.png", "The figure.")
+_CONDITIONS = flags.DEFINE_string(
+  "conditions",
+  "",
+  "How the runs shared the machine, for the record (e.g. 'back to back, "
+  "idle'); the record's machine is this one.",
+)
 _RECORD = flags.DEFINE_string(
   "record",
   "",
@@ -76,7 +85,8 @@ class Curve(NamedTuple):
   seconds: list[float]  # wall_time_sec at each epoch's end
   elbo: list[float]  # validation ELBO (else test ELBO) at each epoch's end
   metric: str  # "val_elbo" or "test_elbo"
-  is_nll: Optional[float]  # −test_log_px of the last line, if measured
+  is_nll: Optional[float]  # −test_log_px of eval.json, else the last line
+  is_nll_source: str  # "eval.json" or "metrics.jsonl"
 
 
 def read_curve(name: str, workdir: str) -> Curve:
@@ -88,14 +98,26 @@ def read_curve(name: str, workdir: str) -> Curve:
   if not records:
     raise ValueError(f"{workdir}/metrics.jsonl holds no epoch")
   metric = "val_elbo" if records[0].get("val_elbo") is not None else "test_elbo"
-  log_px = records[-1].get("test_log_px")
+  log_px, source = records[-1].get("test_log_px"), "metrics.jsonl"
+  evaluation = os.path.join(workdir, "eval.json")
+  if os.path.exists(evaluation):
+    with open(evaluation) as f:
+      measured = json.load(f).get("test_log_px")
+    if measured is not None:
+      log_px, source = measured, "eval.json"
   return Curve(
     name,
     [r["wall_time_sec"] for r in records],
     [r[metric] for r in records],
     metric,
     None if log_px is None else -log_px,
+    source,
   )
+
+
+def seconds_to_best(curve: Curve) -> float:
+  """Wall time to the epoch of the best ELBO (the first, on a tie)."""
+  return curve.seconds[curve.elbo.index(max(curve.elbo))]
 
 
 def time_to(curve: Curve, threshold: float) -> Optional[float]:
@@ -134,12 +156,16 @@ def report(curves: list[Curve], thresholds: list[float]) -> dict:
     "metric": {c.name: c.metric for c in curves},
     "final_is_nll": {c.name: c.is_nll for c in curves},
     "total_seconds": {c.name: c.seconds[-1] for c in curves},
+    "best_seconds": {c.name: seconds_to_best(c) for c in curves},
     "epochs": {c.name: len(c.elbo) for c in curves},
   }
 
 
 def to_record(
-  curves: list[Curve], result: dict, config: Optional[dict] = None
+  curves: list[Curve],
+  result: dict,
+  config: Optional[dict] = None,
+  conditions: str = "",
 ) -> records.Record:
   """The report as a benchmark record: a row per threshold, the seconds of
   each run and the ratios; the totals, best ELBOs and IS-NLLs as numbers."""
@@ -170,6 +196,9 @@ def to_record(
     )
     numbers[f"{c.name}: final IS-NLL"] = None if nll is None else round(nll, 2)
     numbers[f"{c.name}: wall time, s"] = round(result["total_seconds"][c.name])
+    numbers[f"{c.name}: wall time to the best epoch, s"] = round(
+      result["best_seconds"][c.name]
+    )
     numbers[f"{c.name}: epochs"] = result["epochs"][c.name]
   for c in curves[1:]:
     numbers[f"{c.name}: wall time ÷ {first}'s"] = round(
@@ -181,6 +210,7 @@ def to_record(
     title="Wall time to validation-ELBO thresholds: "
     + " against ".join(c.name for c in curves),
     config=config or {},
+    conditions=conditions,
     numbers=numbers,
     table=records.Table(columns=tuple(columns), rows=tuple(rows)),
   )
@@ -211,8 +241,13 @@ def print_table(curves: list[Curve], result: dict) -> None:
     nll = result["final_is_nll"][c.name]
     print(
       f"{c.name}: best {c.metric} {max(c.elbo):.2f} after {len(c.elbo)} "
-      f"epochs, {c.seconds[-1]:.0f} s; final IS-NLL "
-      + ("n/a (set final_importance_samples)" if nll is None else f"{nll:.2f}")
+      f"epochs, {c.seconds[-1]:.0f} s ({result['best_seconds'][c.name]:.0f} s "
+      "to the best epoch); IS-NLL "
+      + (
+        "n/a (run experiments.evaluate)"
+        if nll is None
+        else f"{nll:.2f} ({c.is_nll_source})"
+      )
     )
 
 
@@ -287,7 +322,9 @@ def main(argv):
   print(json.dumps(result))
   if _RECORD.value:
     config = {"runs": _RUNS.value, "train": _TRAIN.value}
-    records.write(to_record(curves, result, config), _RECORD.value)
+    records.write(
+      to_record(curves, result, config, _CONDITIONS.value), _RECORD.value
+    )
     print(f"wrote {_RECORD.value}")
   if _PLOT.value:
     draw(curves, thresholds, _PLOT.value)

@@ -154,3 +154,27 @@ def test_early_stopped_member_stops_alone(idx_data_dir, tmp_path):
   ) as ckpts:
     assert ckpts.best_step() == 12  # epoch 1 (384 images, batch 32)
     assert ckpts.latest_step() == 24
+
+
+def test_summary_writes_swept_values_as_given_and_measurements_rounded(
+  tmp_path,
+):
+  from vae_jax.sweep import summary  # pylint: disable=g-import-not-at-top
+
+  members = [
+    {"name": f"learning_rate={v}", "settings": {"learning_rate": v}}
+    for v in (0.0015, 3e-05)
+  ]
+  for member, elbo in zip(members, (-230.8349, -231.5)):
+    os.makedirs(tmp_path / member["name"])
+    (tmp_path / member["name"] / "metrics.jsonl").write_text(
+      f'{{"epoch": 1, "test_elbo": {elbo}, "wall_time_sec": 2.0}}\n'
+    )
+  description = {
+    "axes": [{"name": "learning_rate", "values": [0.0015, 3e-05]}],
+    "members": members,
+  }
+  summary.write_summary(str(tmp_path), description, {})
+  rows = (tmp_path / "summary.md").read_text().splitlines()[2:]
+  assert rows[0].startswith("| learning_rate=0.0015 | 0.0015 | -230.83 |")
+  assert rows[1].startswith("| learning_rate=3e-05 | 3e-05 | -231.50 |")

@@ -6,7 +6,6 @@ import json
 import os
 import sys
 
-import pytest
 
 from conftest import REPO_ROOT
 
@@ -42,15 +41,17 @@ def test_times_ratios_nll_and_figure(tmp_path):
     ),
   )
   fast = time_to_quality.read_curve(
-    "fast", _write_run(tmp_path / "fast", [5, 10, 15], [-280, -245, -238])
+    "fast", _write_run(tmp_path / "fast", [5, 10, 15], [-280, -238, -239])
   )
   result = time_to_quality.report([slow, fast], [-250.0, -238.0, -236.0])
   assert result["seconds_to_threshold"] == {
     "paper": [30, 40, 40],
-    "fast": [10, 15, None],
+    "fast": [10, 10, None],
   }
-  assert result["ratios"] == {"paper/fast": [3.0, pytest.approx(40 / 15), None]}
+  assert result["ratios"] == {"paper/fast": [3.0, 4.0, None]}
   assert result["final_is_nll"] == {"paper": 230.0, "fast": None}
+  assert result["best_seconds"] == {"paper": 40, "fast": 10}
+  assert slow.is_nll_source == "metrics.jsonl"
   assert result["metric"] == {"paper": "val_elbo", "fast": "val_elbo"}
   # auto: from the worst first epoch (-300) to the worst best (-238).
   assert time_to_quality.auto_thresholds([slow, fast], 2) == [-269.0, -238.0]
@@ -58,3 +59,11 @@ def test_times_ratios_nll_and_figure(tmp_path):
   time_to_quality.draw([slow, fast], [-250.0], path)
   with open(path, "rb") as f:
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_is_nll_of_eval_json_wins_over_the_last_line(tmp_path):
+  directory = _write_run(tmp_path / "run", [5, 10], [-250, -240], -231.0)
+  with open(os.path.join(directory, "eval.json"), "w") as f:
+    json.dump({"checkpoint": "best", "test_log_px": -229.5}, f)
+  curve = time_to_quality.read_curve("run", directory)
+  assert (curve.is_nll, curve.is_nll_source) == (229.5, "eval.json")

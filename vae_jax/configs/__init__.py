@@ -18,6 +18,7 @@ NAMES = (
   "default",
   "smoke",
   "paper",
+  "fast",
   "vamp",
   "hvae",
   "hvae_vamp",

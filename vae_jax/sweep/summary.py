@@ -99,11 +99,15 @@ def _evaluated(workdir: str) -> dict[str, Any]:
   return found
 
 
-def _text(value: Any) -> str:
+def _text(value: Any, setting: bool = False) -> str:
+  """A cell: a measurement to two decimals; a swept setting as written
+  (`g`: 0.0015, 1e-05), which two decimals would round to 0.00."""
   if value is None:
     return ""
   if isinstance(value, float):
-    return f"{value:.2f}" if math.isfinite(value) else str(value)
+    if not math.isfinite(value):
+      return str(value)
+    return f"{value:g}" if setting else f"{value:.2f}"
   if isinstance(value, (list, tuple)):
     return "/".join(map(str, value))
   return str(value)
@@ -132,7 +136,11 @@ def write_summary(sweep_dir: str, description: dict, status: dict) -> None:
     os.path.join(sweep_dir, "summary.csv"), out.getvalue()
   )
   lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-  lines += ["| " + " | ".join(_text(r[k]) for k in keys) + " |" for r in rows]
+  settings = set(description["members"][0]["settings"]) if rows else set()
+  lines += [
+    "| " + " | ".join(_text(r[k], k in settings) for k in keys) + " |"
+    for r in rows
+  ]
   workdir_lib.write_text_atomic(
     os.path.join(sweep_dir, "summary.md"), "\n".join(lines) + "\n"
   )
@@ -166,7 +174,7 @@ def _plot(
     )
     for row in rows:
       if row["test_elbo"] is not None and math.isfinite(row["test_elbo"]):
-        key = tuple(_text(row[o]) for o in others)
+        key = tuple(_text(row[o], setting=True) for o in others)
         lines[key][values.index(row[name])].append(row["test_elbo"])
     numeric = all(
       isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
