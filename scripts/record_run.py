@@ -248,7 +248,7 @@ def build(args: argparse.Namespace) -> records.Record:
     jax_version=args.jax_version or jax.__version__,
     date=date,
     numbers=_plain(dataclasses.asdict(quality)),
-    source=f"scripts/record_run.py on the run directory {run_dir}",
+    source=f"scripts/record_run.py on the run directory {workdir}",
   )
 
 

@@ -136,7 +136,7 @@ def write_summary(sweep_dir: str, description: dict, status: dict) -> None:
     os.path.join(sweep_dir, "summary.csv"), out.getvalue()
   )
   lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-  settings = set(description["members"][0]["settings"]) if rows else set()
+  settings = set(description["members"][0]["settings"])
   lines += [
     "| " + " | ".join(_text(r[k], k in settings) for k in keys) + " |"
     for r in rows
